@@ -1,0 +1,323 @@
+//! The decision function: given the spec, the state and `now`, what happens
+//! next and why. It never performs the steps; the executor does, journaling
+//! an intent before and an outcome after each one.
+
+use crate::sli::close_window;
+use crate::spec::{Millis, RolloutSpec};
+use crate::state::{Event, NodeStatus, Outcome, Phase, RunState, Step, StepKind, Track};
+
+/// What the executor should do now.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decision {
+    /// Steps to start now (they may run concurrently: at most one per node).
+    pub steps: Vec<Step>,
+    /// A transition to journal and apply right away (no driver involved).
+    pub transition: Option<Event>,
+    /// Nothing to start before this time (unless an outcome arrives first).
+    pub wake_at: Option<Millis>,
+    /// Why the run is waiting, when it waits on a person.
+    pub waiting: Option<String>,
+}
+
+impl Decision {
+    fn wait_until(&mut self, t: Millis) {
+        self.wake_at = Some(self.wake_at.map_or(t, |w| w.min(t)));
+    }
+}
+
+fn step(kind: StepKind, node: &str, version: Option<&str>, reason: String) -> Step {
+    Step {
+        kind,
+        node: Some(node.to_string()),
+        version: version.map(str::to_string),
+        reason,
+    }
+}
+
+fn role(spec: &RolloutSpec, node: &str) -> String {
+    match spec.group_of(node) {
+        Some(0) => format!("canary {node}"),
+        Some(g) => format!("{node} (batch {g}/{})", spec.groups.len() - 1),
+        None => node.to_string(),
+    }
+}
+
+/// Reason text for the next step of a node.
+fn reason_for(
+    spec: &RolloutSpec,
+    node: &str,
+    track: Track,
+    kind: StepKind,
+    target: &str,
+) -> String {
+    let who = role(spec, node);
+    let why = match (track, kind) {
+        (Track::Back, StepKind::Drain) => "take out of rotation to restore".to_string(),
+        (_, StepKind::Drain) => format!("take out of rotation before deploying {target}"),
+        (_, StepKind::CheckDrained) => "wait for 0 active connections".to_string(),
+        (_, StepKind::Stage) => format!("stage release {target} and verify its checksum"),
+        (Track::Back, StepKind::Switch) => format!("switch back to last-known-good {target}"),
+        (_, StepKind::Switch) => format!("switch current to {target}"),
+        (_, StepKind::Restart) => format!("restart to serve {target}"),
+        (_, StepKind::CheckHealth) => format!("health check on {target}"),
+        (Track::Restore, StepKind::Enable) => {
+            "put back into rotation (release unchanged)".to_string()
+        }
+        (_, StepKind::Enable) => "put back into rotation".to_string(),
+        (_, StepKind::PostCheck) => "check it serves through the balancer".to_string(),
+        (_, k) => k.as_str().to_string(),
+    };
+    format!("{who}: {why}")
+}
+
+/// Next steps for the nodes of `candidates` that walk a track, honouring
+/// `max_unavailable` for nodes that would newly leave rotation.
+fn advance_nodes(
+    spec: &RolloutSpec,
+    state: &RunState,
+    now: Millis,
+    candidates: &[String],
+    d: &mut Decision,
+) {
+    let mut unavailable = candidates
+        .iter()
+        .filter(|n| {
+            let s = &state.nodes[*n];
+            s.out_of_rotation || s.in_flight == Some(StepKind::Drain)
+        })
+        .count();
+    for name in candidates {
+        let node = &state.nodes[name];
+        if node.in_flight.is_some() {
+            continue;
+        }
+        let (track, kind) = match (node.track, node.next_step()) {
+            (Track::Idle, _)
+                if state.phase == Phase::Rolling && node.status == NodeStatus::Untouched =>
+            {
+                (Track::Forward, StepKind::Drain)
+            }
+            (t, Some(k)) => (t, k),
+            _ => continue,
+        };
+        if kind == StepKind::Drain && !node.out_of_rotation {
+            if unavailable >= spec.max_unavailable {
+                continue;
+            }
+            unavailable += 1;
+        }
+        let target = match track {
+            Track::Back => node.before.clone().unwrap_or_default(),
+            _ => spec.version.clone(),
+        };
+        // Polling steps wait between tries.
+        let interval = match kind {
+            StepKind::CheckDrained => Some(spec.drain_poll_ms),
+            StepKind::CheckHealth => Some(spec.health_interval_ms),
+            _ => None,
+        };
+        if let (Some(iv), Some(last)) = (interval, node.last_try) {
+            if now < last + iv {
+                d.wait_until(last + iv);
+                continue;
+            }
+        }
+        let reason = if node.last_try.is_some() {
+            format!(
+                "{} (still waiting: {})",
+                reason_for(spec, name, track, kind, &target),
+                node.last_detail
+            )
+        } else {
+            reason_for(spec, name, track, kind, &target)
+        };
+        let version = matches!(
+            kind,
+            StepKind::Stage | StepKind::Switch | StepKind::Restart | StepKind::CheckHealth
+        )
+        .then_some(target.as_str());
+        d.steps.push(step(kind, name, version, reason));
+    }
+}
+
+fn finish(at: Millis, outcome: Outcome, reason: String) -> Event {
+    Event::Finished {
+        at,
+        outcome,
+        reason,
+    }
+}
+
+/// Decide what happens next.
+pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
+    let mut d = Decision::default();
+    match state.phase {
+        Phase::Finished(_) => {}
+        Phase::RollingBack | Phase::Aborting => {
+            let order: Vec<String> = spec.nodes().cloned().collect();
+            advance_nodes(spec, state, now, &order, &mut d);
+            let busy = state
+                .nodes
+                .values()
+                .any(|n| n.in_flight.is_some() || n.track != Track::Idle);
+            if d.steps.is_empty() && !busy {
+                let failed: Vec<&String> = state
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| n.status == NodeStatus::Failed)
+                    .map(|(k, _)| k)
+                    .collect();
+                let cause = state
+                    .cause
+                    .as_ref()
+                    .map(|c| c.reason.clone())
+                    .unwrap_or_default();
+                let (outcome, reason) = if !failed.is_empty() {
+                    (
+                        Outcome::RollbackFailed,
+                        format!(
+                            "restoring {} failed; kept out of rotation for a human. Cause: {cause}",
+                            failed
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                } else if state.phase == Phase::Aborting {
+                    let updated = state
+                        .nodes
+                        .values()
+                        .filter(|n| n.status == NodeStatus::Updated)
+                        .count();
+                    (
+                        Outcome::Aborted,
+                        format!(
+                            "aborted ({cause}); {updated} of {} nodes run {}, the rest their previous release; none left drained",
+                            state.nodes.len(),
+                            spec.version
+                        ),
+                    )
+                } else {
+                    let restored = state
+                        .nodes
+                        .values()
+                        .filter(|n| n.status == NodeStatus::RolledBack)
+                        .count();
+                    (
+                        Outcome::RolledBack,
+                        format!("rolled back {restored} node(s) to their last-known-good release. Cause: {cause}"),
+                    )
+                };
+                d.transition = Some(finish(now, outcome, reason));
+            }
+        }
+        Phase::Rolling => {
+            if let Some(h) = &state.held {
+                d.waiting = Some(h.clone());
+                return d;
+            }
+            let Some(group) = spec.groups.get(state.group) else {
+                d.transition = Some(finish(
+                    now,
+                    Outcome::Succeeded,
+                    format!("all {} nodes run {}", state.nodes.len(), spec.version),
+                ));
+                return d;
+            };
+            let complete = group
+                .iter()
+                .all(|n| state.nodes[n].status == NodeStatus::Updated);
+            if !complete {
+                advance_nodes(spec, state, now, group, &mut d);
+                return d;
+            }
+            if let Some(w) = spec.window.as_ref().filter(|_| state.group == 0) {
+                if !state.windows_passed.contains(&0) {
+                    match &state.window {
+                        None => d.steps.push(Step {
+                            kind: StepKind::StartWindow,
+                            node: None,
+                            version: None,
+                            reason: format!(
+                                "canary {} runs {}: watch SLIs for {}s, probing every {}s",
+                                group.join(", "),
+                                spec.version,
+                                w.length_ms as f64 / 1000.0,
+                                w.interval_ms as f64 / 1000.0
+                            ),
+                        }),
+                        Some(ws) => {
+                            let end = ws.started + w.length_ms;
+                            let last = ws.last_probe.unwrap_or(ws.started);
+                            if now >= end && last >= end {
+                                let (passed, reason) =
+                                    close_window(&w.checks, &ws.latest, w.length_ms);
+                                d.transition = Some(Event::WindowClosed {
+                                    at: now,
+                                    passed,
+                                    reason,
+                                });
+                            } else {
+                                let due = (last + w.interval_ms).min(end);
+                                if now >= due {
+                                    d.steps.push(Step {
+                                        kind: StepKind::Probe,
+                                        node: None,
+                                        version: None,
+                                        reason: format!(
+                                            "probe {} of the SLI window ({:.1}s of {}s elapsed)",
+                                            ws.probes + 1,
+                                            now.saturating_sub(ws.started) as f64 / 1000.0,
+                                            w.length_ms as f64 / 1000.0
+                                        ),
+                                    });
+                                } else {
+                                    d.wait_until(due);
+                                }
+                            }
+                        }
+                    }
+                    return d;
+                }
+            }
+            if spec.pause_after.contains(&state.group) && !state.promoted.contains(&state.group) {
+                let what = if state.group == 0 {
+                    "the canary".to_string()
+                } else {
+                    format!("batch {}", state.group)
+                };
+                d.waiting = Some(format!(
+                    "paused after {what} (pause point in the plan): run `glidepath promote RUN` to continue or `glidepath rollback RUN`"
+                ));
+                return d;
+            }
+            let next = state.group + 1;
+            if next >= spec.groups.len() {
+                d.transition = Some(finish(
+                    now,
+                    Outcome::Succeeded,
+                    format!("all {} nodes run {}", state.nodes.len(), spec.version),
+                ));
+            } else {
+                let why = if state.group == 0 && spec.window.is_some() {
+                    "canary healthy and SLI window passed".to_string()
+                } else if state.group == 0 {
+                    "canary healthy".to_string()
+                } else {
+                    format!("batch {} done", state.group)
+                };
+                d.transition = Some(Event::GroupStarted {
+                    at: now,
+                    group: next,
+                    reason: format!(
+                        "{why}: start batch {next}/{} ({})",
+                        spec.groups.len() - 1,
+                        spec.groups[next].join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    d
+}

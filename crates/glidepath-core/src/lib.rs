@@ -1,0 +1,23 @@
+//! The pure decision core of glidepath.
+//!
+//! Given a [`RolloutSpec`], a [`RunState`] (rebuilt from journaled
+//! [`Event`]s) and the current time, [`decide`] returns the next steps, each
+//! with a human-readable reason. This crate does no I/O, reads no clock and
+//! has no async code: every function is deterministic and table-tested.
+
+mod decide;
+pub mod metrics;
+mod sli;
+mod spec;
+mod state;
+
+pub use decide::{decide, Decision};
+pub use sli::{close_window, fails_now, judge, Judgement, Observation, Verdict};
+pub use spec::{
+    plan_groups, BatchSize, CheckSpec, DrainTimeoutPolicy, InconclusivePolicy, Millis, RolloutSpec,
+    WindowSpec,
+};
+pub use state::{
+    Cause, CauseKind, Event, NodeState, NodeStatus, Outcome, Phase, RunState, Step, StepKind,
+    StepOutcome, Track, WindowState,
+};

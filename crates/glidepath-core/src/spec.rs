@@ -1,0 +1,141 @@
+//! What the core needs to know about a rollout: the node groups (canary, then
+//! batches), concurrency bounds, deadlines and SLI checks. The plan loader in
+//! the `glidepath` crate builds a [`RolloutSpec`] from a validated plan file;
+//! tests build one by hand.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch. The core never reads a clock: every
+/// function that needs the time takes `now: Millis`.
+pub type Millis = u64;
+
+/// How a check treats a probe that had too few samples to judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InconclusivePolicy {
+    /// Keep probing; if the window ends without enough data, fail.
+    #[default]
+    Wait,
+    /// Fail as soon as a probe is inconclusive.
+    Fail,
+    /// Treat "not enough data" as a pass (explicitly chosen by the plan).
+    Pass,
+}
+
+/// One SLI check: a value compared to a threshold, judged only on enough samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckSpec {
+    pub name: String,
+    /// Breach when the value is above this.
+    pub max: Option<f64>,
+    /// Breach when the value is below this.
+    pub min: Option<f64>,
+    /// Fewer samples than this make the probe inconclusive.
+    pub min_samples: u64,
+    pub on_inconclusive: InconclusivePolicy,
+}
+
+/// The SLI window watched after the canary group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    pub length_ms: u64,
+    pub interval_ms: u64,
+    pub checks: Vec<CheckSpec>,
+    /// Roll back automatically on a breach; otherwise pause for the operator.
+    pub rollback_on_breach: bool,
+}
+
+/// What to do when a drained node still has connections at the drain timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainTimeoutPolicy {
+    Proceed,
+    Fail,
+}
+
+/// Everything the decision core knows about a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutSpec {
+    /// Version being rolled out.
+    pub version: String,
+    /// Node groups in order: `groups[0]` is the canary group, the rest are batches.
+    pub groups: Vec<Vec<String>>,
+    /// At most this many nodes of a group out of rotation at once.
+    pub max_unavailable: usize,
+    /// Wait for `promote` after finishing these group indices (0 = canary).
+    pub pause_after: Vec<usize>,
+    pub window: Option<WindowSpec>,
+    pub drain_timeout_ms: u64,
+    pub drain_poll_ms: u64,
+    pub on_drain_timeout: DrainTimeoutPolicy,
+    pub health_deadline_ms: u64,
+    pub health_interval_ms: u64,
+}
+
+impl RolloutSpec {
+    /// All nodes, in rollout order.
+    pub fn nodes(&self) -> impl Iterator<Item = &String> {
+        self.groups.iter().flatten()
+    }
+
+    /// The group a node belongs to.
+    pub fn group_of(&self, node: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g.iter().any(|n| n == node))
+    }
+}
+
+/// A batch size: a node count or a percentage of the peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchSize {
+    Count(usize),
+    Percent(u8),
+}
+
+impl BatchSize {
+    /// Nodes per batch for `peers` peers: a percentage rounds up, and a batch
+    /// always holds at least one node.
+    ///
+    /// ```
+    /// use glidepath_core::BatchSize;
+    /// assert_eq!(BatchSize::Percent(25).resolve(10), 3);
+    /// assert_eq!(BatchSize::Percent(1).resolve(10), 1);
+    /// assert_eq!(BatchSize::Count(4).resolve(3), 3);
+    /// ```
+    pub fn resolve(self, peers: usize) -> usize {
+        let n = match self {
+            BatchSize::Count(n) => n,
+            BatchSize::Percent(p) => (peers * p as usize).div_ceil(100),
+        };
+        n.clamp(1, peers.max(1))
+    }
+}
+
+/// Split a fleet into the canary group and batches of peers, keeping fleet order.
+///
+/// ```
+/// use glidepath_core::{plan_groups, BatchSize};
+/// let nodes: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+/// let g = plan_groups(&nodes, &["c".to_string()], BatchSize::Count(2));
+/// assert_eq!(g, vec![vec!["c"], vec!["a", "b"], vec!["d", "e"]]);
+/// ```
+pub fn plan_groups(nodes: &[String], canary: &[String], batch: BatchSize) -> Vec<Vec<String>> {
+    let mut groups = Vec::new();
+    let canary_group: Vec<String> = nodes
+        .iter()
+        .filter(|n| canary.contains(n))
+        .cloned()
+        .collect();
+    if !canary_group.is_empty() {
+        groups.push(canary_group);
+    }
+    let peers: Vec<String> = nodes
+        .iter()
+        .filter(|n| !canary.contains(n))
+        .cloned()
+        .collect();
+    let size = batch.resolve(peers.len());
+    for chunk in peers.chunks(size) {
+        groups.push(chunk.to_vec());
+    }
+    groups
+}
