@@ -1,1 +1,7 @@
-pub fn x() {}
+//! glidepath: executable, provable upgrade runbooks.
+pub mod diag;
+pub mod drivers;
+pub mod executor;
+pub mod journal;
+pub mod plan;
+pub mod report;

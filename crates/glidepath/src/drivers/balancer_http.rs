@@ -1,0 +1,110 @@
+//! `kind = "http"`: a node (or a sidecar) that takes itself out of rotation
+//! on a POST, and reports its state as JSON `{"drained": bool, "active": n}`.
+//! The demo nodes speak it.
+
+use super::{http_client, http_err, Balancer, DResult, DriverError, Target};
+use crate::plan::render;
+use async_trait::async_trait;
+use std::time::Duration;
+
+pub struct HttpBalancer {
+    drain: String,
+    ready: String,
+    state: String,
+    client: reqwest::Client,
+}
+
+#[derive(serde::Deserialize)]
+struct State {
+    drained: bool,
+    active: u64,
+}
+
+impl HttpBalancer {
+    pub fn new(drain: &str, ready: &str, state: &str, timeout: Duration) -> Self {
+        HttpBalancer {
+            drain: drain.into(),
+            ready: ready.into(),
+            state: state.into(),
+            client: http_client(timeout),
+        }
+    }
+
+    fn url(&self, tpl: &str, t: &Target) -> String {
+        render(tpl, &[("node", &t.name), ("address", &t.address)])
+    }
+
+    async fn post(&self, tpl: &str, t: &Target) -> DResult<String> {
+        let url = self.url(tpl, t);
+        let resp = self
+            .client
+            .post(&url)
+            .send()
+            .await
+            .map_err(|e| http_err(&format!("POST {url}"), e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(DriverError::Failed(format!("POST {url}: HTTP {status}")));
+        }
+        Ok(format!("POST {url}: {status}"))
+    }
+
+    async fn get_state(&self, t: &Target) -> DResult<State> {
+        let url = self.url(&self.state, t);
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| http_err(&format!("GET {url}"), e))?;
+        if !resp.status().is_success() {
+            return Err(DriverError::Failed(format!(
+                "GET {url}: HTTP {}",
+                resp.status()
+            )));
+        }
+        resp.json::<State>().await.map_err(|e| {
+            DriverError::Failed(format!(
+                "GET {url}: expected {{\"drained\": bool, \"active\": n}}: {e}"
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl Balancer for HttpBalancer {
+    async fn drain(&self, t: &Target) -> DResult<String> {
+        self.post(&self.drain, t).await
+    }
+    async fn active(&self, t: &Target) -> DResult<u64> {
+        let s = self.get_state(t).await?;
+        if !s.drained {
+            return Err(DriverError::Failed(format!(
+                "{} is not drained at the balancer",
+                t.name
+            )));
+        }
+        Ok(s.active)
+    }
+    async fn enable(&self, t: &Target) -> DResult<String> {
+        self.post(&self.ready, t).await
+    }
+    async fn check_in_rotation(&self, t: &Target) -> DResult<String> {
+        let s = self.get_state(t).await?;
+        if s.drained {
+            return Err(DriverError::Failed(format!(
+                "{} still drained after enable",
+                t.name
+            )));
+        }
+        Ok("in rotation".into())
+    }
+    async fn preflight(&self, t: &Target) -> DResult<String> {
+        let s = self.get_state(t).await?;
+        Ok(if s.drained {
+            "reachable (currently drained)".into()
+        } else {
+            "reachable, in rotation".into()
+        })
+    }
+}

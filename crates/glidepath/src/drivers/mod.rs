@@ -1,0 +1,187 @@
+//! Drivers: the only code that touches the fleet. The executor talks to
+//! them through these traits; each implementation is its own module, so a
+//! new balancer or deployer plugs in without touching the core.
+//!
+//! Every driver call has a timeout. Errors say whether the infrastructure
+//! was unreachable ([`DriverError::Unreachable`]) or the step itself failed.
+
+mod balancer_http;
+mod balancer_none;
+mod deploy_local;
+mod health_http;
+mod metrics_scrape;
+mod service_command;
+
+pub use balancer_http::HttpBalancer;
+pub use balancer_none::NoBalancer;
+pub use deploy_local::LocalDeployer;
+pub use health_http::HttpHealth;
+pub use metrics_scrape::ScrapeSource;
+pub use service_command::CommandService;
+
+use crate::plan::{BalancerCfg, Plan, Release};
+use async_trait::async_trait;
+use glidepath_core::Observation;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A node as drivers see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    pub address: String,
+    pub install_dir: PathBuf,
+}
+
+impl Target {
+    pub fn vars<'a>(
+        &'a self,
+        version: &'a str,
+        install_dir: &'a str,
+        plan_dir: &'a str,
+    ) -> [(&'a str, &'a str); 5] {
+        [
+            ("node", self.name.as_str()),
+            ("address", self.address.as_str()),
+            ("version", version),
+            ("install_dir", install_dir),
+            ("plan_dir", plan_dir),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DriverError {
+    /// The infrastructure did not answer (connection refused, timeout).
+    #[error("{0}")]
+    Unreachable(String),
+    /// It answered, and the step failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl DriverError {
+    pub fn is_infra(&self) -> bool {
+        matches!(self, DriverError::Unreachable(_))
+    }
+}
+
+pub type DResult<T> = Result<T, DriverError>;
+
+/// Takes nodes out of rotation and puts them back.
+#[async_trait]
+pub trait Balancer: Send + Sync {
+    /// Stop new traffic to the node; in-flight requests finish. Idempotent.
+    async fn drain(&self, t: &Target) -> DResult<String>;
+    /// Connections/requests still active on the node.
+    async fn active(&self, t: &Target) -> DResult<u64>;
+    /// Put the node back into rotation. Idempotent.
+    async fn enable(&self, t: &Target) -> DResult<String>;
+    /// After enabling: the balancer really sends traffic to the node.
+    async fn check_in_rotation(&self, t: &Target) -> DResult<String>;
+    /// Before the run: the balancer answers for this node.
+    async fn preflight(&self, t: &Target) -> DResult<String>;
+}
+
+/// Places releases on a node and switches between them.
+#[async_trait]
+pub trait Deployer: Send + Sync {
+    /// The release `current` points at, if any.
+    async fn current(&self, t: &Target) -> DResult<Option<String>>;
+    /// Copy the artifact into `releases/<version>` and verify its checksum. Idempotent.
+    async fn stage(&self, t: &Target, release: &Release) -> DResult<String>;
+    /// Atomically point `current` at `releases/<version>`. Idempotent.
+    async fn switch(&self, t: &Target, version: &str) -> DResult<String>;
+    /// Is this release present on the node (a rollback target)?
+    async fn has_release(&self, t: &Target, version: &str) -> DResult<bool>;
+}
+
+/// Restarts the service so it serves the current release.
+#[async_trait]
+pub trait ServiceControl: Send + Sync {
+    async fn restart(&self, t: &Target, version: &str) -> DResult<String>;
+}
+
+/// One health probe of a node.
+#[async_trait]
+pub trait HealthProbe: Send + Sync {
+    /// Ok when healthy (and serving `expect_version`, when the plan can tell).
+    async fn probe(&self, t: &Target, expect_version: Option<&str>) -> DResult<String>;
+}
+
+/// Reads SLIs for a set of nodes over a window.
+#[async_trait]
+pub trait MetricsSource: Send + Sync {
+    /// Take baselines: the window starts now.
+    async fn start_window(&self, nodes: &[Target]) -> DResult<String>;
+    /// One observation per check, over the window so far.
+    async fn observe(&self, nodes: &[Target]) -> Vec<Observation>;
+}
+
+/// The drivers one plan uses.
+#[derive(Clone)]
+pub struct Drivers {
+    pub balancer: Arc<dyn Balancer>,
+    pub deployer: Arc<dyn Deployer>,
+    pub service: Arc<dyn ServiceControl>,
+    pub health: Arc<dyn HealthProbe>,
+    pub metrics: Option<Arc<dyn MetricsSource>>,
+}
+
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(4)
+        .build()
+        .expect("http client builds")
+}
+
+/// Map a reqwest error to a driver error: connection problems and timeouts
+/// are the infrastructure's.
+pub(crate) fn http_err(what: &str, e: reqwest::Error) -> DriverError {
+    if e.is_connect() || e.is_timeout() {
+        let why = if e.is_timeout() {
+            "timed out"
+        } else {
+            "connection failed"
+        };
+        DriverError::Unreachable(format!("{what}: {why}"))
+    } else {
+        DriverError::Failed(format!("{what}: {e}"))
+    }
+}
+
+impl Drivers {
+    /// The real drivers a plan asks for.
+    pub fn for_plan(plan: &Plan) -> Drivers {
+        let balancer: Arc<dyn Balancer> = match &plan.balancer {
+            BalancerCfg::None => Arc::new(NoBalancer),
+            BalancerCfg::Http {
+                drain,
+                ready,
+                state,
+                timeout,
+            } => Arc::new(HttpBalancer::new(drain, ready, state, *timeout)),
+        };
+        Drivers {
+            balancer,
+            deployer: Arc::new(LocalDeployer::new(plan.deploy.keep_releases)),
+            service: Arc::new(CommandService::new(
+                &plan.deploy.restart,
+                plan.deploy.restart_timeout,
+                plan.dir.clone(),
+            )),
+            health: Arc::new(HttpHealth::new(
+                &plan.health.http,
+                plan.health.version_url.as_deref(),
+                plan.health.timeout,
+            )),
+            metrics: plan.sli.as_ref().map(|s| {
+                Arc::new(ScrapeSource::new(&s.url, s.timeout, s.checks.clone()))
+                    as Arc<dyn MetricsSource>
+            }),
+        }
+    }
+}

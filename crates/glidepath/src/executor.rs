@@ -1,0 +1,572 @@
+//! The executor: asks the core what to do, journals the intent, runs the
+//! step through a driver, journals the outcome, and asks again. It owns the
+//! clock, the signals and the lease; the core owns every decision.
+//!
+//! Resume is the same loop started from a replayed journal: steps that were
+//! in flight when the previous process died are marked interrupted and the
+//! core issues them again (every node step is idempotent).
+
+use crate::drivers::{Drivers, Target};
+use crate::journal::{now_ms, Journal, JournalError, RunRecord};
+use crate::plan::{artifact_sha256, Plan};
+use crate::report::Reporter;
+use glidepath_core::{
+    decide, Event, Outcome, Phase, RolloutSpec, RunState, Step, StepKind, StepOutcome,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A preflight gate refused the run before any node changed.
+    #[error("preflight refused the run: {0}")]
+    Gate(String),
+    /// The infrastructure did not answer during preflight.
+    #[error("infrastructure unreachable: {0}")]
+    Unreachable(String),
+    #[error("the journaled plan of run {run} no longer parses: {message}")]
+    BadJournaledPlan { run: String, message: String },
+    /// A second Ctrl-C: stopped at once, the journal intact for `resume`.
+    #[error("interrupted twice: stopped immediately; `glidepath resume {0}` finishes the run")]
+    Interrupted(String),
+}
+
+/// How a run ended, for the CLI.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub run_id: String,
+    pub outcome: Outcome,
+    pub state: RunState,
+}
+
+/// A test hook: `GLIDEPATH_CRASH_AT=<intent|done|outcome>:<step>[:<node>]` or
+/// `transition:<event>` makes the process SIGKILL itself at that point, to
+/// prove crash safety at exact places. Unset in normal use.
+#[derive(Debug, Clone, Default)]
+pub struct CrashHook(Option<(String, String, Option<String>)>);
+
+impl CrashHook {
+    pub fn from_env() -> Self {
+        let Ok(v) = std::env::var("GLIDEPATH_CRASH_AT") else {
+            return CrashHook(None);
+        };
+        let mut parts = v.splitn(3, ':');
+        let phase = parts.next().unwrap_or_default().to_string();
+        let what = parts.next().unwrap_or_default().to_string();
+        CrashHook(Some((phase, what, parts.next().map(str::to_string))))
+    }
+
+    fn hit(&self, phase: &str, what: &str, node: Option<&str>) {
+        if let Some((p, w, n)) = &self.0 {
+            if p == phase && w == what && (n.is_none() || n.as_deref() == node) {
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                eprintln!("GLIDEPATH_CRASH_AT={phase}:{what}: killing myself (test hook)");
+                // SAFETY: sending SIGKILL to our own pid.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+pub struct Executor {
+    pub plan: Plan,
+    pub spec: RolloutSpec,
+    pub journal: Journal,
+    pub run_id: String,
+    pub drivers: Drivers,
+    pub reporter: Arc<dyn Reporter>,
+    pub state: RunState,
+    pub crash: CrashHook,
+    targets: BTreeMap<String, Target>,
+}
+
+pub fn new_run_id() -> String {
+    let now = now_ms();
+    let t = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(now))
+        .to_string();
+    let compact: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
+    let salt = (now as u32 ^ std::process::id().wrapping_mul(2654435761)) & 0xffff;
+    format!("r{}-{}-{salt:04x}", &compact[2..8], &compact[8..14])
+}
+
+fn targets(plan: &Plan) -> BTreeMap<String, Target> {
+    plan.nodes
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                Target {
+                    name: n.name.clone(),
+                    address: n.address.clone(),
+                    install_dir: plan.install_dir(n),
+                },
+            )
+        })
+        .collect()
+}
+
+impl Executor {
+    /// Preflight, then journal the start of a new run and drive it.
+    pub async fn start(
+        plan: Plan,
+        mut journal: Journal,
+        drivers: Drivers,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<RunResult, ExecError> {
+        let run_id = new_run_id();
+        let spec = plan.rollout_spec();
+        journal.create_run(&RunRecord {
+            id: run_id.clone(),
+            fleet: plan.fleet_name.clone(),
+            plan_path: plan.path.display().to_string(),
+            plan_hash: plan.hash.clone(),
+            plan_source: plan.source.clone(),
+            version: plan.release.version.clone(),
+            status: "preflight".into(),
+            reason: String::new(),
+            created_at: now_ms(),
+            updated_at: now_ms(),
+        })?;
+        if let Err(e) = journal.acquire_lease(&plan.fleet_name, &run_id, false) {
+            journal.set_status(&run_id, "refused", &e.to_string())?;
+            return Err(e.into());
+        }
+        let state = RunState::new(&spec);
+        let mut ex = Executor {
+            targets: targets(&plan),
+            plan,
+            spec,
+            journal,
+            run_id,
+            drivers,
+            reporter,
+            state,
+            crash: CrashHook::from_env(),
+        };
+        ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
+        let before = match ex.preflight().await {
+            Ok(b) => b,
+            Err(e) => {
+                let status = "refused";
+                ex.journal.set_status(&ex.run_id, status, &e.to_string())?;
+                ex.journal.release_lease(&ex.plan.fleet_name, &ex.run_id)?;
+                return Err(e);
+            }
+        };
+        ex.journal.set_status(&ex.run_id, "running", "")?;
+        ex.record(Event::Started {
+            at: now_ms(),
+            before,
+        })?;
+        ex.drive().await
+    }
+
+    /// Continue a run from its journal (after a crash, or to carry out an
+    /// abort/rollback on a run whose process is gone).
+    pub async fn resume(
+        mut journal: Journal,
+        run_id: &str,
+        make_drivers: impl FnOnce(&Plan) -> Drivers,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<RunResult, ExecError> {
+        let rec = journal.run(run_id)?;
+        let path = std::path::PathBuf::from(&rec.plan_path);
+        let dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf();
+        let (plan, _) = crate::plan::parse(&path, &rec.plan_source, &dir).map_err(|e| {
+            ExecError::BadJournaledPlan {
+                run: run_id.to_string(),
+                message: match e {
+                    crate::plan::PlanError::Invalid(r) => r.short(),
+                    other => other.to_string(),
+                },
+            }
+        })?;
+        if let Ok(on_disk) = std::fs::read_to_string(&path) {
+            if crate::plan::sha256_hex(on_disk.as_bytes()) != rec.plan_hash {
+                reporter.note(&format!(
+                    "{} changed since the run started; resuming with the plan journaled at the start",
+                    path.display()
+                ));
+            }
+        }
+        journal.acquire_lease(&plan.fleet_name, run_id, true)?;
+        let spec = plan.rollout_spec();
+        let events = journal.events(run_id)?;
+        let state = RunState::replay(&spec, &events);
+        let drivers = make_drivers(&plan);
+        let mut ex = Executor {
+            targets: targets(&plan),
+            plan,
+            spec,
+            journal,
+            run_id: run_id.to_string(),
+            drivers,
+            reporter,
+            state,
+            crash: CrashHook::from_env(),
+        };
+        ex.reporter
+            .run_resumed(&ex.run_id, &ex.plan, &ex.spec, &events);
+        let in_flight: Vec<Step> = events_in_flight(&events);
+        if !in_flight.is_empty()
+            || matches!(ex.state.phase, Phase::Rolling) && ex.state.window.is_some()
+        {
+            ex.record(Event::Interrupted {
+                at: now_ms(),
+                in_flight,
+            })?;
+        }
+        ex.journal.set_status(&ex.run_id, "running", "")?;
+        ex.drive().await
+    }
+
+    /// Gates that must pass before any node changes.
+    async fn preflight(&mut self) -> Result<BTreeMap<String, Option<String>>, ExecError> {
+        let rel = &self.plan.release;
+        let sum = artifact_sha256(&rel.artifact).map_err(|e| {
+            ExecError::Gate(format!(
+                "cannot read artifact {}: {e}",
+                rel.artifact.display()
+            ))
+        })?;
+        if sum != rel.sha256 {
+            return Err(ExecError::Gate(format!(
+                "artifact {} has sha256 {sum}, the plan says {}: refusing to deploy an artifact that is not the one reviewed",
+                rel.artifact.display(),
+                rel.sha256
+            )));
+        }
+        self.reporter.note(&format!(
+            "preflight: artifact sha256 {}… matches",
+            &sum[..12]
+        ));
+        let mut before = BTreeMap::new();
+        for t in self.targets.values() {
+            self.drivers
+                .balancer
+                .preflight(t)
+                .await
+                .map_err(|e| ExecError::Unreachable(format!("balancer for {}: {e}", t.name)))?;
+            let cur = self
+                .drivers
+                .deployer
+                .current(t)
+                .await
+                .map_err(|e| ExecError::Unreachable(format!("{}: {e}", t.name)))?;
+            let Some(cur) = cur else {
+                return Err(ExecError::Gate(format!(
+                    "{} has no current release in {}: there is no last-known-good release to roll back to",
+                    t.name,
+                    t.install_dir.display()
+                )));
+            };
+            if !self
+                .drivers
+                .deployer
+                .has_release(t, &cur)
+                .await
+                .unwrap_or(false)
+            {
+                return Err(ExecError::Gate(format!(
+                    "{}: the current release {cur} is missing from releases/",
+                    t.name
+                )));
+            }
+            if let Err(e) = self.drivers.health.probe(t, Some(&cur)).await {
+                return Err(if e.is_infra() {
+                    ExecError::Unreachable(format!("{} health: {e}", t.name))
+                } else {
+                    ExecError::Gate(format!(
+                        "{} is unhealthy before the rollout ({e}): fix the fleet first",
+                        t.name
+                    ))
+                });
+            }
+            before.insert(t.name.clone(), Some(cur));
+        }
+        if let Some(m) = &self.drivers.metrics {
+            let all: Vec<Target> = self.targets.values().cloned().collect();
+            m.start_window(&all)
+                .await
+                .map_err(|e| ExecError::Unreachable(format!("metrics source: {e}")))?;
+        }
+        let versions: Vec<String> = before
+            .iter()
+            .map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or("-")))
+            .collect();
+        self.reporter.note(&format!(
+            "preflight: every node healthy and reachable; releases before the run (rollback targets): {}",
+            versions.join(" ")
+        ));
+        Ok(before)
+    }
+
+    /// Journal an event, apply it, report it.
+    fn record(&mut self, ev: Event) -> Result<(), ExecError> {
+        self.journal.append(&self.run_id, &ev)?;
+        self.state.apply(&self.spec, &ev);
+        self.reporter.event(&self.state, &ev);
+        if let Event::Finished {
+            outcome, reason, ..
+        } = &ev
+        {
+            self.journal
+                .set_status(&self.run_id, outcome.as_str(), reason)?;
+        }
+        match &ev {
+            Event::Intent { step, .. } => {
+                self.crash
+                    .hit("intent", step.kind.as_str(), step.node.as_deref())
+            }
+            Event::Outcome { step, .. } => {
+                self.crash
+                    .hit("outcome", step.kind.as_str(), step.node.as_deref())
+            }
+            other => self.crash.hit("transition", other.kind(), None),
+        }
+        Ok(())
+    }
+
+    fn take_commands(&mut self) -> Result<(), ExecError> {
+        for c in self.journal.pending_commands(&self.run_id)? {
+            let at = now_ms();
+            let reason = c.reason.clone();
+            let ev = match c.kind.as_str() {
+                "promote" => Event::Promoted { at, reason },
+                "abort" => Event::AbortRequested { at, reason },
+                "rollback" => Event::RollbackRequested { at, reason },
+                _ => {
+                    self.journal.consume_command(c.id)?;
+                    continue;
+                }
+            };
+            if matches!(
+                ev,
+                Event::RollbackRequested { .. } | Event::AbortRequested { .. }
+            ) && self.state.is_finished()
+            {
+                self.journal.set_status(&self.run_id, "running", "")?;
+            }
+            self.journal.append_for_command(&self.run_id, &ev, c.id)?;
+            self.state.apply(&self.spec, &ev);
+            self.reporter.event(&self.state, &ev);
+        }
+        Ok(())
+    }
+
+    async fn drive(&mut self) -> Result<RunResult, ExecError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Step, StepOutcome)>();
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut sigterm = signal(SignalKind::terminate()).ok();
+        let mut sigint = signal(SignalKind::interrupt()).ok();
+        let mut interrupts = 0;
+        let mut last_beat = std::time::Instant::now();
+        let mut last_waiting: Option<String> = None;
+        loop {
+            self.take_commands()?;
+            if let Phase::Finished(outcome) = self.state.phase {
+                if self.state.in_flight().is_empty() {
+                    self.journal
+                        .release_lease(&self.plan.fleet_name, &self.run_id)?;
+                    return Ok(RunResult {
+                        run_id: self.run_id.clone(),
+                        outcome,
+                        state: self.state.clone(),
+                    });
+                }
+            }
+            let now = now_ms();
+            let d = decide(&self.spec, &self.state, now);
+            if let Some(ev) = d.transition {
+                self.record(ev)?;
+                continue;
+            }
+            for step in d.steps {
+                self.record(Event::Intent {
+                    at: now_ms(),
+                    step: step.clone(),
+                })?;
+                let fut = perform(
+                    self.drivers.clone(),
+                    self.target_for(&step),
+                    self.canaries(),
+                    self.plan.release.clone(),
+                    step.clone(),
+                );
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let outcome = fut.await;
+                    let _ = tx.send((step, outcome));
+                });
+            }
+            if d.waiting != last_waiting {
+                if let Some(w) = &d.waiting {
+                    self.reporter.waiting(&self.run_id, w);
+                }
+                last_waiting = d.waiting.clone();
+            }
+            let wait_ms = d
+                .wake_at
+                .map_or(250, |w| w.saturating_sub(now_ms()))
+                .min(250);
+            tokio::select! {
+                Some((step, outcome)) = rx.recv() => {
+                    self.crash.hit("done", step.kind.as_str(), step.node.as_deref());
+                    self.record(Event::Outcome { at: now_ms(), step, outcome })?;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                Some(_) = async { match sigint.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                    interrupts += 1;
+                    self.interrupted(interrupts, "Ctrl-C")?;
+                }
+                Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                    interrupts += 1;
+                    self.interrupted(interrupts, "SIGTERM")?;
+                }
+            }
+            if last_beat.elapsed() > Duration::from_secs(1) {
+                self.journal
+                    .heartbeat(&self.plan.fleet_name, &self.run_id)?;
+                last_beat = std::time::Instant::now();
+            }
+        }
+    }
+
+    fn interrupted(&mut self, count: u32, what: &str) -> Result<(), ExecError> {
+        if count > 1 {
+            return Err(ExecError::Interrupted(self.run_id.clone()));
+        }
+        self.reporter.note(&format!(
+            "{what}: aborting safely (finishing steps in flight, restoring half-deployed nodes); press Ctrl-C again to stop at once"
+        ));
+        self.record(Event::AbortRequested {
+            at: now_ms(),
+            reason: format!("{what} received"),
+        })
+    }
+
+    fn target_for(&self, step: &Step) -> Option<Target> {
+        step.node
+            .as_ref()
+            .and_then(|n| self.targets.get(n).cloned())
+    }
+
+    fn canaries(&self) -> Vec<Target> {
+        self.spec.groups.first().map_or(vec![], |g| {
+            g.iter()
+                .filter_map(|n| self.targets.get(n).cloned())
+                .collect()
+        })
+    }
+}
+
+/// Steps whose intent is journaled without an outcome.
+pub fn events_in_flight(events: &[Event]) -> Vec<Step> {
+    let mut open: Vec<Step> = Vec::new();
+    for e in events {
+        match e {
+            Event::Intent { step, .. } => open.push(step.clone()),
+            Event::Outcome { step, .. } => {
+                if let Some(i) = open
+                    .iter()
+                    .position(|s| s.kind == step.kind && s.node == step.node)
+                {
+                    open.remove(i);
+                }
+            }
+            Event::Interrupted { .. } => open.clear(),
+            _ => {}
+        }
+    }
+    open
+}
+
+/// Carry out one step through the drivers.
+async fn perform(
+    d: Drivers,
+    target: Option<Target>,
+    canaries: Vec<Target>,
+    release: crate::plan::Release,
+    step: Step,
+) -> StepOutcome {
+    let fail = |e: crate::drivers::DriverError| StepOutcome {
+        ok: false,
+        detail: e.to_string(),
+        infra: e.is_infra(),
+        ..Default::default()
+    };
+    let version = step.version.clone().unwrap_or_default();
+    let r = match (step.kind, target.as_ref()) {
+        (StepKind::Drain, Some(t)) => d.balancer.drain(t).await,
+        (StepKind::CheckDrained, Some(t)) => {
+            return match d.balancer.active(t).await {
+                Ok(n) => StepOutcome {
+                    ok: true,
+                    value: Some(n as f64),
+                    detail: format!("{n} active connection(s)"),
+                    ..Default::default()
+                },
+                Err(e) => fail(e),
+            }
+        }
+        (StepKind::Stage, Some(t)) => d.deployer.stage(t, &release).await,
+        (StepKind::Switch, Some(t)) => d.deployer.switch(t, &version).await,
+        (StepKind::Restart, Some(t)) => d.service.restart(t, &version).await,
+        (StepKind::CheckHealth, Some(t)) => d.health.probe(t, Some(&version)).await,
+        (StepKind::Enable, Some(t)) => d.balancer.enable(t).await,
+        (StepKind::PostCheck, Some(t)) => match d.balancer.check_in_rotation(t).await {
+            Ok(a) => d.health.probe(t, None).await.map(|b| format!("{a}; {b}")),
+            Err(e) => Err(e),
+        },
+        (StepKind::StartWindow, _) => match &d.metrics {
+            Some(m) => m.start_window(&canaries).await,
+            None => Ok("no metrics source".into()),
+        },
+        (StepKind::Probe, _) => {
+            let obs = match &d.metrics {
+                Some(m) => m.observe(&canaries).await,
+                None => vec![],
+            };
+            let detail = obs
+                .iter()
+                .map(|o| match (&o.error, o.value) {
+                    (Some(e), _) => format!("{}: {e}", o.check),
+                    (None, Some(v)) => format!("{} = {v:.4} (n={})", o.check, o.samples),
+                    (None, None) => format!("{}: no data (n={})", o.check, o.samples),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return StepOutcome {
+                ok: true,
+                detail,
+                observations: obs,
+                ..Default::default()
+            };
+        }
+        (_, None) => Err(crate::drivers::DriverError::Failed(format!(
+            "step {} has no node",
+            step.kind.as_str()
+        ))),
+    };
+    match r {
+        Ok(detail) => StepOutcome::ok(detail),
+        Err(e) => fail(e),
+    }
+}

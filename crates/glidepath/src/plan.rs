@@ -1,0 +1,1360 @@
+//! The plan file: parsing and validation (the low stage of `run`, no I/O
+//! besides reading the file and checking the artifact exists). Every problem
+//! is collected, not just the first, each with its span and a hint.
+
+use crate::diag::{Diag, Report, Severity};
+use glidepath_core::{
+    plan_groups, BatchSize, CheckSpec, DrainTimeoutPolicy, InconclusivePolicy, RolloutSpec,
+    WindowSpec,
+};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml_span::value::{Table, Value, ValueInner};
+use toml_span::Span;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub version: String,
+    pub artifact: PathBuf,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BalancerCfg {
+    None,
+    Http {
+        drain: String,
+        ready: String,
+        state: String,
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployCfg {
+    pub install_dir: String,
+    pub keep_releases: usize,
+    pub restart: String,
+    pub restart_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCfg {
+    pub http: String,
+    pub version_url: Option<String>,
+    pub deadline: Duration,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// Share of requests whose `label` starts with `prefix` (e.g. 5xx codes).
+    ErrorRatio {
+        metric: String,
+        label: String,
+        prefix: String,
+    },
+    /// A quantile of a histogram (seconds).
+    LatencyQuantile { metric: String, quantile: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckCfg {
+    pub spec: CheckSpec,
+    pub kind: CheckKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliCfg {
+    pub url: String,
+    pub timeout: Duration,
+    pub checks: Vec<CheckCfg>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Strategy {
+    pub canary: Vec<String>,
+    pub batch: BatchSize,
+    pub max_unavailable: Option<usize>,
+    pub sli_window: Option<Duration>,
+    pub probe_interval: Duration,
+    pub pause_after: Vec<usize>,
+    pub drain_timeout: Duration,
+    pub on_drain_timeout: DrainTimeoutPolicy,
+}
+
+/// A validated plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+    pub source: String,
+    pub hash: String,
+    pub release: Release,
+    pub fleet_name: String,
+    pub nodes: Vec<Node>,
+    pub strategy: Strategy,
+    pub balancer: BalancerCfg,
+    pub deploy: DeployCfg,
+    pub health: HealthCfg,
+    pub sli: Option<SliCfg>,
+    pub rollback_on: Vec<String>,
+    pub journal: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read plan {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("plan {} is invalid ({} problem(s))", .0.file, .0.diags.iter().filter(|d| d.severity == Severity::Error).count())]
+    Invalid(Report),
+}
+
+/// Parse a duration such as `250ms`, `30s`, `5m`, `1h`, `1m30s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = 0u128;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("expected a number at `{rest}`"));
+        }
+        let n: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| "number too large".to_string())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let ms = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "" => return Err(format!("`{s}` has no unit")),
+            u => return Err(format!("unknown unit `{u}`")),
+        };
+        total += n * ms;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_millis(total as u64))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Placeholders a template may use.
+pub const PLACEHOLDERS: &[&str] = &["node", "address", "version", "install_dir", "plan_dir"];
+
+/// Fill `{node}`, `{address}`, … in a template. `${VAR}` is left for the shell.
+pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+fn did_you_mean<'a>(word: &str, options: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    options
+        .into_iter()
+        .map(|o| (strsim::jaro_winkler(word, o), o))
+        .filter(|(s, _)| *s > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, o)| format!("did you mean `{o}`?"))
+}
+
+fn sp(s: Span) -> (usize, usize) {
+    (s.start, s.end)
+}
+
+/// Collects diagnostics while reading the spanned TOML tree.
+struct Reader<'s> {
+    src: &'s str,
+    diags: Vec<Diag>,
+}
+
+impl<'s> Reader<'s> {
+    fn err(
+        &mut self,
+        span: Span,
+        msg: impl Into<String>,
+        label: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let mut d = Diag::error(msg, sp(span), label);
+        d.hint = hint;
+        self.diags.push(d);
+    }
+
+    /// Report keys that are not in `allowed`.
+    fn known_keys(&mut self, t: &Table<'_>, section: &str, allowed: &[&str]) {
+        for k in t.keys() {
+            if !allowed.contains(&k.name.as_ref()) {
+                let hint = did_you_mean(&k.name, allowed.iter().copied())
+                    .unwrap_or_else(|| format!("known keys in {section}: {}", allowed.join(", ")));
+                self.err(
+                    k.span,
+                    format!("unknown key `{}` in {section}", k.name),
+                    "unknown key",
+                    Some(hint),
+                );
+            }
+        }
+    }
+
+    fn type_err(&mut self, v: &Value<'_>, key: &str, expected: &str, example: &str) {
+        let found = v.as_ref().type_str();
+        self.err(
+            v.span,
+            format!("wrong type for `{key}`: expected {expected}, found {found}"),
+            format!("expected {expected}"),
+            Some(format!("for example: {key} = {example}")),
+        );
+    }
+
+    fn missing(&mut self, at: Span, section: &str, key: &str, example: &str) {
+        // Point at the section header's line, not the whole table.
+        let end = self.src[at.start.min(self.src.len())..]
+            .find('\n')
+            .map_or(at.end, |i| at.start + i);
+        self.err(
+            Span::new(at.start, end.max(at.start)),
+            format!("missing `{key}` in {section}"),
+            format!("{section} needs `{key}`"),
+            Some(format!("add: {key} = {example}")),
+        );
+    }
+
+    fn str<'t>(&mut self, t: &'t Table<'_>, key: &str, example: &str) -> Option<(String, Span)> {
+        let v = t.get(key)?;
+        match v.as_str() {
+            Some(s) => Some((s.to_string(), v.span)),
+            None => {
+                self.type_err(v, key, "a string", example);
+                None
+            }
+        }
+    }
+
+    fn req_str(
+        &mut self,
+        t: &Table<'_>,
+        at: Span,
+        section: &str,
+        key: &str,
+        example: &str,
+    ) -> Option<(String, Span)> {
+        if t.get(key).is_none() {
+            self.missing(at, section, key, example);
+            return None;
+        }
+        self.str(t, key, example)
+    }
+
+    fn int(&mut self, t: &Table<'_>, key: &str, min: i64, example: &str) -> Option<(i64, Span)> {
+        let v = t.get(key)?;
+        match v.as_integer() {
+            Some(i) if i >= min => Some((i, v.span)),
+            Some(i) => {
+                self.err(
+                    v.span,
+                    format!("`{key}` = {i} is out of range"),
+                    format!("must be at least {min}"),
+                    Some(format!("for example: {key} = {example}")),
+                );
+                None
+            }
+            None => {
+                self.type_err(v, key, "an integer", example);
+                None
+            }
+        }
+    }
+
+    fn num(&mut self, t: &Table<'_>, key: &str) -> Option<(f64, Span)> {
+        let v = t.get(key)?;
+        match v.as_ref() {
+            ValueInner::Float(f) => Some((*f, v.span)),
+            ValueInner::Integer(i) => Some((*i as f64, v.span)),
+            _ => {
+                self.type_err(v, key, "a number", "0.5");
+                None
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        t: &Table<'_>,
+        key: &str,
+        default: Option<Duration>,
+    ) -> Option<Duration> {
+        let Some(v) = t.get(key) else {
+            return default;
+        };
+        let Some(s) = v.as_str() else {
+            self.type_err(v, key, "a duration string", "\"30s\"");
+            return None;
+        };
+        match parse_duration(s) {
+            Ok(d) if d.is_zero() => {
+                self.err(
+                    v.span,
+                    format!("`{key}` must be longer than 0"),
+                    "zero duration",
+                    Some("use e.g. \"500ms\" or \"30s\"".into()),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(
+                    v.span,
+                    format!("invalid duration `{s}` for `{key}`: {e}"),
+                    "not a duration",
+                    Some("write a number with a unit: ms, s, m or h, e.g. \"30s\", \"1m30s\", \"250ms\"".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn table<'t, 'de>(
+        &mut self,
+        root: &'t Table<'de>,
+        key: &str,
+    ) -> Option<(&'t Table<'de>, Span)> {
+        let v = root.get(key)?;
+        match v.as_table() {
+            Some(t) => Some((t, v.span)),
+            None => {
+                self.type_err(v, key, "a table", &format!("[{key}] section"));
+                None
+            }
+        }
+    }
+
+    fn str_list(&mut self, t: &Table<'_>, key: &str, example: &str) -> Option<Vec<(String, Span)>> {
+        let v = t.get(key)?;
+        let Some(arr) = v.as_array() else {
+            self.type_err(v, key, "an array of strings", example);
+            return None;
+        };
+        let mut out = Vec::new();
+        for item in arr {
+            match item.as_str() {
+                Some(s) => out.push((s.to_string(), item.span)),
+                None => self.type_err(item, key, "a string", example),
+            }
+        }
+        Some(out)
+    }
+
+    fn template(&mut self, s: &str, span: Span, key: &str, allowed: &[&str]) {
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while let Some(off) = s[i..].find('{') {
+            let start = i + off;
+            i = start + 1;
+            if start > 0 && bytes[start - 1] == b'$' {
+                continue; // ${VAR} belongs to the shell
+            }
+            let Some(len) = s[start + 1..].find('}') else {
+                break;
+            };
+            let name = &s[start + 1..start + 1 + len];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                continue;
+            }
+            if !allowed.contains(&name) {
+                let hint = did_you_mean(name, allowed.iter().copied()).unwrap_or_else(|| {
+                    format!(
+                        "placeholders available here: {}",
+                        allowed
+                            .iter()
+                            .map(|p| format!("{{{p}}}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+                self.err(
+                    span,
+                    format!("unknown placeholder `{{{name}}}` in `{key}`"),
+                    "unknown placeholder",
+                    Some(hint),
+                );
+            }
+        }
+    }
+}
+
+/// Read and validate a plan file.
+pub fn load(path: &Path) -> Result<(Plan, Report), PlanError> {
+    let source = std::fs::read_to_string(path).map_err(|e| PlanError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    parse(path, &source, &dir)
+}
+
+/// Validate plan text. `dir` resolves relative paths (artifact, journal).
+pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), PlanError> {
+    let file = path.display().to_string();
+    let mut r = Reader {
+        src: source,
+        diags: Vec::new(),
+    };
+    let report = |diags: Vec<Diag>| Report {
+        file: file.clone(),
+        source: source.to_string(),
+        diags,
+    };
+    let mut doc = match toml_span::parse(source) {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = e.to_string();
+            let d = Diag::error(format!("TOML syntax error: {msg}"), sp(e.span), "here")
+                .hint("check quotes, brackets and `key = value` pairs on this line");
+            return Err(PlanError::Invalid(report(vec![d])));
+        }
+    };
+    let root_span = doc.span;
+    let root = match doc.take() {
+        ValueInner::Table(t) => t,
+        _ => unreachable!("a TOML document is a table"),
+    };
+    r.known_keys(
+        &root,
+        "the plan",
+        &[
+            "release", "fleet", "strategy", "balancer", "deploy", "health", "sli", "rollback",
+            "journal",
+        ],
+    );
+    let head = Span::new(0, 0);
+    let need = |r: &mut Reader, key: &str, example: &str| {
+        let d = Diag::error(
+            format!("missing [{key}] section"),
+            (0, 0),
+            "the plan starts here",
+        )
+        .hint(example.to_string());
+        r.diags.push(d);
+    };
+
+    // [release]
+    let mut release = None;
+    match r.table(&root, "release") {
+        None if root.get("release").is_none() => need(
+            &mut r,
+            "release",
+            "add [release] with version, artifact and sha256",
+        ),
+        None => {}
+        Some((t, at)) => {
+            r.known_keys(t, "[release]", &["version", "artifact", "sha256"]);
+            let version = r.req_str(t, at, "[release]", "version", "\"1.0.10\"");
+            let artifact = r.req_str(t, at, "[release]", "artifact", "\"dist/api-1.0.10\"");
+            let sha = r.req_str(t, at, "[release]", "sha256", "\"<64 hex digits>\"");
+            if let Some((v, s)) = &version {
+                if v.is_empty() || v.contains(['/', ' ']) || v == "." || v == ".." {
+                    r.err(
+                        *s,
+                        format!("invalid version `{v}`"),
+                        "not usable as a release directory name",
+                        Some("use a plain version such as \"1.0.10\"".into()),
+                    );
+                }
+            }
+            let mut art_path = None;
+            if let Some((a, s)) = &artifact {
+                let p = dir.join(a);
+                if !p.exists() {
+                    r.err(
+                        *s,
+                        format!("artifact `{a}` not found"),
+                        format!("looked for {}", p.display()),
+                        Some("paths are relative to the plan file's directory".into()),
+                    );
+                } else {
+                    art_path = Some(p);
+                }
+            }
+            if let Some((h, s)) = &sha {
+                if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+                    r.err(*s, "`sha256` must be 64 hex digits", format!("{} characters", h.len()), Some("compute it with: sha256sum ARTIFACT (for a directory: glidepath hashes it; see README)".into()));
+                }
+            }
+            if let (Some((v, _)), Some(p), Some((h, _))) = (version, art_path, sha) {
+                release = Some(Release {
+                    version: v,
+                    artifact: p,
+                    sha256: h.to_lowercase(),
+                });
+            }
+        }
+    }
+
+    // [fleet]
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut node_spans: Vec<Span> = Vec::new();
+    let mut fleet_name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "fleet".into());
+    match r.table(&root, "fleet") {
+        None if root.get("fleet").is_none() => need(
+            &mut r,
+            "fleet",
+            "add [fleet] with nodes = [ { name = \"api-1\", address = \"10.0.0.11:8080\" } ]",
+        ),
+        None => {}
+        Some((t, at)) => {
+            r.known_keys(t, "[fleet]", &["name", "nodes"]);
+            if let Some((n, _)) = r.str(t, "name", "\"api\"") {
+                fleet_name = n;
+            }
+            match t.get("nodes") {
+                None => r.missing(at, "[fleet]", "nodes", "[ { name = \"api-1\", address = \"10.0.0.11:8080\" } ]"),
+                Some(v) => match v.as_array() {
+                    None => r.type_err(v, "nodes", "an array of tables", "[ { name = \"api-1\", address = \"10.0.0.11:8080\" } ]"),
+                    Some(arr) if arr.is_empty() => r.err(v.span, "the fleet has no nodes", "empty", Some("list at least one node: { name = \"api-1\", address = \"10.0.0.11:8080\" }".into())),
+                    Some(arr) => {
+                        for item in arr {
+                            let Some(nt) = item.as_table() else {
+                                r.type_err(item, "nodes", "a table { name, address }", "{ name = \"api-1\", address = \"10.0.0.11:8080\" }");
+                                continue;
+                            };
+                            r.known_keys(nt, "a fleet node", &["name", "address"]);
+                            let name = r.req_str(nt, item.span, "a fleet node", "name", "\"api-1\"");
+                            let addr = r.req_str(nt, item.span, "a fleet node", "address", "\"10.0.0.11:8080\"");
+                            if let (Some((n, ns)), Some((a, as_))) = (name, addr) {
+                                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                                    r.err(ns, format!("invalid node name `{n}`"), "letters, digits, - _ . only", Some("node names become directory names and API paths".into()));
+                                } else if nodes.iter().any(|x| x.name == n) {
+                                    r.err(ns, format!("duplicate node name `{n}`"), "already in the fleet", Some("each node needs a unique name".into()));
+                                } else if nodes.iter().any(|x| x.address == a) {
+                                    r.err(as_, format!("duplicate address `{a}`"), "another node has this address", Some("two nodes with one address would be drained and deployed twice".into()));
+                                } else {
+                                    nodes.push(Node { name: n, address: a });
+                                    node_spans.push(item.span);
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+    let node_names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+
+    // [strategy]
+    let mut strategy = Strategy {
+        canary: vec![],
+        batch: BatchSize::Count(1),
+        max_unavailable: None,
+        sli_window: None,
+        probe_interval: Duration::from_secs(10),
+        pause_after: vec![],
+        drain_timeout: Duration::from_secs(30),
+        on_drain_timeout: DrainTimeoutPolicy::Fail,
+    };
+    let mut window_span = None;
+    let mut probe_span = None;
+    let mut pauses_raw = Vec::new();
+    match r.table(&root, "strategy") {
+        None if root.get("strategy").is_none() => need(
+            &mut r,
+            "strategy",
+            "add [strategy] with canary = [\"api-1\"]",
+        ),
+        None => {}
+        Some((t, at)) => {
+            r.known_keys(
+                t,
+                "[strategy]",
+                &[
+                    "canary",
+                    "batch_size",
+                    "max_unavailable",
+                    "sli_window",
+                    "probe_interval",
+                    "pauses",
+                    "drain_timeout",
+                    "on_drain_timeout",
+                ],
+            );
+            match r.str_list(t, "canary", "[\"api-1\"]") {
+                None if t.get("canary").is_none() => r.missing(
+                    at,
+                    "[strategy]",
+                    "canary",
+                    "[\"api-1\"]  # the node(s) that get the release first",
+                ),
+                None => {}
+                Some(list) if list.is_empty() => r.err(
+                    t.get("canary").map(|v| v.span).unwrap_or(at),
+                    "no canary node",
+                    "empty",
+                    Some("name at least one fleet node: the canary gets the release first".into()),
+                ),
+                Some(list) => {
+                    for (c, s) in list {
+                        if !nodes.is_empty() && !node_names.contains(&c.as_str()) {
+                            let hint =
+                                did_you_mean(&c, node_names.iter().copied()).unwrap_or_else(|| {
+                                    format!("fleet nodes: {}", node_names.join(", "))
+                                });
+                            r.err(
+                                s,
+                                format!("canary node `{c}` is not in the fleet"),
+                                "not in [fleet].nodes",
+                                Some(hint),
+                            );
+                        } else if strategy.canary.contains(&c) {
+                            r.err(
+                                s,
+                                format!("canary node `{c}` listed twice"),
+                                "duplicate",
+                                None,
+                            );
+                        } else {
+                            strategy.canary.push(c);
+                        }
+                    }
+                    if !nodes.is_empty() && strategy.canary.len() == nodes.len() && nodes.len() > 1
+                    {
+                        let s = t.get("canary").map(|v| v.span).unwrap_or(at);
+                        r.diags.push(Diag {
+                            severity: Severity::Warning,
+                            message: "every node is a canary: there are no peers to protect".into(),
+                            span: Some(sp(s)),
+                            label: "all nodes".into(),
+                            hint: Some("keep the canary a small part of the fleet".into()),
+                        });
+                    }
+                }
+            }
+            if let Some(v) = t.get("batch_size") {
+                match v.as_ref() {
+                    ValueInner::Integer(i) if *i >= 1 => strategy.batch = BatchSize::Count(*i as usize),
+                    ValueInner::Integer(i) => r.err(v.span, format!("`batch_size` = {i} is out of range"), "must be at least 1", Some("for example: batch_size = 2 or batch_size = \"25%\"".into())),
+                    ValueInner::String(s) => match s.strip_suffix('%').map(|p| p.trim().parse::<u32>()) {
+                        Some(Ok(p)) if (1..=100).contains(&p) => strategy.batch = BatchSize::Percent(p as u8),
+                        Some(_) => r.err(v.span, format!("`batch_size` = \"{s}\" is out of range"), "a percentage from 1% to 100%", Some("for example: batch_size = \"25%\"".into())),
+                        None => r.err(v.span, format!("invalid `batch_size` \"{s}\""), "not a count or a percentage", Some("write a count (batch_size = 2) or a percentage (batch_size = \"25%\")".into())),
+                    },
+                    _ => r.type_err(v, "batch_size", "an integer or a percentage string", "2"),
+                }
+            }
+            if let Some((m, _)) = r.int(t, "max_unavailable", 1, "1") {
+                strategy.max_unavailable = Some(m as usize);
+            }
+            strategy.sli_window = r.duration(t, "sli_window", None);
+            window_span = t.get("sli_window").map(|v| v.span);
+            if let Some(d) = r.duration(t, "probe_interval", Some(strategy.probe_interval)) {
+                strategy.probe_interval = d;
+            }
+            probe_span = t.get("probe_interval").map(|v| v.span);
+            if let Some(d) = r.duration(t, "drain_timeout", Some(strategy.drain_timeout)) {
+                strategy.drain_timeout = d;
+            }
+            if let Some((p, s)) = r.str(t, "on_drain_timeout", "\"fail\"") {
+                match p.as_str() {
+                    "fail" => strategy.on_drain_timeout = DrainTimeoutPolicy::Fail,
+                    "proceed" => strategy.on_drain_timeout = DrainTimeoutPolicy::Proceed,
+                    _ => r.err(
+                        s,
+                        format!("unknown `on_drain_timeout` \"{p}\""),
+                        "expected \"fail\" or \"proceed\"",
+                        did_you_mean(&p, ["fail", "proceed"]),
+                    ),
+                }
+            }
+            pauses_raw = r
+                .str_list(t, "pauses", "[\"after-canary\"]")
+                .unwrap_or_default();
+        }
+    }
+
+    // pauses need the group count
+    let groups = plan_groups(
+        &nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>(),
+        &strategy.canary,
+        strategy.batch,
+    );
+    for (p, s) in pauses_raw {
+        let idx = if p == "after-canary" {
+            Some(0)
+        } else if let Some(n) = p
+            .strip_prefix("after-batch-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            if n == 0 || n >= groups.len() {
+                r.err(
+                    s,
+                    format!("pause `{p}`: there is no batch {n}"),
+                    format!(
+                        "this plan has {} batch(es) after the canary",
+                        groups.len().saturating_sub(1)
+                    ),
+                    None,
+                );
+                None
+            } else {
+                Some(n)
+            }
+        } else {
+            r.err(
+                s,
+                format!("unknown pause point `{p}`"),
+                "not a pause point",
+                Some("use \"after-canary\" or \"after-batch-N\"".into()),
+            );
+            None
+        };
+        if let Some(i) = idx {
+            strategy.pause_after.push(i);
+        }
+    }
+
+    // [balancer]
+    let mut balancer = None;
+    match r.table(&root, "balancer") {
+        None if root.get("balancer").is_none() => need(&mut r, "balancer", "add [balancer] with kind = \"http\" (or kind = \"none\" for nodes without a load balancer)"),
+        None => {}
+        Some((t, at)) => match r.req_str(t, at, "[balancer]", "kind", "\"http\"") {
+            Some((k, _)) if k == "none" => {
+                r.known_keys(t, "[balancer] (kind = \"none\")", &["kind"]);
+                balancer = Some(BalancerCfg::None);
+            }
+            Some((k, _)) if k == "http" => {
+                r.known_keys(t, "[balancer] (kind = \"http\")", &["kind", "drain", "ready", "state", "timeout"]);
+                let url = |r: &mut Reader, key: &str, ex: &str| {
+                    let v = r.req_str(t, at, "[balancer]", key, ex);
+                    if let Some((s, sp_)) = &v {
+                        r.template(s, *sp_, key, &["node", "address"]);
+                    }
+                    v.map(|x| x.0)
+                };
+                let drain = url(&mut r, "drain", "\"http://{address}/admin/drain\"");
+                let ready = url(&mut r, "ready", "\"http://{address}/admin/ready\"");
+                let state = url(&mut r, "state", "\"http://{address}/admin/state\"");
+                let timeout = r.duration(t, "timeout", Some(Duration::from_secs(5)));
+                if let (Some(drain), Some(ready), Some(state), Some(timeout)) = (drain, ready, state, timeout) {
+                    balancer = Some(BalancerCfg::Http { drain, ready, state, timeout });
+                }
+            }
+            Some((k, s)) => {
+                let hint = if ["haproxy", "command"].contains(&k.as_str()) {
+                    format!("the `{k}` balancer is not in this version yet; use \"http\" or \"none\"")
+                } else {
+                    did_you_mean(&k, ["http", "none"]).unwrap_or_else(|| "kinds: \"http\", \"none\"".into())
+                };
+                r.err(s, format!("unknown balancer kind `{k}`"), "unknown kind", Some(hint));
+            }
+            None => {}
+        },
+    }
+
+    // [deploy]
+    let mut deploy = None;
+    match r.table(&root, "deploy") {
+        None if root.get("deploy").is_none() => need(
+            &mut r,
+            "deploy",
+            "add [deploy] with kind = \"local\", install_dir and restart",
+        ),
+        None => {}
+        Some((t, at)) => {
+            r.known_keys(
+                t,
+                "[deploy]",
+                &[
+                    "kind",
+                    "install_dir",
+                    "keep_releases",
+                    "restart",
+                    "restart_timeout",
+                ],
+            );
+            if let Some((k, s)) = r.str(t, "kind", "\"local\"") {
+                if k != "local" {
+                    let hint = if ["ssh", "command"].contains(&k.as_str()) {
+                        format!("the `{k}` deployer is not in this version yet; use \"local\"")
+                    } else {
+                        "kinds: \"local\"".to_string()
+                    };
+                    r.err(
+                        s,
+                        format!("unknown deploy kind `{k}`"),
+                        "unknown kind",
+                        Some(hint),
+                    );
+                }
+            }
+            let dir_t = r.req_str(t, at, "[deploy]", "install_dir", "\"/opt/api/{node}\"");
+            if let Some((d, s)) = &dir_t {
+                r.template(d, *s, "install_dir", &["node", "address", "plan_dir"]);
+            }
+            let restart = r.req_str(t, at, "[deploy]", "restart", "\"systemctl restart api\"");
+            if let Some((c, s)) = &restart {
+                r.template(c, *s, "restart", PLACEHOLDERS);
+            }
+            let keep = r
+                .int(t, "keep_releases", 2, "3")
+                .map(|x| x.0 as usize)
+                .unwrap_or(3);
+            let restart_timeout = r.duration(t, "restart_timeout", Some(Duration::from_secs(60)));
+            if let (Some((d, _)), Some((c, _)), Some(rt)) = (dir_t, restart, restart_timeout) {
+                deploy = Some(DeployCfg {
+                    install_dir: d,
+                    keep_releases: keep,
+                    restart: c,
+                    restart_timeout: rt,
+                });
+            }
+        }
+    }
+
+    // [health]
+    let mut health = None;
+    match r.table(&root, "health") {
+        None if root.get("health").is_none() => need(
+            &mut r,
+            "health",
+            "add [health] with http = \"http://{address}/health\"",
+        ),
+        None => {}
+        Some((t, at)) => {
+            r.known_keys(
+                t,
+                "[health]",
+                &["http", "version_url", "deadline", "interval", "timeout"],
+            );
+            let http = r.req_str(t, at, "[health]", "http", "\"http://{address}/health\"");
+            if let Some((u, s)) = &http {
+                r.template(u, *s, "http", &["node", "address"]);
+            }
+            let version_url = r.str(t, "version_url", "\"http://{address}/version\"");
+            if let Some((u, s)) = &version_url {
+                r.template(u, *s, "version_url", &["node", "address"]);
+            }
+            let deadline = r.duration(t, "deadline", Some(Duration::from_secs(60)));
+            let interval = r.duration(t, "interval", Some(Duration::from_secs(1)));
+            let timeout = r.duration(t, "timeout", Some(Duration::from_secs(2)));
+            if let (Some((h, _)), Some(d), Some(i), Some(to)) = (http, deadline, interval, timeout)
+            {
+                health = Some(HealthCfg {
+                    http: h,
+                    version_url: version_url.map(|v| v.0),
+                    deadline: d,
+                    interval: i,
+                    timeout: to,
+                });
+            }
+        }
+    }
+
+    // [sli]
+    let mut sli = None;
+    if let Some((t, at)) = r.table(&root, "sli") {
+        r.known_keys(t, "[sli]", &["source", "url", "timeout", "check"]);
+        if let Some((s, span)) = r.str(t, "source", "\"scrape\"") {
+            if s != "scrape" {
+                let hint = if s == "prometheus" {
+                    "the `prometheus` source is not in this version yet; use \"scrape\" (reads each node's /metrics)".to_string()
+                } else {
+                    "sources: \"scrape\"".to_string()
+                };
+                r.err(
+                    span,
+                    format!("unknown SLI source `{s}`"),
+                    "unknown source",
+                    Some(hint),
+                );
+            }
+        }
+        let url = r.str(t, "url", "\"http://{address}/metrics\"").map(|x| {
+            r.template(&x.0, x.1, "url", &["node", "address"]);
+            x.0
+        });
+        let timeout = r.duration(t, "timeout", Some(Duration::from_secs(2)));
+        let mut checks = Vec::new();
+        match t.get("check") {
+            None => r.missing(
+                at,
+                "[sli]",
+                "[[sli.check]]",
+                "a check table: [[sli.check]] name = \"error rate\" kind = \"error_ratio\" …",
+            ),
+            Some(v) => match v.as_array() {
+                None => r.type_err(
+                    v,
+                    "check",
+                    "an array of tables ([[sli.check]])",
+                    "[[sli.check]]",
+                ),
+                Some(arr) => {
+                    for item in arr {
+                        let Some(ct) = item.as_table() else {
+                            r.type_err(item, "check", "a table", "[[sli.check]]");
+                            continue;
+                        };
+                        if let Some(c) = read_check(&mut r, ct, item.span) {
+                            if checks.iter().any(|x: &CheckCfg| x.spec.name == c.spec.name) {
+                                r.err(
+                                    item.span,
+                                    format!("duplicate check name `{}`", c.spec.name),
+                                    "duplicate",
+                                    Some("give every check its own name".into()),
+                                );
+                            }
+                            checks.push(c);
+                        }
+                    }
+                }
+            },
+        }
+        if let Some(to) = timeout {
+            sli = Some(SliCfg {
+                url: url.unwrap_or_else(|| "http://{address}/metrics".into()),
+                timeout: to,
+                checks,
+            });
+        }
+    }
+    match (&sli, strategy.sli_window) {
+        (Some(_), None) if root.get("strategy").is_some() && window_span.is_none() => {
+            let at = root.get("strategy").map(|v| v.span).unwrap_or(head);
+            r.missing(
+                at,
+                "[strategy]",
+                "sli_window",
+                "\"10m\"  # how long to watch the canary's SLIs",
+            );
+        }
+        (None, Some(_)) => {
+            r.err(
+                window_span.unwrap_or(head),
+                "`sli_window` is set but the plan has no [sli] checks",
+                "nothing to watch",
+                Some("add [sli] with at least one [[sli.check]], or remove sli_window".into()),
+            );
+        }
+        (Some(_), Some(w)) if strategy.probe_interval > w => {
+            r.err(probe_span.or(window_span).unwrap_or(head), "`probe_interval` is longer than `sli_window`", "no probe would run inside the window", Some("probe several times per window, e.g. sli_window = \"10m\", probe_interval = \"30s\"".into()));
+        }
+        _ => {}
+    }
+
+    // [rollback]
+    let mut rollback_on = Vec::new();
+    match r.table(&root, "rollback") {
+        None if root.get("rollback").is_none() => {
+            r.diags.push(Diag::error("the plan has no rollback path: missing [rollback] section", (0, 0), "the plan starts here").hint("add [rollback] with on = [\"health\", \"sli\"]: glidepath refuses a rollout it cannot undo"));
+        }
+        None => {}
+        Some((t, _)) => {
+            r.known_keys(t, "[rollback]", &["on"]);
+            let list = r
+                .str_list(t, "on", "[\"health\", \"sli\"]")
+                .unwrap_or_else(|| vec![("health".into(), head), ("sli".into(), head)]);
+            for (o, s) in list {
+                if !["health", "sli"].contains(&o.as_str()) {
+                    r.err(
+                        s,
+                        format!("unknown rollback trigger `{o}`"),
+                        "not a trigger",
+                        Some(
+                            did_you_mean(&o, ["health", "sli"])
+                                .unwrap_or_else(|| "triggers: \"health\", \"sli\"".into()),
+                        ),
+                    );
+                } else {
+                    rollback_on.push(o);
+                }
+            }
+            if !rollback_on.iter().any(|o| o == "health")
+                && r.diags.iter().all(|d| {
+                    d.severity != Severity::Error || !d.message.contains("rollback trigger")
+                })
+            {
+                let s = t.get("on").map(|v| v.span).unwrap_or(head);
+                r.err(s, "rollback.on must include \"health\"", "a node failing its health check would be left broken", Some("on = [\"health\", \"sli\"]; leave out \"sli\" to pause for a person on an SLI breach instead".into()));
+            }
+        }
+    }
+
+    // [journal]
+    let mut journal = None;
+    if let Some((t, _)) = r.table(&root, "journal") {
+        r.known_keys(t, "[journal]", &["path"]);
+        journal = r.str(t, "path", "\"glidepath.db\"").map(|p| dir.join(p.0));
+    }
+
+    let _ = root_span;
+    let errors = r.diags.iter().any(|d| d.severity == Severity::Error);
+    let mut diags = r.diags;
+    diags.sort_by_key(|d| d.span.map_or(0, |s| s.0));
+    if errors {
+        return Err(PlanError::Invalid(report(diags)));
+    }
+    let plan = Plan {
+        path: path.to_path_buf(),
+        dir: dir.to_path_buf(),
+        source: source.to_string(),
+        hash: sha256_hex(source.as_bytes()),
+        release: release.expect("validated"),
+        fleet_name,
+        nodes,
+        strategy,
+        balancer: balancer.expect("validated"),
+        deploy: deploy.expect("validated"),
+        health: health.expect("validated"),
+        sli,
+        rollback_on,
+        journal,
+    };
+    Ok((plan, report(diags)))
+}
+
+fn read_check(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
+    r.known_keys(
+        t,
+        "[[sli.check]]",
+        &[
+            "name",
+            "kind",
+            "metric",
+            "label",
+            "error_prefix",
+            "quantile",
+            "max",
+            "min",
+            "min_samples",
+            "on_inconclusive",
+        ],
+    );
+    let name = r.req_str(t, at, "[[sli.check]]", "name", "\"error rate\"");
+    let kind = r.req_str(t, at, "[[sli.check]]", "kind", "\"error_ratio\"");
+    let metric = r.req_str(t, at, "[[sli.check]]", "metric", "\"http_requests_total\"");
+    let max = r.num(t, "max");
+    let min = r.num(t, "min");
+    let min_samples = r
+        .int(t, "min_samples", 0, "50")
+        .map(|x| x.0 as u64)
+        .unwrap_or(1);
+    let policy = match r.str(t, "on_inconclusive", "\"wait\"") {
+        None => InconclusivePolicy::Wait,
+        Some((p, s)) => {
+            match p.as_str() {
+                "wait" => InconclusivePolicy::Wait,
+                "fail" => InconclusivePolicy::Fail,
+                "pass" => InconclusivePolicy::Pass,
+                _ => {
+                    r.err(s, format!("unknown `on_inconclusive` \"{p}\""), "expected wait, fail or pass", Some("\"wait\" keeps probing and fails if the window ends without enough data".into()));
+                    InconclusivePolicy::Wait
+                }
+            }
+        }
+    };
+    if max.is_none() && min.is_none() {
+        r.err(
+            at,
+            format!(
+                "check `{}` has no threshold",
+                name.as_ref().map_or("?", |n| n.0.as_str())
+            ),
+            "no max or min",
+            Some("add max = … (breach above) or min = … (breach below)".into()),
+        );
+    }
+    let (kind_s, kind_span) = kind?;
+    let ck = match kind_s.as_str() {
+        "error_ratio" => {
+            for (v, s) in [max, min].into_iter().flatten() {
+                if !(0.0..=1.0).contains(&v) {
+                    r.err(
+                        s,
+                        format!("threshold {v} is out of range for an error ratio"),
+                        "must be between 0 and 1",
+                        Some("an error ratio is a fraction: 0.01 means 1%".into()),
+                    );
+                }
+            }
+            let label = r.str(t, "label", "\"code\"").map_or("code".into(), |x| x.0);
+            let prefix = r
+                .str(t, "error_prefix", "\"5\"")
+                .map_or("5".into(), |x| x.0);
+            CheckKind::ErrorRatio {
+                metric: metric.clone()?.0,
+                label,
+                prefix,
+            }
+        }
+        "latency_quantile" => {
+            for (v, s) in [max, min].into_iter().flatten() {
+                if v <= 0.0 {
+                    r.err(
+                        s,
+                        format!("threshold {v} is out of range for a latency"),
+                        "must be above 0 (seconds)",
+                        Some("latency thresholds are in seconds: 0.5 means 500 ms".into()),
+                    );
+                }
+            }
+            let q = match r.num(t, "quantile") {
+                None => 0.95,
+                Some((q, s)) => {
+                    if !(q > 0.0 && q < 1.0) {
+                        r.err(
+                            s,
+                            format!("quantile {q} is out of range"),
+                            "must be between 0 and 1 (exclusive)",
+                            Some("p95 is quantile = 0.95".into()),
+                        );
+                    }
+                    q
+                }
+            };
+            CheckKind::LatencyQuantile {
+                metric: metric.clone()?.0,
+                quantile: q,
+            }
+        }
+        other => {
+            r.err(
+                kind_span,
+                format!("unknown check kind `{other}`"),
+                "unknown kind",
+                Some(
+                    did_you_mean(other, ["error_ratio", "latency_quantile"])
+                        .unwrap_or_else(|| "kinds: \"error_ratio\", \"latency_quantile\"".into()),
+                ),
+            );
+            return None;
+        }
+    };
+    Some(CheckCfg {
+        spec: CheckSpec {
+            name: name?.0,
+            max: max.map(|x| x.0),
+            min: min.map(|x| x.0),
+            min_samples,
+            on_inconclusive: policy,
+        },
+        kind: ck,
+    })
+}
+
+impl Plan {
+    /// The rollout as the decision core sees it.
+    pub fn rollout_spec(&self) -> RolloutSpec {
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let groups = plan_groups(&names, &self.strategy.canary, self.strategy.batch);
+        let batch_len = groups.iter().skip(1).map(|g| g.len()).max().unwrap_or(1);
+        let window = match (&self.sli, self.strategy.sli_window) {
+            (Some(sli), Some(w)) => Some(WindowSpec {
+                length_ms: w.as_millis() as u64,
+                interval_ms: self.strategy.probe_interval.as_millis() as u64,
+                checks: sli.checks.iter().map(|c| c.spec.clone()).collect(),
+                rollback_on_breach: self.rollback_on.iter().any(|o| o == "sli"),
+            }),
+            _ => None,
+        };
+        RolloutSpec {
+            version: self.release.version.clone(),
+            groups,
+            max_unavailable: self.strategy.max_unavailable.unwrap_or(batch_len).max(1),
+            pause_after: self.strategy.pause_after.clone(),
+            window,
+            drain_timeout_ms: self.strategy.drain_timeout.as_millis() as u64,
+            drain_poll_ms: 100,
+            on_drain_timeout: self.strategy.on_drain_timeout,
+            health_deadline_ms: self.health.deadline.as_millis() as u64,
+            health_interval_ms: self.health.interval.as_millis() as u64,
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The node's install directory (absolute, or relative to the plan dir).
+    pub fn install_dir(&self, node: &Node) -> PathBuf {
+        let d = render(
+            &self.deploy.install_dir,
+            &[
+                ("node", &node.name),
+                ("address", &node.address),
+                ("plan_dir", &self.dir.display().to_string()),
+            ],
+        );
+        self.dir.join(d)
+    }
+
+    /// Where the journal lives unless overridden on the command line.
+    pub fn journal_path(&self) -> PathBuf {
+        self.journal
+            .clone()
+            .unwrap_or_else(|| self.dir.join("glidepath.db"))
+    }
+
+    /// What `run` would do, in order, for `validate`.
+    pub fn describe(&self) -> Vec<String> {
+        let spec = self.rollout_spec();
+        let mut out = vec![format!(
+            "release {} ({}), sha256 {}…, fleet `{}` of {} node(s)",
+            self.release.version,
+            self.release.artifact.display(),
+            &self.release.sha256[..12],
+            self.fleet_name,
+            self.nodes.len()
+        )];
+        out.push("preflight: verify the artifact checksum, read each node's current release (its rollback target), check every node is healthy and reachable at the balancer".into());
+        let node_steps = "drain → wait for 0 active connections → stage + verify → switch current → restart → health check → re-enable → post-enable check";
+        for (i, g) in spec.groups.iter().enumerate() {
+            let who = if i == 0 {
+                format!("canary {}", g.join(", "))
+            } else {
+                format!("batch {}/{}: {}", i, spec.groups.len() - 1, g.join(", "))
+            };
+            out.push(format!(
+                "{who}: {node_steps} (at most {} out of rotation at once)",
+                spec.max_unavailable.min(g.len())
+            ));
+            if i == 0 {
+                if let Some(w) = &spec.window {
+                    let checks: Vec<String> = w
+                        .checks
+                        .iter()
+                        .map(|c| {
+                            let t = match (c.max, c.min) {
+                                (Some(m), _) => format!("≤ {m}"),
+                                (None, Some(m)) => format!("≥ {m}"),
+                                _ => String::new(),
+                            };
+                            format!("{} {t} (min {} samples)", c.name, c.min_samples)
+                        })
+                        .collect();
+                    out.push(format!(
+                        "watch SLIs for {} probing every {}: {}; a breach {}",
+                        humantime::format_duration(Duration::from_millis(w.length_ms)),
+                        humantime::format_duration(Duration::from_millis(w.interval_ms)),
+                        checks.join(", "),
+                        if w.rollback_on_breach {
+                            "rolls the canary back automatically"
+                        } else {
+                            "pauses for an operator"
+                        }
+                    ));
+                }
+            }
+            if spec.pause_after.contains(&i) {
+                out.push("pause: wait for `glidepath promote RUN`".into());
+            }
+        }
+        out.push(format!(
+            "on a failed health check{}: restore each changed node to its previous release (keep {} releases per node)",
+            if self.rollback_on.iter().any(|o| o == "sli") { " or SLI breach" } else { "" },
+            self.deploy.keep_releases
+        ));
+        out
+    }
+}
+
+/// sha256 of an artifact: a file's bytes, or for a directory the hash of
+/// every file's relative path and contents in sorted order.
+pub fn artifact_sha256(path: &Path) -> std::io::Result<String> {
+    if path.is_file() {
+        let mut f = std::fs::File::open(path)?;
+        let mut h = Sha256::new();
+        std::io::copy(&mut f, &mut h)?;
+        return Ok(hex::encode(h.finalize()));
+    }
+    let mut files = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(base, &p, out)?;
+            } else {
+                out.push(p.strip_prefix(base).expect("under base").to_path_buf());
+            }
+        }
+        Ok(())
+    }
+    walk(path, path, &mut files)?;
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(std::fs::read(path.join(&f))?);
+        h.update([0]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("30x"), Err("unknown unit `x`".into()));
+        assert_eq!(parse_duration("30"), Err("`30` has no unit".into()));
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn templates_render() {
+        assert_eq!(
+            render(
+                "http://{address}/h?n={node}",
+                &[("address", "a:1"), ("node", "n1")]
+            ),
+            "http://a:1/h?n=n1"
+        );
+        assert_eq!(
+            render("echo ${HOME} {node}", &[("node", "x")]),
+            "echo ${HOME} x"
+        );
+    }
+}

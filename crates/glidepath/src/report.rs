@@ -1,0 +1,490 @@
+//! What people and machines read: live narration of a run (every decision
+//! with its reason), and summaries of runs rebuilt from the journal for
+//! `status`, `history` and the end of `run`/`demo`.
+
+use crate::journal::{fmt_time, RunRecord};
+use crate::plan::Plan;
+use glidepath_core::{Cause, CauseKind, Event, NodeStatus, Phase, RolloutSpec, RunState, StepKind};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Receives the executor's events as they happen.
+pub trait Reporter: Send + Sync {
+    fn run_started(&self, run_id: &str, plan: &Plan, spec: &RolloutSpec);
+    fn run_resumed(&self, run_id: &str, plan: &Plan, spec: &RolloutSpec, events: &[Event]);
+    fn event(&self, state: &RunState, ev: &Event);
+    fn note(&self, msg: &str);
+    fn waiting(&self, run_id: &str, why: &str);
+}
+
+/// A reporter that says nothing (benchmarks, JSON-only callers).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn run_started(&self, _: &str, _: &Plan, _: &RolloutSpec) {}
+    fn run_resumed(&self, _: &str, _: &Plan, _: &RolloutSpec, _: &[Event]) {}
+    fn event(&self, _: &RunState, _: &Event) {}
+    fn note(&self, _: &str) {}
+    fn waiting(&self, _: &str, _: &str) {}
+}
+
+struct ConsoleState {
+    start: Option<u64>,
+    intents: HashMap<(Option<String>, StepKind), u64>,
+    last_fail: HashMap<(Option<String>, StepKind), String>,
+    announced: bool,
+}
+
+/// Line-by-line narration on a terminal or a log.
+pub struct Console {
+    out: Mutex<Box<dyn Write + Send>>,
+    color: bool,
+    prefix: String,
+    st: Mutex<ConsoleState>,
+}
+
+impl Console {
+    pub fn new(out: Box<dyn Write + Send>, color: bool) -> Self {
+        Console {
+            out: Mutex::new(out),
+            color,
+            prefix: String::new(),
+            st: Mutex::new(ConsoleState {
+                start: None,
+                intents: HashMap::new(),
+                last_fail: HashMap::new(),
+                announced: false,
+            }),
+        }
+    }
+
+    pub fn with_prefix(mut self, p: &str) -> Self {
+        self.prefix = p.to_string();
+        self
+    }
+
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn line(&self, at: u64, who: &str, what: &str, text: &str) {
+        let start = {
+            let mut st = self.st.lock().expect("console lock");
+            *st.start.get_or_insert(at)
+        };
+        let t = at.saturating_sub(start) as f64 / 1000.0;
+        let mut out = self.out.lock().expect("console lock");
+        let _ = writeln!(
+            out,
+            "{}{:>8} {:<8} {:<13} {}",
+            self.prefix,
+            format!("+{t:.2}s"),
+            who,
+            what,
+            text
+        );
+        let _ = out.flush();
+    }
+
+    fn plain(&self, text: &str) {
+        let mut out = self.out.lock().expect("console lock");
+        let _ = writeln!(out, "{}{text}", self.prefix);
+        let _ = out.flush();
+    }
+}
+
+fn plan_line(plan: &Plan, spec: &RolloutSpec) -> String {
+    let groups: Vec<String> = spec
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            if i == 0 {
+                format!("canary {}", g.join(","))
+            } else {
+                g.join(",")
+            }
+        })
+        .collect();
+    format!(
+        "fleet `{}` → {} · {}",
+        plan.fleet_name,
+        plan.release.version,
+        groups.join(" | ")
+    )
+}
+
+impl Reporter for Console {
+    fn run_started(&self, run_id: &str, plan: &Plan, spec: &RolloutSpec) {
+        self.plain(&self.paint("1", &format!("run {run_id}: {}", plan_line(plan, spec))));
+    }
+
+    fn run_resumed(&self, run_id: &str, plan: &Plan, spec: &RolloutSpec, events: &[Event]) {
+        if let Some(e) = events.first() {
+            self.st.lock().expect("console lock").start = Some(e.at());
+        }
+        self.plain(&self.paint(
+            "1",
+            &format!(
+                "resuming run {run_id} ({} journaled events): {}",
+                events.len(),
+                plan_line(plan, spec)
+            ),
+        ));
+    }
+
+    fn note(&self, msg: &str) {
+        self.plain(&format!("  {msg}"));
+    }
+
+    fn waiting(&self, run_id: &str, why: &str) {
+        self.plain(&self.paint("33", &format!("  ⏸ run {run_id} waits: {why}")));
+    }
+
+    fn event(&self, state: &RunState, ev: &Event) {
+        match ev {
+            Event::Started { .. } => {}
+            Event::Intent { at, step } => {
+                let key = (step.node.clone(), step.kind);
+                let first = {
+                    let mut st = self.st.lock().expect("console lock");
+                    let first = !st.intents.contains_key(&key);
+                    st.intents.entry(key).or_insert(*at);
+                    first
+                };
+                let polling = matches!(
+                    step.kind,
+                    StepKind::CheckDrained | StepKind::CheckHealth | StepKind::Probe
+                );
+                if first && !(polling && step.kind == StepKind::Probe) {
+                    self.line(
+                        *at,
+                        step.node.as_deref().unwrap_or("-"),
+                        step.kind.as_str(),
+                        &self.paint("2", &format!("→ {}", step.reason)),
+                    );
+                }
+            }
+            Event::Outcome { at, step, outcome } => {
+                let key = (step.node.clone(), step.kind);
+                let who = step.node.as_deref().unwrap_or("-");
+                if step.kind == StepKind::Probe {
+                    self.line(*at, who, "probe", &outcome.detail);
+                } else if outcome.ok
+                    && !(step.kind == StepKind::CheckDrained && outcome.value.unwrap_or(0.0) > 0.0)
+                    || matches!(step.kind, StepKind::CheckDrained)
+                        && state
+                            .nodes
+                            .get(who)
+                            .is_some_and(|n| n.next_step() != Some(StepKind::CheckDrained))
+                {
+                    let since = self.st.lock().expect("console lock").intents.remove(&key);
+                    let took = since
+                        .map(|s| format!(" ({:.2}s)", at.saturating_sub(s) as f64 / 1000.0))
+                        .unwrap_or_default();
+                    let mark = if outcome.ok {
+                        self.paint("32", "✓")
+                    } else {
+                        self.paint("31", "✗")
+                    };
+                    self.line(
+                        *at,
+                        who,
+                        step.kind.as_str(),
+                        &format!("{mark} {}{took}", outcome.detail),
+                    );
+                    self.st.lock().expect("console lock").last_fail.remove(&key);
+                } else {
+                    let changed = {
+                        let mut st = self.st.lock().expect("console lock");
+                        let prev = st.last_fail.insert(key.clone(), outcome.detail.clone());
+                        prev.as_deref() != Some(outcome.detail.as_str())
+                    };
+                    if changed {
+                        self.line(
+                            *at,
+                            who,
+                            step.kind.as_str(),
+                            &self.paint("33", &format!("… {}", outcome.detail)),
+                        );
+                    }
+                    let polling_done = state
+                        .nodes
+                        .get(who)
+                        .is_some_and(|n| n.next_step() != Some(step.kind));
+                    if polling_done
+                        || !matches!(step.kind, StepKind::CheckDrained | StepKind::CheckHealth)
+                    {
+                        self.st.lock().expect("console lock").intents.remove(&key);
+                    }
+                }
+                self.announce_cause(*at, state);
+            }
+            Event::Interrupted { at, in_flight } => {
+                let what: Vec<String> = in_flight
+                    .iter()
+                    .map(|s| format!("{} {}", s.node.as_deref().unwrap_or("-"), s.kind.as_str()))
+                    .collect();
+                let text = if what.is_empty() {
+                    "the previous process died; SLI window restarts (observations are not carried over)".to_string()
+                } else {
+                    format!(
+                        "the previous process died with {} in flight: repeating (idempotent)",
+                        what.join(", ")
+                    )
+                };
+                self.line(*at, "-", "resume", &self.paint("33", &format!("↻ {text}")));
+            }
+            Event::WindowClosed { at, passed, reason } => {
+                let mark = if *passed {
+                    self.paint("32", "✓")
+                } else {
+                    self.paint("31", "✗")
+                };
+                self.line(*at, "-", "sli_window", &format!("{mark} {reason}"));
+                self.announce_cause(*at, state);
+            }
+            Event::GroupStarted { at, reason, .. } => {
+                self.line(*at, "-", "batch", &self.paint("1", &format!("▶ {reason}")))
+            }
+            Event::Promoted { at, reason } => {
+                self.line(*at, "-", "promote", &format!("! promoted: {reason}"))
+            }
+            Event::AbortRequested { at, reason } => self.line(
+                *at,
+                "-",
+                "abort",
+                &self.paint("33", &format!("! abort requested: {reason}")),
+            ),
+            Event::RollbackRequested { at, reason } => {
+                self.st.lock().expect("console lock").announced = true;
+                self.line(
+                    *at,
+                    "-",
+                    "rollback",
+                    &self.paint("33", &format!("! rollback requested: {reason}")),
+                )
+            }
+            Event::Finished {
+                at,
+                outcome,
+                reason,
+            } => {
+                let code = if *outcome == glidepath_core::Outcome::Succeeded {
+                    "32;1"
+                } else {
+                    "31;1"
+                };
+                self.line(
+                    *at,
+                    "-",
+                    "finished",
+                    &self.paint(code, &format!("■ {}: {reason}", outcome.as_str())),
+                );
+            }
+        }
+    }
+}
+
+impl Console {
+    fn announce_cause(&self, at: u64, state: &RunState) {
+        if state.phase != Phase::RollingBack {
+            return;
+        }
+        let mut st = self.st.lock().expect("console lock");
+        if st.announced {
+            return;
+        }
+        st.announced = true;
+        drop(st);
+        if let Some(c) = &state.cause {
+            let what = match c.kind {
+                CauseKind::Sli => "SLI breach",
+                CauseKind::Health => "health check failed",
+                CauseKind::Infra => "infrastructure unreachable",
+                CauseKind::Step => "step failed",
+                CauseKind::Operator => "operator",
+            };
+            self.line(
+                at,
+                c.node.as_deref().unwrap_or("-"),
+                "decision",
+                &self.paint(
+                    "31;1",
+                    &format!("✗ {what} → automatic rollback: {}", c.reason),
+                ),
+            );
+        }
+    }
+}
+
+/// Per-node summary of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSummary {
+    pub node: String,
+    pub before: Option<String>,
+    pub now: Option<String>,
+    pub status: String,
+    pub steps: usize,
+    pub busy_ms: u64,
+    pub last: String,
+}
+
+/// A run as `status` and `history` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub fleet: String,
+    pub version: String,
+    pub status: String,
+    pub reason: String,
+    pub cause: Option<Cause>,
+    pub started: String,
+    pub duration_ms: u64,
+    pub waiting: Option<String>,
+    pub holder: Option<String>,
+    pub nodes: Vec<NodeSummary>,
+    pub decisions: Vec<String>,
+}
+
+/// Build a summary from the journal's record and events.
+pub fn summarize(
+    rec: &RunRecord,
+    spec: &RolloutSpec,
+    events: &[Event],
+    holder: Option<String>,
+    now: u64,
+) -> RunSummary {
+    let state = RunState::replay(spec, events);
+    let mut nodes = Vec::new();
+    for name in spec.nodes() {
+        let st = &state.nodes[name];
+        let mine: Vec<&Event> = events
+            .iter()
+            .filter(|e| matches!(e, Event::Intent { step, .. } | Event::Outcome { step, .. } if step.node.as_deref() == Some(name)))
+            .collect();
+        let steps = mine
+            .iter()
+            .filter(|e| matches!(e, Event::Outcome { .. }))
+            .count();
+        let busy = match (mine.first(), mine.last()) {
+            (Some(a), Some(b)) => b.at().saturating_sub(a.at()),
+            _ => 0,
+        };
+        let now_v = match st.status {
+            NodeStatus::Updated => Some(spec.version.clone()),
+            NodeStatus::InProgress if st.switched => Some(spec.version.clone()),
+            _ => st.before.clone(),
+        };
+        nodes.push(NodeSummary {
+            node: name.clone(),
+            before: st.before.clone(),
+            now: now_v,
+            status: st.status.as_str().to_string(),
+            steps,
+            busy_ms: busy,
+            last: st.last_detail.clone(),
+        });
+    }
+    let decisions = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GroupStarted { reason, .. } => Some(reason.clone()),
+            Event::WindowClosed { reason, .. } => Some(reason.clone()),
+            Event::Finished { reason, .. } => Some(reason.clone()),
+            Event::AbortRequested { reason, .. } => Some(format!("abort requested: {reason}")),
+            Event::RollbackRequested { reason, .. } => {
+                Some(format!("rollback requested: {reason}"))
+            }
+            Event::Promoted { reason, .. } => Some(format!("promoted: {reason}")),
+            Event::Interrupted { in_flight, .. } => Some(format!(
+                "resumed after a crash ({} step(s) in flight repeated)",
+                in_flight.len()
+            )),
+            _ => None,
+        })
+        .collect();
+    let first = events.first().map_or(rec.created_at, |e| e.at());
+    let last = events.last().map_or(rec.updated_at, |e| e.at());
+    let waiting = if state.is_finished() {
+        None
+    } else {
+        glidepath_core::decide(spec, &state, now).waiting
+    };
+    RunSummary {
+        run_id: rec.id.clone(),
+        fleet: rec.fleet.clone(),
+        version: rec.version.clone(),
+        status: rec.status.clone(),
+        reason: rec.reason.clone(),
+        cause: state.cause.clone(),
+        started: fmt_time(rec.created_at),
+        duration_ms: last.saturating_sub(first),
+        waiting,
+        holder,
+        nodes,
+        decisions,
+    }
+}
+
+impl RunSummary {
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "run {}  fleet `{}`  release {}  started {}  ({:.1}s)\nstatus: {}{}\n",
+            self.run_id,
+            self.fleet,
+            self.version,
+            self.started,
+            self.duration_ms as f64 / 1000.0,
+            self.status,
+            if self.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", self.reason)
+            }
+        );
+        if let Some(h) = &self.holder {
+            s.push_str(&format!("holder: {h}\n"));
+        }
+        if let Some(w) = &self.waiting {
+            s.push_str(&format!("waiting: {w}\n"));
+        }
+        if let Some(c) = &self.cause {
+            s.push_str(&format!("why it left the forward path: {}\n", c.reason));
+        }
+        s.push_str(&format!(
+            "{:<10} {:<8} {:<8} {:<12} {:>5} {:>8}  {}\n",
+            "node", "before", "now", "status", "steps", "time", "last"
+        ));
+        for n in &self.nodes {
+            let last: String = n.last.chars().take(70).collect();
+            s.push_str(&format!(
+                "{:<10} {:<8} {:<8} {:<12} {:>5} {:>8}  {}\n",
+                n.node,
+                n.before.as_deref().unwrap_or("-"),
+                n.now.as_deref().unwrap_or("-"),
+                n.status,
+                n.steps,
+                if n.busy_ms > 0 {
+                    format!("{:.2}s", n.busy_ms as f64 / 1000.0)
+                } else {
+                    "-".into()
+                },
+                last
+            ));
+        }
+        if !self.decisions.is_empty() {
+            s.push_str("decisions:\n");
+            for d in &self.decisions {
+                s.push_str(&format!("  - {d}\n"));
+            }
+        }
+        s
+    }
+}
