@@ -195,7 +195,8 @@ pub fn counter_sum_increase(
                 .map_or(0.0, |b| b.value);
             counter_increase(prev, a.value)
         })
-        .sum()
+        .sum::<f64>()
+        + 0.0 // an empty f64 sum is -0.0
 }
 
 #[cfg(test)]

@@ -462,14 +462,15 @@ impl Journal {
         Ok(())
     }
 
-    pub fn push_command(&self, run: &str, kind: &str, reason: &str) -> Result<(), JournalError> {
+    /// Queue an operator command; returns its id.
+    pub fn push_command(&self, run: &str, kind: &str, reason: &str) -> Result<i64, JournalError> {
         self.conn
             .execute(
                 "INSERT INTO commands (run_id, kind, reason, at) VALUES (?1, ?2, ?3, ?4)",
                 params![run, kind, reason, now_ms() as i64],
             )
             .map_err(|e| self.err(e))?;
-        Ok(())
+        Ok(self.conn.last_insert_rowid())
     }
 
     /// Commands not yet acted on, oldest first. Call [`Journal::consume_command`]

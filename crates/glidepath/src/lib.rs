@@ -5,3 +5,4 @@ pub mod executor;
 pub mod journal;
 pub mod plan;
 pub mod report;
+pub mod demo;

@@ -1,1 +1,395 @@
-fn main() {}
+//! The `glidepath` command: argument parsing, output format, and the one
+//! place where errors become exit codes. Everything else is in the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use glidepath::drivers::Drivers;
+use glidepath::executor::{ExecError, Executor, RunResult};
+use glidepath::journal::{now_ms, Journal, JournalError};
+use glidepath::plan::{self, PlanError};
+use glidepath::report::{summarize, Console, Reporter};
+use glidepath_core::{CauseKind, Outcome};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Documented exit codes (README "Exit codes").
+mod exit {
+    pub const OK: u8 = 0;
+    pub const ROLLED_BACK: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const GATE: u8 = 3;
+    pub const UNREACHABLE: u8 = 4;
+    pub const ABORTED: u8 = 5;
+    pub const LOCKED: u8 = 6;
+    pub const ROLLBACK_FAILED: u8 = 7;
+    pub const INTERNAL: u8 = 8;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Parser)]
+#[command(name = "glidepath", version, about = "Executable, provable upgrade runbooks: preflight, canary, SLI watch, batches, automatic rollback.")]
+struct Cli {
+    /// Journal database (default: next to the plan for `run`/`validate`, ./glidepath.db otherwise).
+    #[arg(long, global = true, env = "GLIDEPATH_JOURNAL")]
+    journal: Option<PathBuf>,
+    /// Output format for reports.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    output: Format,
+    /// Colors: auto (only on a terminal), always, never.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    color: ColorChoice,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Rehearse a good and a bad release on a local fleet (needs nothing installed).
+    Demo {
+        /// Number of demo nodes (at least 2).
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Requests per second of synthetic traffic.
+        #[arg(long, default_value_t = 200)]
+        rps: u32,
+        /// SLI window of the rehearsals.
+        #[arg(long, default_value = "6s")]
+        window: String,
+        /// Probe interval of the rehearsals.
+        #[arg(long, default_value = "1s")]
+        probe_interval: String,
+        /// Keep the work directory (plans, journal, node dirs) afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Work directory (default: a fresh one under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Check a plan file; report every problem with file:line:column and a hint.
+    Validate { plan: PathBuf },
+    /// Execute a rollout (preflight first).
+    Run { plan: PathBuf },
+    /// Show a run (default: the latest) per node, with reasons.
+    Status { run: Option<String> },
+    /// List past runs.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Finish a run whose process died (kill -9, crash, reboot).
+    Resume { run: String },
+    /// Continue a run waiting at a pause point (or accept a held SLI breach).
+    Promote {
+        run: String,
+        #[arg(long, default_value = "promoted by operator")]
+        reason: String,
+    },
+    /// Stop a run safely: finish steps in flight, restore half-deployed nodes, re-enable drained ones.
+    Abort {
+        run: String,
+        #[arg(long, default_value = "aborted by operator")]
+        reason: String,
+    },
+    /// Roll back every node that has the run's release.
+    Rollback {
+        run: String,
+        #[arg(long, default_value = "rollback requested by operator")]
+        reason: String,
+    },
+    /// Run one demo node (used by `demo` and the tests).
+    #[command(hide = true)]
+    DemoNode {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        #[arg(long, default_value_t = 150)]
+        boot_ms: u64,
+    },
+}
+
+/// An error with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure { code, message: message.into() }
+    }
+}
+
+impl From<JournalError> for Failure {
+    fn from(e: JournalError) -> Self {
+        match &e {
+            JournalError::Locked { holder_dead: true, run_id, .. } => Failure::new(
+                exit::LOCKED,
+                format!("{e}\nhint: that process is gone; `glidepath resume {run_id}` finishes its run, `glidepath abort {run_id}` stops it safely"),
+            ),
+            JournalError::Locked { .. } => Failure::new(exit::LOCKED, format!("{e}\nhint: wait for it, or `glidepath status` to watch it")),
+            JournalError::NoSuchRun(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath history` lists runs (and --journal picks the database)")),
+            _ => Failure::new(exit::INTERNAL, e.to_string()),
+        }
+    }
+}
+
+impl From<ExecError> for Failure {
+    fn from(e: ExecError) -> Self {
+        match e {
+            ExecError::Journal(j) => j.into(),
+            ExecError::Gate(_) => Failure::new(exit::GATE, format!("{e}\nno node was changed")),
+            ExecError::Unreachable(_) => Failure::new(exit::UNREACHABLE, format!("{e}\nno node was changed")),
+            ExecError::Interrupted(_) => Failure::new(exit::INTERRUPTED, e.to_string()),
+            ExecError::BadJournaledPlan { .. } => Failure::new(exit::INTERNAL, e.to_string()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::new(exit::INTERNAL, format!("{e:#}"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let rt = if matches!(cli.cmd, Cmd::DemoNode { .. }) {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+    }
+    .expect("tokio runtime");
+    match rt.block_on(dispatch(cli, color)) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn default_journal(cli_journal: &Option<PathBuf>) -> PathBuf {
+    cli_journal.clone().unwrap_or_else(|| PathBuf::from("glidepath.db"))
+}
+
+fn open_existing(path: &Path) -> Result<Journal, Failure> {
+    if !path.exists() {
+        return Err(Failure::new(
+            exit::INVALID,
+            format!("no journal at {}\nhint: pass --journal PATH (the journal lives next to the plan by default)", path.display()),
+        ));
+    }
+    Ok(Journal::open(path)?)
+}
+
+fn load_plan(path: &Path, format: Format, color: bool) -> Result<plan::Plan, Failure> {
+    match plan::load(path) {
+        Ok((p, warnings)) => {
+            if !warnings.diags.is_empty() && format == Format::Text {
+                eprint!("{}", warnings.render(color));
+            }
+            Ok(p)
+        }
+        Err(PlanError::Invalid(report)) => {
+            if format == Format::Json {
+                println!("{}", serde_json::json!({ "valid": false, "problems": report.json() }));
+            } else {
+                eprint!("{}", report.render(color));
+            }
+            let n = report.diags.iter().filter(|d| d.severity == glidepath::diag::Severity::Error).count();
+            Err(Failure::new(exit::INVALID, format!("{} has {n} problem(s); nothing was run", path.display())))
+        }
+        Err(e @ PlanError::Io { .. }) => Err(Failure::new(exit::INVALID, e.to_string())),
+    }
+}
+
+fn reporter(format: Format, color: bool) -> Arc<dyn Reporter> {
+    match format {
+        // machines read stdout; the narration goes to stderr
+        Format::Json => Arc::new(Console::new(Box::new(std::io::stderr()), false)),
+        Format::Text => Arc::new(Console::new(Box::new(std::io::stdout()), color)),
+    }
+}
+
+fn outcome_code(r: &RunResult) -> u8 {
+    match r.outcome {
+        Outcome::Succeeded => exit::OK,
+        Outcome::RolledBack if r.state.cause.as_ref().is_some_and(|c| c.kind == CauseKind::Infra) => exit::UNREACHABLE,
+        Outcome::RolledBack => exit::ROLLED_BACK,
+        Outcome::Aborted => exit::ABORTED,
+        Outcome::RollbackFailed => exit::ROLLBACK_FAILED,
+    }
+}
+
+fn print_result(journal_path: &Path, r: &RunResult, format: Format) -> Result<u8, Failure> {
+    let j = Journal::open(journal_path)?;
+    let rec = j.run(&r.run_id)?;
+    let (plan, _) = plan::parse(Path::new(&rec.plan_path), &rec.plan_source, Path::new(&rec.plan_path).parent().unwrap_or(Path::new(".")))
+        .map_err(|_| Failure::new(exit::INTERNAL, "journaled plan unreadable"))?;
+    let s = summarize(&rec, &plan.rollout_spec(), &j.events(&r.run_id)?, None, now_ms());
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&s).expect("json")),
+        Format::Text => print!("\n{}", s.render()),
+    }
+    Ok(outcome_code(r))
+}
+
+async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
+    let format = cli.output;
+    match cli.cmd {
+        Cmd::DemoNode { dir, listen, boot_ms } => {
+            glidepath::demo::node::serve(dir, &listen, boot_ms).await.context("demo node")?;
+            Ok(exit::OK)
+        }
+        Cmd::Demo { nodes, rps, window, probe_interval, keep, dir } => {
+            if nodes < 2 {
+                return Err(Failure::new(exit::INVALID, "--nodes must be at least 2 (a canary and a peer)"));
+            }
+            for (flag, v) in [("--window", &window), ("--probe-interval", &probe_interval)] {
+                plan::parse_duration(v).map_err(|e| Failure::new(exit::INVALID, format!("{flag} {v}: {e}")))?;
+            }
+            let bin = std::env::current_exe().context("locating the glidepath binary")?;
+            let knobs = glidepath::demo::DemoPlan { window, probe_interval, ..Default::default() };
+            let opts = glidepath::demo::DemoOptions { nodes, keep, color, rps, knobs, dir, quiet: format == Format::Json };
+            let report = glidepath::demo::run(&bin, opts).await?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+            }
+            Ok(if report.passed { exit::OK } else { exit::ROLLED_BACK })
+        }
+        Cmd::Validate { plan: path } => {
+            let p = load_plan(&path, format, color)?;
+            let steps = p.describe();
+            if format == Format::Json {
+                println!("{}", serde_json::json!({ "valid": true, "plan": path, "steps": steps }));
+            } else {
+                println!("{}: valid. `glidepath run` would:", path.display());
+                for (i, s) in steps.iter().enumerate() {
+                    println!("  {}. {s}", i + 1);
+                }
+            }
+            Ok(exit::OK)
+        }
+        Cmd::Run { plan: path } => {
+            let p = load_plan(&path, format, color)?;
+            let jpath = cli.journal.clone().unwrap_or_else(|| p.journal_path());
+            let journal = Journal::open(&jpath)?;
+            let drivers = Drivers::for_plan(&p);
+            let r = Executor::start(p, journal, drivers, reporter(format, color)).await?;
+            print_result(&jpath, &r, format)
+        }
+        Cmd::Resume { run } => {
+            let jpath = default_journal(&cli.journal);
+            let journal = open_existing(&jpath)?;
+            let rec = journal.run(&run)?;
+            if is_final(&rec.status) && journal.pending_commands(&run)?.is_empty() {
+                println!("run {run} already finished: {} — {}", rec.status, rec.reason);
+                return Ok(exit::OK);
+            }
+            let r = Executor::resume(journal, &run, Drivers::for_plan, reporter(format, color)).await?;
+            print_result(&jpath, &r, format)
+        }
+        Cmd::Promote { run, reason } => command(&cli.journal, &run, "promote", &reason, format, color).await,
+        Cmd::Abort { run, reason } => command(&cli.journal, &run, "abort", &reason, format, color).await,
+        Cmd::Rollback { run, reason } => command(&cli.journal, &run, "rollback", &reason, format, color).await,
+        Cmd::Status { run } => {
+            let journal = open_existing(&default_journal(&cli.journal))?;
+            let rec = match run {
+                Some(id) => journal.run(&id)?,
+                None => journal.runs(1)?.into_iter().next().ok_or_else(|| Failure::new(exit::INVALID, "the journal has no runs yet"))?,
+            };
+            let (plan, _) = plan::parse(Path::new(&rec.plan_path), &rec.plan_source, Path::new(&rec.plan_path).parent().unwrap_or(Path::new(".")))
+                .map_err(|_| Failure::new(exit::INTERNAL, "journaled plan unreadable"))?;
+            let lease = journal.lease_of_run(&rec.id)?;
+            let holder = lease.map(|l| {
+                if l.holder_dead(now_ms()) {
+                    format!("pid {} on {} is gone — `glidepath resume {}` finishes the run", l.pid, l.host, rec.id)
+                } else {
+                    format!("pid {} on {} (since {})", l.pid, l.host, glidepath::journal::fmt_time(l.since))
+                }
+            });
+            let s = summarize(&rec, &plan.rollout_spec(), &journal.events(&rec.id)?, holder, now_ms());
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&s).expect("json")),
+                Format::Text => print!("{}", s.render()),
+            }
+            Ok(exit::OK)
+        }
+        Cmd::History { limit } => {
+            let journal = open_existing(&default_journal(&cli.journal))?;
+            let runs = journal.runs(limit)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&runs).expect("json")),
+                Format::Text => {
+                    println!("{:<22} {:<20} {:<10} {:<8} {:<16} reason", "run", "started", "fleet", "release", "status");
+                    for r in runs {
+                        let reason: String = r.reason.chars().take(90).collect();
+                        println!("{:<22} {:<20} {:<10} {:<8} {:<16} {}", r.id, glidepath::journal::fmt_time(r.created_at), r.fleet, r.version, r.status, reason);
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn is_final(status: &str) -> bool {
+    matches!(status, "succeeded" | "rolled_back" | "aborted" | "rollback_failed" | "refused")
+}
+
+/// promote / abort / rollback: queue the command for the live process, or
+/// carry it out here when no process holds the run.
+async fn command(journal: &Option<PathBuf>, run: &str, kind: &str, reason: &str, format: Format, color: bool) -> Result<u8, Failure> {
+    let jpath = default_journal(journal);
+    let j = open_existing(&jpath)?;
+    let rec = j.run(run)?;
+    if rec.status == "refused" {
+        return Err(Failure::new(exit::INVALID, format!("run {run} was refused at preflight; nothing to {kind}")));
+    }
+    if is_final(&rec.status) && kind != "rollback" {
+        println!("run {run} already finished ({}); nothing to {kind}", rec.status);
+        return Ok(exit::OK);
+    }
+    let id = j.push_command(run, kind, reason)?;
+    let lease = j.lease_of_run(run)?;
+    if let Some(l) = lease.filter(|l| !l.holder_dead(now_ms())) {
+        println!("{kind} sent to run {run} (pid {} on {}); waiting for it to act…", l.pid, l.host);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if !j.pending_commands(run)?.iter().any(|c| c.id == id) {
+                println!("acknowledged: the run journaled the {kind}; `glidepath status {run}` follows it");
+                return Ok(exit::OK);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        return Err(Failure::new(exit::UNREACHABLE, format!("run {run} did not pick up the {kind} within 30s; it stays queued")));
+    }
+    if kind == "promote" {
+        println!("promote recorded for run {run}, but no process is running it: `glidepath resume {run}` continues it");
+        return Ok(exit::OK);
+    }
+    println!("no live process holds run {run}: carrying out the {kind} here");
+    let r = Executor::resume(j, run, Drivers::for_plan, reporter(format, color)).await?;
+    print_result(&jpath, &r, format)
+}

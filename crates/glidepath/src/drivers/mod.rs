@@ -7,7 +7,7 @@
 
 mod balancer_http;
 mod balancer_none;
-mod deploy_local;
+pub mod deploy_local;
 mod health_http;
 mod metrics_scrape;
 mod service_command;

@@ -1,0 +1,222 @@
+//! A local fleet of demo-node processes on 127.0.0.1, and a traffic
+//! generator that sends requests only to nodes that are in rotation. Used by
+//! `glidepath demo`, the integration tests and the benchmarks.
+
+use super::node::{release_toml, Behaviour};
+use crate::drivers::deploy_local::{stage_sync, switch_sync};
+use crate::plan::{artifact_sha256, Release};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Write a release artifact `<dist>/<version>/release.toml`; returns it with its sha256.
+pub fn write_release(dist: &Path, b: &Behaviour) -> std::io::Result<Release> {
+    let dir = dist.join(&b.version);
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("release.toml");
+    std::fs::write(&file, release_toml(b))?;
+    Ok(Release {
+        version: b.version.clone(),
+        sha256: artifact_sha256(&file)?,
+        artifact: file,
+    })
+}
+
+pub struct FleetNode {
+    pub name: String,
+    pub address: String,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl FleetNode {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Demo nodes as child processes; all killed on drop.
+pub struct LocalFleet {
+    pub nodes: Vec<FleetNode>,
+}
+
+fn spawn_node(bin: &Path, dir: &Path) -> std::io::Result<Child> {
+    let _ = std::fs::remove_file(dir.join("node.addr"));
+    let mut cmd = Command::new(bin);
+    cmd.arg("demo-node")
+        .arg("--dir")
+        .arg(dir)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    // Nodes die with whoever started them, even on SIGKILL.
+    // SAFETY: prctl is async-signal-safe; called between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+impl LocalFleet {
+    /// Install `initial` on `n` nodes under `root/nodes/<name>` and start them.
+    pub fn start(bin: &Path, root: &Path, n: usize, initial: &Release) -> std::io::Result<LocalFleet> {
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let name = format!("node-{i}");
+            let dir = root.join("nodes").join(&name);
+            std::fs::create_dir_all(&dir)?;
+            stage_sync(&dir, initial).map_err(std::io::Error::other)?;
+            switch_sync(&dir, &initial.version, 3).map_err(std::io::Error::other)?;
+            let child = spawn_node(bin, &dir)?;
+            nodes.push(FleetNode { name, address: String::new(), dir, child });
+        }
+        let mut fleet = LocalFleet { nodes };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &mut fleet.nodes {
+            loop {
+                if let Ok(a) = std::fs::read_to_string(node.dir.join("node.addr")) {
+                    node.address = a.trim().to_string();
+                    break;
+                }
+                if let Ok(Some(status)) = node.child.try_wait() {
+                    return Err(std::io::Error::other(format!("demo node {} exited at start: {status}", node.name)));
+                }
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other(format!("demo node {} did not start within 20s", node.name)));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(fleet)
+    }
+
+    /// `[[fleet.nodes]]` entries for a plan.
+    pub fn plan_nodes(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("  {{ name = \"{}\", address = \"{}\" }},\n", n.name, n.address))
+            .collect()
+    }
+
+    pub fn stop(&mut self) {
+        for n in &mut self.nodes {
+            let _ = n.child.kill();
+            let _ = n.child.wait();
+        }
+    }
+}
+
+impl Drop for LocalFleet {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Per-node client-side counts.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct NodeTraffic {
+    pub ok: u64,
+    pub errors: u64,
+    pub failed: u64,
+}
+
+/// Synthetic traffic at the nodes in rotation (polling their drain state).
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    pub stats: Arc<Mutex<BTreeMap<String, NodeTraffic>>>,
+    pub sent: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Traffic {
+    /// Start sending about `rps` requests per second, spread over the nodes
+    /// whose `/admin/state` says they are in rotation.
+    pub fn start(nodes: Vec<(String, String)>, rps: u32) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats: Arc<Mutex<BTreeMap<String, NodeTraffic>>> =
+            Arc::new(Mutex::new(nodes.iter().map(|(n, _)| (n.clone(), NodeTraffic::default())).collect()));
+        let sent = Arc::new(AtomicU64::new(0));
+        let ready: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(nodes.clone()));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(32)
+            .build()
+            .expect("client");
+        let mut tasks = Vec::new();
+        {
+            let (stop, ready, client, nodes) = (stop.clone(), ready.clone(), client.clone(), nodes.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut now_ready = Vec::new();
+                    for (name, addr) in &nodes {
+                        let url = format!("http://{addr}/admin/state");
+                        if let Ok(r) = client.get(&url).timeout(Duration::from_millis(500)).send().await {
+                            if let Ok(v) = r.json::<serde_json::Value>().await {
+                                if v["drained"] == false {
+                                    now_ready.push((name.clone(), addr.clone()));
+                                }
+                            }
+                        }
+                    }
+                    *ready.lock().expect("lock") = now_ready;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }));
+        }
+        {
+            let (stop, ready, stats, sent) = (stop.clone(), ready.clone(), stats.clone(), sent.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rps.max(1) as f64));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let target = {
+                        let r = ready.lock().expect("lock");
+                        if r.is_empty() {
+                            continue;
+                        }
+                        i = i.wrapping_add(1);
+                        r[i % r.len()].clone()
+                    };
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    let (client, stats) = (client.clone(), stats.clone());
+                    tokio::spawn(async move {
+                        let res = client.get(format!("http://{}/", target.1)).send().await;
+                        let mut s = stats.lock().expect("lock");
+                        let e = s.entry(target.0).or_default();
+                        match res {
+                            Ok(r) if r.status().is_success() => e.ok += 1,
+                            Ok(_) => e.errors += 1,
+                            Err(_) => e.failed += 1,
+                        }
+                    });
+                }
+            }));
+        }
+        Traffic { stop, stats, sent, tasks }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, NodeTraffic> {
+        self.stats.lock().expect("lock").clone()
+    }
+
+    pub async fn stop(self) -> BTreeMap<String, NodeTraffic> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        // let in-flight requests land
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.stats.lock().expect("lock").clone()
+    }
+}
