@@ -497,15 +497,31 @@ impl RunState {
                 }
             }
             Event::Outcome { at, step, outcome } => self.apply_outcome(spec, *at, step, outcome),
-            Event::Interrupted { .. } => {
+            Event::Interrupted { in_flight, .. } => {
+                // A step in flight may or may not have happened: assume the
+                // side effect did (restoring is idempotent, skipping it is not).
+                for step in in_flight {
+                    if let Some(node) = step.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
+                        match step.kind {
+                            StepKind::Drain => node.out_of_rotation = true,
+                            StepKind::Switch if node.track == Track::Forward => {
+                                node.switched = true
+                            }
+                            _ => {}
+                        }
+                    }
+                }
                 for node in self.nodes.values_mut() {
                     node.in_flight = None;
                     // A polling step restarts its clock after a crash.
                     node.step_since = None;
                     node.last_try = None;
+                    // Nodes caught on the forward path by a rollback or abort
+                    // whose outcome never arrived turn back now; nodes already
+                    // restoring keep their place.
                     match self.phase {
-                        Phase::RollingBack => node.turn_back(),
-                        Phase::Aborting => abort_node(node),
+                        Phase::RollingBack if node.track == Track::Forward => node.turn_back(),
+                        Phase::Aborting if node.track == Track::Forward => abort_node(node),
                         _ => {}
                     }
                 }

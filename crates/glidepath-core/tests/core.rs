@@ -527,6 +527,77 @@ fn sli_breach_without_auto_rollback_holds_for_the_operator() {
     assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
 }
 
+/// Crash in the middle of restoring: the resumed run continues the restore
+/// where it was (restart next), it does not just re-enable the node.
+#[test]
+fn crash_during_rollback_resumes_the_restore_in_place() {
+    let mut sim = Sim::new(spec(3, 1, true));
+    let mut w = World::new(3);
+    w.error_ratio = 0.5;
+    // run until the back-switch outcome is journaled
+    while !sim.log.iter().any(|e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Switch && step.version.as_deref() == Some("1"))) {
+        sim.tick(&mut w);
+    }
+    let mut replayed = RunState::replay(&sim.spec, &sim.log);
+    replayed.apply(
+        &sim.spec,
+        &Event::Interrupted {
+            at: sim.now,
+            in_flight: vec![],
+        },
+    );
+    let d = decide(&sim.spec, &replayed, sim.now);
+    assert_eq!(d.steps.len(), 1);
+    assert_eq!(d.steps[0].kind, StepKind::Restart);
+    assert_eq!(d.steps[0].version.as_deref(), Some("1"));
+}
+
+/// A forward switch in flight when both the crash and a rollback happen is
+/// assumed done: the node is restored, never just re-enabled on a maybe-new release.
+#[test]
+fn uncertain_switch_is_assumed_done_when_turning_back() {
+    let mut sim = Sim::new(spec(3, 1, false));
+    let mut w = World::new(3);
+    loop {
+        let d = decide(&sim.spec, &sim.state, sim.now);
+        if let Some(s) = d.steps.first().filter(|s| s.kind == StepKind::Switch) {
+            let s = s.clone();
+            sim.push(Event::Intent {
+                at: sim.now,
+                step: s.clone(),
+            });
+            w.perform(&s); // it happened, but the outcome is lost
+            break;
+        }
+        sim.tick(&mut w);
+    }
+    sim.push(Event::RollbackRequested {
+        at: sim.now,
+        reason: "operator".into(),
+    });
+    let in_flight = vec![];
+    sim.push(Event::Interrupted {
+        at: sim.now,
+        in_flight,
+    });
+    let mut replayed = RunState::replay(&sim.spec, &sim.log[..sim.log.len() - 1]);
+    let step = match &sim.log[sim.log.len() - 3] {
+        Event::Intent { step, .. } => step.clone(),
+        e => panic!("{e:?}"),
+    };
+    replayed.apply(
+        &sim.spec,
+        &Event::Interrupted {
+            at: sim.now,
+            in_flight: vec![step],
+        },
+    );
+    sim.state = replayed;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+    assert_eq!(w.current["n1"], "1");
+    assert!(!w.drained["n1"]);
+}
+
 proptest! {
     #[test]
     fn groups_cover_every_node_once(n in 1usize..60, canary in 0usize..3, batch in 1usize..20, pct in 1u8..=100, use_pct: bool) {

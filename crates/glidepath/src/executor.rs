@@ -43,26 +43,41 @@ pub struct RunResult {
     pub state: RunState,
 }
 
-/// A test hook: `GLIDEPATH_CRASH_AT=<intent|done|outcome>:<step>[:<node>]` or
-/// `transition:<event>` makes the process SIGKILL itself at that point, to
-/// prove crash safety at exact places. Unset in normal use.
-#[derive(Debug, Clone, Default)]
-pub struct CrashHook(Option<(String, String, Option<String>)>);
+/// A test hook: `GLIDEPATH_CRASH_AT=<intent|done|outcome>:<step>[:<node>][@N]`
+/// or `transition:<event>[@N]` makes the process SIGKILL itself at the Nth
+/// (default first) such point, to prove crash safety at exact places.
+/// Unset in normal use.
+#[derive(Debug, Default)]
+pub struct CrashHook {
+    at: Option<(String, String, Option<String>, u32)>,
+    seen: std::sync::atomic::AtomicU32,
+}
 
 impl CrashHook {
     pub fn from_env() -> Self {
         let Ok(v) = std::env::var("GLIDEPATH_CRASH_AT") else {
-            return CrashHook(None);
+            return CrashHook::default();
+        };
+        let (v, nth) = match v.rsplit_once('@') {
+            Some((a, n)) => (a.to_string(), n.parse().unwrap_or(1)),
+            None => (v, 1),
         };
         let mut parts = v.splitn(3, ':');
         let phase = parts.next().unwrap_or_default().to_string();
         let what = parts.next().unwrap_or_default().to_string();
-        CrashHook(Some((phase, what, parts.next().map(str::to_string))))
+        CrashHook {
+            at: Some((phase, what, parts.next().map(str::to_string), nth)),
+            seen: Default::default(),
+        }
     }
 
     fn hit(&self, phase: &str, what: &str, node: Option<&str>) {
-        if let Some((p, w, n)) = &self.0 {
-            if p == phase && w == what && (n.is_none() || n.as_deref() == node) {
+        if let Some((p, w, n, nth)) = &self.at {
+            if p == phase
+                && w == what
+                && (n.is_none() || n.as_deref() == node)
+                && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == *nth
+            {
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
                 eprintln!("GLIDEPATH_CRASH_AT={phase}:{what}: killing myself (test hook)");
@@ -225,9 +240,9 @@ impl Executor {
         ex.reporter
             .run_resumed(&ex.run_id, &ex.plan, &ex.spec, &events);
         let in_flight: Vec<Step> = events_in_flight(&events);
-        if !in_flight.is_empty()
-            || matches!(ex.state.phase, Phase::Rolling) && ex.state.window.is_some()
-        {
+        // A run that was not finished lost its process: mark it, so the
+        // journal shows the resume and steps in flight are repeated.
+        if !ex.state.is_finished() {
             ex.record(Event::Interrupted {
                 at: now_ms(),
                 in_flight,

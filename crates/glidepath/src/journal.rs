@@ -416,7 +416,7 @@ impl Journal {
         if let Some(l) = existing {
             let mine = l.pid == me && l.host == host;
             let dead = l.holder_dead(now);
-            if !mine && !(dead && take_over_dead) {
+            if !(mine || dead && take_over_dead) {
                 return Err(JournalError::Locked {
                     fleet: fleet.to_string(),
                     run_id: l.run_id,

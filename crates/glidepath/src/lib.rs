@@ -1,8 +1,8 @@
 //! glidepath: executable, provable upgrade runbooks.
+pub mod demo;
 pub mod diag;
 pub mod drivers;
 pub mod executor;
 pub mod journal;
 pub mod plan;
 pub mod report;
-pub mod demo;

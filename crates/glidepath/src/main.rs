@@ -29,7 +29,11 @@ mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "glidepath", version, about = "Executable, provable upgrade runbooks: preflight, canary, SLI watch, batches, automatic rollback.")]
+#[command(
+    name = "glidepath",
+    version,
+    about = "Executable, provable upgrade runbooks: preflight, canary, SLI watch, batches, automatic rollback."
+)]
 struct Cli {
     /// Journal database (default: next to the plan for `run`/`validate`, ./glidepath.db otherwise).
     #[arg(long, global = true, env = "GLIDEPATH_JOURNAL")]
@@ -131,7 +135,10 @@ struct Failure {
 
 impl Failure {
     fn new(code: u8, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into() }
+        Failure {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -154,7 +161,9 @@ impl From<ExecError> for Failure {
         match e {
             ExecError::Journal(j) => j.into(),
             ExecError::Gate(_) => Failure::new(exit::GATE, format!("{e}\nno node was changed")),
-            ExecError::Unreachable(_) => Failure::new(exit::UNREACHABLE, format!("{e}\nno node was changed")),
+            ExecError::Unreachable(_) => {
+                Failure::new(exit::UNREACHABLE, format!("{e}\nno node was changed"))
+            }
             ExecError::Interrupted(_) => Failure::new(exit::INTERRUPTED, e.to_string()),
             ExecError::BadJournaledPlan { .. } => Failure::new(exit::INTERNAL, e.to_string()),
         }
@@ -172,12 +181,19 @@ fn main() -> ExitCode {
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
     };
     let rt = if matches!(cli.cmd, Cmd::DemoNode { .. }) {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
     }
     .expect("tokio runtime");
     match rt.block_on(dispatch(cli, color)) {
@@ -190,7 +206,9 @@ fn main() -> ExitCode {
 }
 
 fn default_journal(cli_journal: &Option<PathBuf>) -> PathBuf {
-    cli_journal.clone().unwrap_or_else(|| PathBuf::from("glidepath.db"))
+    cli_journal
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("glidepath.db"))
 }
 
 fn open_existing(path: &Path) -> Result<Journal, Failure> {
@@ -213,12 +231,22 @@ fn load_plan(path: &Path, format: Format, color: bool) -> Result<plan::Plan, Fai
         }
         Err(PlanError::Invalid(report)) => {
             if format == Format::Json {
-                println!("{}", serde_json::json!({ "valid": false, "problems": report.json() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": false, "problems": report.json() })
+                );
             } else {
                 eprint!("{}", report.render(color));
             }
-            let n = report.diags.iter().filter(|d| d.severity == glidepath::diag::Severity::Error).count();
-            Err(Failure::new(exit::INVALID, format!("{} has {n} problem(s); nothing was run", path.display())))
+            let n = report
+                .diags
+                .iter()
+                .filter(|d| d.severity == glidepath::diag::Severity::Error)
+                .count();
+            Err(Failure::new(
+                exit::INVALID,
+                format!("{} has {n} problem(s); nothing was run", path.display()),
+            ))
         }
         Err(e @ PlanError::Io { .. }) => Err(Failure::new(exit::INVALID, e.to_string())),
     }
@@ -235,7 +263,14 @@ fn reporter(format: Format, color: bool) -> Arc<dyn Reporter> {
 fn outcome_code(r: &RunResult) -> u8 {
     match r.outcome {
         Outcome::Succeeded => exit::OK,
-        Outcome::RolledBack if r.state.cause.as_ref().is_some_and(|c| c.kind == CauseKind::Infra) => exit::UNREACHABLE,
+        Outcome::RolledBack
+            if r.state
+                .cause
+                .as_ref()
+                .is_some_and(|c| c.kind == CauseKind::Infra) =>
+        {
+            exit::UNREACHABLE
+        }
         Outcome::RolledBack => exit::ROLLED_BACK,
         Outcome::Aborted => exit::ABORTED,
         Outcome::RollbackFailed => exit::ROLLBACK_FAILED,
@@ -245,9 +280,19 @@ fn outcome_code(r: &RunResult) -> u8 {
 fn print_result(journal_path: &Path, r: &RunResult, format: Format) -> Result<u8, Failure> {
     let j = Journal::open(journal_path)?;
     let rec = j.run(&r.run_id)?;
-    let (plan, _) = plan::parse(Path::new(&rec.plan_path), &rec.plan_source, Path::new(&rec.plan_path).parent().unwrap_or(Path::new(".")))
-        .map_err(|_| Failure::new(exit::INTERNAL, "journaled plan unreadable"))?;
-    let s = summarize(&rec, &plan.rollout_spec(), &j.events(&r.run_id)?, None, now_ms());
+    let (plan, _) = plan::parse(
+        Path::new(&rec.plan_path),
+        &rec.plan_source,
+        Path::new(&rec.plan_path).parent().unwrap_or(Path::new(".")),
+    )
+    .map_err(|_| Failure::new(exit::INTERNAL, "journaled plan unreadable"))?;
+    let s = summarize(
+        &rec,
+        &plan.rollout_spec(),
+        &j.events(&r.run_id)?,
+        None,
+        now_ms(),
+    );
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&s).expect("json")),
         Format::Text => print!("\n{}", s.render()),
@@ -258,31 +303,67 @@ fn print_result(journal_path: &Path, r: &RunResult, format: Format) -> Result<u8
 async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
     let format = cli.output;
     match cli.cmd {
-        Cmd::DemoNode { dir, listen, boot_ms } => {
-            glidepath::demo::node::serve(dir, &listen, boot_ms).await.context("demo node")?;
+        Cmd::DemoNode {
+            dir,
+            listen,
+            boot_ms,
+        } => {
+            glidepath::demo::node::serve(dir, &listen, boot_ms)
+                .await
+                .context("demo node")?;
             Ok(exit::OK)
         }
-        Cmd::Demo { nodes, rps, window, probe_interval, keep, dir } => {
+        Cmd::Demo {
+            nodes,
+            rps,
+            window,
+            probe_interval,
+            keep,
+            dir,
+        } => {
             if nodes < 2 {
-                return Err(Failure::new(exit::INVALID, "--nodes must be at least 2 (a canary and a peer)"));
+                return Err(Failure::new(
+                    exit::INVALID,
+                    "--nodes must be at least 2 (a canary and a peer)",
+                ));
             }
             for (flag, v) in [("--window", &window), ("--probe-interval", &probe_interval)] {
-                plan::parse_duration(v).map_err(|e| Failure::new(exit::INVALID, format!("{flag} {v}: {e}")))?;
+                plan::parse_duration(v)
+                    .map_err(|e| Failure::new(exit::INVALID, format!("{flag} {v}: {e}")))?;
             }
             let bin = std::env::current_exe().context("locating the glidepath binary")?;
-            let knobs = glidepath::demo::DemoPlan { window, probe_interval, ..Default::default() };
-            let opts = glidepath::demo::DemoOptions { nodes, keep, color, rps, knobs, dir, quiet: format == Format::Json };
+            let knobs = glidepath::demo::DemoPlan {
+                window,
+                probe_interval,
+                ..Default::default()
+            };
+            let opts = glidepath::demo::DemoOptions {
+                nodes,
+                keep,
+                color,
+                rps,
+                knobs,
+                dir,
+                quiet: format == Format::Json,
+            };
             let report = glidepath::demo::run(&bin, opts).await?;
             if format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&report).expect("json"));
             }
-            Ok(if report.passed { exit::OK } else { exit::ROLLED_BACK })
+            Ok(if report.passed {
+                exit::OK
+            } else {
+                exit::ROLLED_BACK
+            })
         }
         Cmd::Validate { plan: path } => {
             let p = load_plan(&path, format, color)?;
             let steps = p.describe();
             if format == Format::Json {
-                println!("{}", serde_json::json!({ "valid": true, "plan": path, "steps": steps }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": true, "plan": path, "steps": steps })
+                );
             } else {
                 println!("{}: valid. `glidepath run` would:", path.display());
                 for (i, s) in steps.iter().enumerate() {
@@ -304,32 +385,63 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             let journal = open_existing(&jpath)?;
             let rec = journal.run(&run)?;
             if is_final(&rec.status) && journal.pending_commands(&run)?.is_empty() {
-                println!("run {run} already finished: {} — {}", rec.status, rec.reason);
+                println!(
+                    "run {run} already finished: {} — {}",
+                    rec.status, rec.reason
+                );
                 return Ok(exit::OK);
             }
-            let r = Executor::resume(journal, &run, Drivers::for_plan, reporter(format, color)).await?;
+            let r =
+                Executor::resume(journal, &run, Drivers::for_plan, reporter(format, color)).await?;
             print_result(&jpath, &r, format)
         }
-        Cmd::Promote { run, reason } => command(&cli.journal, &run, "promote", &reason, format, color).await,
-        Cmd::Abort { run, reason } => command(&cli.journal, &run, "abort", &reason, format, color).await,
-        Cmd::Rollback { run, reason } => command(&cli.journal, &run, "rollback", &reason, format, color).await,
+        Cmd::Promote { run, reason } => {
+            command(&cli.journal, &run, "promote", &reason, format, color).await
+        }
+        Cmd::Abort { run, reason } => {
+            command(&cli.journal, &run, "abort", &reason, format, color).await
+        }
+        Cmd::Rollback { run, reason } => {
+            command(&cli.journal, &run, "rollback", &reason, format, color).await
+        }
         Cmd::Status { run } => {
             let journal = open_existing(&default_journal(&cli.journal))?;
-            let rec = match run {
-                Some(id) => journal.run(&id)?,
-                None => journal.runs(1)?.into_iter().next().ok_or_else(|| Failure::new(exit::INVALID, "the journal has no runs yet"))?,
-            };
-            let (plan, _) = plan::parse(Path::new(&rec.plan_path), &rec.plan_source, Path::new(&rec.plan_path).parent().unwrap_or(Path::new(".")))
-                .map_err(|_| Failure::new(exit::INTERNAL, "journaled plan unreadable"))?;
+            let rec =
+                match run {
+                    Some(id) => journal.run(&id)?,
+                    None => journal.runs(1)?.into_iter().next().ok_or_else(|| {
+                        Failure::new(exit::INVALID, "the journal has no runs yet")
+                    })?,
+                };
+            let (plan, _) = plan::parse(
+                Path::new(&rec.plan_path),
+                &rec.plan_source,
+                Path::new(&rec.plan_path).parent().unwrap_or(Path::new(".")),
+            )
+            .map_err(|_| Failure::new(exit::INTERNAL, "journaled plan unreadable"))?;
             let lease = journal.lease_of_run(&rec.id)?;
             let holder = lease.map(|l| {
                 if l.holder_dead(now_ms()) {
-                    format!("pid {} on {} is gone — `glidepath resume {}` finishes the run", l.pid, l.host, rec.id)
+                    format!(
+                        "pid {} on {} is gone — `glidepath resume {}` finishes the run",
+                        l.pid, l.host, rec.id
+                    )
                 } else {
-                    format!("pid {} on {} (since {})", l.pid, l.host, glidepath::journal::fmt_time(l.since))
+                    format!(
+                        "pid {} on {} (since {})",
+                        l.pid,
+                        l.host,
+                        glidepath::journal::fmt_time(l.since)
+                    )
                 }
             });
-            let s = summarize(&rec, &plan.rollout_spec(), &journal.events(&rec.id)?, holder, now_ms());
+            let s = summarize(
+                &rec,
+                &plan.rollout_spec(),
+                &journal.events(&rec.id)?,
+                holder,
+                now_ms(),
+            );
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&s).expect("json")),
                 Format::Text => print!("{}", s.render()),
@@ -342,10 +454,21 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&runs).expect("json")),
                 Format::Text => {
-                    println!("{:<22} {:<20} {:<10} {:<8} {:<16} reason", "run", "started", "fleet", "release", "status");
+                    println!(
+                        "{:<22} {:<20} {:<10} {:<8} {:<16} reason",
+                        "run", "started", "fleet", "release", "status"
+                    );
                     for r in runs {
                         let reason: String = r.reason.chars().take(90).collect();
-                        println!("{:<22} {:<20} {:<10} {:<8} {:<16} {}", r.id, glidepath::journal::fmt_time(r.created_at), r.fleet, r.version, r.status, reason);
+                        println!(
+                            "{:<22} {:<20} {:<10} {:<8} {:<16} {}",
+                            r.id,
+                            glidepath::journal::fmt_time(r.created_at),
+                            r.fleet,
+                            r.version,
+                            r.status,
+                            reason
+                        );
                     }
                 }
             }
@@ -355,26 +478,45 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
 }
 
 fn is_final(status: &str) -> bool {
-    matches!(status, "succeeded" | "rolled_back" | "aborted" | "rollback_failed" | "refused")
+    matches!(
+        status,
+        "succeeded" | "rolled_back" | "aborted" | "rollback_failed" | "refused"
+    )
 }
 
 /// promote / abort / rollback: queue the command for the live process, or
 /// carry it out here when no process holds the run.
-async fn command(journal: &Option<PathBuf>, run: &str, kind: &str, reason: &str, format: Format, color: bool) -> Result<u8, Failure> {
+async fn command(
+    journal: &Option<PathBuf>,
+    run: &str,
+    kind: &str,
+    reason: &str,
+    format: Format,
+    color: bool,
+) -> Result<u8, Failure> {
     let jpath = default_journal(journal);
     let j = open_existing(&jpath)?;
     let rec = j.run(run)?;
     if rec.status == "refused" {
-        return Err(Failure::new(exit::INVALID, format!("run {run} was refused at preflight; nothing to {kind}")));
+        return Err(Failure::new(
+            exit::INVALID,
+            format!("run {run} was refused at preflight; nothing to {kind}"),
+        ));
     }
     if is_final(&rec.status) && kind != "rollback" {
-        println!("run {run} already finished ({}); nothing to {kind}", rec.status);
+        println!(
+            "run {run} already finished ({}); nothing to {kind}",
+            rec.status
+        );
         return Ok(exit::OK);
     }
     let id = j.push_command(run, kind, reason)?;
     let lease = j.lease_of_run(run)?;
     if let Some(l) = lease.filter(|l| !l.holder_dead(now_ms())) {
-        println!("{kind} sent to run {run} (pid {} on {}); waiting for it to act…", l.pid, l.host);
+        println!(
+            "{kind} sent to run {run} (pid {} on {}); waiting for it to act…",
+            l.pid, l.host
+        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
             if !j.pending_commands(run)?.iter().any(|c| c.id == id) {
@@ -383,7 +525,10 @@ async fn command(journal: &Option<PathBuf>, run: &str, kind: &str, reason: &str,
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        return Err(Failure::new(exit::UNREACHABLE, format!("run {run} did not pick up the {kind} within 30s; it stays queued")));
+        return Err(Failure::new(
+            exit::UNREACHABLE,
+            format!("run {run} did not pick up the {kind} within 30s; it stays queued"),
+        ));
     }
     if kind == "promote" {
         println!("promote recorded for run {run}, but no process is running it: `glidepath resume {run}` continues it");

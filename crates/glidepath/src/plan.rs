@@ -246,7 +246,7 @@ impl<'s> Reader<'s> {
         );
     }
 
-    fn str<'t>(&mut self, t: &'t Table<'_>, key: &str, example: &str) -> Option<(String, Span)> {
+    fn str(&mut self, t: &Table<'_>, key: &str, example: &str) -> Option<(String, Span)> {
         let v = t.get(key)?;
         match v.as_str() {
             Some(s) => Some((s.to_string(), v.span)),
@@ -477,7 +477,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     // [release]
     let mut release = None;
     match r.table(&root, "release") {
-        None if root.get("release").is_none() => need(
+        None if !root.contains_key("release") => need(
             &mut r,
             "release",
             "add [release] with version, artifact and sha256",
@@ -535,7 +535,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "fleet".into());
     match r.table(&root, "fleet") {
-        None if root.get("fleet").is_none() => need(
+        None if !root.contains_key("fleet") => need(
             &mut r,
             "fleet",
             "add [fleet] with nodes = [ { name = \"api-1\", address = \"10.0.0.11:8080\" } ]",
@@ -595,7 +595,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     let mut probe_span = None;
     let mut pauses_raw = Vec::new();
     match r.table(&root, "strategy") {
-        None if root.get("strategy").is_none() => need(
+        None if !root.contains_key("strategy") => need(
             &mut r,
             "strategy",
             "add [strategy] with canary = [\"api-1\"]",
@@ -617,7 +617,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                 ],
             );
             match r.str_list(t, "canary", "[\"api-1\"]") {
-                None if t.get("canary").is_none() => r.missing(
+                None if !t.contains_key("canary") => r.missing(
                     at,
                     "[strategy]",
                     "canary",
@@ -753,7 +753,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     // [balancer]
     let mut balancer = None;
     match r.table(&root, "balancer") {
-        None if root.get("balancer").is_none() => need(&mut r, "balancer", "add [balancer] with kind = \"http\" (or kind = \"none\" for nodes without a load balancer)"),
+        None if !root.contains_key("balancer") => need(&mut r, "balancer", "add [balancer] with kind = \"http\" (or kind = \"none\" for nodes without a load balancer)"),
         None => {}
         Some((t, at)) => match r.req_str(t, at, "[balancer]", "kind", "\"http\"") {
             Some((k, _)) if k == "none" => {
@@ -792,7 +792,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     // [deploy]
     let mut deploy = None;
     match r.table(&root, "deploy") {
-        None if root.get("deploy").is_none() => need(
+        None if !root.contains_key("deploy") => need(
             &mut r,
             "deploy",
             "add [deploy] with kind = \"local\", install_dir and restart",
@@ -852,7 +852,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     // [health]
     let mut health = None;
     match r.table(&root, "health") {
-        None if root.get("health").is_none() => need(
+        None if !root.contains_key("health") => need(
             &mut r,
             "health",
             "add [health] with http = \"http://{address}/health\"",
@@ -957,7 +957,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         }
     }
     match (&sli, strategy.sli_window) {
-        (Some(_), None) if root.get("strategy").is_some() && window_span.is_none() => {
+        (Some(_), None) if root.contains_key("strategy") && window_span.is_none() => {
             let at = root.get("strategy").map(|v| v.span).unwrap_or(head);
             r.missing(
                 at,
@@ -983,7 +983,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     // [rollback]
     let mut rollback_on = Vec::new();
     match r.table(&root, "rollback") {
-        None if root.get("rollback").is_none() => {
+        None if !root.contains_key("rollback") => {
             r.diags.push(Diag::error("the plan has no rollback path: missing [rollback] section", (0, 0), "the plan starts here").hint("add [rollback] with on = [\"health\", \"sli\"]: glidepath refuses a rollout it cannot undo"));
         }
         None => {}

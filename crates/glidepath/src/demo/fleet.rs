@@ -36,6 +36,12 @@ impl FleetNode {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Stop this node (SIGKILL) and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Demo nodes as child processes; all killed on drop.
@@ -68,7 +74,12 @@ fn spawn_node(bin: &Path, dir: &Path) -> std::io::Result<Child> {
 
 impl LocalFleet {
     /// Install `initial` on `n` nodes under `root/nodes/<name>` and start them.
-    pub fn start(bin: &Path, root: &Path, n: usize, initial: &Release) -> std::io::Result<LocalFleet> {
+    pub fn start(
+        bin: &Path,
+        root: &Path,
+        n: usize,
+        initial: &Release,
+    ) -> std::io::Result<LocalFleet> {
         let mut nodes = Vec::new();
         for i in 1..=n {
             let name = format!("node-{i}");
@@ -77,7 +88,12 @@ impl LocalFleet {
             stage_sync(&dir, initial).map_err(std::io::Error::other)?;
             switch_sync(&dir, &initial.version, 3).map_err(std::io::Error::other)?;
             let child = spawn_node(bin, &dir)?;
-            nodes.push(FleetNode { name, address: String::new(), dir, child });
+            nodes.push(FleetNode {
+                name,
+                address: String::new(),
+                dir,
+                child,
+            });
         }
         let mut fleet = LocalFleet { nodes };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -88,10 +104,16 @@ impl LocalFleet {
                     break;
                 }
                 if let Ok(Some(status)) = node.child.try_wait() {
-                    return Err(std::io::Error::other(format!("demo node {} exited at start: {status}", node.name)));
+                    return Err(std::io::Error::other(format!(
+                        "demo node {} exited at start: {status}",
+                        node.name
+                    )));
                 }
                 if Instant::now() > deadline {
-                    return Err(std::io::Error::other(format!("demo node {} did not start within 20s", node.name)));
+                    return Err(std::io::Error::other(format!(
+                        "demo node {} did not start within 20s",
+                        node.name
+                    )));
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -103,7 +125,12 @@ impl LocalFleet {
     pub fn plan_nodes(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("  {{ name = \"{}\", address = \"{}\" }},\n", n.name, n.address))
+            .map(|n| {
+                format!(
+                    "  {{ name = \"{}\", address = \"{}\" }},\n",
+                    n.name, n.address
+                )
+            })
             .collect()
     }
 
@@ -142,8 +169,12 @@ impl Traffic {
     /// whose `/admin/state` says they are in rotation.
     pub fn start(nodes: Vec<(String, String)>, rps: u32) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
-        let stats: Arc<Mutex<BTreeMap<String, NodeTraffic>>> =
-            Arc::new(Mutex::new(nodes.iter().map(|(n, _)| (n.clone(), NodeTraffic::default())).collect()));
+        let stats: Arc<Mutex<BTreeMap<String, NodeTraffic>>> = Arc::new(Mutex::new(
+            nodes
+                .iter()
+                .map(|(n, _)| (n.clone(), NodeTraffic::default()))
+                .collect(),
+        ));
         let sent = Arc::new(AtomicU64::new(0));
         let ready: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(nodes.clone()));
         let client = reqwest::Client::builder()
@@ -153,13 +184,19 @@ impl Traffic {
             .expect("client");
         let mut tasks = Vec::new();
         {
-            let (stop, ready, client, nodes) = (stop.clone(), ready.clone(), client.clone(), nodes.clone());
+            let (stop, ready, client, nodes) =
+                (stop.clone(), ready.clone(), client.clone(), nodes.clone());
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let mut now_ready = Vec::new();
                     for (name, addr) in &nodes {
                         let url = format!("http://{addr}/admin/state");
-                        if let Ok(r) = client.get(&url).timeout(Duration::from_millis(500)).send().await {
+                        if let Ok(r) = client
+                            .get(&url)
+                            .timeout(Duration::from_millis(500))
+                            .send()
+                            .await
+                        {
                             if let Ok(v) = r.json::<serde_json::Value>().await {
                                 if v["drained"] == false {
                                     now_ready.push((name.clone(), addr.clone()));
@@ -173,9 +210,11 @@ impl Traffic {
             }));
         }
         {
-            let (stop, ready, stats, sent) = (stop.clone(), ready.clone(), stats.clone(), sent.clone());
+            let (stop, ready, stats, sent) =
+                (stop.clone(), ready.clone(), stats.clone(), sent.clone());
             tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rps.max(1) as f64));
+                let mut tick =
+                    tokio::time::interval(Duration::from_secs_f64(1.0 / rps.max(1) as f64));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut i = 0usize;
                 while !stop.load(Ordering::Relaxed) {
@@ -203,7 +242,12 @@ impl Traffic {
                 }
             }));
         }
-        Traffic { stop, stats, sent, tasks }
+        Traffic {
+            stop,
+            stats,
+            sent,
+            tasks,
+        }
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, NodeTraffic> {

@@ -47,13 +47,19 @@ pub fn read_release(dir: &Path) -> Result<Behaviour, String> {
         })
     };
     Ok(Behaviour {
-        version: t.get("version").and_then(|v| v.as_str()).ok_or("no version")?.to_string(),
+        version: t
+            .get("version")
+            .and_then(|v| v.as_str())
+            .ok_or("no version")?
+            .to_string(),
         error_rate: num("error_rate").unwrap_or(0.0),
         latency_ms: num("latency_ms").unwrap_or(5.0),
     })
 }
 
-const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 #[derive(Default)]
 struct Metrics {
@@ -134,7 +140,10 @@ async fn health(State(n): State<Arc<Node>>) -> (StatusCode, &'static str) {
     }
     match n.behaviour.lock().expect("lock").as_ref() {
         Some(_) => (StatusCode::OK, "ok\n"),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "no readable release in current/\n"),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no readable release in current/\n",
+        ),
     }
 }
 
@@ -149,15 +158,29 @@ async fn metrics(State(n): State<Arc<Node>>) -> String {
     let m = n.metrics.lock().expect("lock");
     let mut s = String::from("# HELP demo_http_requests_total Requests by status code.\n# TYPE demo_http_requests_total counter\n");
     for (code, c) in &m.by_code {
-        s.push_str(&format!("demo_http_requests_total{{code=\"{code}\"}} {c}\n"));
+        s.push_str(&format!(
+            "demo_http_requests_total{{code=\"{code}\"}} {c}\n"
+        ));
     }
     s.push_str("# HELP demo_http_request_duration_seconds Request latency.\n# TYPE demo_http_request_duration_seconds histogram\n");
     for (i, le) in BUCKETS.iter().enumerate() {
-        s.push_str(&format!("demo_http_request_duration_seconds_bucket{{le=\"{le}\"}} {}\n", m.buckets[i]));
+        s.push_str(&format!(
+            "demo_http_request_duration_seconds_bucket{{le=\"{le}\"}} {}\n",
+            m.buckets[i]
+        ));
     }
-    s.push_str(&format!("demo_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", m.count));
-    s.push_str(&format!("demo_http_request_duration_seconds_sum {}\ndemo_http_request_duration_seconds_count {}\n", m.sum, m.count));
-    s.push_str(&format!("demo_served_while_drained_total {}\n", n.served_while_drained.load(Ordering::Relaxed)));
+    s.push_str(&format!(
+        "demo_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n",
+        m.count
+    ));
+    s.push_str(&format!(
+        "demo_http_request_duration_seconds_sum {}\ndemo_http_request_duration_seconds_count {}\n",
+        m.sum, m.count
+    ));
+    s.push_str(&format!(
+        "demo_served_while_drained_total {}\n",
+        n.served_while_drained.load(Ordering::Relaxed)
+    ));
     s
 }
 
@@ -172,7 +195,12 @@ async fn ready(State(n): State<Arc<Node>>) -> &'static str {
 }
 
 async fn state(State(n): State<Arc<Node>>) -> Json<serde_json::Value> {
-    let version = n.behaviour.lock().expect("lock").as_ref().map(|b| b.version.clone());
+    let version = n
+        .behaviour
+        .lock()
+        .expect("lock")
+        .as_ref()
+        .map(|b| b.version.clone());
     Json(serde_json::json!({
         "drained": n.drained.load(Ordering::SeqCst),
         "active": n.active.load(Ordering::SeqCst),

@@ -1,0 +1,193 @@
+//! Broken plans and their exact diagnostics (file:line:column, message,
+//! hint), as snapshots; and the `validate` command's exit codes and JSON.
+
+use glidepath::plan::{parse, PlanError};
+use std::path::Path;
+
+const GOOD: &str = r#"[release]
+version  = "2"
+artifact = "dist/2/release.toml"
+sha256   = "SHA"
+
+[fleet]
+name  = "api"
+nodes = [
+  { name = "api-1", address = "127.0.0.1:9001" },
+  { name = "api-2", address = "127.0.0.1:9002" },
+  { name = "api-3", address = "127.0.0.1:9003" },
+]
+
+[strategy]
+canary         = ["api-1"]
+batch_size     = 1
+sli_window     = "1m"
+probe_interval = "10s"
+
+[balancer]
+kind  = "http"
+drain = "http://{address}/admin/drain"
+ready = "http://{address}/admin/ready"
+state = "http://{address}/admin/state"
+
+[deploy]
+kind        = "local"
+install_dir = "/opt/api/{node}"
+restart     = "systemctl restart api"
+
+[health]
+http     = "http://{address}/health"
+deadline = "60s"
+
+[sli]
+source = "scrape"
+
+[[sli.check]]
+name        = "error rate"
+kind        = "error_ratio"
+metric      = "http_requests_total"
+max         = 0.01
+min_samples = 50
+
+[[sli.check]]
+name     = "p95 latency"
+kind     = "latency_quantile"
+metric   = "http_request_duration_seconds"
+quantile = 0.95
+max      = 0.5
+
+[rollback]
+on = ["health", "sli"]
+"#;
+
+fn setup() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("dist/2")).unwrap();
+    let art = dir.path().join("dist/2/release.toml");
+    std::fs::write(&art, "version = \"2\"\n").unwrap();
+    let sha = glidepath::plan::artifact_sha256(&art).unwrap();
+    (dir, GOOD.replace("SHA", &sha))
+}
+
+fn diagnose(dir: &Path, src: &str) -> String {
+    match parse(Path::new("plan.toml"), src, dir) {
+        Ok(_) => "valid".into(),
+        Err(PlanError::Invalid(r)) => r.short(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_reference_plan_is_valid() {
+    let (dir, good) = setup();
+    assert_eq!(diagnose(dir.path(), &good), "valid");
+}
+
+#[test]
+fn broken_plans_and_their_diagnostics() {
+    let (dir, good) = setup();
+    // (name, from, to): each case edits the valid plan once
+    let cases: &[(&str, &str, &str)] = &[
+        ("toml_syntax", "version  = \"2\"", "version  = \"2"),
+        ("unknown_key", "batch_size     = 1", "batchsize      = 1"),
+        ("wrong_type", "batch_size     = 1", "batch_size     = true"),
+        ("bad_duration", "sli_window     = \"1m\"", "sli_window     = \"30x\""),
+        ("canary_not_in_fleet", "canary         = [\"api-1\"]", "canary         = [\"api-11\"]"),
+        ("error_ratio_out_of_range", "max         = 0.01", "max         = 5"),
+        ("quantile_out_of_range", "quantile = 0.95", "quantile = 1.5"),
+        ("missing_rollback_section", "[rollback]\non = [\"health\", \"sli\"]\n", ""),
+        ("rollback_without_health", "on = [\"health\", \"sli\"]", "on = [\"sli\"]"),
+        ("duplicate_node", "name = \"api-3\"", "name = \"api-2\""),
+        ("batch_percent_out_of_range", "batch_size     = 1", "batch_size     = \"150%\""),
+        ("probe_longer_than_window", "probe_interval = \"10s\"", "probe_interval = \"2m\""),
+        ("unknown_placeholder", "/opt/api/{node}", "/opt/api/{nod}"),
+        ("bad_sha_and_missing_artifact", "artifact = \"dist/2/release.toml\"", "artifact = \"dist/3/release.toml\""),
+        ("unknown_balancer_kind", "kind  = \"http\"", "kind  = \"htpp\""),
+        ("missing_version", "version  = \"2\"\n", ""),
+        ("window_without_sli", "[sli]\nsource = \"scrape\"", "[nosli]\nsource = \"scrape\""),
+        ("pause_after_missing_batch", "probe_interval = \"10s\"", "probe_interval = \"10s\"\npauses = [\"after-batch-9\"]"),
+        ("check_without_threshold", "quantile = 0.95\nmax      = 0.5", "quantile = 0.95"),
+        ("empty_fleet", "nodes = [\n  { name = \"api-1\", address = \"127.0.0.1:9001\" },\n  { name = \"api-2\", address = \"127.0.0.1:9002\" },\n  { name = \"api-3\", address = \"127.0.0.1:9003\" },\n]", "nodes = []"),
+    ];
+    let mut all = String::new();
+    for (name, from, to) in cases {
+        assert!(good.contains(from), "case {name}: `{from}` not in the plan");
+        let mut src = good.replacen(from, to, 1);
+        if *name == "window_without_sli" {
+            let (a, b) = (
+                src.find("[nosli]").unwrap(),
+                src.find("[rollback]").unwrap(),
+            );
+            src.replace_range(a..b, "");
+        }
+        if *name == "bad_sha_and_missing_artifact" {
+            src = src.replacen(
+                &src[src.find("sha256   = \"").unwrap() + 12
+                    ..src.find("sha256   = \"").unwrap() + 76]
+                    .to_string(),
+                "not-hex",
+                1,
+            );
+        }
+        let out = diagnose(dir.path(), &src);
+        assert_ne!(out, "valid", "case {name} must be refused");
+        all.push_str(&format!("## {name}\n{out}\n"));
+    }
+    insta::assert_snapshot!("broken_plans", all);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let (dir, good) = setup();
+    let src = good
+        .replace("batch_size     = 1", "batchsize = 1")
+        .replace("sli_window     = \"1m\"", "sli_window = \"1x\"")
+        .replace("canary         = [\"api-1\"]", "canary = [\"web-1\"]");
+    let out = diagnose(dir.path(), &src);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.starts_with("plan.toml:15:"), "{out}");
+}
+
+#[test]
+fn validate_exit_codes_and_json() {
+    let (dir, good) = setup();
+    let ok = dir.path().join("ok.toml");
+    std::fs::write(&ok, &good).unwrap();
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["validate", ok.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("valid. `glidepath run` would:"), "{text}");
+    assert!(
+        text.contains("canary api-1: drain → wait for 0 active connections"),
+        "{text}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        good.replace("sli_window     = \"1m\"", "sli_window     = \"30x\""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["validate", bad.to_str().unwrap(), "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["problems"][0]["line"], 17);
+    assert_eq!(v["problems"][0]["column"], 19);
+    assert!(v["problems"][0]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("\"30s\""));
+    // the human form names file:line:col
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["validate", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:17:19"), "{err}");
+}

@@ -1,0 +1,414 @@
+//! Rollouts against real demo-node processes: promotion, automatic
+//! rollback, kill -9 at many points followed by resume, the fleet lease,
+//! operator controls and preflight refusals.
+
+use crate::harness::*;
+use glidepath::demo::node::Behaviour;
+use glidepath::demo::DemoPlan;
+use glidepath_core::{Event, StepKind};
+use std::time::Duration;
+
+fn knobs() -> DemoPlan {
+    DemoPlan {
+        window: "3s".into(),
+        probe_interval: "500ms".into(),
+        batch_size: "2".into(),
+        min_samples: 5,
+        health_deadline: "10s".into(),
+        ..Default::default()
+    }
+}
+
+fn touched(events: &[Event], node: &str) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::Intent { step, .. } if step.node.as_deref() == Some(node)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_release_is_promoted_to_every_node() {
+    let env = Env::start(4).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    assert!(text.contains("SLI window of 3s passed"), "{text}");
+    assert!(text.contains("start batch 1/2 (node-2, node-3)"), "{text}");
+    env.assert_fleet(&["2", "2", "2", "2"]).await;
+    assert_eq!(env.current_links(), ["2", "2", "2", "2"]);
+    let run = env.latest_run();
+    let events = env.events(&run);
+    assert_journal_consistent(&events);
+    // canary first, then the window, then the peers
+    let pos = |pred: &dyn Fn(&Event) -> bool| events.iter().position(pred).unwrap();
+    let canary_done = pos(
+        &|e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::PostCheck && step.node.as_deref() == Some("node-1")),
+    );
+    let window = pos(&|e| matches!(e, Event::WindowClosed { passed: true, .. }));
+    let peer =
+        pos(&|e| matches!(e, Event::Intent { step, .. } if step.node.as_deref() == Some("node-2")));
+    assert!(canary_done < window && window < peer);
+
+    let status = env.run(&["status", &run, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["nodes"][3]["now"], "2");
+    let hist = env.run(&["history"]);
+    assert!(stdout(&hist).contains(&run));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_release_is_rolled_back_on_the_canary_and_peers_are_never_touched() {
+    let env = Env::start(3).await;
+    let plan = env.plan(&env.v3, &knobs());
+    let out = env.run(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&out), 1, "exit 1: rolled back");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["status"], "rolled_back");
+    assert_eq!(v["cause"]["kind"], "sli");
+    let reason = v["cause"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("> max") && reason.contains("samples"),
+        "reason names value, threshold, samples: {reason}"
+    );
+    env.assert_fleet(&["1", "1", "1"]).await;
+    let events = env.events(v["run_id"].as_str().unwrap());
+    assert_journal_consistent(&events);
+    assert!(!touched(&events, "node-2") && !touched(&events, "node-3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_failing_its_health_deadline_is_restored() {
+    let env = Env::start(2).await;
+    // a release whose service never becomes healthy (it cannot read its release file)
+    let broken = env.release(Behaviour {
+        version: "9".into(),
+        error_rate: 0.0,
+        latency_ms: 1.0,
+    });
+    std::fs::write(&broken.artifact, "this is not toml").unwrap();
+    let broken = glidepath::plan::Release {
+        sha256: glidepath::plan::artifact_sha256(&broken.artifact).unwrap(),
+        ..broken
+    };
+    let plan = env.plan(
+        &broken,
+        &DemoPlan {
+            health_deadline: "1s".into(),
+            ..knobs()
+        },
+    );
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "health check failed → automatic rollback: node-1 not healthy within the 1.0s deadline"
+        ),
+        "{text}"
+    );
+    env.assert_fleet(&["1", "1"]).await;
+    assert_eq!(env.current_links(), ["1", "1"]);
+}
+
+/// Kill glidepath with SIGKILL at `point`, resume, and check the fleet and journal.
+async fn crash_then_resume(point: &str, release: &str, expect: &[&str]) {
+    let env = Env::start(4).await;
+    let rel = if release == "2" { &env.v2 } else { &env.v3 };
+    let plan = env.plan(rel, &knobs());
+    env.run_until_killed(&["run", plan.to_str().unwrap()], point);
+    let run = env.latest_run();
+    let before = env.events(&run);
+    assert!(
+        !matches!(before.last(), Some(Event::Finished { .. })),
+        "killed before finishing"
+    );
+    let out = env.run(&["resume", &run]);
+    let want = if release == "2" { 0 } else { 1 };
+    assert_eq!(code(&out), want, "resume after {point}");
+    env.assert_fleet(expect).await;
+    let links: Vec<String> = env.current_links();
+    assert_eq!(links, expect, "current symlinks after {point}");
+    let events = env.events(&run);
+    assert_journal_consistent(&events);
+    assert!(
+        events[..before.len()] == before[..],
+        "resume only appends to the journal"
+    );
+    // nothing but the step in flight is repeated: one successful switch per node and direction
+    for n in ["node-1", "node-2", "node-3", "node-4"] {
+        let switches: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Outcome { step, outcome, .. }
+                    if step.kind == StepKind::Switch
+                        && step.node.as_deref() == Some(n)
+                        && outcome.ok =>
+                {
+                    step.version.as_deref()
+                }
+                _ => None,
+            })
+            .collect();
+        let mut dedup = switches.clone();
+        dedup.dedup();
+        assert!(
+            switches.len() <= 2 && dedup == switches,
+            "{n} switched {switches:?} after {point}"
+        );
+    }
+    let status = env.run(&["status", &run, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert!(
+        v["decisions"].to_string().contains("resumed after a crash"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_drain_then_resume() {
+    // the balancer drained the canary but the journal never heard back
+    crash_then_resume("done:drain:node-1", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_switch_before_restart_then_resume() {
+    crash_then_resume("outcome:switch:node-1", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_health_check_then_resume() {
+    crash_then_resume("intent:check_health:node-1", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_sli_window_then_resume() {
+    crash_then_resume("outcome:probe@2", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_between_batches_then_resume() {
+    crash_then_resume("transition:group_started@2", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_mid_batch_after_restart_then_resume() {
+    crash_then_resume("outcome:restart:node-3", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_automatic_rollback_then_resume() {
+    // second switch of node-1 is the switch back to 1
+    crash_then_resume("outcome:switch:node-1@2", "3", &["1", "1", "1", "1"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_run_is_refused_while_one_holds_the_fleet_and_promote_continues_it() {
+    let env = Env::start(3).await;
+    let plan = env.plan(
+        &env.v2,
+        &DemoPlan {
+            pauses: "pauses = [\"after-canary\"]".into(),
+            ..knobs()
+        },
+    );
+    let mut first = env.spawn(&["run", plan.to_str().unwrap()]);
+    let j = env.journal();
+    wait_until(
+        "the first run to pause after the canary",
+        Duration::from_secs(60),
+        || {
+            j.runs(1)
+                .ok()
+                .and_then(|r| r.first().cloned())
+                .is_some_and(|r| {
+                    j.events(&r.id)
+                        .unwrap()
+                        .iter()
+                        .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
+                })
+        },
+    )
+    .await;
+    let run = env.latest_run();
+    let second = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&second), 6, "exit 6: fleet locked");
+    let err = stderr(&second);
+    assert!(
+        err.contains(&format!(
+            "fleet `demo` is locked by run {run} (pid {} on",
+            first.id()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("since 20"), "names since when: {err}");
+    let status = env.run(&["status", &run]);
+    assert!(
+        stdout(&status).contains("waiting: paused after the canary"),
+        "{}",
+        stdout(&status)
+    );
+    let p = env.run(&["promote", &run, "--reason", "canary looks good"]);
+    assert_eq!(code(&p), 0);
+    assert!(stdout(&p).contains("acknowledged"));
+    let status = first.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    env.assert_fleet(&["2", "2", "2"]).await;
+    let events = env.events(&run);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Promoted { reason, .. } if reason == "canary looks good")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_of_a_dead_process_is_detected_and_taken_over_by_resume() {
+    let env = Env::start(3).await;
+    let plan = env.plan(
+        &env.v2,
+        &DemoPlan {
+            pauses: "pauses = [\"after-canary\"]".into(),
+            ..knobs()
+        },
+    );
+    let mut first = env.spawn(&["run", plan.to_str().unwrap()]);
+    let j = env.journal();
+    wait_until("the run to pause", Duration::from_secs(60), || {
+        j.runs(1)
+            .ok()
+            .and_then(|r| r.first().cloned())
+            .is_some_and(|r| {
+                j.events(&r.id)
+                    .unwrap()
+                    .iter()
+                    .any(|e| matches!(e, Event::WindowClosed { .. }))
+            })
+    })
+    .await;
+    let run = env.latest_run();
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let again = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&again), 6);
+    assert!(
+        stderr(&again).contains(&format!("that process is gone; `glidepath resume {run}`")),
+        "{}",
+        stderr(&again)
+    );
+    let status = env.run(&["status", &run]);
+    assert!(stdout(&status).contains("is gone"), "{}", stdout(&status));
+    // resume takes the lease over; the run still waits at its pause point, so promote first
+    let p = env.run(&["promote", &run]);
+    assert!(stdout(&p).contains("resume"), "{}", stdout(&p));
+    let out = env.run(&["resume", &run]);
+    assert_eq!(code(&out), 0);
+    env.assert_fleet(&["2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_stops_safely_at_a_pause_point() {
+    let env = Env::start(3).await;
+    let plan = env.plan(
+        &env.v2,
+        &DemoPlan {
+            pauses: "pauses = [\"after-canary\"]".into(),
+            ..knobs()
+        },
+    );
+    let mut first = env.spawn(&["run", plan.to_str().unwrap()]);
+    let j = env.journal();
+    wait_until("the run to pause", Duration::from_secs(60), || {
+        j.runs(1)
+            .ok()
+            .and_then(|r| r.first().cloned())
+            .is_some_and(|r| {
+                j.events(&r.id)
+                    .unwrap()
+                    .iter()
+                    .any(|e| matches!(e, Event::WindowClosed { .. }))
+            })
+    })
+    .await;
+    let run = env.latest_run();
+    let a = env.run(&["abort", &run, "--reason", "change freeze"]);
+    assert_eq!(code(&a), 0);
+    assert_eq!(first.wait().unwrap().code(), Some(5), "exit 5: aborted");
+    env.assert_fleet(&["2", "1", "1"]).await;
+    assert_eq!(env.journal().run(&run).unwrap().status, "aborted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_aborts_safely_mid_rollout() {
+    let env = Env::start(3).await;
+    let plan = env.plan(
+        &env.v2,
+        &DemoPlan {
+            window: "30s".into(),
+            ..knobs()
+        },
+    );
+    let mut child = env.spawn(&["run", plan.to_str().unwrap()]);
+    let j = env.journal();
+    wait_until("the SLI window to start", Duration::from_secs(60), || {
+        j.runs(1)
+            .ok()
+            .and_then(|r| r.first().cloned())
+            .is_some_and(|r| {
+                j.events(&r.id).unwrap().iter().any(
+                    |e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe),
+                )
+            })
+    })
+    .await;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(5));
+    env.assert_fleet(&["2", "1", "1"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_rollback_restores_every_updated_node() {
+    let env = Env::start(3).await;
+    let plan = env.plan(&env.v2, &knobs());
+    assert_eq!(code(&env.run(&["run", plan.to_str().unwrap()])), 0);
+    let run = env.latest_run();
+    let out = env.run(&["rollback", &run, "--reason", "data bug found"]);
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains("rollback requested: data bug found"));
+    env.assert_fleet(&["1", "1", "1"]).await;
+    assert_eq!(env.current_links(), ["1", "1", "1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_refusals_change_nothing() {
+    let mut env = Env::start(2).await;
+    // artifact changed after review: checksum gate
+    let plan = env.plan(&env.v2, &knobs());
+    let good = std::fs::read_to_string(&env.v2.artifact).unwrap();
+    std::fs::write(
+        &env.v2.artifact,
+        good.replace("latency_ms", "latency_ms = 1\n#"),
+    )
+    .unwrap();
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 3, "exit 3: gate refused");
+    assert!(stderr(&out).contains("refusing to deploy an artifact that is not the one reviewed"));
+    std::fs::write(&env.v2.artifact, good).unwrap();
+    env.assert_fleet(&["1", "1"]).await;
+    // a node that does not answer: infrastructure unreachable
+    env.traffic.take().unwrap().stop().await;
+    env.fleet.nodes[1].kill();
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 4, "exit 4: unreachable");
+    assert!(
+        stderr(&out).contains("node-2") && stderr(&out).contains("no node was changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.current_links(), ["1", "1"]);
+    let runs = env.journal().runs(10).unwrap();
+    assert!(
+        runs.iter().all(|r| r.status == "refused"),
+        "refused runs are journaled as such"
+    );
+}
