@@ -204,6 +204,8 @@ pub struct DemoReport {
     pub timing: Option<RollbackTiming>,
     pub dir: PathBuf,
     pub passed: bool,
+    /// Stopped by Ctrl-C/SIGTERM (the fleet is stopped, nothing left running).
+    pub interrupted: bool,
 }
 
 struct DirGuard {
@@ -273,6 +275,28 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
             println!("{s}");
         }
     };
+    // Ctrl-C at any point stops the demo cleanly; during a rollout the
+    // executor also hears it and aborts safely first.
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let flag = interrupted.clone();
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::spawn(async move {
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let stopped = || interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    let early = |dir: &Path| DemoReport {
+        good: "not run".into(),
+        bad: "not run".into(),
+        timing: None,
+        dir: dir.to_path_buf(),
+        passed: false,
+        interrupted: true,
+    };
     let [r1, r2, r3] = releases();
     let dist = dir.join("dist");
     let rel1 = write_release(&dist, &r1)?;
@@ -291,6 +315,9 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
             n.address,
             n.pid()
         ));
+    }
+    if stopped() {
+        return Ok(early(&dir));
     }
     let traffic = Traffic::start(
         fleet
@@ -316,6 +343,15 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let (good, _, good_summary, _) =
         rollout(&fleet, &dir, &rel2, &opts.knobs, reporter("good")).await?;
     say("");
+    if good.outcome == Outcome::Aborted || stopped() {
+        let _ = traffic.stop().await;
+        fleet.stop();
+        say("demo interrupted: fleet stopped, nothing left running");
+        return Ok(DemoReport {
+            good: good.outcome.as_str().into(),
+            ..early(&dir)
+        });
+    }
     if good.outcome != Outcome::Succeeded {
         let _ = traffic.stop().await;
         fleet.stop();
@@ -330,6 +366,14 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         rollout(&fleet, &dir, &rel3, &opts.knobs, reporter("bad")).await?;
     let stats = traffic.stop().await;
     fleet.stop();
+    if bad.outcome == Outcome::Aborted || stopped() {
+        say("demo interrupted: fleet stopped, nothing left running");
+        return Ok(DemoReport {
+            good: good.outcome.as_str().into(),
+            bad: bad.outcome.as_str().into(),
+            ..early(&dir)
+        });
+    }
     let timing = rollback_timing(&bad_spec, &bad_events, "node-1");
     let peers_untouched = bad
         .state
@@ -388,6 +432,7 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         timing,
         dir,
         passed,
+        interrupted: false,
     })
 }
 

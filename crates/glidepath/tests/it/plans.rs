@@ -191,3 +191,19 @@ fn validate_exit_codes_and_json() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:17:19"), "{err}");
 }
+
+#[test]
+fn the_shipped_example_plan_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/local/plan.toml");
+    match glidepath::plan::load(&path) {
+        Ok((plan, warnings)) => {
+            assert!(warnings.diags.is_empty(), "{}", warnings.short());
+            assert_eq!(
+                plan.rollout_spec().groups,
+                vec![vec!["api-1"], vec!["api-2"], vec!["api-3"]]
+            );
+        }
+        Err(PlanError::Invalid(r)) => panic!("{}", r.short()),
+        Err(e) => panic!("{e}"),
+    }
+}

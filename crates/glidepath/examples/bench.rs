@@ -1,0 +1,272 @@
+//! Benchmarks that print figures (README "Performance").
+//!
+//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|all]
+//!
+//! engine:   CPU time per node step of the executor + core + SQLite journal,
+//!           with drivers that return at once (no waits on a fleet).
+//! rollback: the demo's broken release with a 1 s probe interval, several
+//!           times: from the bad release serving to the rollback decision and
+//!           to the canary serving the previous release again.
+
+use async_trait::async_trait;
+use glidepath::demo::fleet::{write_release, LocalFleet, Traffic};
+use glidepath::demo::{plan_text, rollback_timing, DemoPlan};
+use glidepath::drivers::*;
+use glidepath::executor::Executor;
+use glidepath::journal::Journal;
+use glidepath::plan::Release;
+use glidepath::report::Silent;
+use glidepath_core::Observation;
+use std::sync::Arc;
+use std::time::Instant;
+
+struct Instant0;
+
+#[async_trait]
+impl Balancer for Instant0 {
+    async fn drain(&self, _: &Target) -> DResult<String> {
+        Ok("drained".into())
+    }
+    async fn active(&self, _: &Target) -> DResult<u64> {
+        Ok(0)
+    }
+    async fn enable(&self, _: &Target) -> DResult<String> {
+        Ok("enabled".into())
+    }
+    async fn check_in_rotation(&self, _: &Target) -> DResult<String> {
+        Ok("in".into())
+    }
+    async fn preflight(&self, _: &Target) -> DResult<String> {
+        Ok("ok".into())
+    }
+}
+
+#[async_trait]
+impl Deployer for Instant0 {
+    async fn current(&self, _: &Target) -> DResult<Option<String>> {
+        Ok(Some("1".into()))
+    }
+    async fn stage(&self, _: &Target, _: &Release) -> DResult<String> {
+        Ok("staged".into())
+    }
+    async fn switch(&self, _: &Target, v: &str) -> DResult<String> {
+        Ok(format!("current → {v}"))
+    }
+    async fn has_release(&self, _: &Target, _: &str) -> DResult<bool> {
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ServiceControl for Instant0 {
+    async fn restart(&self, _: &Target, _: &str) -> DResult<String> {
+        Ok("restarted".into())
+    }
+}
+
+#[async_trait]
+impl HealthProbe for Instant0 {
+    async fn probe(&self, _: &Target, _: Option<&str>) -> DResult<String> {
+        Ok("200".into())
+    }
+}
+
+#[async_trait]
+impl MetricsSource for Instant0 {
+    async fn start_window(&self, _: &[Target]) -> DResult<String> {
+        Ok("baseline".into())
+    }
+    async fn observe(&self, _: &[Target]) -> Vec<Observation> {
+        vec![]
+    }
+}
+
+fn cpu_ms() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 * 1000.0 + tv.tv_usec as f64 / 1000.0;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+async fn engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = 200;
+    let rel = write_release(dir.path(), &glidepath::demo::releases()[1]).unwrap();
+    let fleet_nodes: String = (1..=nodes)
+        .map(|i| {
+            format!(
+                "  {{ name = \"n{i}\", address = \"127.0.0.1:{}\" }},\n",
+                10000 + i
+            )
+        })
+        .collect();
+    let artifact = rel
+        .artifact
+        .strip_prefix(dir.path())
+        .unwrap()
+        .display()
+        .to_string();
+    let plan_src = format!(
+        r#"[release]
+version = "2"
+artifact = "{artifact}"
+sha256 = "{}"
+[fleet]
+name = "bench"
+nodes = [
+{fleet_nodes}]
+[strategy]
+canary = ["n1"]
+batch_size = 20
+[balancer]
+kind = "none"
+[deploy]
+kind = "local"
+install_dir = "nodes/{{node}}"
+restart = "true"
+[health]
+http = "http://{{address}}/health"
+[rollback]
+on = ["health"]
+"#,
+        rel.sha256
+    );
+    let path = dir.path().join("bench.toml");
+    std::fs::write(&path, plan_src).unwrap();
+    let (plan, _) = glidepath::plan::load(&path).unwrap_or_else(|_| panic!("bench plan invalid"));
+    let d = Arc::new(Instant0);
+    let drivers = Drivers {
+        balancer: d.clone(),
+        deployer: d.clone(),
+        service: d.clone(),
+        health: d.clone(),
+        metrics: Some(d),
+    };
+    let journal = Journal::open(&dir.path().join("glidepath.db")).unwrap();
+    let (c0, w0) = (cpu_ms(), Instant::now());
+    let r = Executor::start(plan.clone(), journal, drivers, Arc::new(Silent))
+        .await
+        .unwrap();
+    let (cpu, wall) = (cpu_ms() - c0, w0.elapsed().as_secs_f64() * 1000.0);
+    let events = Journal::open(&dir.path().join("glidepath.db"))
+        .unwrap()
+        .events(&r.run_id)
+        .unwrap();
+    let steps = events
+        .iter()
+        .filter(|e| matches!(e, glidepath_core::Event::Outcome { .. }))
+        .count();
+    println!(
+        "engine: {nodes} nodes, {steps} node steps, outcome {}",
+        r.outcome.as_str()
+    );
+    println!("  CPU per node step (executor + core + journal, drivers instant): {:.3} ms  (wall {:.3} ms/step incl. fsync)", cpu / steps as f64, wall / steps as f64);
+
+    // the core alone: decide() + apply() per step
+    let spec = plan.rollout_spec();
+    let t0 = Instant::now();
+    let mut state = glidepath_core::RunState::new(&spec);
+    let mut decisions = 0u64;
+    for e in &events {
+        let _ = glidepath_core::decide(&spec, &state, e.at());
+        state.apply(&spec, e);
+        decisions += 1;
+    }
+    let per = t0.elapsed().as_secs_f64() * 1e6 / decisions as f64;
+    println!("  core alone (decide + apply, {nodes}-node state): {per:.1} µs per event");
+}
+
+async fn rollback(runs: usize) {
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("glidepath");
+    assert!(
+        bin.exists(),
+        "build the binary first: cargo build --release ({} missing)",
+        bin.display()
+    );
+    let mut detect = Vec::new();
+    let mut restore = Vec::new();
+    for i in 0..runs {
+        let dir = tempfile::tempdir().unwrap();
+        let [b1, _, b3] = glidepath::demo::releases();
+        let v1 = write_release(&dir.path().join("dist"), &b1).unwrap();
+        let v3 = write_release(&dir.path().join("dist"), &b3).unwrap();
+        let fleet = LocalFleet::start(&bin, dir.path(), 4, &v1).unwrap();
+        let traffic = Traffic::start(
+            fleet
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.address.clone()))
+                .collect(),
+            200,
+        );
+        let artifact = v3
+            .artifact
+            .strip_prefix(dir.path())
+            .unwrap()
+            .display()
+            .to_string();
+        let path = dir.path().join("plan.toml");
+        std::fs::write(
+            &path,
+            plan_text(
+                &fleet,
+                &v3,
+                &artifact,
+                &DemoPlan {
+                    window: "30s".into(),
+                    probe_interval: "1s".into(),
+                    ..Default::default()
+                },
+            ),
+        )
+        .unwrap();
+        let (plan, _) = glidepath::plan::load(&path).unwrap_or_else(|_| panic!("plan"));
+        let journal = Journal::open(&plan.journal_path()).unwrap();
+        let r = Executor::start(
+            plan.clone(),
+            journal,
+            Drivers::for_plan(&plan),
+            Arc::new(Silent),
+        )
+        .await
+        .unwrap();
+        let events = Journal::open(&plan.journal_path())
+            .unwrap()
+            .events(&r.run_id)
+            .unwrap();
+        let t = rollback_timing(&plan.rollout_spec(), &events, "node-1")
+            .expect("the bad canary was rolled back");
+        println!("  run {}: decision after {:.2}s, previous release serving after {:.2}s, healthy after {:.2}s", i + 1, t.detect_ms as f64 / 1e3, t.restore_ms as f64 / 1e3, t.healthy_ms as f64 / 1e3);
+        detect.push(t.detect_ms);
+        restore.push(t.restore_ms);
+        traffic.stop().await;
+    }
+    detect.sort();
+    restore.sort();
+    let med = |v: &Vec<u64>| v[v.len() / 2] as f64 / 1e3;
+    println!(
+        "rollback (probe interval 1s, 200 req/s over 4 nodes, {runs} runs): bad release serving → decision median {:.2}s (max {:.2}s); → previous release serving median {:.2}s (max {:.2}s); goal ≤ 5s",
+        med(&detect),
+        *detect.last().unwrap() as f64 / 1e3,
+        med(&restore),
+        *restore.last().unwrap() as f64 / 1e3
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if what == "engine" || what == "all" {
+        engine().await;
+    }
+    if what == "rollback" || what == "all" {
+        rollback(5).await;
+    }
+}
