@@ -140,7 +140,12 @@ impl Executor {
         journal.create_run(&RunRecord {
             id: run_id.clone(),
             fleet: plan.fleet_name.clone(),
-            plan_path: plan.path.display().to_string(),
+            plan_path: plan
+                .path
+                .canonicalize()
+                .unwrap_or_else(|_| plan.path.clone())
+                .display()
+                .to_string(),
             plan_hash: plan.hash.clone(),
             plan_source: plan.source.clone(),
             version: plan.release.version.clone(),
@@ -166,6 +171,11 @@ impl Executor {
             crash: CrashHook::from_env(),
         };
         ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
+        let jp = ex.journal.path().display().to_string();
+        ex.reporter.note(&format!(
+            "journal {jp} · follow it with: glidepath status {} --journal {jp}",
+            ex.run_id
+        ));
         let before = match ex.preflight().await {
             Ok(b) => b,
             Err(e) => {
@@ -513,8 +523,48 @@ pub fn events_in_flight(events: &[Event]) -> Vec<Step> {
     open
 }
 
-/// Carry out one step through the drivers.
+/// Carry out one step, retrying infrastructure faults (connection refused,
+/// timeouts) with backoff: every step is idempotent, so a retry is safe.
+/// Polling steps are not retried here: the core polls them until their deadline.
 async fn perform(
+    d: Drivers,
+    target: Option<Target>,
+    canaries: Vec<Target>,
+    release: crate::plan::Release,
+    step: Step,
+) -> StepOutcome {
+    let polling = matches!(
+        step.kind,
+        StepKind::CheckDrained | StepKind::CheckHealth | StepKind::Probe
+    );
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        let out = perform_once(
+            d.clone(),
+            target.clone(),
+            canaries.clone(),
+            release.clone(),
+            step.clone(),
+        )
+        .await;
+        if out.ok || !out.infra || polling || attempt >= 4 {
+            if attempt > 1 && !out.ok {
+                return StepOutcome {
+                    detail: format!("{} (after {attempt} attempts)", out.detail),
+                    ..out
+                };
+            }
+            return out;
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+        attempt += 1;
+    }
+}
+
+/// Carry out one step through the drivers.
+async fn perform_once(
     d: Drivers,
     target: Option<Target>,
     canaries: Vec<Target>,

@@ -131,6 +131,8 @@ enum Cmd {
 struct Failure {
     code: u8,
     message: String,
+    /// The JSON report was already printed (e.g. `validate --output json`).
+    reported: bool,
 }
 
 impl Failure {
@@ -138,6 +140,7 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            reported: false,
         }
     }
 }
@@ -196,10 +199,17 @@ fn main() -> ExitCode {
             .build()
     }
     .expect("tokio runtime");
+    let format = cli.output;
     match rt.block_on(dispatch(cli, color)) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             eprintln!("error: {}", f.message);
+            if format == Format::Json && !f.reported {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": f.message, "exit_code": f.code })
+                );
+            }
             ExitCode::from(f.code)
         }
     }
@@ -243,10 +253,13 @@ fn load_plan(path: &Path, format: Format, color: bool) -> Result<plan::Plan, Fai
                 .iter()
                 .filter(|d| d.severity == glidepath::diag::Severity::Error)
                 .count();
-            Err(Failure::new(
-                exit::INVALID,
-                format!("{} has {n} problem(s); nothing was run", path.display()),
-            ))
+            Err(Failure {
+                reported: format == Format::Json,
+                ..Failure::new(
+                    exit::INVALID,
+                    format!("{} has {n} problem(s); nothing was run", path.display()),
+                )
+            })
         }
         Err(e @ PlanError::Io { .. }) => Err(Failure::new(exit::INVALID, e.to_string())),
     }
@@ -509,6 +522,21 @@ async fn command(
             rec.status
         );
         return Ok(exit::OK);
+    }
+    if kind == "abort" {
+        let (plan, _) = plan::parse(
+            Path::new(&rec.plan_path),
+            &rec.plan_source,
+            Path::new(&rec.plan_path).parent().unwrap_or(Path::new(".")),
+        )
+        .map_err(|_| Failure::new(exit::INTERNAL, "journaled plan unreadable"))?;
+        let state = glidepath_core::RunState::replay(&plan.rollout_spec(), &j.events(run)?);
+        if state.phase == glidepath_core::Phase::RollingBack {
+            return Err(Failure::new(
+                exit::INVALID,
+                format!("run {run} is rolling back; abort would leave nodes half-restored, so the rollback continues (`glidepath status {run}`)"),
+            ));
+        }
     }
     let id = j.push_command(run, kind, reason)?;
     let lease = j.lease_of_run(run)?;

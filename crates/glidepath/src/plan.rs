@@ -415,17 +415,13 @@ pub fn load(path: &Path) -> Result<(Plan, Report), PlanError> {
         path: path.to_path_buf(),
         source: e,
     })?;
+    // Resolve relative paths against the plan's directory, made absolute so
+    // that `resume` from another working directory finds the same files.
     let dir = path
-        .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
     parse(path, &source, &dir)
 }
 
@@ -827,7 +823,15 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
             }
             let dir_t = r.req_str(t, at, "[deploy]", "install_dir", "\"/opt/api/{node}\"");
             if let Some((d, s)) = &dir_t {
+                let before = r.diags.len();
                 r.template(d, *s, "install_dir", &["node", "address", "plan_dir"]);
+                if r.diags.len() == before
+                    && nodes.len() > 1
+                    && !d.contains("{node}")
+                    && !d.contains("{address}")
+                {
+                    r.err(*s, "every node would share this install_dir", "no {node} or {address}", Some("the local deployer keeps releases per node: use e.g. \"/opt/api/{node}\"".into()));
+                }
             }
             let restart = r.req_str(t, at, "[deploy]", "restart", "\"systemctl restart api\"");
             if let Some((c, s)) = &restart {

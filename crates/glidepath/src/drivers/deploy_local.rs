@@ -193,3 +193,105 @@ impl Deployer for LocalDeployer {
         Ok(t.install_dir.join("releases").join(version).is_dir())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(dir: &Path, v: &str) -> Release {
+        let f = dir.join(format!("art-{v}")).join("app.bin");
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(&f, format!("binary {v}")).unwrap();
+        Release {
+            version: v.into(),
+            sha256: artifact_sha256(&f).unwrap(),
+            artifact: f,
+        }
+    }
+
+    #[test]
+    fn stage_switch_keep_and_prune() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = tmp.path().join("node");
+        let base = std::time::SystemTime::now() - std::time::Duration::from_secs(100);
+        for (i, v) in ["1", "2", "3", "4"].into_iter().enumerate() {
+            let r = release(tmp.path(), v);
+            assert!(stage_sync(&node, &r).unwrap().contains("verified"));
+            // distinct mtimes give the keep order without waiting on the clock
+            let d = fs::File::open(node.join("releases").join(v)).unwrap();
+            d.set_modified(base + std::time::Duration::from_secs(i as u64 * 10))
+                .unwrap();
+            assert!(
+                stage_sync(&node, &r).unwrap().contains("already staged"),
+                "staging is idempotent"
+            );
+            switch_sync(&node, v, 2).unwrap();
+            assert_eq!(
+                switch_sync(&node, v, 2).unwrap(),
+                format!("current already → {v}")
+            );
+        }
+        assert_eq!(read_current(&node).unwrap().as_deref(), Some("4"));
+        let mut kept: Vec<String> = fs::read_dir(node.join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            ["3", "4"],
+            "keep_releases = 2 keeps current and previous"
+        );
+        assert_eq!(
+            fs::read_to_string(node.join("current/app.bin")).unwrap(),
+            "binary 4"
+        );
+        // back to the previous release
+        assert!(switch_sync(&node, "3", 2)
+            .unwrap()
+            .starts_with("current → 3 (was 4)"));
+        assert!(switch_sync(&node, "1", 2)
+            .unwrap_err()
+            .to_string()
+            .contains("release 1 is not on the node"));
+    }
+
+    #[test]
+    fn a_copy_that_does_not_match_the_checksum_is_refused_and_cleaned_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = tmp.path().join("node");
+        let mut r = release(tmp.path(), "2");
+        r.sha256 = "0".repeat(64);
+        let err = stage_sync(&node, &r).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        assert!(!node.join("releases/2").exists());
+        let leftovers: Vec<_> = fs::read_dir(node.join("releases")).unwrap().collect();
+        assert!(leftovers.is_empty(), "no staging directory left behind");
+    }
+
+    #[test]
+    fn directory_artifacts_are_hashed_by_path_and_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        fs::create_dir_all(a.join("bin")).unwrap();
+        fs::write(a.join("bin/app"), "x").unwrap();
+        fs::write(a.join("config.toml"), "y").unwrap();
+        let sum = artifact_sha256(&a).unwrap();
+        let r = Release {
+            version: "7".into(),
+            artifact: a.clone(),
+            sha256: sum.clone(),
+        };
+        stage_sync(&tmp.path().join("node"), &r).unwrap();
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("node/releases/7/bin/app")).unwrap(),
+            "x"
+        );
+        fs::rename(a.join("config.toml"), a.join("config2.toml")).unwrap();
+        assert_ne!(
+            artifact_sha256(&a).unwrap(),
+            sum,
+            "renaming a file changes the hash"
+        );
+    }
+}

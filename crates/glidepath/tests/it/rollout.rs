@@ -412,3 +412,80 @@ async fn preflight_refusals_change_nothing() {
         "refused runs are journaled as such"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_dies_mid_rollout_is_an_infrastructure_fault_and_changed_nodes_are_restored() {
+    let mut env = Env::start(3).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let child = env.spawn(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    let j = env.journal();
+    wait_until("the SLI window to probe", Duration::from_secs(60), || {
+        j.runs(1)
+            .ok()
+            .and_then(|r| r.first().cloned())
+            .is_some_and(|r| {
+                j.events(&r.id).unwrap().iter().any(
+                    |e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe),
+                )
+            })
+    })
+    .await;
+    env.fleet.nodes[2].kill();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "exit 4: infrastructure unreachable; stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "rolled_back");
+    assert_eq!(v["cause"]["kind"], "infra");
+    assert!(
+        v["cause"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("node-3: drain failed"),
+        "{v}"
+    );
+    assert!(
+        v["cause"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("after 4 attempts"),
+        "{v}"
+    );
+    // the two live nodes are back on 1 and in rotation
+    let client = reqwest::Client::new();
+    for n in &env.fleet.nodes[..2] {
+        let s: serde_json::Value = client
+            .get(format!("http://{}/admin/state", n.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (s["version"].as_str(), s["drained"].as_bool()),
+            (Some("1"), Some(false)),
+            "{}",
+            n.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_reports_refusals_too() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs());
+    std::fs::write(&env.v2.artifact, "tampered").unwrap();
+    let out = env.run(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&out), 3);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(v["exit_code"], 3);
+    assert!(v["error"].as_str().unwrap().contains("sha256"));
+}
