@@ -113,7 +113,7 @@ fn advance_nodes(
         // Polling steps wait between tries.
         let interval = match kind {
             StepKind::CheckDrained => Some(spec.drain_poll_ms),
-            StepKind::CheckHealth => Some(spec.health_interval_ms),
+            StepKind::CheckHealth | StepKind::PostCheck => Some(spec.health_interval_ms),
             _ => None,
         };
         if let (Some(iv), Some(last)) = (interval, node.last_try) {
@@ -235,6 +235,18 @@ pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
             if let Some(w) = spec.window.as_ref().filter(|_| state.group == 0) {
                 if !state.windows_passed.contains(&0) {
                     match &state.window {
+                        None if state
+                            .window_start_failed
+                            .as_ref()
+                            .is_some_and(|(at, _)| now < at + w.interval_ms) =>
+                        {
+                            let (at, why) = state.window_start_failed.clone().expect("checked");
+                            d.wait_until(at + w.interval_ms);
+                            d.waiting = Some(format!(
+                                "the SLI window cannot start, the metrics source failed: {why}; retrying every {}s (`glidepath rollback RUN` to give up)",
+                                w.interval_ms as f64 / 1000.0
+                            ));
+                        }
                         None => d.steps.push(Step {
                             kind: StepKind::StartWindow,
                             node: None,
@@ -248,7 +260,14 @@ pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                             ),
                         }),
                         Some(ws) => {
-                            let end = ws.started + w.length_ms;
+                            let end = ws.end(w.length_ms, now);
+                            if let Some(since) = ws.outage_since {
+                                d.waiting = Some(format!(
+                                    "metrics source unreachable since {:.1}s into the SLI window ({}): the window is paused and resumes when it answers (`glidepath rollback RUN` to give up)",
+                                    since.saturating_sub(ws.started) as f64 / 1000.0,
+                                    ws.outage_reason
+                                ));
+                            }
                             let last = ws.last_probe.unwrap_or(ws.started);
                             if now >= end && last >= end {
                                 let (passed, reason) =

@@ -43,6 +43,10 @@ pub struct WindowSpec {
     pub checks: Vec<CheckSpec>,
     /// Roll back automatically on a breach; otherwise pause for the operator.
     pub rollback_on_breach: bool,
+    /// When the metrics source cannot be read (an infrastructure fault, not a
+    /// verdict): `true` pauses the window until it answers again, `false`
+    /// rolls back.
+    pub pause_on_metrics_error: bool,
 }
 
 /// What to do when a drained node still has connections at the drain timeout.

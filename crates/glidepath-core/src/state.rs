@@ -377,6 +377,23 @@ pub struct WindowState {
     pub last_probe: Option<Millis>,
     pub probes: u32,
     pub latest: Vec<Judgement>,
+    /// The metrics source has failed since then: the window is paused.
+    #[serde(default)]
+    pub outage_since: Option<Millis>,
+    /// What the last failure said.
+    #[serde(default)]
+    pub outage_reason: String,
+    /// Time spent paused, added to the window's end.
+    #[serde(default)]
+    pub paused_ms: u64,
+}
+
+impl WindowState {
+    /// When the window ends, counting pauses (an ongoing one up to `now`).
+    pub fn end(&self, length_ms: u64, now: Millis) -> Millis {
+        let ongoing = self.outage_since.map_or(0, |s| now.saturating_sub(s));
+        self.started + length_ms + self.paused_ms + ongoing
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -404,6 +421,9 @@ pub struct RunState {
     pub cause: Option<Cause>,
     pub started_at: Option<Millis>,
     pub finished_reason: Option<String>,
+    /// The last attempt to start the SLI window failed (when, why).
+    #[serde(default)]
+    pub window_start_failed: Option<(Millis, String)>,
 }
 
 impl RunState {
@@ -422,6 +442,7 @@ impl RunState {
             cause: None,
             started_at: None,
             finished_reason: None,
+            window_start_failed: None,
         }
     }
 
@@ -490,7 +511,10 @@ impl RunState {
                     if node.pos == 0 && node.track == Track::Idle && step.kind == StepKind::Drain {
                         node.start(Track::Forward);
                     }
-                    if matches!(step.kind, StepKind::CheckDrained | StepKind::CheckHealth) {
+                    if matches!(
+                        step.kind,
+                        StepKind::CheckDrained | StepKind::CheckHealth | StepKind::PostCheck
+                    ) {
                         node.step_since.get_or_insert(*at);
                         node.last_try = Some(*at);
                     }
@@ -600,7 +624,13 @@ impl RunState {
                         last_probe: None,
                         probes: 0,
                         latest: Vec::new(),
+                        outage_since: None,
+                        outage_reason: String::new(),
+                        paused_ms: 0,
                     });
+                    self.window_start_failed = None;
+                } else {
+                    self.window_start_failed = Some((at, outcome.detail.clone()));
                 }
                 return;
             }
@@ -613,6 +643,32 @@ impl RunState {
                 };
                 w.last_probe = Some(at);
                 w.probes += 1;
+                let errors: Vec<String> = outcome
+                    .observations
+                    .iter()
+                    .filter_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.check)))
+                    .collect();
+                if !errors.is_empty() {
+                    if wspec.pause_on_metrics_error {
+                        w.outage_since.get_or_insert(at);
+                        w.outage_reason = errors.join("; ");
+                    } else if self.phase == Phase::Rolling {
+                        let reason = format!(
+                            "metrics source failed during the SLI window: {}",
+                            errors.join("; ")
+                        );
+                        self.begin_rollback(Cause {
+                            kind: CauseKind::Infra,
+                            node: None,
+                            reason,
+                        });
+                    }
+                    return;
+                }
+                if let Some(since) = w.outage_since.take() {
+                    w.paused_ms += at.saturating_sub(since);
+                    w.outage_reason.clear();
+                }
                 let mut failed = Vec::new();
                 for check in &wspec.checks {
                     if let Some(obs) = outcome.observations.iter().find(|o| o.check == check.name) {
@@ -694,6 +750,22 @@ impl RunState {
                         CauseKind::Health,
                         format!(
                             "{name} not healthy within the {:.1}s deadline: {}",
+                            spec.health_deadline_ms as f64 / 1000.0,
+                            outcome.detail
+                        ),
+                    ));
+                }
+            }
+            StepKind::PostCheck => {
+                let since = node.step_since.unwrap_or(at);
+                let waited = at.saturating_sub(since);
+                if outcome.ok {
+                    advance(node);
+                } else if waited >= spec.health_deadline_ms {
+                    node_failure = Some((
+                        if outcome.infra { CauseKind::Infra } else { CauseKind::Health },
+                        format!(
+                            "{name} not serving through the balancer within the {:.1}s deadline: {}",
                             spec.health_deadline_ms as f64 / 1000.0,
                             outcome.detail
                         ),

@@ -27,6 +27,7 @@ fn spec(nodes: usize, batch: usize, window: bool) -> RolloutSpec {
                 on_inconclusive: InconclusivePolicy::Wait,
             }],
             rollback_on_breach: true,
+            pause_on_metrics_error: true,
         }),
         drain_timeout_ms: 5_000,
         drain_poll_ms: 200,
@@ -49,6 +50,8 @@ struct World {
     active: f64,
     /// Health fails only on the back track (restore).
     restore_fails: bool,
+    /// The metrics source is down.
+    metrics_down: bool,
 }
 
 impl World {
@@ -61,6 +64,7 @@ impl World {
             samples: 100,
             active: 0.0,
             restore_fails: false,
+            metrics_down: false,
         }
     }
 
@@ -98,9 +102,9 @@ impl World {
                 ok: true,
                 observations: vec![Observation {
                     check: "error rate".into(),
-                    value: Some(self.error_ratio),
-                    samples: self.samples,
-                    error: None,
+                    value: (!self.metrics_down).then_some(self.error_ratio),
+                    samples: if self.metrics_down { 0 } else { self.samples },
+                    error: self.metrics_down.then(|| "connection refused".to_string()),
                 }],
                 ..Default::default()
             },
@@ -596,6 +600,61 @@ fn uncertain_switch_is_assumed_done_when_turning_back() {
     assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
     assert_eq!(w.current["n1"], "1");
     assert!(!w.drained["n1"]);
+}
+
+#[test]
+fn metrics_outage_pauses_the_window_instead_of_rolling_back() {
+    let mut sim = Sim::new(spec(3, 1, true));
+    let mut w = World::new(3);
+    while sim.state.window.as_ref().map_or(true, |x| x.probes < 3) {
+        sim.tick(&mut w);
+    }
+    let started = sim.state.window.as_ref().unwrap().started;
+    w.metrics_down = true;
+    // 30 s of outage: far past the 10 s window, and no rollback
+    let until = sim.now + 30_000;
+    while sim.now < until {
+        sim.tick(&mut w);
+        assert_eq!(sim.state.phase, Phase::Rolling);
+    }
+    let d = decide(&sim.spec, &sim.state, sim.now);
+    assert!(
+        d.waiting
+            .unwrap()
+            .contains("metrics source unreachable since"),
+        "the run says why it waits"
+    );
+    assert!(
+        sim.state.nodes["n2"].status == NodeStatus::Untouched,
+        "peers wait"
+    );
+    w.metrics_down = false;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::Succeeded));
+    // the window closed only after 10 s of *observed* time
+    let closed = sim
+        .log
+        .iter()
+        .find_map(|e| match e {
+            Event::WindowClosed { at, .. } => Some(*at),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        closed >= started + 10_000 + 29_000,
+        "pause time is added to the window: closed {}ms after the start",
+        closed - started
+    );
+}
+
+#[test]
+fn metrics_outage_rolls_back_when_the_plan_says_so() {
+    let mut s = spec(3, 1, true);
+    s.window.as_mut().unwrap().pause_on_metrics_error = false;
+    let mut sim = Sim::new(s);
+    let mut w = World::new(3);
+    w.metrics_down = true;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+    assert_eq!(sim.state.cause.as_ref().unwrap().kind, CauseKind::Infra);
 }
 
 proptest! {

@@ -29,25 +29,87 @@ pub struct Release {
 #[derive(Debug, Clone, PartialEq)]
 pub enum BalancerCfg {
     None,
+    /// Drain/ready endpoints over HTTP and a JSON state endpoint.
     Http {
         drain: String,
         ready: String,
         state: String,
         timeout: Duration,
     },
+    /// HAProxy's runtime API over a unix socket or TCP.
+    Haproxy {
+        socket: Option<PathBuf>,
+        address: Option<String>,
+        backend: String,
+        /// node name → HAProxy server name (default: the node name).
+        servers: std::collections::BTreeMap<String, String>,
+        /// A URL through the frontend, checked after re-enabling.
+        frontend: Option<String>,
+        timeout: Duration,
+    },
+    /// Shell command templates.
+    Command {
+        drain: String,
+        enable: String,
+        /// Prints the node's active connections (a number).
+        active: String,
+        /// Exit 0 when the node is in rotation.
+        check: Option<String>,
+        timeout: Duration,
+    },
+}
+
+impl BalancerCfg {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BalancerCfg::None => "none",
+            BalancerCfg::Http { .. } => "http",
+            BalancerCfg::Haproxy { .. } => "haproxy",
+            BalancerCfg::Command { .. } => "command",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeployKind {
+    /// This machine's filesystem.
+    Local,
+    /// The system OpenSSH client, with connection reuse.
+    Ssh {
+        /// Host template (default `{host}`: the address without its port).
+        host: String,
+        user: Option<String>,
+        port: Option<u16>,
+        identity_file: Option<PathBuf>,
+        /// Extra `ssh` arguments (e.g. `-o UserKnownHostsFile=…`).
+        options: Vec<String>,
+    },
+    /// Shell command templates for every step.
+    Command {
+        current: String,
+        stage: String,
+        switch: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeployCfg {
+    pub kind: DeployKind,
     pub install_dir: String,
     pub keep_releases: usize,
     pub restart: String,
     pub restart_timeout: Duration,
+    /// Timeout of every other deploy command (ssh/command deployers).
+    pub command_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCfg {
-    pub http: String,
+    pub http: Option<String>,
+    /// Substring the HTTP body must contain.
+    pub body: Option<String>,
+    pub tcp: Option<String>,
+    pub command: Option<String>,
     pub version_url: Option<String>,
     pub deadline: Duration,
     pub interval: Duration,
@@ -64,6 +126,11 @@ pub enum CheckKind {
     },
     /// A quantile of a histogram (seconds).
     LatencyQuantile { metric: String, quantile: f64 },
+    /// PromQL instant queries: the value, and the sample size.
+    Query {
+        query: String,
+        samples_query: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,11 +139,45 @@ pub struct CheckCfg {
     pub kind: CheckKind,
 }
 
+/// Where a secret comes from; its value is read at use and never logged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl SecretRef {
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretRef::Env(v) => {
+                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
+            }
+            SecretRef::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    Bearer(SecretRef),
+    Basic { user: String, password: SecretRef },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SliSource {
+    Scrape { url: String },
+    Prometheus { url: String, auth: Option<Auth> },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SliCfg {
-    pub url: String,
+    pub source: SliSource,
     pub timeout: Duration,
     pub checks: Vec<CheckCfg>,
+    /// Metrics source failures pause the window (true) or roll back.
+    pub pause_on_error: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +203,7 @@ pub struct Plan {
     pub fleet_name: String,
     pub nodes: Vec<Node>,
     pub strategy: Strategy,
-    pub balancer: BalancerCfg,
+    pub balancers: Vec<BalancerCfg>,
     pub deploy: DeployCfg,
     pub health: HealthCfg,
     pub sli: Option<SliCfg>,
@@ -164,7 +265,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Placeholders a template may use.
-pub const PLACEHOLDERS: &[&str] = &["node", "address", "version", "install_dir", "plan_dir"];
+pub const PLACEHOLDERS: &[&str] = &[
+    "node",
+    "address",
+    "host",
+    "version",
+    "install_dir",
+    "plan_dir",
+];
+
+/// The host part of an address (`10.0.0.1:8080` → `10.0.0.1`, `[::1]:80` → `::1`).
+pub fn host_of(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match address.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
+        _ => address,
+    }
+}
 
 /// Fill `{node}`, `{address}`, … in a template. `${VAR}` is left for the shell.
 pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
@@ -746,42 +865,38 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         }
     }
 
-    // [balancer]
-    let mut balancer = None;
-    match r.table(&root, "balancer") {
-        None if !root.contains_key("balancer") => need(&mut r, "balancer", "add [balancer] with kind = \"http\" (or kind = \"none\" for nodes without a load balancer)"),
-        None => {}
-        Some((t, at)) => match r.req_str(t, at, "[balancer]", "kind", "\"http\"") {
-            Some((k, _)) if k == "none" => {
-                r.known_keys(t, "[balancer] (kind = \"none\")", &["kind"]);
-                balancer = Some(BalancerCfg::None);
-            }
-            Some((k, _)) if k == "http" => {
-                r.known_keys(t, "[balancer] (kind = \"http\")", &["kind", "drain", "ready", "state", "timeout"]);
-                let url = |r: &mut Reader, key: &str, ex: &str| {
-                    let v = r.req_str(t, at, "[balancer]", key, ex);
-                    if let Some((s, sp_)) = &v {
-                        r.template(s, *sp_, key, &["node", "address"]);
+    // [balancer] or [[balancer]] (several balancers per node)
+    let mut balancers = Vec::new();
+    match root.get("balancer") {
+        None => need(
+            &mut r,
+            "balancer",
+            "add [balancer] with kind = \"haproxy\", \"http\", \"command\" or \"none\"",
+        ),
+        Some(v) => match v.as_ref() {
+            ValueInner::Table(t) => balancers.extend(read_balancer(&mut r, t, v.span, &node_names)),
+            ValueInner::Array(arr) if arr.is_empty() => r.err(
+                v.span,
+                "no balancer",
+                "empty",
+                Some("use [balancer] kind = \"none\" for nodes without a load balancer".into()),
+            ),
+            ValueInner::Array(arr) => {
+                for item in arr {
+                    match item.as_table() {
+                        Some(t) => {
+                            balancers.extend(read_balancer(&mut r, t, item.span, &node_names))
+                        }
+                        None => r.type_err(item, "balancer", "a table", "[[balancer]]"),
                     }
-                    v.map(|x| x.0)
-                };
-                let drain = url(&mut r, "drain", "\"http://{address}/admin/drain\"");
-                let ready = url(&mut r, "ready", "\"http://{address}/admin/ready\"");
-                let state = url(&mut r, "state", "\"http://{address}/admin/state\"");
-                let timeout = r.duration(t, "timeout", Some(Duration::from_secs(5)));
-                if let (Some(drain), Some(ready), Some(state), Some(timeout)) = (drain, ready, state, timeout) {
-                    balancer = Some(BalancerCfg::Http { drain, ready, state, timeout });
                 }
             }
-            Some((k, s)) => {
-                let hint = if ["haproxy", "command"].contains(&k.as_str()) {
-                    format!("the `{k}` balancer is not in this version yet; use \"http\" or \"none\"")
-                } else {
-                    did_you_mean(&k, ["http", "none"]).unwrap_or_else(|| "kinds: \"http\", \"none\"".into())
-                };
-                r.err(s, format!("unknown balancer kind `{k}`"), "unknown kind", Some(hint));
-            }
-            None => {}
+            _ => r.type_err(
+                v,
+                "balancer",
+                "a table ([balancer]) or an array of tables ([[balancer]])",
+                "[balancer] section",
+            ),
         },
     }
 
@@ -791,41 +906,140 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         None if !root.contains_key("deploy") => need(
             &mut r,
             "deploy",
-            "add [deploy] with kind = \"local\", install_dir and restart",
+            "add [deploy] with kind = \"local\" (or \"ssh\", \"command\"), install_dir and restart",
         ),
         None => {}
         Some((t, at)) => {
-            r.known_keys(
-                t,
-                "[deploy]",
-                &[
-                    "kind",
-                    "install_dir",
-                    "keep_releases",
-                    "restart",
-                    "restart_timeout",
-                ],
-            );
-            if let Some((k, s)) = r.str(t, "kind", "\"local\"") {
-                if k != "local" {
-                    let hint = if ["ssh", "command"].contains(&k.as_str()) {
-                        format!("the `{k}` deployer is not in this version yet; use \"local\"")
-                    } else {
-                        "kinds: \"local\"".to_string()
-                    };
-                    r.err(
-                        s,
-                        format!("unknown deploy kind `{k}`"),
-                        "unknown kind",
-                        Some(hint),
-                    );
-                }
+            let kind_s = r.str(t, "kind", "\"local\"");
+            let kind_name = kind_s
+                .as_ref()
+                .map_or("local", |k| k.0.as_str())
+                .to_string();
+            let mut allowed = vec![
+                "kind",
+                "install_dir",
+                "keep_releases",
+                "restart",
+                "restart_timeout",
+                "command_timeout",
+            ];
+            match kind_name.as_str() {
+                "ssh" => allowed.extend(["host", "user", "port", "identity_file", "ssh_options"]),
+                "command" => allowed.extend(["current", "stage", "switch"]),
+                _ => {}
             }
-            let dir_t = r.req_str(t, at, "[deploy]", "install_dir", "\"/opt/api/{node}\"");
+            r.known_keys(t, &format!("[deploy] (kind = \"{kind_name}\")"), &allowed);
+            let all_vars: &[&str] = &[
+                "node",
+                "address",
+                "host",
+                "version",
+                "install_dir",
+                "plan_dir",
+                "artifact",
+                "sha256",
+            ];
+            let kind = match kind_name.as_str() {
+                "local" => Some(DeployKind::Local),
+                "ssh" => {
+                    let host = r.str(t, "host", "\"{host}\"").map(|(h, sp_)| {
+                        r.template(&h, sp_, "host", &["node", "address", "host"]);
+                        h
+                    });
+                    let user = r.str(t, "user", "\"deploy\"").map(|x| x.0);
+                    let port = r.int(t, "port", 1, "22").and_then(|(p, sp_)| {
+                        if p > 65535 {
+                            r.err(sp_, format!("port {p} is out of range"), "1..65535", None);
+                            None
+                        } else {
+                            Some(p as u16)
+                        }
+                    });
+                    let identity_file = r
+                        .str(t, "identity_file", "\"~/.ssh/deploy_ed25519\"")
+                        .map(|x| dir.join(x.0));
+                    let options = r
+                        .str_list(
+                            t,
+                            "ssh_options",
+                            "[\"-o\", \"UserKnownHostsFile=/etc/glidepath/known_hosts\"]",
+                        )
+                        .map(|l| l.into_iter().map(|x| x.0).collect())
+                        .unwrap_or_default();
+                    Some(DeployKind::Ssh {
+                        host: host.unwrap_or_else(|| "{host}".into()),
+                        user,
+                        port,
+                        identity_file,
+                        options,
+                    })
+                }
+                "command" => {
+                    let cmd = |r: &mut Reader, key: &str, ex: &str| {
+                        let v = r.req_str(t, at, "[deploy]", key, ex);
+                        if let Some((c, sp_)) = &v {
+                            r.template(c, *sp_, key, all_vars);
+                        }
+                        v.map(|x| x.0)
+                    };
+                    let current = cmd(
+                        &mut r,
+                        "current",
+                        "\"incus exec {node} -- readlink /opt/api/current\"",
+                    );
+                    let stage = cmd(
+                        &mut r,
+                        "stage",
+                        "\"incus file push {artifact} {node}/opt/api/releases/{version}/\"",
+                    );
+                    let switch = cmd(
+                        &mut r,
+                        "switch",
+                        "\"incus exec {node} -- ln -sfn releases/{version} /opt/api/current\"",
+                    );
+                    match (current, stage, switch) {
+                        (Some(current), Some(stage), Some(switch)) => Some(DeployKind::Command {
+                            current,
+                            stage,
+                            switch,
+                        }),
+                        _ => None,
+                    }
+                }
+                other => {
+                    let span = kind_s.as_ref().map_or(at, |k| k.1);
+                    r.err(
+                        span,
+                        format!("unknown deploy kind `{other}`"),
+                        "unknown kind",
+                        Some(
+                            did_you_mean(other, ["local", "ssh", "command"])
+                                .unwrap_or_else(|| "kinds: \"local\", \"ssh\", \"command\"".into()),
+                        ),
+                    );
+                    None
+                }
+            };
+            let dir_t = if matches!(kind, Some(DeployKind::Command { .. })) {
+                r.str(t, "install_dir", "\"/opt/api\"")
+                    .or_else(|| Some((String::new(), at)))
+            } else {
+                r.req_str(t, at, "[deploy]", "install_dir", "\"/opt/api/{node}\"")
+            };
             if let Some((d, s)) = &dir_t {
                 let before = r.diags.len();
-                r.template(d, *s, "install_dir", &["node", "address", "plan_dir"]);
+                r.template(
+                    d,
+                    *s,
+                    "install_dir",
+                    &["node", "address", "host", "plan_dir"],
+                );
+                let per_host = matches!(
+                    kind,
+                    Some(DeployKind::Ssh { .. }) | Some(DeployKind::Command { .. })
+                );
                 if r.diags.len() == before
+                    && !per_host
                     && nodes.len() > 1
                     && !d.contains("{node}")
                     && !d.contains("{address}")
@@ -842,12 +1056,17 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                 .map(|x| x.0 as usize)
                 .unwrap_or(3);
             let restart_timeout = r.duration(t, "restart_timeout", Some(Duration::from_secs(60)));
-            if let (Some((d, _)), Some((c, _)), Some(rt)) = (dir_t, restart, restart_timeout) {
+            let command_timeout = r.duration(t, "command_timeout", Some(Duration::from_secs(120)));
+            if let (Some(kind), Some((d, _)), Some((c, _)), Some(rt), Some(ct)) =
+                (kind, dir_t, restart, restart_timeout, command_timeout)
+            {
                 deploy = Some(DeployCfg {
+                    kind,
                     install_dir: d,
                     keep_releases: keep,
                     restart: c,
                     restart_timeout: rt,
+                    command_timeout: ct,
                 });
             }
         }
@@ -856,33 +1075,43 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     // [health]
     let mut health = None;
     match r.table(&root, "health") {
-        None if !root.contains_key("health") => need(
-            &mut r,
-            "health",
-            "add [health] with http = \"http://{address}/health\"",
-        ),
+        None if !root.contains_key("health") => need(&mut r, "health", "add [health] with http = \"http://{address}/health\" (or tcp = \"{address}\", command = \"…\")"),
         None => {}
         Some((t, at)) => {
-            r.known_keys(
-                t,
-                "[health]",
-                &["http", "version_url", "deadline", "interval", "timeout"],
-            );
-            let http = r.req_str(t, at, "[health]", "http", "\"http://{address}/health\"");
+            r.known_keys(t, "[health]", &["http", "body", "tcp", "command", "version_url", "deadline", "interval", "timeout"]);
+            let http = r.str(t, "http", "\"http://{address}/health\"");
             if let Some((u, s)) = &http {
-                r.template(u, *s, "http", &["node", "address"]);
+                r.template(u, *s, "http", &["node", "address", "host"]);
+            }
+            let body = r.str(t, "body", "\"ok\"").map(|x| x.0);
+            let tcp = r.str(t, "tcp", "\"{address}\"");
+            if let Some((u, s)) = &tcp {
+                r.template(u, *s, "tcp", &["node", "address", "host"]);
+            }
+            let command = r.str(t, "command", "\"systemctl is-active api\"");
+            if let Some((u, s)) = &command {
+                r.template(u, *s, "command", PLACEHOLDERS);
+            }
+            if http.is_none() && tcp.is_none() && command.is_none() {
+                r.missing(at, "[health]", "http", "\"http://{address}/health\"  # or tcp = \"{address}\", or command = \"…\"");
+            }
+            if body.is_some() && http.is_none() {
+                let s = t.get("body").map_or(at, |v| v.span);
+                r.err(s, "`body` needs an `http` probe", "no http probe", Some("add http = \"http://{address}/health\"".into()));
             }
             let version_url = r.str(t, "version_url", "\"http://{address}/version\"");
             if let Some((u, s)) = &version_url {
-                r.template(u, *s, "version_url", &["node", "address"]);
+                r.template(u, *s, "version_url", &["node", "address", "host"]);
             }
             let deadline = r.duration(t, "deadline", Some(Duration::from_secs(60)));
             let interval = r.duration(t, "interval", Some(Duration::from_secs(1)));
             let timeout = r.duration(t, "timeout", Some(Duration::from_secs(2)));
-            if let (Some((h, _)), Some(d), Some(i), Some(to)) = (http, deadline, interval, timeout)
-            {
+            if let (Some(d), Some(i), Some(to)) = (deadline, interval, timeout) {
                 health = Some(HealthCfg {
-                    http: h,
+                    http: http.map(|x| x.0),
+                    body,
+                    tcp: tcp.map(|x| x.0),
+                    command: command.map(|x| x.0),
                     version_url: version_url.map(|v| v.0),
                     deadline: d,
                     interval: i,
@@ -895,34 +1124,122 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     // [sli]
     let mut sli = None;
     if let Some((t, at)) = r.table(&root, "sli") {
-        r.known_keys(t, "[sli]", &["source", "url", "timeout", "check"]);
-        if let Some((s, span)) = r.str(t, "source", "\"scrape\"") {
-            if s != "scrape" {
-                let hint = if s == "prometheus" {
-                    "the `prometheus` source is not in this version yet; use \"scrape\" (reads each node's /metrics)".to_string()
-                } else {
-                    "sources: \"scrape\"".to_string()
-                };
-                r.err(
-                    span,
-                    format!("unknown SLI source `{s}`"),
-                    "unknown source",
-                    Some(hint),
-                );
+        let src = r.str(t, "source", "\"scrape\"");
+        let prom = src.as_ref().is_some_and(|s| s.0 == "prometheus");
+        let mut allowed = vec!["source", "url", "timeout", "on_error", "check"];
+        if prom {
+            allowed.extend([
+                "bearer_token_env",
+                "bearer_token_file",
+                "basic_user",
+                "basic_password_env",
+                "basic_password_file",
+            ]);
+        }
+        r.known_keys(
+            t,
+            &format!(
+                "[sli] (source = \"{}\")",
+                if prom { "prometheus" } else { "scrape" }
+            ),
+            &allowed,
+        );
+        if let Some((s, span)) = &src {
+            if s != "scrape" && s != "prometheus" {
+                r.err(*span, format!("unknown SLI source `{s}`"), "unknown source", Some(did_you_mean(s, ["scrape", "prometheus"]).unwrap_or_else(|| "sources: \"scrape\" (each node's /metrics), \"prometheus\" (PromQL)".into())));
             }
         }
-        let url = r.str(t, "url", "\"http://{address}/metrics\"").map(|x| {
-            r.template(&x.0, x.1, "url", &["node", "address"]);
-            x.0
-        });
-        let timeout = r.duration(t, "timeout", Some(Duration::from_secs(2)));
+        let source = if prom {
+            let url = r
+                .req_str(t, at, "[sli]", "url", "\"http://prometheus:9090\"")
+                .map(|x| x.0);
+            let secret = |r: &mut Reader, env_key: &str, file_key: &str| -> Option<SecretRef> {
+                let env = r.str(t, env_key, "\"PROM_TOKEN\"");
+                let file = r.str(t, file_key, "\"/etc/glidepath/prom-token\"");
+                match (env, file) {
+                    (Some(_), Some((_, s))) => {
+                        r.err(
+                            s,
+                            format!("`{env_key}` and `{file_key}` both set"),
+                            "choose one",
+                            Some(
+                                "a secret comes from one place: an environment variable or a file"
+                                    .into(),
+                            ),
+                        );
+                        None
+                    }
+                    (Some((e, _)), None) => Some(SecretRef::Env(e)),
+                    (None, Some((f, _))) => Some(SecretRef::File(dir.join(f))),
+                    (None, None) => None,
+                }
+            };
+            let bearer = secret(&mut r, "bearer_token_env", "bearer_token_file");
+            let user = r.str(t, "basic_user", "\"glidepath\"");
+            let password = secret(&mut r, "basic_password_env", "basic_password_file");
+            let auth = match (bearer, user, password) {
+                (Some(b), None, None) => Some(Auth::Bearer(b)),
+                (None, Some((u, _)), Some(p)) => Some(Auth::Basic {
+                    user: u,
+                    password: p,
+                }),
+                (None, None, None) => None,
+                (None, Some((_, s)), None) => {
+                    r.err(s, "`basic_user` without a password", "no basic_password_env/_file", Some("add basic_password_env = \"PROM_PASSWORD\" (the value is never logged)".into()));
+                    None
+                }
+                (None, None, Some(_)) => {
+                    r.err(
+                        at,
+                        "a basic-auth password without `basic_user`",
+                        "no user",
+                        None,
+                    );
+                    None
+                }
+                (Some(_), _, _) => {
+                    r.err(
+                        at,
+                        "both bearer and basic auth configured",
+                        "choose one",
+                        None,
+                    );
+                    None
+                }
+            };
+            url.map(|url| SliSource::Prometheus { url, auth })
+        } else {
+            let url = r.str(t, "url", "\"http://{address}/metrics\"").map(|x| {
+                r.template(&x.0, x.1, "url", &["node", "address", "host"]);
+                x.0
+            });
+            Some(SliSource::Scrape {
+                url: url.unwrap_or_else(|| "http://{address}/metrics".into()),
+            })
+        };
+        let timeout = r.duration(
+            t,
+            "timeout",
+            Some(Duration::from_secs(if prom { 5 } else { 2 })),
+        );
+        let pause_on_error = match r.str(t, "on_error", "\"pause\"") {
+            None => true,
+            Some((p, s)) => match p.as_str() {
+                "pause" => true,
+                "rollback" => false,
+                _ => {
+                    r.err(s, format!("unknown `on_error` \"{p}\""), "expected pause or rollback", Some("\"pause\" waits for the metrics source to answer again (the window clock stops); \"rollback\" treats it as a failure".into()));
+                    true
+                }
+            },
+        };
         let mut checks = Vec::new();
         match t.get("check") {
             None => r.missing(
                 at,
                 "[sli]",
                 "[[sli.check]]",
-                "a check table: [[sli.check]] name = \"error rate\" kind = \"error_ratio\" …",
+                "a check table: [[sli.check]] name = \"error rate\" …",
             ),
             Some(v) => match v.as_array() {
                 None => r.type_err(
@@ -937,7 +1254,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                             r.type_err(item, "check", "a table", "[[sli.check]]");
                             continue;
                         };
-                        if let Some(c) = read_check(&mut r, ct, item.span) {
+                        if let Some(c) = read_check(&mut r, ct, item.span, prom) {
                             if checks.iter().any(|x: &CheckCfg| x.spec.name == c.spec.name) {
                                 r.err(
                                     item.span,
@@ -952,11 +1269,12 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                 }
             },
         }
-        if let Some(to) = timeout {
+        if let (Some(to), Some(source)) = (timeout, source) {
             sli = Some(SliCfg {
-                url: url.unwrap_or_else(|| "http://{address}/metrics".into()),
+                source,
                 timeout: to,
                 checks,
+                pause_on_error,
             });
         }
     }
@@ -1045,7 +1363,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         fleet_name,
         nodes,
         strategy,
-        balancer: balancer.expect("validated"),
+        balancers,
         deploy: deploy.expect("validated"),
         health: health.expect("validated"),
         sli,
@@ -1055,7 +1373,14 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     Ok((plan, report(diags)))
 }
 
-fn read_check(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
+fn read_check(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Option<CheckCfg> {
+    if prom {
+        return read_query_check(r, t, at);
+    }
+    if let Some(v) = t.get("query") {
+        r.err(v.span, "`query` needs the prometheus source", "PromQL query", Some("set [sli] source = \"prometheus\" and url = …, or use kind = \"error_ratio\"/\"latency_quantile\" with the scrape source".into()));
+        return None;
+    }
     r.known_keys(
         t,
         "[[sli.check]]",
@@ -1107,6 +1432,7 @@ fn read_check(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
         );
     }
     let (kind_s, kind_span) = kind?;
+    let metric = metric.clone();
     let ck = match kind_s.as_str() {
         "error_ratio" => {
             for (v, s) in [max, min].into_iter().flatten() {
@@ -1184,6 +1510,243 @@ fn read_check(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
     })
 }
 
+/// Name, thresholds, sample minimum and inconclusive policy of a check.
+/// One balancer table.
+fn read_balancer(r: &mut Reader, t: &Table<'_>, at: Span, nodes: &[&str]) -> Option<BalancerCfg> {
+    let (kind, kspan) = r.req_str(t, at, "[balancer]", "kind", "\"haproxy\"")?;
+    match kind.as_str() {
+        "none" => {
+            r.known_keys(t, "[balancer] (kind = \"none\")", &["kind"]);
+            Some(BalancerCfg::None)
+        }
+        "http" => {
+            r.known_keys(
+                t,
+                "[balancer] (kind = \"http\")",
+                &["kind", "drain", "ready", "state", "timeout"],
+            );
+            let url = |r: &mut Reader, key: &str, ex: &str| {
+                let v = r.req_str(t, at, "[balancer]", key, ex);
+                if let Some((s, sp_)) = &v {
+                    r.template(s, *sp_, key, &["node", "address", "host"]);
+                }
+                v.map(|x| x.0)
+            };
+            let drain = url(r, "drain", "\"http://{address}/admin/drain\"");
+            let ready = url(r, "ready", "\"http://{address}/admin/ready\"");
+            let state = url(r, "state", "\"http://{address}/admin/state\"");
+            let timeout = r.duration(t, "timeout", Some(Duration::from_secs(5)));
+            Some(BalancerCfg::Http {
+                drain: drain?,
+                ready: ready?,
+                state: state?,
+                timeout: timeout?,
+            })
+        }
+        "haproxy" => {
+            r.known_keys(
+                t,
+                "[balancer] (kind = \"haproxy\")",
+                &[
+                    "kind", "socket", "address", "backend", "servers", "frontend", "timeout",
+                ],
+            );
+            let socket = r.str(t, "socket", "\"/run/haproxy/admin.sock\"");
+            let address = r.str(t, "address", "\"127.0.0.1:9999\"");
+            if socket.is_some() == address.is_some() {
+                let s = address.as_ref().map_or(at, |a| a.1);
+                r.err(s, "a haproxy balancer needs exactly one of `socket` or `address`", "the runtime API endpoint", Some("socket = \"/run/haproxy/admin.sock\" (stats socket … level admin), or address = \"127.0.0.1:9999\" for a TCP stats socket".into()));
+            }
+            let backend = r
+                .req_str(t, at, "[balancer]", "backend", "\"api_pool\"")
+                .map(|x| x.0);
+            let mut servers = std::collections::BTreeMap::new();
+            if let Some((st, _)) = r.table(t, "servers") {
+                for (k, v) in st.iter() {
+                    if !nodes.is_empty() && !nodes.contains(&k.name.as_ref()) {
+                        let hint = did_you_mean(&k.name, nodes.iter().copied())
+                            .unwrap_or_else(|| format!("fleet nodes: {}", nodes.join(", ")));
+                        r.err(
+                            k.span,
+                            format!("`servers` maps `{}`, which is not a fleet node", k.name),
+                            "not in [fleet].nodes",
+                            Some(hint),
+                        );
+                    }
+                    match v.as_str() {
+                        Some(sv) => {
+                            servers.insert(k.name.to_string(), sv.to_string());
+                        }
+                        None => r.type_err(v, &k.name, "a server name", "\"srv1\""),
+                    }
+                }
+            }
+            let frontend = r
+                .str(t, "frontend", "\"http://127.0.0.1:8080/health\"")
+                .map(|x| x.0);
+            let timeout = r.duration(t, "timeout", Some(Duration::from_secs(5)));
+            Some(BalancerCfg::Haproxy {
+                socket: socket.map(|s| PathBuf::from(s.0)),
+                address: address.map(|a| a.0),
+                backend: backend?,
+                servers,
+                frontend,
+                timeout: timeout?,
+            })
+        }
+        "command" => {
+            r.known_keys(
+                t,
+                "[balancer] (kind = \"command\")",
+                &["kind", "drain", "enable", "active", "check", "timeout"],
+            );
+            let cmd = |r: &mut Reader, key: &str, ex: &str, required: bool| {
+                let v = if required {
+                    r.req_str(t, at, "[balancer]", key, ex)
+                } else {
+                    r.str(t, key, ex)
+                };
+                if let Some((c, sp_)) = &v {
+                    r.template(c, *sp_, key, PLACEHOLDERS);
+                }
+                v.map(|x| x.0)
+            };
+            let drain = cmd(r, "drain", "\"lbctl drain {node}\"", true);
+            let enable = cmd(r, "enable", "\"lbctl enable {node}\"", true);
+            let active = cmd(r, "active", "\"lbctl connections {node}\"", true);
+            let check = cmd(r, "check", "\"lbctl is-up {node}\"", false);
+            let timeout = r.duration(t, "timeout", Some(Duration::from_secs(30)));
+            Some(BalancerCfg::Command {
+                drain: drain?,
+                enable: enable?,
+                active: active?,
+                check,
+                timeout: timeout?,
+            })
+        }
+        other => {
+            r.err(
+                kspan,
+                format!("unknown balancer kind `{other}`"),
+                "unknown kind",
+                Some(
+                    did_you_mean(other, ["haproxy", "http", "command", "none"]).unwrap_or_else(
+                        || "kinds: \"haproxy\", \"http\", \"command\", \"none\"".into(),
+                    ),
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// (name, max, min, min_samples, min_samples given explicitly, policy)
+type CheckCommon = (
+    Option<String>,
+    Option<(f64, Span)>,
+    Option<(f64, Span)>,
+    u64,
+    bool,
+    InconclusivePolicy,
+);
+
+fn read_check_common(r: &mut Reader, t: &Table<'_>, at: Span) -> CheckCommon {
+    let name = r
+        .req_str(t, at, "[[sli.check]]", "name", "\"error rate\"")
+        .map(|x| x.0);
+    let max = r.num(t, "max");
+    let min = r.num(t, "min");
+    let explicit = t.contains_key("min_samples");
+    let min_samples = r
+        .int(t, "min_samples", 0, "50")
+        .map(|x| x.0 as u64)
+        .unwrap_or(1);
+    let policy = match r.str(t, "on_inconclusive", "\"wait\"") {
+        None => InconclusivePolicy::Wait,
+        Some((p, s)) => {
+            match p.as_str() {
+                "wait" => InconclusivePolicy::Wait,
+                "fail" => InconclusivePolicy::Fail,
+                "pass" => InconclusivePolicy::Pass,
+                _ => {
+                    r.err(s, format!("unknown `on_inconclusive` \"{p}\""), "expected wait, fail or pass", Some("\"wait\" keeps probing and fails if the window ends without enough data".into()));
+                    InconclusivePolicy::Wait
+                }
+            }
+        }
+    };
+    if max.is_none() && min.is_none() {
+        r.err(
+            at,
+            format!(
+                "check `{}` has no threshold",
+                name.as_deref().unwrap_or("?")
+            ),
+            "no max or min",
+            Some("add max = … (breach above) or min = … (breach below)".into()),
+        );
+    }
+    (name, max, min, min_samples, explicit, policy)
+}
+
+/// A PromQL check: `query` gives the value, `samples_query` the sample size.
+fn read_query_check(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
+    r.known_keys(
+        t,
+        "[[sli.check]] (source = \"prometheus\")",
+        &[
+            "name",
+            "kind",
+            "query",
+            "samples_query",
+            "max",
+            "min",
+            "min_samples",
+            "on_inconclusive",
+        ],
+    );
+    if let Some((k, s)) = r.str(t, "kind", "\"query\"") {
+        if k != "query" {
+            r.err(s, format!("check kind `{k}` is for the scrape source"), "not a PromQL check", Some("with source = \"prometheus\" a check is a `query` (and a `samples_query`); drop `kind`".into()));
+        }
+    }
+    let (name, max, min, min_samples, explicit, policy) = read_check_common(r, t, at);
+    let placeholders = ["node", "address", "host", "instances", "nodes"];
+    let query = r.req_str(t, at, "[[sli.check]]", "query", "'histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket{instance=~\"{instances}\"}[1m])) by (le))'");
+    if let Some((q, s)) = &query {
+        r.template(q, *s, "query", &placeholders);
+    }
+    let samples_query = r.str(
+        t,
+        "samples_query",
+        "'sum(increase(http_requests_total{instance=~\"{instances}\"}[1m]))'",
+    );
+    if let Some((q, s)) = &samples_query {
+        r.template(q, *s, "samples_query", &placeholders);
+    }
+    if samples_query.is_none() && (min_samples > 0 && explicit) {
+        r.err(at, format!("check `{}` has min_samples but no samples_query", name.as_deref().unwrap_or("?")), "no way to count samples", Some("add samples_query = 'sum(increase(http_requests_total{instance=~\"{instances}\"}[1m]))'".into()));
+    }
+    let min_samples = if samples_query.is_none() {
+        0
+    } else {
+        min_samples
+    };
+    Some(CheckCfg {
+        spec: CheckSpec {
+            name: name?,
+            max: max.map(|x| x.0),
+            min: min.map(|x| x.0),
+            min_samples,
+            on_inconclusive: policy,
+        },
+        kind: CheckKind::Query {
+            query: query?.0,
+            samples_query: samples_query.map(|x| x.0),
+        },
+    })
+}
+
 impl Plan {
     /// The rollout as the decision core sees it.
     pub fn rollout_spec(&self) -> RolloutSpec {
@@ -1196,6 +1759,7 @@ impl Plan {
                 interval_ms: self.strategy.probe_interval.as_millis() as u64,
                 checks: sli.checks.iter().map(|c| c.spec.clone()).collect(),
                 rollback_on_breach: self.rollback_on.iter().any(|o| o == "sli"),
+                pause_on_metrics_error: sli.pause_on_error,
             }),
             _ => None,
         };

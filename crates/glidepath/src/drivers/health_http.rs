@@ -1,61 +1,107 @@
-//! HTTP health probe: a 2xx from the health URL and, when the plan names a
-//! version URL, the node reporting the release it should serve.
+//! Health probes: HTTP (2xx, optional body substring, and the served version
+//! when the plan names a version URL), TCP connect, and a command's exit
+//! code. Every configured probe must pass.
 
+use super::service_command::shell_output;
 use super::{http_client, http_err, DResult, DriverError, HealthProbe, Target};
-use crate::plan::render;
+use crate::plan::{host_of, render, HealthCfg};
 use async_trait::async_trait;
-use std::time::Duration;
+use std::path::PathBuf;
 
-pub struct HttpHealth {
-    url: String,
-    version_url: Option<String>,
+pub struct Health {
+    cfg: HealthCfg,
+    plan_dir: PathBuf,
     client: reqwest::Client,
 }
 
-impl HttpHealth {
-    pub fn new(url: &str, version_url: Option<&str>, timeout: Duration) -> Self {
-        HttpHealth {
-            url: url.into(),
-            version_url: version_url.map(str::to_string),
-            client: http_client(timeout),
+impl Health {
+    pub fn new(cfg: HealthCfg, plan_dir: PathBuf) -> Self {
+        Health {
+            client: http_client(cfg.timeout),
+            cfg,
+            plan_dir,
         }
     }
 }
 
 #[async_trait]
-impl HealthProbe for HttpHealth {
+impl HealthProbe for Health {
     async fn probe(&self, t: &Target, expect: Option<&str>) -> DResult<String> {
-        let vars = [("node", t.name.as_str()), ("address", t.address.as_str())];
-        let url = render(&self.url, &vars);
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| http_err(&format!("GET {url}"), e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(DriverError::Failed(format!("GET {url}: HTTP {status}")));
+        let dir = t.install_dir.display().to_string();
+        let pd = self.plan_dir.display().to_string();
+        let vars = [
+            ("node", t.name.as_str()),
+            ("address", t.address.as_str()),
+            ("host", host_of(&t.address)),
+            ("install_dir", &dir),
+            ("plan_dir", &pd),
+            ("version", expect.unwrap_or("")),
+        ];
+        let mut parts = Vec::new();
+        if let Some(tpl) = &self.cfg.http {
+            let url = render(tpl, &vars);
+            let resp = self
+                .client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| http_err(&format!("GET {url}"), e))?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(DriverError::Failed(format!("GET {url}: HTTP {status}")));
+            }
+            if let Some(want) = &self.cfg.body {
+                let body = resp
+                    .text()
+                    .await
+                    .map_err(|e| http_err(&format!("GET {url}"), e))?;
+                if !body.contains(want.as_str()) {
+                    let shown: String = body.chars().take(80).collect();
+                    return Err(DriverError::Failed(format!(
+                        "GET {url}: body {shown:?} does not contain {want:?}"
+                    )));
+                }
+            }
+            parts.push(format!("HTTP {status}"));
         }
-        let (Some(vt), Some(expect)) = (&self.version_url, expect) else {
-            return Ok(format!("HTTP {status}"));
-        };
-        let vurl = render(vt, &vars);
-        let body = self
-            .client
-            .get(&vurl)
-            .send()
-            .await
-            .map_err(|e| http_err(&format!("GET {vurl}"), e))?
-            .text()
-            .await
-            .map_err(|e| http_err(&format!("GET {vurl}"), e))?;
-        let serving = body.trim();
-        if serving != expect {
-            return Err(DriverError::Failed(format!(
-                "serving {serving}, expected {expect}"
-            )));
+        if let Some(tpl) = &self.cfg.tcp {
+            let addr = render(tpl, &vars);
+            match tokio::time::timeout(self.cfg.timeout, tokio::net::TcpStream::connect(&addr))
+                .await
+            {
+                Ok(Ok(_)) => parts.push(format!("tcp {addr} accepts")),
+                Ok(Err(e)) => return Err(DriverError::Failed(format!("tcp connect {addr}: {e}"))),
+                Err(_) => {
+                    return Err(DriverError::Failed(format!(
+                        "tcp connect {addr}: timed out"
+                    )))
+                }
+            }
         }
-        Ok(format!("HTTP {status}, serving {serving}"))
+        if let Some(tpl) = &self.cfg.command {
+            let cmd = render(tpl, &vars);
+            shell_output(&cmd, &self.plan_dir, self.cfg.timeout).await?;
+            parts.push("command exit 0".into());
+        }
+        if let (Some(vt), Some(expect)) = (&self.cfg.version_url, expect) {
+            let vurl = render(vt, &vars);
+            let body = self
+                .client
+                .get(&vurl)
+                .send()
+                .await
+                .map_err(|e| http_err(&format!("GET {vurl}"), e))?
+                .text()
+                .await
+                .map_err(|e| http_err(&format!("GET {vurl}"), e))?;
+            let serving = body.trim();
+            if serving != expect {
+                return Err(DriverError::Failed(format!(
+                    "serving {serving}, expected {expect}"
+                )));
+            }
+            parts.push(format!("serving {serving}"));
+        }
+        Ok(parts.join(", "))
     }
 }

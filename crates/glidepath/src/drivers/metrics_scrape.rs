@@ -70,6 +70,7 @@ fn merge(hs: &[Histogram]) -> Histogram {
 pub fn observe_from(checks: &[CheckCfg], pairs: &[(Vec<Sample>, Vec<Sample>)]) -> Vec<Observation> {
     checks
         .iter()
+        .filter(|c| !matches!(c.kind, CheckKind::Query { .. }))
         .map(|c| match &c.kind {
             CheckKind::ErrorRatio {
                 metric,
@@ -107,6 +108,7 @@ pub fn observe_from(checks: &[CheckCfg], pairs: &[(Vec<Sample>, Vec<Sample>)]) -
                     error: None,
                 }
             }
+            CheckKind::Query { .. } => unreachable!("filtered out"),
         })
         .collect()
 }

@@ -5,21 +5,33 @@
 //! Every driver call has a timeout. Errors say whether the infrastructure
 //! was unreachable ([`DriverError::Unreachable`]) or the step itself failed.
 
+mod balancer_command;
+pub mod balancer_haproxy;
 mod balancer_http;
+mod balancer_multi;
 mod balancer_none;
+mod deploy_command;
 pub mod deploy_local;
+pub mod deploy_ssh;
 mod health_http;
+pub mod metrics_prometheus;
 mod metrics_scrape;
-mod service_command;
+pub mod service_command;
 
+pub use balancer_command::CommandBalancer;
+pub use balancer_haproxy::HaproxyBalancer;
 pub use balancer_http::HttpBalancer;
+pub use balancer_multi::MultiBalancer;
 pub use balancer_none::NoBalancer;
+pub use deploy_command::CommandDeployer;
 pub use deploy_local::LocalDeployer;
-pub use health_http::HttpHealth;
+pub use deploy_ssh::{Ssh, SshDeployer, SshService};
+pub use health_http::Health;
+pub use metrics_prometheus::PrometheusSource;
 pub use metrics_scrape::ScrapeSource;
 pub use service_command::CommandService;
 
-use crate::plan::{BalancerCfg, Plan, Release};
+use crate::plan::{BalancerCfg, DeployKind, Plan, Release, SliSource};
 use async_trait::async_trait;
 use glidepath_core::Observation;
 use std::path::PathBuf;
@@ -153,34 +165,127 @@ pub(crate) fn http_err(what: &str, e: reqwest::Error) -> DriverError {
     }
 }
 
+fn balancer(cfg: &BalancerCfg, plan: &Plan) -> Arc<dyn Balancer> {
+    match cfg {
+        BalancerCfg::None => Arc::new(NoBalancer),
+        BalancerCfg::Http {
+            drain,
+            ready,
+            state,
+            timeout,
+        } => Arc::new(HttpBalancer::new(drain, ready, state, *timeout)),
+        BalancerCfg::Haproxy {
+            socket,
+            address,
+            backend,
+            servers,
+            frontend,
+            timeout,
+        } => Arc::new(HaproxyBalancer::new(
+            socket.as_ref().map(|s| plan.dir.join(s)),
+            address.clone(),
+            backend.clone(),
+            servers.clone(),
+            frontend.clone(),
+            *timeout,
+        )),
+        BalancerCfg::Command {
+            drain,
+            enable,
+            active,
+            check,
+            timeout,
+        } => Arc::new(CommandBalancer {
+            drain: drain.clone(),
+            enable: enable.clone(),
+            active: active.clone(),
+            check: check.clone(),
+            timeout: *timeout,
+            plan_dir: plan.dir.clone(),
+        }),
+    }
+}
+
 impl Drivers {
     /// The real drivers a plan asks for.
     pub fn for_plan(plan: &Plan) -> Drivers {
-        let balancer: Arc<dyn Balancer> = match &plan.balancer {
-            BalancerCfg::None => Arc::new(NoBalancer),
-            BalancerCfg::Http {
-                drain,
-                ready,
-                state,
-                timeout,
-            } => Arc::new(HttpBalancer::new(drain, ready, state, *timeout)),
+        let balancer: Arc<dyn Balancer> = match plan.balancers.as_slice() {
+            [one] => balancer(one, plan),
+            many => Arc::new(MultiBalancer(
+                many.iter().map(|b| balancer(b, plan)).collect(),
+            )),
+        };
+        let d = &plan.deploy;
+        let (deployer, service): (Arc<dyn Deployer>, Arc<dyn ServiceControl>) = match &d.kind {
+            DeployKind::Local => (
+                Arc::new(LocalDeployer::new(d.keep_releases)),
+                Arc::new(CommandService::new(
+                    &d.restart,
+                    d.restart_timeout,
+                    plan.dir.clone(),
+                )),
+            ),
+            DeployKind::Command {
+                current,
+                stage,
+                switch,
+            } => (
+                Arc::new(CommandDeployer {
+                    current: current.clone(),
+                    stage: stage.clone(),
+                    switch: switch.clone(),
+                    timeout: d.command_timeout,
+                    plan_dir: plan.dir.clone(),
+                }),
+                Arc::new(CommandService::new(
+                    &d.restart,
+                    d.restart_timeout,
+                    plan.dir.clone(),
+                )),
+            ),
+            DeployKind::Ssh {
+                host,
+                user,
+                port,
+                identity_file,
+                options,
+            } => {
+                let ssh = Arc::new(SshDeployer {
+                    ssh: Ssh::new(
+                        host.clone(),
+                        user.clone(),
+                        *port,
+                        identity_file.clone(),
+                        options.clone(),
+                        d.command_timeout,
+                    ),
+                    keep: d.keep_releases,
+                });
+                let service = Arc::new(SshService {
+                    ssh: ssh.clone(),
+                    template: d.restart.clone(),
+                    timeout: d.restart_timeout,
+                    plan_dir: plan.dir.clone(),
+                });
+                (ssh, service)
+            }
         };
         Drivers {
             balancer,
-            deployer: Arc::new(LocalDeployer::new(plan.deploy.keep_releases)),
-            service: Arc::new(CommandService::new(
-                &plan.deploy.restart,
-                plan.deploy.restart_timeout,
-                plan.dir.clone(),
-            )),
-            health: Arc::new(HttpHealth::new(
-                &plan.health.http,
-                plan.health.version_url.as_deref(),
-                plan.health.timeout,
-            )),
-            metrics: plan.sli.as_ref().map(|s| {
-                Arc::new(ScrapeSource::new(&s.url, s.timeout, s.checks.clone()))
-                    as Arc<dyn MetricsSource>
+            deployer,
+            service,
+            health: Arc::new(Health::new(plan.health.clone(), plan.dir.clone())),
+            metrics: plan.sli.as_ref().map(|s| match &s.source {
+                SliSource::Scrape { url } => {
+                    Arc::new(ScrapeSource::new(url, s.timeout, s.checks.clone()))
+                        as Arc<dyn MetricsSource>
+                }
+                SliSource::Prometheus { url, auth } => Arc::new(PrometheusSource::new(
+                    url,
+                    auth.clone(),
+                    s.timeout,
+                    s.checks.clone(),
+                )) as Arc<dyn MetricsSource>,
             }),
         }
     }

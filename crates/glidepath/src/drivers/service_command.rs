@@ -24,8 +24,9 @@ impl CommandService {
     }
 }
 
-/// Run a shell command with a timeout; the child is killed if it overruns.
-pub async fn run_shell(cmd: &str, cwd: &std::path::Path, timeout: Duration) -> DResult<String> {
+/// Run a shell command with a timeout (the child is killed if it overruns);
+/// returns its stdout. A non-zero exit fails with the tail of its stderr.
+pub async fn shell_output(cmd: &str, cwd: &std::path::Path, timeout: Duration) -> DResult<String> {
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c")
         .arg(cmd)
@@ -42,32 +43,31 @@ pub async fn run_shell(cmd: &str, cwd: &std::path::Path, timeout: Duration) -> D
         Ok(Err(e)) => return Err(DriverError::Failed(format!("`{cmd}` could not start: {e}"))),
         Ok(Ok(o)) => o,
     };
-    let text = String::from_utf8_lossy(if out.status.success() {
-        &out.stdout
-    } else {
-        &out.stderr
-    })
-    .trim()
-    .to_string();
-    let tail: String = text
-        .lines()
-        .rev()
-        .take(3)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join(" | ");
     if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(DriverError::Failed(format!(
-            "`{cmd}` exited with {}: {tail}",
-            out.status
+            "`{cmd}` exited with {}: {}",
+            out.status,
+            tail(&text)
         )));
     }
-    Ok(if tail.is_empty() {
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The last 3 lines, joined.
+pub fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// Run a shell command with a timeout; describe what happened.
+pub async fn run_shell(cmd: &str, cwd: &std::path::Path, timeout: Duration) -> DResult<String> {
+    let out = shell_output(cmd, cwd, timeout).await?;
+    let t = tail(out.trim());
+    Ok(if t.is_empty() {
         format!("`{cmd}` ok")
     } else {
-        format!("`{cmd}` ok: {tail}")
+        format!("`{cmd}` ok: {t}")
     })
 }
 

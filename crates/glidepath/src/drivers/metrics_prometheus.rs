@@ -1,0 +1,225 @@
+//! `source = "prometheus"`: instant PromQL queries over the HTTP API. Each
+//! check has a value query and a sample-size query; `{instances}` (a regex
+//! alternation of the canaries' addresses), `{address}`, `{node}` and
+//! `{nodes}` are filled in. An empty result is *no data* (inconclusive, never
+//! a pass); `NaN` likewise. HTTP errors and timeouts are infrastructure
+//! faults, retried with backoff and then reported as such, not as a verdict.
+//! Credentials come from an env var or a file at each request, never logged.
+
+use super::{DResult, DriverError, MetricsSource, Target};
+use crate::plan::{render, Auth, CheckCfg, CheckKind, SecretRef};
+use async_trait::async_trait;
+use glidepath_core::Observation;
+use std::time::Duration;
+
+pub struct PrometheusSource {
+    url: String,
+    auth: Option<Auth>,
+    checks: Vec<CheckCfg>,
+    client: reqwest::Client,
+}
+
+/// The values of an instant query's result (vector or scalar).
+pub fn parse_result(body: &serde_json::Value) -> Result<Vec<f64>, String> {
+    if body["status"] != "success" {
+        return Err(format!(
+            "{}: {}",
+            body["errorType"].as_str().unwrap_or("error"),
+            body["error"].as_str().unwrap_or("query failed")
+        ));
+    }
+    let data = &body["data"];
+    let num = |v: &serde_json::Value| -> Option<f64> {
+        v[1].as_str().and_then(|s| s.parse::<f64>().ok())
+    };
+    match data["resultType"].as_str() {
+        Some("vector") => Ok(data["result"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| num(&s["value"])).collect())
+            .unwrap_or_default()),
+        Some("scalar") => Ok(num(&data["result"]).into_iter().collect()),
+        other => Err(format!(
+            "unsupported result type {other:?}: use an instant vector or scalar"
+        )),
+    }
+}
+
+impl PrometheusSource {
+    pub fn new(url: &str, auth: Option<Auth>, timeout: Duration, checks: Vec<CheckCfg>) -> Self {
+        PrometheusSource {
+            url: url.trim_end_matches('/').to_string(),
+            auth,
+            checks,
+            client: super::http_client(timeout),
+        }
+    }
+
+    /// One instant query, retried on infrastructure faults (3 tries).
+    pub async fn query(&self, q: &str) -> DResult<Vec<f64>> {
+        let mut delay = Duration::from_millis(150);
+        let mut last = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            match self.query_once(q).await {
+                Err(e @ DriverError::Unreachable(_)) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.expect("an error was recorded"))
+    }
+
+    async fn query_once(&self, q: &str) -> DResult<Vec<f64>> {
+        let endpoint = format!("{}/api/v1/query", self.url);
+        let mut req = self.client.get(&endpoint).query(&[("query", q)]);
+        match &self.auth {
+            None => {}
+            Some(Auth::Bearer(s)) => req = req.bearer_auth(read_secret(s)?),
+            Some(Auth::Basic { user, password }) => {
+                req = req.basic_auth(user, Some(read_secret(password)?))
+            }
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| super::http_err(&format!("Prometheus {endpoint}"), e))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.map_err(|e| {
+            DriverError::Unreachable(format!(
+                "Prometheus {endpoint}: HTTP {status}, unreadable answer: {e}"
+            ))
+        })?;
+        if status.is_server_error()
+            || status == reqwest::StatusCode::UNAUTHORIZED
+            || status == reqwest::StatusCode::FORBIDDEN
+        {
+            return Err(DriverError::Unreachable(format!(
+                "Prometheus {endpoint}: HTTP {status}"
+            )));
+        }
+        parse_result(&body).map_err(|e| DriverError::Failed(format!("PromQL `{q}`: {e}")))
+    }
+
+    fn render(&self, q: &str, nodes: &[Target]) -> String {
+        let instances: Vec<&str> = nodes.iter().map(|t| t.address.as_str()).collect();
+        let names: Vec<&str> = nodes.iter().map(|t| t.name.as_str()).collect();
+        let first = nodes.first();
+        render(
+            q,
+            &[
+                ("instances", &instances.join("|")),
+                ("nodes", &names.join("|")),
+                ("address", first.map_or("", |t| t.address.as_str())),
+                ("node", first.map_or("", |t| t.name.as_str())),
+                (
+                    "host",
+                    first.map_or("", |t| crate::plan::host_of(&t.address)),
+                ),
+            ],
+        )
+    }
+}
+
+fn read_secret(s: &SecretRef) -> DResult<String> {
+    s.read().map_err(DriverError::Failed)
+}
+
+#[async_trait]
+impl MetricsSource for PrometheusSource {
+    async fn start_window(&self, _nodes: &[Target]) -> DResult<String> {
+        let v = self.query("vector(1)").await?;
+        if v.is_empty() {
+            return Err(DriverError::Failed(
+                "Prometheus answered `vector(1)` with no data".into(),
+            ));
+        }
+        Ok(format!("Prometheus {} answers", self.url))
+    }
+
+    async fn observe(&self, nodes: &[Target]) -> Vec<Observation> {
+        let mut out = Vec::new();
+        for c in &self.checks {
+            let CheckKind::Query {
+                query,
+                samples_query,
+            } = &c.kind
+            else {
+                continue;
+            };
+            let obs = async {
+                let values = self.query(&self.render(query, nodes)).await?;
+                let finite: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+                // several series: judge the worst one
+                let value = if c.spec.max.is_some() {
+                    finite.iter().copied().reduce(f64::max)
+                } else {
+                    finite.iter().copied().reduce(f64::min)
+                };
+                let samples = match samples_query {
+                    Some(sq) => self
+                        .query(&self.render(sq, nodes))
+                        .await?
+                        .into_iter()
+                        .filter(|v| v.is_finite())
+                        .sum::<f64>()
+                        .max(0.0) as u64,
+                    None => u64::from(value.is_some()),
+                };
+                Ok::<_, DriverError>(Observation {
+                    check: c.spec.name.clone(),
+                    value,
+                    samples,
+                    error: None,
+                })
+            }
+            .await;
+            out.push(match obs {
+                Ok(o) => o,
+                Err(DriverError::Unreachable(e)) => Observation {
+                    check: c.spec.name.clone(),
+                    value: None,
+                    samples: 0,
+                    error: Some(e),
+                },
+                // a query Prometheus rejects is a plan problem, reported as no data with the reason
+                Err(DriverError::Failed(e)) => Observation {
+                    check: c.spec.name.clone(),
+                    value: None,
+                    samples: 0,
+                    error: Some(e),
+                },
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results() {
+        let v: serde_json::Value = serde_json::from_str(r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.25"]},{"metric":{},"value":[1,"NaN"]}]}}"#).unwrap();
+        let r = parse_result(&v).unwrap();
+        assert_eq!(r[0], 0.25);
+        assert!(r[1].is_nan());
+        let empty: serde_json::Value = serde_json::from_str(
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+        )
+        .unwrap();
+        assert!(parse_result(&empty).unwrap().is_empty());
+        let bad: serde_json::Value = serde_json::from_str(
+            r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+        )
+        .unwrap();
+        assert_eq!(parse_result(&bad).unwrap_err(), "bad_data: parse error");
+        let scalar: serde_json::Value = serde_json::from_str(
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(parse_result(&scalar).unwrap(), vec![3.0]);
+    }
+}
