@@ -606,7 +606,7 @@ fn uncertain_switch_is_assumed_done_when_turning_back() {
 fn metrics_outage_pauses_the_window_instead_of_rolling_back() {
     let mut sim = Sim::new(spec(3, 1, true));
     let mut w = World::new(3);
-    while sim.state.window.as_ref().map_or(true, |x| x.probes < 3) {
+    while sim.state.window.as_ref().is_none_or(|x| x.probes < 3) {
         sim.tick(&mut w);
     }
     let started = sim.state.window.as_ref().unwrap().started;
