@@ -234,6 +234,9 @@ pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
             }
             if let Some(w) = spec.window.as_ref().filter(|_| state.group == 0) {
                 if !state.windows_passed.contains(&0) {
+                    if state.run_step_in_flight.is_some() {
+                        return d; // one probe at a time
+                    }
                     match &state.window {
                         None if state
                             .window_start_failed

@@ -386,6 +386,9 @@ pub struct WindowState {
     /// Time spent paused, added to the window's end.
     #[serde(default)]
     pub paused_ms: u64,
+    /// Times the window started over after a metrics outage.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 impl WindowState {
@@ -424,6 +427,9 @@ pub struct RunState {
     /// The last attempt to start the SLI window failed (when, why).
     #[serde(default)]
     pub window_start_failed: Option<(Millis, String)>,
+    /// A run-level step (start_window, probe) in flight.
+    #[serde(default)]
+    pub run_step_in_flight: Option<StepKind>,
 }
 
 impl RunState {
@@ -443,6 +449,7 @@ impl RunState {
             started_at: None,
             finished_reason: None,
             window_start_failed: None,
+            run_step_in_flight: None,
         }
     }
 
@@ -506,6 +513,9 @@ impl RunState {
                 }
             }
             Event::Intent { at, step } => {
+                if step.node.is_none() {
+                    self.run_step_in_flight = Some(step.kind);
+                }
                 if let Some(node) = step.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
                     node.in_flight = Some(step.kind);
                     if node.pos == 0 && node.track == Track::Idle && step.kind == StepKind::Drain {
@@ -551,6 +561,7 @@ impl RunState {
                 }
                 // Observations from before the crash are not kept: watch again.
                 self.window = None;
+                self.run_step_in_flight = None;
             }
             Event::WindowClosed { passed, reason, .. } => {
                 self.window = None;
@@ -616,6 +627,9 @@ impl RunState {
         step: &Step,
         outcome: &StepOutcome,
     ) {
+        if step.node.is_none() {
+            self.run_step_in_flight = None;
+        }
         match step.kind {
             StepKind::StartWindow => {
                 if outcome.ok {
@@ -627,6 +641,7 @@ impl RunState {
                         outage_since: None,
                         outage_reason: String::new(),
                         paused_ms: 0,
+                        restarts: 0,
                     });
                     self.window_start_failed = None;
                 } else {
@@ -665,9 +680,14 @@ impl RunState {
                     }
                     return;
                 }
-                if let Some(since) = w.outage_since.take() {
-                    w.paused_ms += at.saturating_sub(since);
+                if w.outage_since.take().is_some() {
+                    // Observation was interrupted: a pass needs a full window
+                    // watched after the metrics source came back.
+                    w.started = at;
+                    w.paused_ms = 0;
+                    w.latest.clear();
                     w.outage_reason.clear();
+                    w.restarts += 1;
                 }
                 let mut failed = Vec::new();
                 for check in &wspec.checks {

@@ -176,6 +176,18 @@ impl Reporter for Console {
                 let who = step.node.as_deref().unwrap_or("-");
                 if step.kind == StepKind::Probe {
                     self.line(*at, who, "probe", &outcome.detail);
+                    if let Some(w) = state
+                        .window
+                        .as_ref()
+                        .filter(|w| w.restarts > 0 && w.started == *at)
+                    {
+                        self.line(
+                            *at,
+                            "-",
+                            "sli_window",
+                            &self.paint("33", &format!("↻ the metrics source answers again: the SLI window starts over (restart {}), a pass needs a full window watched", w.restarts)),
+                        );
+                    }
                 } else if outcome.ok
                     && !(step.kind == StepKind::CheckDrained && outcome.value.unwrap_or(0.0) > 0.0)
                     || matches!(step.kind, StepKind::CheckDrained)

@@ -250,6 +250,57 @@ impl Traffic {
         }
     }
 
+    /// Send about `rps` requests per second to one URL (a load balancer's
+    /// frontend); responses are counted per node by their `x-node` header.
+    pub fn through(url: &str, rps: u32) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats: Arc<Mutex<BTreeMap<String, NodeTraffic>>> =
+            Arc::new(Mutex::new(BTreeMap::new()));
+        let sent = Arc::new(AtomicU64::new(0));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(32)
+            .build()
+            .expect("client");
+        let (st, stats2, sent2, url) = (stop.clone(), stats.clone(), sent.clone(), url.to_string());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rps.max(1) as f64));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !st.load(Ordering::Relaxed) {
+                tick.tick().await;
+                sent2.fetch_add(1, Ordering::Relaxed);
+                let (client, stats, url) = (client.clone(), stats2.clone(), url.clone());
+                tokio::spawn(async move {
+                    let res = client.get(&url).send().await;
+                    let mut s = stats.lock().expect("lock");
+                    match res {
+                        Ok(r) => {
+                            let node = r
+                                .headers()
+                                .get("x-node")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("(balancer)")
+                                .to_string();
+                            let e = s.entry(node).or_default();
+                            if r.status().is_success() {
+                                e.ok += 1
+                            } else {
+                                e.errors += 1
+                            }
+                        }
+                        Err(_) => s.entry("(balancer)".into()).or_default().failed += 1,
+                    }
+                });
+            }
+        });
+        Traffic {
+            stop,
+            stats,
+            sent,
+            tasks: vec![task],
+        }
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, NodeTraffic> {
         self.stats.lock().expect("lock").clone()
     }

@@ -5,6 +5,7 @@
 //! window catches on the canary and rolls back automatically.
 
 pub mod fleet;
+pub mod infra;
 pub mod node;
 
 use crate::drivers::Drivers;

@@ -71,6 +71,10 @@ struct Metrics {
 
 struct Node {
     dir: PathBuf,
+    name: String,
+    /// Arrival times (ms since the epoch) of the last requests, to prove
+    /// when traffic did or did not reach this node.
+    arrivals: Mutex<std::collections::VecDeque<u64>>,
     behaviour: Mutex<Option<Behaviour>>,
     metrics: Mutex<Metrics>,
     active: AtomicU64,
@@ -105,7 +109,15 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-async fn work(State(n): State<Arc<Node>>) -> (StatusCode, String) {
+async fn work(State(n): State<Arc<Node>>) -> (StatusCode, [(&'static str, String); 1], String) {
+    {
+        let mut a = n.arrivals.lock().expect("lock");
+        if a.len() >= 200_000 {
+            a.pop_front();
+        }
+        a.push_back(crate::journal::now_ms());
+    }
+    let hdr = [("x-node", n.name.clone())];
     n.active.fetch_add(1, Ordering::SeqCst);
     let _g = ActiveGuard(&n.active);
     if n.drained.load(Ordering::SeqCst) {
@@ -113,7 +125,7 @@ async fn work(State(n): State<Arc<Node>>) -> (StatusCode, String) {
     }
     let start = Instant::now();
     let Some(b) = n.behaviour.lock().expect("lock").clone() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no release".into());
+        return (StatusCode::SERVICE_UNAVAILABLE, hdr, "no release".into());
     };
     let jitter = 0.5 + n.random();
     tokio::time::sleep(Duration::from_secs_f64(b.latency_ms * jitter / 1000.0)).await;
@@ -131,7 +143,29 @@ async fn work(State(n): State<Arc<Node>>) -> (StatusCode, String) {
         m.sum += secs;
     }
     let status = StatusCode::from_u16(code).expect("valid code");
-    (status, format!("hello from {}\n", b.version))
+    (
+        status,
+        hdr,
+        format!("hello from {} ({})\n", b.version, n.name),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct Range {
+    from: u64,
+    to: u64,
+}
+
+/// How many requests arrived in [from, to] (ms since the epoch).
+async fn arrivals(
+    State(n): State<Arc<Node>>,
+    axum::extract::Query(r): axum::extract::Query<Range>,
+) -> String {
+    let a = n.arrivals.lock().expect("lock");
+    format!(
+        "{}\n",
+        a.iter().filter(|t| **t >= r.from && **t <= r.to).count()
+    )
 }
 
 async fn health(State(n): State<Arc<Node>>) -> (StatusCode, &'static str) {
@@ -213,6 +247,10 @@ async fn state(State(n): State<Arc<Node>>) -> Json<serde_json::Value> {
 /// listening, `<dir>/node.addr` (so `--listen 127.0.0.1:0` works).
 pub async fn serve(dir: PathBuf, listen: &str, boot_ms: u64) -> std::io::Result<()> {
     let node = Arc::new(Node {
+        name: dir
+            .file_name()
+            .map_or("node".into(), |n| n.to_string_lossy().into_owned()),
+        arrivals: Mutex::new(std::collections::VecDeque::new()),
         dir: dir.clone(),
         behaviour: Mutex::new(None),
         metrics: Mutex::new(Metrics::default()),
@@ -231,6 +269,7 @@ pub async fn serve(dir: PathBuf, listen: &str, boot_ms: u64) -> std::io::Result<
         .route("/admin/drain", post(drain))
         .route("/admin/ready", post(ready))
         .route("/admin/state", get(state))
+        .route("/admin/arrivals", get(arrivals))
         .with_state(node.clone());
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;

@@ -4,4 +4,5 @@
 
 mod harness;
 mod plans;
+mod real;
 mod rollout;

@@ -1,0 +1,371 @@
+//! Real infrastructure on 127.0.0.1 for rehearsals, end-to-end tests and
+//! benchmarks: HAProxy, Prometheus and OpenSSH's sshd from the system's
+//! packages, each started in a directory the caller owns, with a config it
+//! writes, and stopped (by PID) when dropped. Nothing here is a fake.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Find a component on PATH (or the usual sbin dirs).
+pub fn find(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: a tiny race, fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> std::io::Result<Child> {
+    let f = std::fs::File::create(log)?;
+    cmd.stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f);
+    // SAFETY: prctl between fork and exec; the component dies with its parent.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+async fn wait_for(
+    what: &str,
+    timeout: Duration,
+    child: &mut Child,
+    log: &Path,
+    mut ok: impl AsyncFnMut() -> bool,
+) -> std::io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ok().await {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(std::io::Error::other(format!(
+                "{what} exited ({status}): {}",
+                text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(std::io::Error::other(format!(
+                "{what} not ready after {timeout:?}; log {}",
+                log.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// HAProxy with one frontend and the given backends.
+pub struct Haproxy {
+    child: Child,
+    pub socket: PathBuf,
+    pub frontend: String,
+    pub config: PathBuf,
+}
+
+impl Haproxy {
+    /// `backends`: (name, [(server name, address)]); the frontend routes to the first.
+    pub async fn start(
+        dir: &Path,
+        backends: &[(&str, Vec<(String, String)>)],
+    ) -> std::io::Result<Haproxy> {
+        let bin =
+            find("haproxy").ok_or_else(|| std::io::Error::other("haproxy is not installed"))?;
+        std::fs::create_dir_all(dir)?;
+        let socket = dir.join("haproxy.sock");
+        let _ = std::fs::remove_file(&socket);
+        let fe_port = free_port();
+        let mut cfg = format!(
+            "global\n  stats socket {} mode 600 level admin\n  maxconn 2000\n\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  retries 2\n  option redispatch\n\nfrontend fe\n  bind 127.0.0.1:{fe_port}\n  default_backend {}\n",
+            socket.display(),
+            backends[0].0
+        );
+        for (name, servers) in backends {
+            cfg.push_str(&format!(
+                "\nbackend {name}\n  balance roundrobin\n  option httpchk GET /health\n"
+            ));
+            for (srv, addr) in servers {
+                cfg.push_str(&format!(
+                    "  server {srv} {addr} check inter 1s fall 2 rise 2\n"
+                ));
+            }
+        }
+        let config = dir.join("haproxy.cfg");
+        std::fs::write(&config, cfg)?;
+        let check = Command::new(&bin)
+            .arg("-c")
+            .arg("-f")
+            .arg(&config)
+            .output()?;
+        if !check.status.success() {
+            return Err(std::io::Error::other(format!(
+                "haproxy -c: {}",
+                String::from_utf8_lossy(&check.stderr)
+            )));
+        }
+        let log = dir.join("haproxy.log");
+        let mut child = spawn(Command::new(&bin).arg("-f").arg(&config).arg("-db"), &log)?;
+        let sock = socket.clone();
+        wait_for(
+            "haproxy",
+            Duration::from_secs(15),
+            &mut child,
+            &log,
+            async || {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let Ok(mut s) = tokio::net::UnixStream::connect(&sock).await else {
+                    return false;
+                };
+                let mut out = String::new();
+                s.write_all(b"show info\n").await.is_ok()
+                    && s.read_to_string(&mut out).await.is_ok()
+                    && out.contains("Name: HAProxy")
+            },
+        )
+        .await?;
+        Ok(Haproxy {
+            child,
+            socket,
+            frontend: format!("http://127.0.0.1:{fe_port}"),
+            config,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// Prometheus scraping `targets` every second.
+pub struct Prometheus {
+    child: Option<Child>,
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    pub url: String,
+    targets: usize,
+}
+
+impl Prometheus {
+    pub async fn start(dir: &Path, targets: &[String]) -> std::io::Result<Prometheus> {
+        let bin = find("prometheus")
+            .ok_or_else(|| std::io::Error::other("prometheus is not installed"))?;
+        std::fs::create_dir_all(dir)?;
+        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
+                list.join(", ")
+            ),
+        )?;
+        let port = free_port();
+        let mut p = Prometheus {
+            child: None,
+            bin,
+            dir: dir.to_path_buf(),
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            targets: targets.len(),
+        };
+        p.restart().await?;
+        Ok(p)
+    }
+
+    /// How many targets Prometheus has scraped successfully since `since` (unix seconds).
+    pub async fn targets_up(&self, since: u64) -> usize {
+        let q = format!(
+            "{}/api/v1/query?query=count(timestamp(up%3D%3D1)%3E{since})",
+            self.url
+        );
+        let Ok(r) = reqwest::Client::new()
+            .get(q)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+        else {
+            return 0;
+        };
+        let Ok(v) = r.json::<serde_json::Value>().await else {
+            return 0;
+        };
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Stop the server (its data directory stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c);
+        }
+    }
+
+    /// (Re)start on the same port and data, and wait until every target is up.
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        self.stop();
+        let log = self.dir.join("prometheus.log");
+        let mut child = spawn(
+            Command::new(&self.bin)
+                .arg(format!(
+                    "--config.file={}",
+                    self.dir.join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    self.dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+                .arg("--storage.tsdb.retention.time=1h"),
+            &log,
+        )?;
+        let n = self.targets;
+        let since = crate::journal::now_ms() / 1000;
+        let me = Prometheus {
+            child: None,
+            bin: self.bin.clone(),
+            dir: self.dir.clone(),
+            port: self.port,
+            url: self.url.clone(),
+            targets: n,
+        };
+        let r = wait_for(
+            "prometheus",
+            Duration::from_secs(60),
+            &mut child,
+            &log,
+            async || me.targets_up(since).await >= n,
+        )
+        .await;
+        self.child = Some(child);
+        r
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// OpenSSH's sshd on 127.0.0.1 accepting one client key, and the client
+/// side's files (key, known_hosts with the server's real host key).
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub client_key: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+impl Sshd {
+    pub async fn start(dir: &Path) -> std::io::Result<Sshd> {
+        let bin = find("sshd")
+            .ok_or_else(|| std::io::Error::other("sshd (openssh-server) is not installed"))?;
+        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all("/run/sshd")?;
+        for key in ["hostkey", "client"] {
+            let p = dir.join(key);
+            if !p.exists() {
+                let out = Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                    .arg(&p)
+                    .output()?;
+                if !out.status.success() {
+                    return Err(std::io::Error::other(format!(
+                        "ssh-keygen: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )));
+                }
+            }
+        }
+        std::fs::copy(dir.join("client.pub"), dir.join("authorized_keys"))?;
+        let port = free_port();
+        let hostpub = std::fs::read_to_string(dir.join("hostkey.pub"))?;
+        let mut parts = hostpub.split_whitespace();
+        let known = format!(
+            "[127.0.0.1]:{port} {} {}\n",
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("")
+        );
+        std::fs::write(dir.join("known_hosts"), known)?;
+        let log = dir.join("sshd.log");
+        let mut child = spawn(
+            Command::new(bin)
+                .args([
+                    "-D",
+                    "-e",
+                    "-p",
+                    &port.to_string(),
+                    "-o",
+                    "ListenAddress=127.0.0.1",
+                    "-h",
+                ])
+                .arg(dir.join("hostkey"))
+                .arg("-o")
+                .arg(format!("PidFile={}", dir.join("sshd.pid").display()))
+                .arg("-o")
+                .arg(format!(
+                    "AuthorizedKeysFile={}",
+                    dir.join("authorized_keys").display()
+                ))
+                .args([
+                    "-o",
+                    "StrictModes=no",
+                    "-o",
+                    "PasswordAuthentication=no",
+                    "-o",
+                    "PermitRootLogin=prohibit-password",
+                ]),
+            &log,
+        )?;
+        let addr = format!("127.0.0.1:{port}");
+        wait_for(
+            "sshd",
+            Duration::from_secs(15),
+            &mut child,
+            &log,
+            async || tokio::net::TcpStream::connect(&addr).await.is_ok(),
+        )
+        .await?;
+        Ok(Sshd {
+            child,
+            port,
+            client_key: dir.join("client"),
+            known_hosts: dir.join("known_hosts"),
+        })
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}

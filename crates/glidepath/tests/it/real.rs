@@ -1,0 +1,470 @@
+//! End to end against real HAProxy, Prometheus and sshd from the system's
+//! packages, started on 127.0.0.1 in the test's directory. Under CI
+//! (`CI=true`) a missing component fails the test; elsewhere it skips loudly.
+
+use crate::harness::*;
+use glidepath::demo::infra::{find, Haproxy, Prometheus, Sshd};
+use glidepath::drivers::{HaproxyBalancer, Target};
+use glidepath::plan::Release;
+use glidepath_core::{Event, StepKind};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn available(components: &[&str]) -> bool {
+    let missing: Vec<&str> = components
+        .iter()
+        .copied()
+        .filter(|c| find(c).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{} not installed: under CI every real component must be there (.ci/run installs them)",
+            missing.join(", ")
+        );
+    }
+    eprintln!("\n!!!!!!!! SKIPPING: {} not installed (run .ci/run, or apt-get install haproxy prometheus openssh-server) !!!!!!!!\n", missing.join(", "));
+    false
+}
+
+struct Real {
+    env: Env,
+    haproxy: Haproxy,
+    prom: Prometheus,
+}
+
+async fn real(n: usize) -> Real {
+    let mut env = Env::start(n).await;
+    // traffic goes through HAProxy, not straight at the nodes
+    env.traffic.take().unwrap().stop().await;
+    let servers: Vec<(String, String)> = env
+        .fleet
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.address.clone()))
+        .collect();
+    let haproxy = Haproxy::start(
+        &env.path().join("haproxy"),
+        &[("api", servers.clone()), ("api_internal", servers.clone())],
+    )
+    .await
+    .expect("haproxy starts");
+    let prom = Prometheus::start(
+        &env.path().join("prometheus"),
+        &servers.iter().map(|s| s.1.clone()).collect::<Vec<_>>(),
+    )
+    .await
+    .expect("prometheus starts");
+    env.traffic = Some(glidepath::demo::fleet::Traffic::through(
+        &format!("{}/", haproxy.frontend),
+        150,
+    ));
+    Real { env, haproxy, prom }
+}
+
+/// The classic recipe: HAProxy pool(s), Prometheus SLIs over a 10 s rate window.
+fn real_plan(r: &Real, rel: &Release, window: &str, extra_strategy: &str) -> PathBuf {
+    let env = &r.env;
+    let artifact = rel
+        .artifact
+        .strip_prefix(env.path())
+        .unwrap()
+        .display()
+        .to_string();
+    let text = format!(
+        r#"[release]
+version  = "{v}"
+artifact = "{artifact}"
+sha256   = "{sha}"
+
+[fleet]
+name  = "real"
+nodes = [
+{nodes}]
+
+[strategy]
+canary         = ["node-1"]
+batch_size     = 1
+sli_window     = "{window}"
+probe_interval = "1s"
+drain_timeout  = "10s"
+{extra_strategy}
+
+[[balancer]]
+kind     = "haproxy"
+socket   = "{sock}"
+backend  = "api"
+frontend = "{fe}/"
+
+[[balancer]]
+kind    = "haproxy"
+socket  = "{sock}"
+backend = "api_internal"
+
+[deploy]
+kind        = "local"
+install_dir = "nodes/{{node}}"
+restart     = "kill -HUP $(cat {{install_dir}}/node.pid)"
+
+[health]
+http        = "http://{{address}}/health"
+version_url = "http://{{address}}/version"
+deadline    = "20s"
+interval    = "100ms"
+
+[sli]
+source = "prometheus"
+url    = "{prom}"
+
+[[sli.check]]
+name          = "error rate"
+query         = '(sum(rate(demo_http_requests_total{{instance=~"{{instances}}",code=~"5.."}}[10s])) or vector(0)) / sum(rate(demo_http_requests_total{{instance=~"{{instances}}"}}[10s]))'
+samples_query = 'sum(increase(demo_http_requests_total{{instance=~"{{instances}}"}}[10s]))'
+max           = 0.005
+min_samples   = 20
+
+[[sli.check]]
+name          = "p95 latency"
+query         = 'histogram_quantile(0.95, sum(rate(demo_http_request_duration_seconds_bucket{{instance=~"{{instances}}"}}[10s])) by (le))'
+samples_query = 'sum(increase(demo_http_request_duration_seconds_count{{instance=~"{{instances}}"}}[10s]))'
+max           = 0.1
+min_samples   = 20
+
+[rollback]
+on = ["health", "sli"]
+"#,
+        v = rel.version,
+        sha = rel.sha256,
+        nodes = env.fleet.plan_nodes(),
+        sock = r.haproxy.socket.display(),
+        fe = r.haproxy.frontend,
+        prom = r.prom.url,
+    );
+    let path = env.path().join(format!("real-{}.toml", rel.version));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn haproxy_driver(r: &Real, backend: &str) -> HaproxyBalancer {
+    HaproxyBalancer::new(
+        Some(r.haproxy.socket.clone()),
+        None,
+        backend.into(),
+        Default::default(),
+        None,
+        Duration::from_secs(5),
+    )
+}
+
+fn target(env: &Env, i: usize) -> Target {
+    let n = &env.fleet.nodes[i];
+    Target {
+        name: n.name.clone(),
+        address: n.address.clone(),
+        install_dir: n.dir.clone(),
+    }
+}
+
+/// Requests that reached `node` between its drain being confirmed and its re-enable.
+async fn arrivals_while_drained(env: &Env, events: &[Event], node: usize) -> u64 {
+    let name = &env.fleet.nodes[node].name;
+    let drained_at = events.iter().find_map(|e| match e {
+        Event::Outcome { at, step, outcome }
+            if step.kind == StepKind::CheckDrained
+                && step.node.as_deref() == Some(name)
+                && outcome.value == Some(0.0) =>
+        {
+            Some(*at)
+        }
+        _ => None,
+    });
+    let enable_at = events.iter().find_map(|e| match e {
+        Event::Intent { at, step }
+            if step.kind == StepKind::Enable && step.node.as_deref() == Some(name) =>
+        {
+            Some(*at)
+        }
+        _ => None,
+    });
+    let (from, to) = (
+        drained_at.expect("drain confirmed"),
+        enable_at.expect("re-enabled"),
+    );
+    assert!(to > from);
+    let url = format!(
+        "http://{}/admin/arrivals?from={from}&to={to}",
+        env.fleet.nodes[node].address
+    );
+    reqwest::get(url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_prometheus_good_release_is_promoted_with_no_client_errors() {
+    if !available(&["haproxy", "prometheus"]) {
+        return;
+    }
+    let r = real(3).await;
+    let plan = real_plan(&r, &r.env.v2, "5s", "");
+    let out = r.env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("api/node-1 → drain; api_internal/node-1 → drain"),
+        "both balancers act: {text}"
+    );
+    assert!(
+        text.contains("frontend"),
+        "LB-side check through the frontend: {text}"
+    );
+    r.env.assert_fleet(&["2", "2", "2"]).await;
+    for backend in ["api", "api_internal"] {
+        let hb = haproxy_driver(&r, backend);
+        for i in 0..3 {
+            let st = hb.server_state(&target(&r.env, i)).await.unwrap();
+            assert!(
+                !st.out_of_rotation(),
+                "{backend}/node-{} back in rotation",
+                i + 1
+            );
+        }
+    }
+    let events = r.env.events(&r.env.latest_run());
+    assert_journal_consistent(&events);
+    for i in 0..3 {
+        assert_eq!(
+            arrivals_while_drained(&r.env, &events, i).await,
+            0,
+            "no new request reached node-{} while drained",
+            i + 1
+        );
+    }
+    let mut env = r.env;
+    let stats = env.traffic.take().unwrap().stop().await;
+    let (ok, errors, failed): (u64, u64, u64) = stats.values().fold((0, 0, 0), |a, s| {
+        (a.0 + s.ok, a.1 + s.errors, a.2 + s.failed)
+    });
+    assert!(ok > 100, "traffic flowed: {stats:?}");
+    assert_eq!(
+        (errors, failed),
+        (0, 0),
+        "clients saw no errors from drains and restarts: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_prometheus_bad_release_rolls_back_the_canary_only() {
+    if !available(&["haproxy", "prometheus"]) {
+        return;
+    }
+    let r = real(3).await;
+    let plan = real_plan(&r, &r.env.v3, "30s", "");
+    let out = r
+        .env
+        .run(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&out), 1);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["cause"]["kind"], "sli");
+    r.env.assert_fleet(&["1", "1", "1"]).await;
+    let events = r.env.events(v["run_id"].as_str().unwrap());
+    assert_journal_consistent(&events);
+    assert!(!events.iter().any(|e| matches!(e, Event::Intent { step, .. } if step.node.as_deref() != Some("node-1") && step.node.is_some())), "peers untouched");
+    assert_eq!(
+        arrivals_while_drained(&r.env, &events, 0).await,
+        0,
+        "no new request reached the canary while it was drained for deploy"
+    );
+    // decided within the rate window plus two scrape intervals of the bad release serving
+    let t = glidepath::demo::rollback_timing(
+        &glidepath::plan::load(&plan).unwrap().0.rollout_spec(),
+        &events,
+        "node-1",
+    )
+    .unwrap();
+    eprintln!("prometheus rollback timing: {t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_down_mid_window_pauses_the_run_and_it_continues_when_back() {
+    if !available(&["haproxy", "prometheus"]) {
+        return;
+    }
+    let mut r = real(3).await;
+    let plan = real_plan(&r, &r.env.v2, "8s", "");
+    let child = r.env.spawn(&["run", plan.to_str().unwrap()]);
+    let j = r.env.journal();
+    let probes_ok = |j: &glidepath::journal::Journal| {
+        j.runs(1).ok().and_then(|x| x.first().cloned()).map_or(0, |run| {
+            j.events(&run.id).unwrap().iter().filter(|e| matches!(e, Event::Outcome { step, outcome, .. } if step.kind == StepKind::Probe && outcome.observations.iter().all(|o| o.error.is_none()))).count()
+        })
+    };
+    wait_until("two good probes", Duration::from_secs(90), || {
+        probes_ok(&j) >= 2
+    })
+    .await;
+    r.prom.stop();
+    let run = r.env.latest_run();
+    wait_until("a probe that found Prometheus down", Duration::from_secs(60), || {
+        j.events(&run).unwrap().iter().any(|e| matches!(e, Event::Outcome { step, outcome, .. } if step.kind == StepKind::Probe && outcome.observations.iter().any(|o| o.error.is_some())))
+    })
+    .await;
+    let status = r.env.run(&["status", &run]);
+    assert!(
+        stdout(&status).contains("metrics source unreachable since"),
+        "{}",
+        stdout(&status)
+    );
+    // stay down past the whole window: still no rollback
+    let outage_start = std::time::Instant::now();
+    wait_until("10 s of outage", Duration::from_secs(30), || {
+        outage_start.elapsed() > Duration::from_secs(10)
+    })
+    .await;
+    let events = j.events(&run).unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Finished { .. } | Event::WindowClosed { .. })),
+        "paused, not judged"
+    );
+    assert!(
+        r.env.current_links()[1..].iter().all(|v| v == "1"),
+        "peers wait"
+    );
+    r.prom.restart().await.expect("prometheus restarts");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    r.env.assert_fleet(&["2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_socket_gone_refuses_before_any_node_changes() {
+    if !available(&["haproxy", "prometheus"]) {
+        return;
+    }
+    let r = real(3).await;
+    let plan = real_plan(&r, &r.env.v2, "5s", "");
+    let Real { env, haproxy, prom } = r;
+    drop(haproxy); // stopped by PID; its socket file is left behind, dead
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 4, "exit 4: infrastructure unreachable");
+    let err = stderr(&out);
+    assert!(
+        err.contains("HAProxy runtime API") && err.contains("no node was changed"),
+        "{err}"
+    );
+    assert_eq!(env.current_links(), ["1", "1", "1"]);
+    assert!(
+        env.events(&env.latest_run()).is_empty(),
+        "no step was journaled"
+    );
+    drop(prom);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_over_ssh_through_a_real_sshd() {
+    if !available(&["sshd", "ssh"]) {
+        return;
+    }
+    let env = Env::start(3).await;
+    let sshd = Sshd::start(&env.path().join("sshd"))
+        .await
+        .expect("sshd starts");
+    let write = |known_hosts: &std::path::Path| {
+        let rel = &env.v2;
+        let artifact = rel
+            .artifact
+            .strip_prefix(env.path())
+            .unwrap()
+            .display()
+            .to_string();
+        let text = format!(
+            r#"[release]
+version  = "2"
+artifact = "{artifact}"
+sha256   = "{sha}"
+
+[fleet]
+name  = "ssh"
+nodes = [
+{nodes}]
+
+[strategy]
+canary     = ["node-1"]
+batch_size = 2
+
+[balancer]
+kind  = "http"
+drain = "http://{{address}}/admin/drain"
+ready = "http://{{address}}/admin/ready"
+state = "http://{{address}}/admin/state"
+
+[deploy]
+kind          = "ssh"
+host          = "127.0.0.1"
+user          = "root"
+port          = {port}
+identity_file = "{key}"
+ssh_options   = ["-o", "UserKnownHostsFile={known}"]
+install_dir   = "{dir}/nodes/{{node}}"
+restart       = "kill -HUP $(cat {{install_dir}}/node.pid)"
+
+[health]
+http        = "http://{{address}}/health"
+version_url = "http://{{address}}/version"
+deadline    = "15s"
+interval    = "100ms"
+
+[rollback]
+on = ["health"]
+"#,
+            sha = rel.sha256,
+            nodes = env.fleet.plan_nodes(),
+            port = sshd.port,
+            key = sshd.client_key.display(),
+            known = known_hosts.display(),
+            dir = env.path().display(),
+        );
+        let path = env.path().join("ssh.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    // host key checking is on: an unknown host key refuses the run before any change
+    let empty = env.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let out = env.run(&["run", write(&empty).to_str().unwrap()]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Host key verification failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.current_links(), ["1", "1", "1"]);
+
+    let out = env.run(&["run", write(&sshd.known_hosts).to_str().unwrap()]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("verified on the node"),
+        "{}",
+        stdout(&out)
+    );
+    env.assert_fleet(&["2", "2", "2"]).await;
+    assert_eq!(env.current_links(), ["2", "2", "2"]);
+}
