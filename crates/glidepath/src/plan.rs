@@ -949,7 +949,12 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                     let user = r.str(t, "user", "\"deploy\"").map(|x| x.0);
                     let port = r.int(t, "port", 1, "22").and_then(|(p, sp_)| {
                         if p > 65535 {
-                            r.err(sp_, format!("port {p} is out of range"), "1..65535", None);
+                            r.err(
+                                sp_,
+                                format!("port {p} is out of range"),
+                                "1..65535",
+                                Some("leave it out to use 22 (or your ssh config's Port)".into()),
+                            );
                             None
                         } else {
                             Some(p as u16)
@@ -1228,7 +1233,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                 "pause" => true,
                 "rollback" => false,
                 _ => {
-                    r.err(s, format!("unknown `on_error` \"{p}\""), "expected pause or rollback", Some("\"pause\" waits for the metrics source to answer again (the window clock stops); \"rollback\" treats it as a failure".into()));
+                    r.err(s, format!("unknown `on_error` \"{p}\""), "expected pause or rollback", Some("\"pause\" waits for the metrics source to answer again, then watches a full window; \"rollback\" treats it as a failure".into()));
                     true
                 }
             },
@@ -1288,7 +1293,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                 "\"10m\"  # how long to watch the canary's SLIs",
             );
         }
-        (None, Some(_)) => {
+        (None, Some(_)) if !root.contains_key("sli") => {
             r.err(
                 window_span.unwrap_or(head),
                 "`sli_window` is set but the plan has no [sli] checks",

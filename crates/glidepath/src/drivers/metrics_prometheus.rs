@@ -200,6 +200,87 @@ impl MetricsSource for PrometheusSource {
 mod tests {
     use super::*;
 
+    /// A stand-in HTTP endpoint (unit test only) that demands credentials.
+    async fn serve(expect: &'static str) -> String {
+        use axum::http::{HeaderMap, StatusCode};
+        let app = axum::Router::new().route(
+            "/api/v1/query",
+            axum::routing::get(move |h: HeaderMap| async move {
+                let ok = h.get("authorization").and_then(|v| v.to_str().ok()) == Some(expect);
+                if ok {
+                    (StatusCode::OK, r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.5"]}]}}"#)
+                } else {
+                    (StatusCode::UNAUTHORIZED, r#"{"status":"error","errorType":"unauthorized","error":"bad credentials"}"#)
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        url
+    }
+
+    #[tokio::test]
+    async fn bearer_token_from_a_file_is_sent_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret-token\n").unwrap();
+        let url = serve("Bearer s3cret-token").await;
+        let good = PrometheusSource::new(
+            &url,
+            Some(Auth::Bearer(SecretRef::File(token))),
+            Duration::from_secs(2),
+            vec![],
+        );
+        assert_eq!(good.query("up").await.unwrap(), vec![0.5]);
+        let wrong = dir.path().join("wrong");
+        std::fs::write(&wrong, "not-it").unwrap();
+        let bad = PrometheusSource::new(
+            &url,
+            Some(Auth::Bearer(SecretRef::File(wrong))),
+            Duration::from_secs(2),
+            vec![],
+        );
+        let err = bad.query("up").await.unwrap_err();
+        assert!(
+            err.is_infra(),
+            "auth failures are infrastructure faults: {err}"
+        );
+        assert!(
+            err.to_string().contains("401") && !err.to_string().contains("not-it"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn basic_auth_password_from_env() {
+        // "glidepath:pw-123" in base64
+        let url = serve("Basic Z2xpZGVwYXRoOnB3LTEyMw==").await;
+        std::env::set_var("GLIDEPATH_TEST_PROM_PW", "pw-123");
+        let src = PrometheusSource::new(
+            &url,
+            Some(Auth::Basic {
+                user: "glidepath".into(),
+                password: SecretRef::Env("GLIDEPATH_TEST_PROM_PW".into()),
+            }),
+            Duration::from_secs(2),
+            vec![],
+        );
+        assert_eq!(src.query("up").await.unwrap(), vec![0.5]);
+        let missing = PrometheusSource::new(
+            &url,
+            Some(Auth::Bearer(SecretRef::Env(
+                "GLIDEPATH_TEST_UNSET_VAR".into(),
+            ))),
+            Duration::from_secs(2),
+            vec![],
+        );
+        assert_eq!(
+            missing.query("up").await.unwrap_err().to_string(),
+            "environment variable GLIDEPATH_TEST_UNSET_VAR is not set"
+        );
+    }
+
     #[test]
     fn results() {
         let v: serde_json::Value = serde_json::from_str(r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.25"]},{"metric":{},"value":[1,"NaN"]}]}}"#).unwrap();

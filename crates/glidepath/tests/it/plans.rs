@@ -207,3 +207,102 @@ fn the_shipped_example_plan_is_valid() {
         Err(e) => panic!("{e}"),
     }
 }
+
+#[test]
+fn broken_driver_configs_and_their_diagnostics() {
+    let (dir, good) = setup();
+    // the reference plan with the real-infrastructure drivers
+    let base = good
+        .replace(
+            "[balancer]\nkind  = \"http\"\ndrain = \"http://{address}/admin/drain\"\nready = \"http://{address}/admin/ready\"\nstate = \"http://{address}/admin/state\"",
+            "[[balancer]]\nkind    = \"haproxy\"\nsocket  = \"/run/haproxy/admin.sock\"\nbackend = \"api_pool\"\nservers = { api-1 = \"srv1\" }\n\n[[balancer]]\nkind    = \"haproxy\"\naddress = \"10.0.0.2:9999\"\nbackend = \"api_pool\"",
+        )
+        .replace(
+            "[deploy]\nkind        = \"local\"",
+            "[deploy]\nkind        = \"ssh\"\nuser        = \"deploy\"\nport        = 22",
+        )
+        .replace("[sli]\nsource = \"scrape\"", "[sli]\nsource = \"prometheus\"\nurl    = \"http://prom:9090\"\nbearer_token_env = \"PROM_TOKEN\"")
+        .replace(
+            "kind        = \"error_ratio\"\nmetric      = \"http_requests_total\"",
+            "query         = 'sum(rate(http_requests_total{code=~\"5..\",instance=~\"{instances}\"}[1m])) / sum(rate(http_requests_total{instance=~\"{instances}\"}[1m]))'\nsamples_query = 'sum(increase(http_requests_total{instance=~\"{instances}\"}[1m]))'",
+        )
+        .replace(
+            "kind     = \"latency_quantile\"\nmetric   = \"http_request_duration_seconds\"\nquantile = 0.95",
+            "query    = 'histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket{instance=~\"{instances}\"}[1m])) by (le))'",
+        );
+    assert_eq!(
+        diagnose(dir.path(), &base),
+        "valid",
+        "the driver reference plan is valid:\n{base}"
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "haproxy_socket_and_address",
+            "socket  = \"/run/haproxy/admin.sock\"",
+            "socket  = \"/run/haproxy/admin.sock\"\naddress = \"127.0.0.1:9999\"",
+        ),
+        (
+            "haproxy_servers_unknown_node",
+            "servers = { api-1 = \"srv1\" }",
+            "servers = { api-9 = \"srv1\" }",
+        ),
+        (
+            "haproxy_without_backend",
+            "address = \"10.0.0.2:9999\"\nbackend = \"api_pool\"",
+            "address = \"10.0.0.2:9999\"",
+        ),
+        (
+            "ssh_port_out_of_range",
+            "port        = 22",
+            "port        = 70000",
+        ),
+        (
+            "ssh_unknown_key",
+            "user        = \"deploy\"",
+            "usr         = \"deploy\"",
+        ),
+        (
+            "prometheus_without_url",
+            "url    = \"http://prom:9090\"\n",
+            "",
+        ),
+        (
+            "bearer_env_and_file",
+            "bearer_token_env = \"PROM_TOKEN\"",
+            "bearer_token_env = \"PROM_TOKEN\"\nbearer_token_file = \"/etc/token\"",
+        ),
+        (
+            "min_samples_without_samples_query",
+            "max      = 0.5",
+            "max      = 0.5\nmin_samples = 100",
+        ),
+        (
+            "scrape_kind_with_prometheus",
+            "query    = 'histogram",
+            "kind = \"latency_quantile\"\nquery    = 'histogram",
+        ),
+        (
+            "unknown_placeholder_in_query",
+            "[1m])) by (le))'",
+            "[1m])) by (le)) {instance}'",
+        ),
+        (
+            "health_without_probe",
+            "http     = \"http://{address}/health\"\n",
+            "",
+        ),
+        (
+            "on_error_typo",
+            "bearer_token_env = \"PROM_TOKEN\"",
+            "bearer_token_env = \"PROM_TOKEN\"\non_error = \"rollbak\"",
+        ),
+    ];
+    let mut all = String::new();
+    for (name, from, to) in cases {
+        assert!(base.contains(from), "case {name}: `{from}` not in the plan");
+        let out = diagnose(dir.path(), &base.replacen(from, to, 1));
+        assert_ne!(out, "valid", "case {name} must be refused");
+        all.push_str(&format!("## {name}\n{out}\n"));
+    }
+    insta::assert_snapshot!("broken_driver_configs", all);
+}

@@ -489,3 +489,91 @@ async fn json_output_reports_refusals_too() {
     assert_eq!(v["exit_code"], 3);
     assert!(v["error"].as_str().unwrap().contains("sha256"));
 }
+
+/// The `command` balancer and deployer, and TCP + command health probes,
+/// driving the demo fleet with nothing but shell tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_drivers_roll_out_and_roll_back() {
+    let env = Env::start(3).await;
+    let plan_for = |rel: &glidepath::plan::Release| {
+        let artifact = rel
+            .artifact
+            .strip_prefix(env.path())
+            .unwrap()
+            .display()
+            .to_string();
+        let text = format!(
+            r#"[release]
+version  = "{v}"
+artifact = "{artifact}"
+sha256   = "{sha}"
+
+[fleet]
+name  = "cmd"
+nodes = [
+{nodes}]
+
+[strategy]
+canary         = ["node-1"]
+batch_size     = "100%"
+sli_window     = "3s"
+probe_interval = "500ms"
+
+[balancer]
+kind   = "command"
+drain  = "curl -fsS -X POST http://{{address}}/admin/drain"
+enable = "curl -fsS -X POST http://{{address}}/admin/ready"
+active = "curl -fsS http://{{address}}/admin/state | grep -o '\"active\":[0-9]*' | cut -d: -f2"
+check  = "curl -fsS http://{{address}}/admin/state | grep -q '\"drained\":false'"
+
+[deploy]
+kind    = "command"
+install_dir = "{dir}/nodes/{{node}}"
+current = "basename \"$(readlink {{install_dir}}/current)\""
+stage   = "mkdir -p {{install_dir}}/releases/{{version}} && cp {{artifact}} {{install_dir}}/releases/{{version}}/ && echo '{{sha256}}  {{install_dir}}/releases/{{version}}/release.toml' | sha256sum -c -"
+switch  = "ln -sfn releases/{{version}} {{install_dir}}/.next && mv -T {{install_dir}}/.next {{install_dir}}/current"
+restart = "kill -HUP $(cat {{install_dir}}/node.pid)"
+
+[health]
+tcp         = "{{address}}"
+command     = "curl -fsS http://{{address}}/health"
+version_url = "http://{{address}}/version"
+deadline    = "15s"
+interval    = "100ms"
+
+[sli]
+source = "scrape"
+
+[[sli.check]]
+name        = "error rate"
+kind        = "error_ratio"
+metric      = "demo_http_requests_total"
+max         = 0.05
+min_samples = 5
+
+[rollback]
+on = ["health", "sli"]
+"#,
+            v = rel.version,
+            sha = rel.sha256,
+            nodes = env.fleet.plan_nodes(),
+            dir = env.path().display(),
+        );
+        let path = env.path().join(format!("cmd-{}.toml", rel.version));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let out = env.run(&["run", plan_for(&env.v2).to_str().unwrap()]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("stage command ok"),
+        "{}",
+        stdout(&out)
+    );
+    env.assert_fleet(&["2", "2", "2"]).await;
+    assert_eq!(env.current_links(), ["2", "2", "2"]);
+    let out = env.run(&["run", plan_for(&env.v3).to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    env.assert_fleet(&["2", "2", "2"]).await;
+    assert_eq!(env.current_links(), ["2", "2", "2"]);
+}
