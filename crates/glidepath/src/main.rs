@@ -371,6 +371,45 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
         }
         Cmd::Validate { plan: path } => {
             let p = load_plan(&path, format, color)?;
+            // the checksum too: a plan whose artifact changed since review is not valid
+            let sum = plan::artifact_sha256(&p.release.artifact).map_err(|e| {
+                Failure::new(
+                    exit::INVALID,
+                    format!("cannot read artifact {}: {e}", p.release.artifact.display()),
+                )
+            })?;
+            if sum != p.release.sha256 {
+                let start = p.source.find(&p.release.sha256).unwrap_or(0);
+                let report = glidepath::diag::Report {
+                    file: path.display().to_string(),
+                    source: p.source.clone(),
+                    diags: vec![glidepath::diag::Diag::error(
+                        format!("the artifact's sha256 is {sum}, not the one in the plan"),
+                        (start, start + p.release.sha256.len()),
+                        "does not match the artifact",
+                    )
+                    .hint(format!(
+                        "if {} is the reviewed release, put its sha256 here (a directory: `cd DIR && {}`)",
+                        p.release.artifact.display(),
+                        plan::DIR_SHA256_PIPELINE
+                    ))],
+                };
+                if format == Format::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "valid": false, "problems": report.json() })
+                    );
+                } else {
+                    eprint!("{}", report.render(color));
+                }
+                return Err(Failure {
+                    reported: format == Format::Json,
+                    ..Failure::new(
+                        exit::INVALID,
+                        format!("{}: checksum mismatch; nothing was run", path.display()),
+                    )
+                });
+            }
             let steps = p.describe();
             if format == Format::Json {
                 println!(

@@ -629,7 +629,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
             }
             if let Some((h, s)) = &sha {
                 if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
-                    r.err(*s, "`sha256` must be 64 hex digits", format!("{} characters", h.len()), Some("compute it with: sha256sum ARTIFACT (for a directory: glidepath hashes it; see README)".into()));
+                    r.err(*s, "`sha256` must be 64 hex digits", format!("{} characters", h.len()), Some(format!("compute it with: sha256sum FILE, or for a directory: cd DIR && {DIR_SHA256_PIPELINE}")));
                 }
             }
             if let (Some((v, _)), Some(p), Some((h, _))) = (version, art_path, sha) {
@@ -1869,42 +1869,76 @@ impl Plan {
     }
 }
 
-/// sha256 of an artifact: a file's bytes, or for a directory the hash of
-/// every file's relative path and contents in sorted order.
+/// The shell pipeline that computes a directory artifact's sha256, run from
+/// inside the directory; [`artifact_sha256`] gives the same answer.
+pub const DIR_SHA256_PIPELINE: &str =
+    "find . -type f ! -name .glidepath-sha256 -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum";
+
+/// sha256 of an artifact: a file's bytes, or for a directory the sha256 of
+/// its `sha256sum` manifest (`<hex>  ./<path>` lines in byte order of the
+/// paths), i.e. `cd DIR && find . -type f -print0 | LC_ALL=C sort -z |
+/// xargs -0 sha256sum | sha256sum`, reproducible with standard tools.
 pub fn artifact_sha256(path: &Path) -> std::io::Result<String> {
-    if path.is_file() {
-        let mut f = std::fs::File::open(path)?;
+    fn file_sha(p: &Path) -> std::io::Result<String> {
+        let mut f = std::fs::File::open(p)?;
         let mut h = Sha256::new();
         std::io::copy(&mut f, &mut h)?;
-        return Ok(hex::encode(h.finalize()));
+        Ok(hex::encode(h.finalize()))
     }
-    let mut files = Vec::new();
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if path.is_file() {
+        return file_sha(path);
+    }
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
         for e in std::fs::read_dir(dir)? {
             let p = e?.path();
             if p.is_dir() {
                 walk(base, &p, out)?;
-            } else {
-                out.push(p.strip_prefix(base).expect("under base").to_path_buf());
+            } else if p.file_name().is_some_and(|n| n != ".glidepath-sha256") {
+                out.push(format!(
+                    "./{}",
+                    p.strip_prefix(base).expect("under base").to_string_lossy()
+                ));
             }
         }
         Ok(())
     }
+    let mut files = Vec::new();
     walk(path, path, &mut files)?;
-    files.sort();
-    let mut h = Sha256::new();
+    files.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let mut manifest = String::new();
     for f in files {
-        h.update(f.to_string_lossy().as_bytes());
-        h.update([0]);
-        h.update(std::fs::read(path.join(&f))?);
-        h.update([0]);
+        manifest.push_str(&format!("{}  {f}\n", file_sha(&path.join(&f[2..]))?));
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(sha256_hex(manifest.as_bytes()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directory_hash_matches_the_documented_shell_pipeline() {
+        let dir = std::env::temp_dir().join(format!("glidepath-dirhash-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin/sub")).unwrap();
+        std::fs::write(dir.join("bin/app"), "binary").unwrap();
+        std::fs::write(dir.join("bin/sub/Z.conf"), "z").unwrap();
+        std::fs::write(dir.join("a b.txt"), "spaces").unwrap();
+        std::fs::write(dir.join(".glidepath-sha256"), "ignored").unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(DIR_SHA256_PIPELINE)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let shell = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(artifact_sha256(&dir).unwrap(), shell);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn durations() {

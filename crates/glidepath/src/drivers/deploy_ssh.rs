@@ -92,6 +92,18 @@ impl Ssh {
     /// Run `remote` on the node; `stdin` is streamed to it. Exit 255 is
     /// ssh's own failure (unreachable, auth, host key): an infrastructure fault.
     pub async fn run(&self, t: &Target, remote: &str, stdin: Option<&Path>) -> DResult<String> {
+        self.run_input(t, remote, stdin, None).await
+    }
+
+    /// Like [`Ssh::run`], with the remote command's stdin fed by `pipe`
+    /// (another process's stdout) when given.
+    pub async fn run_input(
+        &self,
+        t: &Target,
+        remote: &str,
+        stdin: Option<&Path>,
+        pipe: Option<Stdio>,
+    ) -> DResult<String> {
         let mut cmd = tokio::process::Command::new("ssh");
         cmd.args(self.args(t))
             .arg("--")
@@ -99,16 +111,17 @@ impl Ssh {
             .kill_on_drop(true)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
+        let has_pipe = pipe.is_some();
+        cmd.stdin(match (stdin, pipe) {
+            (_, Some(p)) => p,
+            (Some(_), None) => Stdio::piped(),
+            (None, None) => Stdio::null(),
         });
         let fut = async {
             let mut child = cmd
                 .spawn()
                 .map_err(|e| DriverError::Failed(format!("cannot run ssh: {e}")))?;
-            if let Some(path) = stdin {
+            if let Some(path) = stdin.filter(|_| !has_pipe) {
                 let mut input = child.stdin.take().expect("piped stdin");
                 let mut f = tokio::fs::File::open(path)
                     .await
@@ -197,31 +210,64 @@ impl Deployer for SshDeployer {
             ));
         }
         let tmp = format!("{d}/releases/.{}.staging", release.version);
-        if release.artifact.is_dir() {
-            return Err(DriverError::Failed("the ssh deployer ships file artifacts (pack a directory as a tarball and unpack it in `restart`)".into()));
-        }
-        let name = release
-            .artifact
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "artifact".into());
-        // copy through stdin, then verify the copy on the node
-        self.ssh
-            .run(
-                t,
-                &format!(
-                    "rm -rf {tmp} && mkdir -p {tmp} && cat > {tmp}/{n}",
-                    tmp = sq(&tmp),
-                    n = sq(&name)
-                ),
-                Some(&release.artifact),
-            )
-            .await?;
-        let sum = self
-            .ssh
-            .run(t, &format!("sha256sum {}/{}", sq(&tmp), sq(&name)), None)
-            .await?;
-        let got = sum.split_whitespace().next().unwrap_or("");
+        let got = if release.artifact.is_dir() {
+            // stream a tarball through ssh, then hash the unpacked copy on the node
+            let mut tar = tokio::process::Command::new("tar")
+                .arg("-C")
+                .arg(&release.artifact)
+                .args(["-cf", "-", "."])
+                .stdout(Stdio::piped())
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| DriverError::Failed(format!("cannot run tar: {e}")))?;
+            let out: Stdio = tar
+                .stdout
+                .take()
+                .expect("piped")
+                .try_into()
+                .map_err(|e| DriverError::Failed(format!("tar pipe: {e}")))?;
+            self.ssh
+                .run_input(
+                    t,
+                    &format!(
+                        "rm -rf {tmp} && mkdir -p {tmp} && tar -xf - -C {tmp}",
+                        tmp = sq(&tmp)
+                    ),
+                    None,
+                    Some(out),
+                )
+                .await?;
+            let _ = tar.wait().await;
+            self.ssh
+                .run(
+                    t,
+                    &format!("cd {} && {}", sq(&tmp), crate::plan::DIR_SHA256_PIPELINE),
+                    None,
+                )
+                .await?
+        } else {
+            let name = release
+                .artifact
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "artifact".into());
+            self.ssh
+                .run(
+                    t,
+                    &format!(
+                        "rm -rf {tmp} && mkdir -p {tmp} && cat > {tmp}/{n}",
+                        tmp = sq(&tmp),
+                        n = sq(&name)
+                    ),
+                    Some(&release.artifact),
+                )
+                .await?;
+            self.ssh
+                .run(t, &format!("sha256sum {}/{}", sq(&tmp), sq(&name)), None)
+                .await?
+        };
+        let got = got.split_whitespace().next().unwrap_or("").to_string();
         if got != release.sha256 {
             let _ = self.ssh.run(t, &format!("rm -rf {}", sq(&tmp)), None).await;
             return Err(DriverError::Failed(format!(
@@ -234,7 +280,7 @@ impl Deployer for SshDeployer {
                 t,
                 &format!(
                     "printf %s {sum} > {tmp}/.glidepath-sha256 && rm -rf {dest} && mv {tmp} {dest}",
-                    sum = sq(got),
+                    sum = sq(&got),
                     tmp = sq(&tmp),
                     dest = sq(&dest)
                 ),

@@ -306,3 +306,24 @@ fn broken_driver_configs_and_their_diagnostics() {
     }
     insta::assert_snapshot!("broken_driver_configs", all);
 }
+
+#[test]
+fn the_haproxy_prometheus_example_validates_with_its_checksum() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/haproxy-prometheus/plan.toml");
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["validate", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("canary api-2") && text.contains("pause: wait for `glidepath promote RUN`"),
+        "{text}"
+    );
+}

@@ -387,8 +387,7 @@ async fn deploy_over_ssh_through_a_real_sshd() {
     let sshd = Sshd::start(&env.path().join("sshd"))
         .await
         .expect("sshd starts");
-    let write = |known_hosts: &std::path::Path| {
-        let rel = &env.v2;
+    let write = |known_hosts: &std::path::Path, rel: &Release| {
         let artifact = rel
             .artifact
             .strip_prefix(env.path())
@@ -397,7 +396,7 @@ async fn deploy_over_ssh_through_a_real_sshd() {
             .to_string();
         let text = format!(
             r#"[release]
-version  = "2"
+version  = "{v}"
 artifact = "{artifact}"
 sha256   = "{sha}"
 
@@ -435,6 +434,7 @@ interval    = "100ms"
 [rollback]
 on = ["health"]
 "#,
+            v = rel.version,
             sha = rel.sha256,
             nodes = env.fleet.plan_nodes(),
             port = sshd.port,
@@ -449,7 +449,7 @@ on = ["health"]
     // host key checking is on: an unknown host key refuses the run before any change
     let empty = env.path().join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
-    let out = env.run(&["run", write(&empty).to_str().unwrap()]);
+    let out = env.run(&["run", write(&empty, &env.v2).to_str().unwrap()]);
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("Host key verification failed"),
@@ -458,7 +458,7 @@ on = ["health"]
     );
     assert_eq!(env.current_links(), ["1", "1", "1"]);
 
-    let out = env.run(&["run", write(&sshd.known_hosts).to_str().unwrap()]);
+    let out = env.run(&["run", write(&sshd.known_hosts, &env.v2).to_str().unwrap()]);
     assert_eq!(code(&out), 0);
     assert!(
         stdout(&out).contains("verified on the node"),
@@ -467,4 +467,30 @@ on = ["health"]
     );
     env.assert_fleet(&["2", "2", "2"]).await;
     assert_eq!(env.current_links(), ["2", "2", "2"]);
+
+    // a directory artifact travels as a tarball and is hashed on the node
+    let d = env.path().join("dist/dir-4");
+    std::fs::create_dir_all(d.join("doc")).unwrap();
+    std::fs::write(
+        d.join("release.toml"),
+        glidepath::demo::node::release_toml(&glidepath::demo::node::Behaviour {
+            version: "4".into(),
+            error_rate: 0.0,
+            latency_ms: 5.0,
+        }),
+    )
+    .unwrap();
+    std::fs::write(d.join("doc/NOTES"), "release notes").unwrap();
+    let v4 = Release {
+        version: "4".into(),
+        sha256: glidepath::plan::artifact_sha256(&d).unwrap(),
+        artifact: d,
+    };
+    let out = env.run(&["run", write(&sshd.known_hosts, &v4).to_str().unwrap()]);
+    assert_eq!(code(&out), 0);
+    env.assert_fleet(&["4", "4", "4"]).await;
+    assert_eq!(
+        std::fs::read_to_string(env.fleet.nodes[0].dir.join("current/doc/NOTES")).unwrap(),
+        "release notes"
+    );
 }
