@@ -7,6 +7,8 @@
 //! rollback: the demo's broken release with a 1 s probe interval, several
 //!           times: from the bad release serving to the rollback decision and
 //!           to the canary serving the previous release again.
+//! prometheus: the same behind real HAProxy with SLIs from real Prometheus
+//!           (scrape 1 s, 10 s rate window); needs haproxy and prometheus.
 
 use async_trait::async_trait;
 use glidepath::demo::fleet::{write_release, LocalFleet, Traffic};
@@ -260,6 +262,125 @@ async fn rollback(runs: usize) {
     );
 }
 
+/// Real HAProxy + Prometheus (scrape 1 s, 10 s rate window): bad release
+/// serving → rollback decision, and → the canary serving the old release.
+async fn prometheus(runs: usize) {
+    use glidepath::demo::infra::{Haproxy, Prometheus};
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("glidepath");
+    let dir = tempfile::tempdir().unwrap();
+    let [b1, _, b3] = glidepath::demo::releases();
+    let v1 = write_release(&dir.path().join("dist"), &b1).unwrap();
+    let v3 = write_release(&dir.path().join("dist"), &b3).unwrap();
+    let fleet = LocalFleet::start(&bin, dir.path(), 4, &v1).unwrap();
+    let servers: Vec<(String, String)> = fleet
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.address.clone()))
+        .collect();
+    let haproxy = Haproxy::start(
+        &dir.path().join("haproxy"),
+        &[("api", servers.clone()), ("api_internal", servers.clone())],
+    )
+    .await
+    .expect("haproxy (apt-get install haproxy)");
+    let prom = Prometheus::start(
+        &dir.path().join("prom"),
+        &servers.iter().map(|s| s.1.clone()).collect::<Vec<_>>(),
+    )
+    .await
+    .expect("prometheus (apt-get install prometheus)");
+    let traffic = Traffic::through(&format!("{}/", haproxy.frontend), 200);
+    let artifact = v3
+        .artifact
+        .strip_prefix(dir.path())
+        .unwrap()
+        .display()
+        .to_string();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(
+        &path,
+        glidepath::demo::haproxy_prometheus_plan(
+            &fleet,
+            &v3,
+            &artifact,
+            &haproxy.socket,
+            &haproxy.frontend,
+            &prom.url,
+            "60s",
+            "",
+        ),
+    )
+    .unwrap();
+    let (plan, _) = glidepath::plan::load(&path).unwrap_or_else(|_| panic!("plan"));
+    let src = glidepath::drivers::PrometheusSource::new(
+        &prom.url,
+        None,
+        std::time::Duration::from_secs(2),
+        vec![],
+    );
+    let canary = &fleet.nodes[0].address;
+    let mut detect = Vec::new();
+    let mut restore = Vec::new();
+    for i in 0..runs {
+        // start clean: no errors from a previous run left in the 10 s rate window
+        let q = format!("sum(rate(demo_http_requests_total{{instance=\"{canary}\",code=~\"5..\"}}[10s])) or vector(0)");
+        let t0 = Instant::now();
+        while src
+            .query(&q)
+            .await
+            .map(|v| v.iter().sum::<f64>())
+            .unwrap_or(1.0)
+            > 0.0
+        {
+            assert!(
+                t0.elapsed().as_secs() < 60,
+                "errors never left the rate window"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let journal = Journal::open(&plan.journal_path()).unwrap();
+        let r = Executor::start(
+            plan.clone(),
+            journal,
+            Drivers::for_plan(&plan),
+            Arc::new(Silent),
+        )
+        .await
+        .unwrap();
+        let events = Journal::open(&plan.journal_path())
+            .unwrap()
+            .events(&r.run_id)
+            .unwrap();
+        let t = rollback_timing(&plan.rollout_spec(), &events, "node-1")
+            .expect("the bad canary was rolled back");
+        println!(
+            "  run {}: decision after {:.2}s, previous release serving after {:.2}s",
+            i + 1,
+            t.detect_ms as f64 / 1e3,
+            t.restore_ms as f64 / 1e3
+        );
+        detect.push(t.detect_ms);
+        restore.push(t.restore_ms);
+    }
+    traffic.stop().await;
+    detect.sort();
+    restore.sort();
+    let med = |v: &Vec<u64>| v[v.len() / 2] as f64 / 1e3;
+    println!(
+        "prometheus (scrape 1s, rate window 10s, probe 1s, {runs} runs): bad release serving → decision median {:.2}s (max {:.2}s; goal ≤ 12s = window + 2 scrapes); → previous release serving median {:.2}s (max {:.2}s)",
+        med(&detect),
+        *detect.last().unwrap() as f64 / 1e3,
+        med(&restore),
+        *restore.last().unwrap() as f64 / 1e3
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
@@ -268,5 +389,8 @@ async fn main() {
     }
     if what == "rollback" || what == "all" {
         rollback(5).await;
+    }
+    if what == "prometheus" || what == "all" {
+        prometheus(5).await;
     }
 }

@@ -121,6 +121,90 @@ on = ["health", "sli"]
     )
 }
 
+/// A plan for a local fleet behind real HAProxy (two backends: `api` with the
+/// frontend, and `api_internal`) with SLIs from real Prometheus over a 10 s
+/// rate window. Used by the end-to-end tests and the benchmarks.
+#[allow(clippy::too_many_arguments)]
+pub fn haproxy_prometheus_plan(
+    fleet: &LocalFleet,
+    release: &crate::plan::Release,
+    artifact: &str,
+    socket: &Path,
+    frontend: &str,
+    prom: &str,
+    window: &str,
+    extra_strategy: &str,
+) -> String {
+    format!(
+        r#"[release]
+version  = "{v}"
+artifact = "{artifact}"
+sha256   = "{sha}"
+
+[fleet]
+name  = "real"
+nodes = [
+{nodes}]
+
+[strategy]
+canary         = ["node-1"]
+batch_size     = 1
+sli_window     = "{window}"
+probe_interval = "1s"
+drain_timeout  = "10s"
+{extra_strategy}
+
+[[balancer]]
+kind     = "haproxy"
+socket   = "{sock}"
+backend  = "api"
+frontend = "{fe}/"
+
+[[balancer]]
+kind    = "haproxy"
+socket  = "{sock}"
+backend = "api_internal"
+
+[deploy]
+kind        = "local"
+install_dir = "nodes/{{node}}"
+restart     = "kill -HUP $(cat {{install_dir}}/node.pid)"
+
+[health]
+http        = "http://{{address}}/health"
+version_url = "http://{{address}}/version"
+deadline    = "20s"
+interval    = "100ms"
+
+[sli]
+source = "prometheus"
+url    = "{prom}"
+
+[[sli.check]]
+name          = "error rate"
+query         = '(sum(rate(demo_http_requests_total{{instance=~"{{instances}}",code=~"5.."}}[10s])) or vector(0)) / sum(rate(demo_http_requests_total{{instance=~"{{instances}}"}}[10s]))'
+samples_query = 'sum(increase(demo_http_requests_total{{instance=~"{{instances}}"}}[10s]))'
+max           = 0.005
+min_samples   = 20
+
+[[sli.check]]
+name          = "p95 latency"
+query         = 'histogram_quantile(0.95, sum(rate(demo_http_request_duration_seconds_bucket{{instance=~"{{instances}}"}}[10s])) by (le))'
+samples_query = 'sum(increase(demo_http_request_duration_seconds_count{{instance=~"{{instances}}"}}[10s]))'
+max           = 0.1
+min_samples   = 20
+
+[rollback]
+on = ["health", "sli"]
+"#,
+        v = release.version,
+        sha = release.sha256,
+        nodes = fleet.plan_nodes(),
+        sock = socket.display(),
+        fe = frontend,
+    )
+}
+
 /// The three demo releases: 1 (installed), 2 (healthy), 3 (broken: 25% 5xx, 8× latency).
 pub fn releases() -> [Behaviour; 3] {
     [

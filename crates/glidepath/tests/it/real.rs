@@ -73,74 +73,15 @@ fn real_plan(r: &Real, rel: &Release, window: &str, extra_strategy: &str) -> Pat
         .unwrap()
         .display()
         .to_string();
-    let text = format!(
-        r#"[release]
-version  = "{v}"
-artifact = "{artifact}"
-sha256   = "{sha}"
-
-[fleet]
-name  = "real"
-nodes = [
-{nodes}]
-
-[strategy]
-canary         = ["node-1"]
-batch_size     = 1
-sli_window     = "{window}"
-probe_interval = "1s"
-drain_timeout  = "10s"
-{extra_strategy}
-
-[[balancer]]
-kind     = "haproxy"
-socket   = "{sock}"
-backend  = "api"
-frontend = "{fe}/"
-
-[[balancer]]
-kind    = "haproxy"
-socket  = "{sock}"
-backend = "api_internal"
-
-[deploy]
-kind        = "local"
-install_dir = "nodes/{{node}}"
-restart     = "kill -HUP $(cat {{install_dir}}/node.pid)"
-
-[health]
-http        = "http://{{address}}/health"
-version_url = "http://{{address}}/version"
-deadline    = "20s"
-interval    = "100ms"
-
-[sli]
-source = "prometheus"
-url    = "{prom}"
-
-[[sli.check]]
-name          = "error rate"
-query         = '(sum(rate(demo_http_requests_total{{instance=~"{{instances}}",code=~"5.."}}[10s])) or vector(0)) / sum(rate(demo_http_requests_total{{instance=~"{{instances}}"}}[10s]))'
-samples_query = 'sum(increase(demo_http_requests_total{{instance=~"{{instances}}"}}[10s]))'
-max           = 0.005
-min_samples   = 20
-
-[[sli.check]]
-name          = "p95 latency"
-query         = 'histogram_quantile(0.95, sum(rate(demo_http_request_duration_seconds_bucket{{instance=~"{{instances}}"}}[10s])) by (le))'
-samples_query = 'sum(increase(demo_http_request_duration_seconds_count{{instance=~"{{instances}}"}}[10s]))'
-max           = 0.1
-min_samples   = 20
-
-[rollback]
-on = ["health", "sli"]
-"#,
-        v = rel.version,
-        sha = rel.sha256,
-        nodes = env.fleet.plan_nodes(),
-        sock = r.haproxy.socket.display(),
-        fe = r.haproxy.frontend,
-        prom = r.prom.url,
+    let text = glidepath::demo::haproxy_prometheus_plan(
+        &env.fleet,
+        rel,
+        &artifact,
+        &r.haproxy.socket,
+        &r.haproxy.frontend,
+        &r.prom.url,
+        window,
+        extra_strategy,
     );
     let path = env.path().join(format!("real-{}.toml", rel.version));
     std::fs::write(&path, text).unwrap();
