@@ -5,6 +5,7 @@
 //! with a human-readable reason. This crate does no I/O, reads no clock and
 //! has no async code: every function is deterministic and table-tested.
 
+pub mod compat;
 mod decide;
 pub mod metrics;
 mod sli;

@@ -6,3 +6,4 @@ pub mod executor;
 pub mod journal;
 pub mod plan;
 pub mod report;
+pub mod system;

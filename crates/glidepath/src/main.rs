@@ -115,6 +115,27 @@ enum Cmd {
         #[arg(long, default_value = "rollback requested by operator")]
         reason: String,
     },
+    /// Versions and protocol versions in use, and pairs already incompatible.
+    Inventory {
+        /// A system file ([[component]]s), or a plan with [system] file = "…".
+        file: PathBuf,
+        /// Timeout for each instance's version query.
+        #[arg(long, default_value = "5s")]
+        timeout: String,
+    },
+    /// Step-by-step safe upgrade order across components.
+    Plan {
+        /// A system file ([[component]]s), or a plan with [system] file = "…".
+        file: PathBuf,
+        /// COMPONENT=RELEASE (repeat for several components).
+        #[arg(long = "to", value_name = "COMPONENT=RELEASE")]
+        to: Vec<String>,
+        /// Capability flag to switch on once every member supports it (repeatable).
+        #[arg(long = "enable", value_name = "FLAG")]
+        enable: Vec<String>,
+        #[arg(long, default_value = "5s")]
+        timeout: String,
+    },
     /// Run one demo node (used by `demo` and the tests).
     #[command(hide = true)]
     DemoNode {
@@ -500,6 +521,262 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
+        Cmd::Inventory { file, timeout } => {
+            let timeout = plan::parse_duration(&timeout)
+                .map_err(|e| Failure::new(exit::INVALID, format!("--timeout: {e}")))?;
+            let sf = load_system(&file, format, color)?;
+            let sys = glidepath_core::compat::System::new(sf.spec.clone())
+                .map_err(|e| Failure::new(exit::INVALID, e.0))?;
+            let obs = glidepath::system::collect(&sf, timeout).await;
+            let (state, unreachable, unknown) = state_of(&sys, &obs);
+            let incompatible = sys.violations(&state);
+            // protocol versions in use per axis
+            let mut axes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for (c, comp) in sys.spec.components.iter().enumerate() {
+                for r in (0..comp.releases.len()).filter(|r| state.versions[c] & (1 << r) != 0) {
+                    for (axis, range) in &comp.releases[r].protocols {
+                        let span = if range.min == range.max {
+                            range.min.to_string()
+                        } else {
+                            format!("{}..{}", range.min, range.max)
+                        };
+                        let entry =
+                            format!("{} {} speaks {span}", comp.name, comp.releases[r].version);
+                        let list = axes.entry(axis.clone()).or_default();
+                        if !list.contains(&entry) {
+                            list.push(entry);
+                        }
+                    }
+                }
+            }
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "instances": obs, "axes": axes, "incompatible": incompatible, "unreachable": unreachable, "unknown_versions": unknown })).expect("json"));
+            } else {
+                println!(
+                    "{:<14} {:<22} {:>6}  {:<10} protocols",
+                    "component", "instance", "count", "version"
+                );
+                for o in &obs {
+                    let protos = o.version.as_ref().and_then(|v| {
+                        let c = sys.component(&o.component)?;
+                        let r = sys.release(c, v)?;
+                        Some(
+                            sys.spec.components[c].releases[r]
+                                .protocols
+                                .iter()
+                                .map(|(a, x)| {
+                                    if x.min == x.max {
+                                        format!("{a} {}", x.min)
+                                    } else {
+                                        format!("{a} {}..{}", x.min, x.max)
+                                    }
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        )
+                    });
+                    println!(
+                        "{:<14} {:<22} {:>6}  {:<10} {}",
+                        o.component,
+                        o.instance,
+                        o.count,
+                        o.version.as_deref().unwrap_or("?"),
+                        protos.unwrap_or_else(|| o
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| "not a declared release".into()))
+                    );
+                }
+                println!("\nprotocol versions in use, per axis:");
+                for (axis, list) in &axes {
+                    println!("  {axis}: {}", list.join(" · "));
+                }
+                if incompatible.is_empty() && unknown.is_empty() && unreachable.is_empty() {
+                    println!("\nevery communicating pair in use is compatible");
+                }
+                for p in &incompatible {
+                    println!("INCOMPATIBLE now: {p}");
+                }
+                for p in unknown.iter().chain(&unreachable) {
+                    println!("UNKNOWN: {p}");
+                }
+            }
+            Ok(if !unreachable.is_empty() {
+                exit::UNREACHABLE
+            } else if !incompatible.is_empty() || !unknown.is_empty() {
+                exit::GATE
+            } else {
+                exit::OK
+            })
+        }
+        Cmd::Plan {
+            file,
+            to,
+            enable,
+            timeout,
+        } => {
+            let timeout = plan::parse_duration(&timeout)
+                .map_err(|e| Failure::new(exit::INVALID, format!("--timeout: {e}")))?;
+            if to.is_empty() && enable.is_empty() {
+                return Err(Failure::new(
+                    exit::INVALID,
+                    "nothing to plan: give --to COMPONENT=RELEASE (and/or --enable FLAG)",
+                ));
+            }
+            let sf = load_system(&file, format, color)?;
+            let sys = glidepath_core::compat::System::new(sf.spec.clone())
+                .map_err(|e| Failure::new(exit::INVALID, e.0))?;
+            let mut target = glidepath_core::compat::Target::default();
+            for t in &to {
+                let (c, v) = t.split_once('=').ok_or_else(|| {
+                    Failure::new(
+                        exit::INVALID,
+                        format!("--to {t}: expected COMPONENT=RELEASE"),
+                    )
+                })?;
+                let ci = sys.component(c).ok_or_else(|| {
+                    Failure::new(
+                        exit::INVALID,
+                        format!(
+                            "--to {t}: no component `{c}` (components: {})",
+                            sys.spec
+                                .components
+                                .iter()
+                                .map(|x| x.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?;
+                let ri = sys.release(ci, v).ok_or_else(|| {
+                    Failure::new(
+                        exit::INVALID,
+                        format!(
+                            "--to {t}: {c} has no release `{v}` (releases: {})",
+                            sys.spec.components[ci]
+                                .releases
+                                .iter()
+                                .map(|r| r.version.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?;
+                target.releases.push((ci, ri));
+            }
+            for f in &enable {
+                target.flags.push(sys.capability(f).ok_or_else(|| {
+                    Failure::new(exit::INVALID, format!("--enable {f}: no capability `{f}`"))
+                })?);
+            }
+            let obs = glidepath::system::collect(&sf, timeout).await;
+            let (state, unreachable, unknown) = state_of(&sys, &obs);
+            if !unreachable.is_empty() {
+                return Err(Failure::new(
+                    exit::UNREACHABLE,
+                    format!(
+                        "cannot read the versions in use:\n  {}",
+                        unreachable.join("\n  ")
+                    ),
+                ));
+            }
+            if !unknown.is_empty() {
+                return Err(Failure::new(exit::INVALID, format!("versions in use are not declared:\n  {}\nhint: add them as [[component.release]] entries", unknown.join("\n  "))));
+            }
+            if let Some((c, _)) = sys
+                .spec
+                .components
+                .iter()
+                .enumerate()
+                .find(|(c, _)| state.versions[*c] == 0)
+            {
+                return Err(Failure::new(exit::INVALID, format!("component `{}` lists no instances, so its versions in use are unknown\nhint: add instances = [{{ name = \"…\", version = \"…\", count = N }}] for clients that cannot be polled", sys.spec.components[c].name)));
+            }
+            let current: Vec<String> = sys
+                .spec
+                .components
+                .iter()
+                .enumerate()
+                .map(|(c, comp)| format!("{} {}", comp.name, sys.versions_of(&state, c).join("+")))
+                .collect();
+            match sys.plan(&state, &target, 2_000_000) {
+                Err(u) => {
+                    if format == Format::Json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "reachable": false, "current": current, "reason": u.reason })
+                        );
+                    }
+                    Err(Failure {
+                        reported: format == Format::Json,
+                        ..Failure::new(
+                            exit::GATE,
+                            format!("the target cannot be reached safely: {}", u.reason),
+                        )
+                    })
+                }
+                Ok(moves) => {
+                    let stages = sys.explain(&state, &moves);
+                    if format == Format::Json {
+                        let with_plans: Vec<serde_json::Value> = stages
+                            .iter()
+                            .map(|s| {
+                                let mut v = serde_json::to_value(s).expect("json");
+                                if let glidepath_core::compat::Stage::Upgrade {
+                                    component, ..
+                                } = s
+                                {
+                                    if let Some(p) = sf.rollout_plans.get(component) {
+                                        v["rollout_plan"] =
+                                            serde_json::Value::String(p.display().to_string());
+                                    }
+                                }
+                                v
+                            })
+                            .collect();
+                        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "reachable": true, "current": current, "stages": with_plans })).expect("json"));
+                    } else {
+                        println!("current: {}", current.join(" · "));
+                        if stages.is_empty() {
+                            println!("already there: nothing to do");
+                        } else {
+                            println!(
+                                "{} stage(s), each safe while it rolls node by node:",
+                                stages.len()
+                            );
+                        }
+                        for (i, s) in stages.iter().enumerate() {
+                            match s {
+                                glidepath_core::compat::Stage::Upgrade {
+                                    component,
+                                    from,
+                                    to,
+                                    why,
+                                } => {
+                                    println!("  {}. {component} {} → {to}", i + 1, from.join("+"));
+                                    if let Some(p) = sf.rollout_plans.get(component) {
+                                        println!(
+                                            "     roll out with: glidepath run {} (release {to})",
+                                            p.display()
+                                        );
+                                    }
+                                    if !why.is_empty() {
+                                        println!("     {why}");
+                                    }
+                                }
+                                glidepath_core::compat::Stage::EnableFlag { flag, why } => {
+                                    println!("  {}. switch flag `{flag}` on (every member now supports it)", i + 1);
+                                    if !why.is_empty() {
+                                        println!("     {why}");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Ok(exit::OK)
+                }
+            }
+        }
         Cmd::History { limit } => {
             let journal = open_existing(&default_journal(&cli.journal))?;
             let runs = journal.runs(limit)?;
@@ -527,6 +804,66 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
     }
+}
+
+fn load_system(
+    path: &Path,
+    format: Format,
+    color: bool,
+) -> Result<glidepath::system::SystemFile, Failure> {
+    match glidepath::system::load(path) {
+        Ok(s) => Ok(s),
+        Err(PlanError::Invalid(report)) => {
+            if format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": false, "problems": report.json() })
+                );
+            } else {
+                eprint!("{}", report.render(color));
+            }
+            Err(Failure {
+                reported: format == Format::Json,
+                ..Failure::new(
+                    exit::INVALID,
+                    format!("{} is invalid; nothing was done", path.display()),
+                )
+            })
+        }
+        Err(e) => Err(Failure::new(exit::INVALID, e.to_string())),
+    }
+}
+
+/// Observed versions → planner state; problems that prevent knowing it.
+fn state_of(
+    sys: &glidepath_core::compat::System,
+    obs: &[glidepath::system::Observed],
+) -> (glidepath_core::compat::State, Vec<String>, Vec<String>) {
+    let mut versions = vec![0u64; sys.spec.components.len()];
+    let (mut unreachable, mut unknown) = (Vec::new(), Vec::new());
+    for o in obs {
+        let c = sys.component(&o.component).expect("declared");
+        match (&o.version, &o.error) {
+            (Some(v), _) => match sys.release(c, v) {
+                Some(r) => versions[c] |= 1 << r,
+                None => unknown.push(format!(
+                    "{} {} runs {v}, which is not a declared release of {}",
+                    o.component, o.instance, o.component
+                )),
+            },
+            (None, e) => unreachable.push(format!(
+                "{} {}: {}",
+                o.component,
+                o.instance,
+                e.clone().unwrap_or_default()
+            )),
+        }
+    }
+    (
+        glidepath_core::compat::State { versions, flags: 0 },
+        unreachable,
+        unknown,
+    )
 }
 
 fn is_final(status: &str) -> bool {

@@ -294,7 +294,10 @@ pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
     out
 }
 
-fn did_you_mean<'a>(word: &str, options: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    options: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     options
         .into_iter()
         .map(|o| (strsim::jaro_winkler(word, o), o))
@@ -303,18 +306,18 @@ fn did_you_mean<'a>(word: &str, options: impl IntoIterator<Item = &'a str>) -> O
         .map(|(_, o)| format!("did you mean `{o}`?"))
 }
 
-fn sp(s: Span) -> (usize, usize) {
+pub(crate) fn sp(s: Span) -> (usize, usize) {
     (s.start, s.end)
 }
 
 /// Collects diagnostics while reading the spanned TOML tree.
-struct Reader<'s> {
-    src: &'s str,
-    diags: Vec<Diag>,
+pub(crate) struct Reader<'s> {
+    pub(crate) src: &'s str,
+    pub(crate) diags: Vec<Diag>,
 }
 
 impl<'s> Reader<'s> {
-    fn err(
+    pub(crate) fn err(
         &mut self,
         span: Span,
         msg: impl Into<String>,
@@ -327,7 +330,7 @@ impl<'s> Reader<'s> {
     }
 
     /// Report keys that are not in `allowed`.
-    fn known_keys(&mut self, t: &Table<'_>, section: &str, allowed: &[&str]) {
+    pub(crate) fn known_keys(&mut self, t: &Table<'_>, section: &str, allowed: &[&str]) {
         for k in t.keys() {
             if !allowed.contains(&k.name.as_ref()) {
                 let hint = did_you_mean(&k.name, allowed.iter().copied())
@@ -342,7 +345,7 @@ impl<'s> Reader<'s> {
         }
     }
 
-    fn type_err(&mut self, v: &Value<'_>, key: &str, expected: &str, example: &str) {
+    pub(crate) fn type_err(&mut self, v: &Value<'_>, key: &str, expected: &str, example: &str) {
         let found = v.as_ref().type_str();
         self.err(
             v.span,
@@ -352,7 +355,7 @@ impl<'s> Reader<'s> {
         );
     }
 
-    fn missing(&mut self, at: Span, section: &str, key: &str, example: &str) {
+    pub(crate) fn missing(&mut self, at: Span, section: &str, key: &str, example: &str) {
         // Point at the section header's line, not the whole table.
         let end = self.src[at.start.min(self.src.len())..]
             .find('\n')
@@ -365,7 +368,12 @@ impl<'s> Reader<'s> {
         );
     }
 
-    fn str(&mut self, t: &Table<'_>, key: &str, example: &str) -> Option<(String, Span)> {
+    pub(crate) fn str(
+        &mut self,
+        t: &Table<'_>,
+        key: &str,
+        example: &str,
+    ) -> Option<(String, Span)> {
         let v = t.get(key)?;
         match v.as_str() {
             Some(s) => Some((s.to_string(), v.span)),
@@ -376,7 +384,7 @@ impl<'s> Reader<'s> {
         }
     }
 
-    fn req_str(
+    pub(crate) fn req_str(
         &mut self,
         t: &Table<'_>,
         at: Span,
@@ -391,7 +399,13 @@ impl<'s> Reader<'s> {
         self.str(t, key, example)
     }
 
-    fn int(&mut self, t: &Table<'_>, key: &str, min: i64, example: &str) -> Option<(i64, Span)> {
+    pub(crate) fn int(
+        &mut self,
+        t: &Table<'_>,
+        key: &str,
+        min: i64,
+        example: &str,
+    ) -> Option<(i64, Span)> {
         let v = t.get(key)?;
         match v.as_integer() {
             Some(i) if i >= min => Some((i, v.span)),
@@ -411,7 +425,7 @@ impl<'s> Reader<'s> {
         }
     }
 
-    fn num(&mut self, t: &Table<'_>, key: &str) -> Option<(f64, Span)> {
+    pub(crate) fn num(&mut self, t: &Table<'_>, key: &str) -> Option<(f64, Span)> {
         let v = t.get(key)?;
         match v.as_ref() {
             ValueInner::Float(f) => Some((*f, v.span)),
@@ -423,7 +437,7 @@ impl<'s> Reader<'s> {
         }
     }
 
-    fn duration(
+    pub(crate) fn duration(
         &mut self,
         t: &Table<'_>,
         key: &str,
@@ -459,7 +473,7 @@ impl<'s> Reader<'s> {
         }
     }
 
-    fn table<'t, 'de>(
+    pub(crate) fn table<'t, 'de>(
         &mut self,
         root: &'t Table<'de>,
         key: &str,
@@ -474,7 +488,12 @@ impl<'s> Reader<'s> {
         }
     }
 
-    fn str_list(&mut self, t: &Table<'_>, key: &str, example: &str) -> Option<Vec<(String, Span)>> {
+    pub(crate) fn str_list(
+        &mut self,
+        t: &Table<'_>,
+        key: &str,
+        example: &str,
+    ) -> Option<Vec<(String, Span)>> {
         let v = t.get(key)?;
         let Some(arr) = v.as_array() else {
             self.type_err(v, key, "an array of strings", example);
@@ -490,7 +509,7 @@ impl<'s> Reader<'s> {
         Some(out)
     }
 
-    fn template(&mut self, s: &str, span: Span, key: &str, allowed: &[&str]) {
+    pub(crate) fn template(&mut self, s: &str, span: Span, key: &str, allowed: &[&str]) {
         let bytes = s.as_bytes();
         let mut i = 0;
         while let Some(off) = s[i..].find('{') {
@@ -575,7 +594,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         "the plan",
         &[
             "release", "fleet", "strategy", "balancer", "deploy", "health", "sli", "rollback",
-            "journal",
+            "journal", "system",
         ],
     );
     let head = Span::new(0, 0);
@@ -1342,6 +1361,20 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                 let s = t.get("on").map(|v| v.span).unwrap_or(head);
                 r.err(s, "rollback.on must include \"health\"", "a node failing its health check would be left broken", Some("on = [\"health\", \"sli\"]; leave out \"sli\" to pause for a person on an SLI breach instead".into()));
             }
+        }
+    }
+
+    // [system]: the components file for `inventory` and `plan`
+    if let Some((t, at)) = r.table(&root, "system") {
+        r.known_keys(t, "[system]", &["file"]);
+        match r.req_str(t, at, "[system]", "file", "\"system.toml\"") {
+            Some((f, s)) if !dir.join(&f).exists() => r.err(
+                s,
+                format!("system file `{f}` not found"),
+                format!("looked for {}", dir.join(&f).display()),
+                Some("paths are relative to the plan file's directory".into()),
+            ),
+            _ => {}
         }
     }
 

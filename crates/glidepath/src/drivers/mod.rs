@@ -141,7 +141,7 @@ pub struct Drivers {
     pub metrics: Option<Arc<dyn MetricsSource>>,
 }
 
-pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
+pub fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))

@@ -6,3 +6,4 @@ mod harness;
 mod plans;
 mod real;
 mod rollout;
+mod system;
