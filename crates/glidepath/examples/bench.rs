@@ -495,8 +495,8 @@ fn planner() {
     };
     // 10,000 instances: where they run now
     let mut instances: Vec<(String, String)> = Vec::new();
-    for k in 0..20 {
-        instances.push(("server".into(), v(0 * k)));
+    for _ in 0..20 {
+        instances.push(("server".into(), v(0)));
     }
     for i in 0..8000 {
         instances.push((
