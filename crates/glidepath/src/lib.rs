@@ -4,6 +4,7 @@ pub mod diag;
 pub mod drivers;
 pub mod executor;
 pub mod journal;
+pub mod lint;
 pub mod plan;
 pub mod report;
 pub mod system;

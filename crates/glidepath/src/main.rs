@@ -55,6 +55,13 @@ enum Format {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LintReporter {
+    Text,
+    Json,
+    Github,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ColorChoice {
     Auto,
     Always,
@@ -135,6 +142,14 @@ enum Cmd {
         enable: Vec<String>,
         #[arg(long, default_value = "5s")]
         timeout: String,
+    },
+    /// Migration safety lint for rolling deploys (files or directories of .sql).
+    Lint {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output: text, json, or github (workflow annotations).
+        #[arg(long, value_enum, default_value = "text")]
+        reporter: LintReporter,
     },
     /// Run one demo node (used by `demo` and the tests).
     #[command(hide = true)]
@@ -776,6 +791,37 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
                     Ok(exit::OK)
                 }
             }
+        }
+        Cmd::Lint { paths, reporter } => {
+            for p in &paths {
+                if !p.exists() {
+                    return Err(Failure::new(
+                        exit::INVALID,
+                        format!("{}: no such file or directory", p.display()),
+                    ));
+                }
+            }
+            let reports = glidepath::lint::lint_paths(&paths)
+                .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
+            let reporter = if format == Format::Json {
+                LintReporter::Json
+            } else {
+                reporter
+            };
+            match reporter {
+                LintReporter::Text => print!("{}", glidepath::lint::render_text(&reports)),
+                LintReporter::Github => print!("{}", glidepath::lint::render_github(&reports)),
+                LintReporter::Json => {
+                    println!("{}", serde_json::to_string_pretty(&reports).expect("json"))
+                }
+            }
+            Ok(if reports.iter().any(|r| !r.syntax_errors.is_empty()) {
+                exit::INVALID
+            } else if reports.iter().any(|r| r.failed()) {
+                exit::GATE
+            } else {
+                exit::OK
+            })
         }
         Cmd::History { limit } => {
             let journal = open_existing(&default_journal(&cli.journal))?;

@@ -3,6 +3,7 @@
 //! killed with SIGKILL), the real SQLite journal.
 
 mod harness;
+mod lint;
 mod plans;
 mod real;
 mod rollout;

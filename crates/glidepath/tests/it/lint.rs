@@ -1,0 +1,165 @@
+//! The migration-safety corpus: each case with its expected verdict.
+
+use glidepath::lint::lint_sql;
+
+const LT: &str = "SET lock_timeout = '2s';\n";
+
+/// (name, file name, sql, rules that must fail, rules that must pass)
+fn corpus() -> Vec<(
+    &'static str,
+    &'static str,
+    String,
+    Vec<&'static str>,
+    Vec<&'static str>,
+)> {
+    let c = |sql: &str| format!("{LT}{sql}\n");
+    vec![
+        // backward-incompatible while old and new binaries share the schema
+        ("drop column", "m.sql", c("ALTER TABLE users DROP COLUMN nickname;"), vec!["ban-drop-column"], vec![]),
+        ("drop table", "m.sql", c("DROP TABLE sessions;"), vec!["ban-drop-table"], vec![]),
+        ("rename column", "m.sql", c("ALTER TABLE users RENAME COLUMN name TO full_name;"), vec!["renaming-column"], vec![]),
+        ("rename table", "m.sql", c("ALTER TABLE users RENAME TO accounts;"), vec!["renaming-table"], vec![]),
+        ("alter column type", "m.sql", c("ALTER TABLE users ALTER COLUMN age TYPE bigint;"), vec!["changing-column-type"], vec![]),
+        ("add not null without default", "m.sql", c("ALTER TABLE users ADD COLUMN tenant_id bigint NOT NULL;"), vec!["adding-required-field"], vec![]),
+        ("set not null", "m.sql", c("ALTER TABLE users ALTER COLUMN email SET NOT NULL;"), vec!["adding-not-nullable-field"], vec![]),
+        ("drop not null", "m.sql", c("ALTER TABLE users ALTER COLUMN email DROP NOT NULL;"), vec!["ban-drop-not-null"], vec![]),
+        ("drop default", "m.sql", c("ALTER TABLE users ALTER COLUMN status DROP DEFAULT;"), vec!["ban-drop-default"], vec![]),
+        ("drop view", "m.sql", c("DROP VIEW active_users;"), vec!["ban-drop-view"], vec![]),
+        ("drop function", "m.sql", c("DROP FUNCTION score(int);"), vec!["ban-drop-function"], vec![]),
+        ("drop type", "m.sql", c("DROP TYPE mood;"), vec!["ban-drop-type"], vec![]),
+        ("truncate cascade", "m.sql", c("TRUNCATE orders CASCADE;"), vec!["ban-truncate-cascade"], vec![]),
+        ("drop schema", "m.sql", c("DROP SCHEMA reporting;"), vec!["ban-drop-schema"], vec![]),
+        ("drop sequence", "m.sql", c("DROP SEQUENCE order_seq;"), vec!["ban-drop-sequence"], vec![]),
+        // lock risks
+        ("index without concurrently", "m.sql", c("CREATE INDEX idx_users_email ON users (email);"), vec!["require-concurrent-index-creation"], vec![]),
+        ("drop index without concurrently", "m.sql", c("DROP INDEX idx_users_email;"), vec!["require-concurrent-index-deletion"], vec![]),
+        ("check constraint validated under lock", "m.sql", c("ALTER TABLE users ADD CONSTRAINT age_pos CHECK (age > 0);"), vec!["constraint-missing-not-valid"], vec![]),
+        ("foreign key validated under lock", "m.sql", c("ALTER TABLE orders ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES users (id);"), vec!["adding-foreign-key-constraint", "constraint-missing-not-valid"], vec![]),
+        ("volatile default rewrites the table", "m.sql", c("ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();"), vec!["adding-field-with-default"], vec![]),
+        ("unique constraint builds an index under lock", "m.sql", c("ALTER TABLE users ADD CONSTRAINT email_uniq UNIQUE (email);"), vec!["constraint-missing-not-valid", "disallowed-unique-constraint"], vec![]),
+        ("missing lock_timeout", "m.sql", "ALTER TABLE users ADD COLUMN note text;\n".into(), vec!["require-lock-timeout"], vec![]),
+        ("concurrent index inside a transaction", "m.sql", c("BEGIN;\nCREATE INDEX CONCURRENTLY idx_a ON users (a);\nCOMMIT;"), vec!["ban-concurrent-index-creation-in-transaction"], vec![]),
+        ("serial primary key", "m.sql", c("ALTER TABLE events ADD COLUMN id serial PRIMARY KEY;"), vec!["adding-serial-primary-key-field"], vec![]),
+        // the safe alternatives lint clean
+        ("index concurrently", "m.sql", c("CREATE INDEX CONCURRENTLY idx_users_email ON users (email);"), vec![], vec![]),
+        ("drop index concurrently", "m.sql", c("DROP INDEX CONCURRENTLY idx_users_email;"), vec![], vec![]),
+        ("nullable column", "m.sql", c("ALTER TABLE users ADD COLUMN tenant_id bigint;"), vec![], vec![]),
+        ("constant default", "m.sql", c("ALTER TABLE users ADD COLUMN status text DEFAULT 'active';"), vec![], vec![]),
+        ("check NOT VALID then VALIDATE", "m.sql", c("ALTER TABLE users ADD CONSTRAINT age_pos CHECK (age > 0) NOT VALID;\nALTER TABLE users VALIDATE CONSTRAINT age_pos;"), vec![], vec![]),
+        ("foreign key NOT VALID", "m.sql", c("ALTER TABLE orders ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;"), vec![], vec![]),
+        ("unique index concurrently, constraint using it", "m.sql", c("CREATE UNIQUE INDEX CONCURRENTLY email_idx ON users (email);\nALTER TABLE users ADD CONSTRAINT email_uniq UNIQUE USING INDEX email_idx;"), vec![], vec![]),
+        // expand/contract: the contract step passes in the post phase
+        ("contract: drop column in a .post.sql", "0042_drop_nickname.post.sql", c("ALTER TABLE users DROP COLUMN nickname;"), vec![], vec!["ban-drop-column"]),
+        ("contract: drop not null marked post", "m.sql", format!("-- glidepath: post\n{LT}ALTER TABLE users ALTER COLUMN email DROP NOT NULL;\n"), vec![], vec!["ban-drop-not-null"]),
+        ("contract: drop table marked post", "m.sql", format!("-- glidepath: contract\n{LT}DROP TABLE legacy_sessions;\n"), vec![], vec!["ban-drop-table"]),
+        ("expand: add nullable column in the rolling phase", "0041_add_full_name.sql", c("ALTER TABLE users ADD COLUMN full_name text;"), vec![], vec![]),
+        ("a post phase does not excuse a rename", "m.post.sql", c("ALTER TABLE users RENAME COLUMN name TO full_name;"), vec!["renaming-column"], vec![]),
+        // suppressions need a reason
+        ("suppressed with a reason", "m.sql", c("-- glidepath-ignore ban-drop-column: unused since 1.0.8, checked in query logs\nALTER TABLE users DROP COLUMN nickname;"), vec![], vec!["ban-drop-column"]),
+    ]
+}
+
+#[test]
+fn migration_corpus_verdicts() {
+    let mut failures = Vec::new();
+    let cases = corpus();
+    assert!(cases.len() >= 30);
+    for (name, file, sql, fail, pass) in &cases {
+        let r = lint_sql(file, sql);
+        assert!(r.syntax_errors.is_empty(), "{name}: {:?}", r.syntax_errors);
+        let mut failing: Vec<&str> = r
+            .findings
+            .iter()
+            .filter(|f| f.fails())
+            .map(|f| f.rule.as_str())
+            .collect();
+        let mut passing: Vec<&str> = r
+            .findings
+            .iter()
+            .filter(|f| !f.fails())
+            .map(|f| f.rule.as_str())
+            .collect();
+        failing.sort();
+        failing.dedup();
+        passing.sort();
+        if failing != *fail || passing != *pass || (!fail.is_empty() != r.failed()) {
+            failures.push(format!(
+                "{name}: failing {failing:?} (want {fail:?}), passing {passing:?} (want {pass:?})"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_corpus_reads_as_a_report() {
+    let mut all = String::new();
+    for (name, file, sql, ..) in corpus() {
+        all.push_str(&format!(
+            "## {name}\n{}",
+            glidepath::lint::render_text(&[lint_sql(file, &sql)])
+        ));
+    }
+    insta::assert_snapshot!("lint_corpus", all);
+}
+
+#[test]
+fn suppression_without_reason_and_syntax_errors_are_reported_with_lines() {
+    let r = lint_sql(
+        "m.sql",
+        &format!(
+            "{LT}-- glidepath-ignore ban-drop-column\nALTER TABLE users DROP COLUMN nickname;\n"
+        ),
+    );
+    assert!(r.failed());
+    assert_eq!(r.problems, vec![(2, "a glidepath-ignore comment needs a reason: `-- glidepath-ignore RULE: why this is safe`".to_string())]);
+    let r = lint_sql("m.sql", "SELECT 1;\n\nCREATE TABLE t (id int\n");
+    assert_eq!(r.syntax_errors.len(), 1);
+    assert_eq!(r.syntax_errors[0].0, 3, "{:?}", r.syntax_errors);
+}
+
+#[test]
+fn lint_command_exit_codes_and_reporters() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001.sql"),
+        format!("{LT}CREATE INDEX CONCURRENTLY i ON t (a);\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::harness::BIN)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(run(&["lint", d]).status.code(), Some(0));
+    std::fs::write(
+        dir.path().join("002.sql"),
+        format!("{LT}ALTER TABLE users DROP COLUMN nickname;\n"),
+    )
+    .unwrap();
+    let out = run(&["lint", d]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a failing finding is a refused gate"
+    );
+    let out = run(&["lint", d, "--reporter", "github"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("::error file=")
+            && text
+                .contains("002.sql,line=2,col=19,title=backward-incompatible: ban-drop-column::"),
+        "{text}"
+    );
+    let out = run(&["lint", d, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[1]["findings"][0]["class"], "backward_incompatible");
+    std::fs::write(dir.path().join("003.sql"), "CREATE TABLE (\n").unwrap();
+    assert_eq!(
+        run(&["lint", d]).status.code(),
+        Some(2),
+        "a syntax error is invalid input"
+    );
+}
