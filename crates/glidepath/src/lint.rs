@@ -214,7 +214,8 @@ pub fn lint_sql(file: &str, text: &str) -> FileReport {
         // the closest ignore comment before the statement, with nothing but comments between
         let suppressed = ignores
             .iter()
-            .filter(|(o, rules, _)| {
+            .rev()
+            .find(|(o, rules, _)| {
                 *o < stmt.0
                     && rules.contains(&rule)
                     && text[*o..stmt.0]
@@ -222,7 +223,6 @@ pub fn lint_sql(file: &str, text: &str) -> FileReport {
                         .skip(1)
                         .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
             })
-            .last()
             .and_then(|(_, _, why)| why.clone());
         let statement: String = text[stmt.0..stmt.1]
             .split_whitespace()
