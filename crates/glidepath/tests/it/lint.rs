@@ -5,13 +5,16 @@ use glidepath::lint::lint_sql;
 const LT: &str = "SET lock_timeout = '2s';\n";
 
 /// (name, file name, sql, rules that must fail, rules that must pass)
-fn corpus() -> Vec<(
+/// (name, file name, sql, rules that must fail, rules that must pass)
+type Case = (
     &'static str,
     &'static str,
     String,
     Vec<&'static str>,
     Vec<&'static str>,
-)> {
+);
+
+fn corpus() -> Vec<Case> {
     let c = |sql: &str| format!("{LT}{sql}\n");
     vec![
         // backward-incompatible while old and new binaries share the schema
@@ -82,7 +85,7 @@ fn migration_corpus_verdicts() {
         failing.sort();
         failing.dedup();
         passing.sort();
-        if failing != *fail || passing != *pass || (!fail.is_empty() != r.failed()) {
+        if failing != *fail || passing != *pass || (fail.is_empty() == r.failed()) {
             failures.push(format!(
                 "{name}: failing {failing:?} (want {fail:?}), passing {passing:?} (want {pass:?})"
             ));
