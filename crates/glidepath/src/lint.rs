@@ -117,6 +117,27 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     crate::diag::line_col(text, offset)
 }
 
+/// Offsets of line starts, for O(log n) line:column lookups in big files.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        Lines(
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        )
+    }
+    fn at(&self, text: &str, offset: usize) -> (usize, usize) {
+        let line = self.0.partition_point(|&s| s <= offset);
+        let start = self.0[line - 1];
+        (
+            line,
+            text[start..offset.min(text.len())].chars().count() + 1,
+        )
+    }
+}
+
 /// Which phase a migration file belongs to.
 pub fn phase_of(name: &str, text: &str) -> Phase {
     let marked = text
@@ -199,17 +220,20 @@ pub fn lint_sql(file: &str, text: &str) -> FileReport {
     let mut linter = Linter::from(RULES.iter().map(|r| r.0));
     let mut violations = linter.lint(&parse, text);
     violations.sort_by_key(|v| v.text_range.start());
+    let lines = Lines::new(text);
     for v in violations {
         let Some(&(_, class, contract, alternative)) = RULES.iter().find(|r| r.0 == v.code) else {
             continue;
         };
         let start = usize::from(v.text_range.start());
-        let stmt = stmts
-            .iter()
-            .find(|(s, e)| *s <= start && start < (*e).max(*s + 1))
-            .copied()
+        // statements are in order: the last one starting at or before the finding
+        let k = stmts.partition_point(|(s, _)| *s <= start);
+        let stmt = k
+            .checked_sub(1)
+            .map(|k| stmts[k])
+            .filter(|(_, e)| start < *e)
             .unwrap_or((start, usize::from(v.text_range.end())));
-        let (line, column) = line_col(text, start);
+        let (line, column) = lines.at(text, start);
         let rule = v.code.to_string();
         // the closest ignore comment before the statement, with nothing but comments between
         let suppressed = ignores
