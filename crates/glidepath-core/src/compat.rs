@@ -777,12 +777,6 @@ impl System {
                 closest = (hs, id);
             }
             expanded += 1;
-            if cfg!(debug_assertions)
-                && std::env::var_os("GLIDEPATH_DEBUG_PLAN").is_some()
-                && expanded % 1000 == 0
-            {
-                eprintln!("expanded {expanded}, g {g}, h {hs}, open {}", open.len());
-            }
             if expanded > limit {
                 return Err(Unreachable { reason: format!("no plan found within {limit} explored states (the search was cut off, not proven impossible)") });
             }
