@@ -19,6 +19,6 @@ pub use spec::{
     WindowSpec,
 };
 pub use state::{
-    Cause, CauseKind, Event, NodeState, NodeStatus, Outcome, Phase, RunState, Step, StepKind,
-    StepOutcome, Track, WindowState,
+    Cause, CauseKind, Event, GateRecord, NodeState, NodeStatus, Outcome, Phase, RunState, Step,
+    StepKind, StepOutcome, Track, WindowState,
 };

@@ -199,6 +199,26 @@ pub enum Event {
         outcome: Outcome,
         reason: String,
     },
+    /// Preflight gates and their verdicts (before any change).
+    GatesChecked {
+        at: Millis,
+        results: Vec<GateRecord>,
+    },
+    /// An operator forced a failing gate: who, and why.
+    GateForced {
+        at: Millis,
+        gate: String,
+        reason: String,
+        by: String,
+    },
+}
+
+/// One preflight gate's verdict, as journaled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateRecord {
+    pub gate: String,
+    pub verdict: String,
+    pub reason: String,
 }
 
 impl Event {
@@ -213,7 +233,9 @@ impl Event {
             | Event::Promoted { at, .. }
             | Event::AbortRequested { at, .. }
             | Event::RollbackRequested { at, .. }
-            | Event::Finished { at, .. } => *at,
+            | Event::Finished { at, .. }
+            | Event::GatesChecked { at, .. }
+            | Event::GateForced { at, .. } => *at,
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -228,6 +250,8 @@ impl Event {
             Event::AbortRequested { .. } => "abort_requested",
             Event::RollbackRequested { .. } => "rollback_requested",
             Event::Finished { .. } => "finished",
+            Event::GatesChecked { .. } => "gates_checked",
+            Event::GateForced { .. } => "gate_forced",
         }
     }
 }
@@ -596,6 +620,7 @@ impl RunState {
                     });
                 }
             }
+            Event::GatesChecked { .. } | Event::GateForced { .. } => {}
             Event::Finished {
                 outcome, reason, ..
             } => {

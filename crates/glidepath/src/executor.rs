@@ -100,6 +100,8 @@ pub struct Executor {
     pub state: RunState,
     pub crash: CrashHook,
     targets: BTreeMap<String, Target>,
+    /// `--force GATE --reason …` given to `run`.
+    forces: Vec<(String, String)>,
 }
 
 pub fn new_run_id() -> String {
@@ -131,9 +133,20 @@ impl Executor {
     /// Preflight, then journal the start of a new run and drive it.
     pub async fn start(
         plan: Plan,
+        journal: Journal,
+        drivers: Drivers,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<RunResult, ExecError> {
+        Self::start_forced(plan, journal, drivers, reporter, Vec::new()).await
+    }
+
+    /// Like [`Executor::start`], forcing the named failing gates with a reason.
+    pub async fn start_forced(
+        plan: Plan,
         mut journal: Journal,
         drivers: Drivers,
         reporter: Arc<dyn Reporter>,
+        forces: Vec<(String, String)>,
     ) -> Result<RunResult, ExecError> {
         let run_id = new_run_id();
         let spec = plan.rollout_spec();
@@ -169,6 +182,7 @@ impl Executor {
             reporter,
             state,
             crash: CrashHook::from_env(),
+            forces,
         };
         ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
         let jp = ex.journal.path().display().to_string();
@@ -246,6 +260,7 @@ impl Executor {
             reporter,
             state,
             crash: CrashHook::from_env(),
+            forces: Vec::new(),
         };
         ex.reporter
             .run_resumed(&ex.run_id, &ex.plan, &ex.spec, &events);
@@ -262,85 +277,98 @@ impl Executor {
         ex.drive().await
     }
 
-    /// Gates that must pass before any node changes.
+    /// Gates that must pass before any node changes: the built-in ones
+    /// (checksum, rollback targets, reachability, health) and the plan's
+    /// `[gates]`. A failing declared gate may be forced with a reason.
     async fn preflight(&mut self) -> Result<BTreeMap<String, Option<String>>, ExecError> {
-        let rel = &self.plan.release;
-        let sum = artifact_sha256(&rel.artifact).map_err(|e| {
-            ExecError::Gate(format!(
-                "cannot read artifact {}: {e}",
-                rel.artifact.display()
-            ))
+        let (mut results, before) = builtin_checks(&self.plan, &self.drivers).await;
+        let now = jiff::Timestamp::now();
+        results.extend(crate::gates::evaluate(&self.plan.gates, &self.plan.dir, now).await);
+        let by = format!(
+            "{}@{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            crate::journal::hostname()
+        );
+        for r in results.iter_mut() {
+            if r.verdict == crate::gates::Verdict::Fail && !r.builtin {
+                if let Some(reason) = self
+                    .forces
+                    .iter()
+                    .find(|(g, _)| *g == r.gate)
+                    .map(|(_, why)| why.clone())
+                {
+                    r.forced = Some(reason.clone());
+                    self.record(Event::GateForced {
+                        at: now_ms(),
+                        gate: r.gate.clone(),
+                        reason,
+                        by: by.clone(),
+                    })?;
+                }
+            }
+        }
+        for (g, _) in &self.forces {
+            if !results.iter().any(|r| &r.gate == g) {
+                return Err(ExecError::Gate(format!(
+                    "--force {g}: the plan has no gate `{g}` (gates: {})",
+                    results
+                        .iter()
+                        .map(|r| r.gate.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        self.record(Event::GatesChecked {
+            at: now_ms(),
+            results: results
+                .iter()
+                .map(|r| glidepath_core::GateRecord {
+                    gate: r.gate.clone(),
+                    verdict: if r.forced.is_some() {
+                        "forced".into()
+                    } else {
+                        format!("{:?}", r.verdict).to_lowercase()
+                    },
+                    reason: r.reason.clone(),
+                })
+                .collect(),
         })?;
-        if sum != rel.sha256 {
-            return Err(ExecError::Gate(format!(
-                "artifact {} has sha256 {sum}, the plan says {}: refusing to deploy an artifact that is not the one reviewed",
-                rel.artifact.display(),
-                rel.sha256
-            )));
+        for line in crate::gates::render(&results).lines() {
+            self.reporter.note(&format!("preflight  {line}"));
         }
-        self.reporter.note(&format!(
-            "preflight: artifact sha256 {}… matches",
-            &sum[..12]
-        ));
-        let mut before = BTreeMap::new();
-        for t in self.targets.values() {
-            self.drivers
-                .balancer
-                .preflight(t)
-                .await
-                .map_err(|e| ExecError::Unreachable(format!("balancer for {}: {e}", t.name)))?;
-            let cur = self
-                .drivers
-                .deployer
-                .current(t)
-                .await
-                .map_err(|e| ExecError::Unreachable(format!("{}: {e}", t.name)))?;
-            let Some(cur) = cur else {
-                return Err(ExecError::Gate(format!(
-                    "{} has no current release in {}: there is no last-known-good release to roll back to",
-                    t.name,
-                    t.install_dir.display()
-                )));
-            };
-            if !self
-                .drivers
-                .deployer
-                .has_release(t, &cur)
-                .await
-                .unwrap_or(false)
-            {
-                return Err(ExecError::Gate(format!(
-                    "{}: the current release {cur} is missing from releases/",
-                    t.name
-                )));
-            }
-            if let Err(e) = self.drivers.health.probe(t, Some(&cur)).await {
-                return Err(if e.is_infra() {
-                    ExecError::Unreachable(format!("{} health: {e}", t.name))
-                } else {
-                    ExecError::Gate(format!(
-                        "{} is unhealthy before the rollout ({e}): fix the fleet first",
-                        t.name
-                    ))
-                });
-            }
-            before.insert(t.name.clone(), Some(cur));
-        }
-        if let Some(m) = &self.drivers.metrics {
-            let all: Vec<Target> = self.targets.values().cloned().collect();
-            m.start_window(&all)
-                .await
-                .map_err(|e| ExecError::Unreachable(format!("metrics source: {e}")))?;
-        }
-        let versions: Vec<String> = before
+        let failing: Vec<&crate::gates::GateResult> = results
             .iter()
-            .map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or("-")))
+            .filter(|r| r.verdict == crate::gates::Verdict::Fail && r.forced.is_none())
             .collect();
-        self.reporter.note(&format!(
-            "preflight: every node healthy and reachable; releases before the run (rollback targets): {}",
-            versions.join(" ")
-        ));
-        Ok(before)
+        if failing.is_empty() {
+            return Ok(before);
+        }
+        let text = failing
+            .iter()
+            .map(|r| {
+                let force = if r.builtin {
+                    String::new()
+                } else {
+                    format!(" (or --force {} --reason \"…\")", r.gate)
+                };
+                format!(
+                    "{}: {}{}{force}",
+                    r.gate,
+                    r.reason,
+                    r.fix
+                        .as_ref()
+                        .map(|f| format!(" — fix: {f}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n  ");
+        if failing.iter().all(|r| r.infra) {
+            Err(ExecError::Unreachable(text))
+        } else {
+            Err(ExecError::Gate(text))
+        }
     }
 
     /// Journal an event, apply it, report it.
@@ -500,6 +528,147 @@ impl Executor {
                 .collect()
         })
     }
+}
+
+/// The built-in gates every run passes: artifact checksum, a rollback
+/// target on every node, the balancer, health, and the metrics source.
+/// Returns the results and each node's current release.
+pub async fn builtin_checks(
+    plan: &Plan,
+    drivers: &Drivers,
+) -> (
+    Vec<crate::gates::GateResult>,
+    BTreeMap<String, Option<String>>,
+) {
+    use crate::gates::{GateResult, Verdict};
+    let mut out = Vec::new();
+    let builtin = |mut g: GateResult, infra: bool| {
+        g.builtin = true;
+        g.infra = infra;
+        g
+    };
+    let rel = &plan.release;
+    out.push(match artifact_sha256(&rel.artifact) {
+        Ok(sum) if sum == rel.sha256 => builtin(GateResult::new("artifact", Verdict::Pass, format!("sha256 {}… matches", &sum[..12]), None), false),
+        Ok(sum) => builtin(
+            GateResult::new(
+                "artifact",
+                Verdict::Fail,
+                format!("artifact {} has sha256 {sum}, the plan says {}: refusing to deploy an artifact that is not the one reviewed", rel.artifact.display(), rel.sha256),
+                Some("rebuild or re-download the reviewed artifact, or review this one and put its sha256 in the plan"),
+            ),
+            false,
+        ),
+        Err(e) => builtin(GateResult::new("artifact", Verdict::Fail, format!("cannot read artifact {}: {e}", rel.artifact.display()), None), false),
+    });
+    let mut before = BTreeMap::new();
+    let (mut lb, mut targets_bad, mut health_bad) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lb_infra, mut target_infra, mut health_infra) = (true, true, true);
+    for t in targets(plan).values() {
+        if let Err(e) = drivers.balancer.preflight(t).await {
+            lb_infra &= e.is_infra();
+            lb.push(format!("{}: {e}", t.name));
+            continue;
+        }
+        let cur = match drivers.deployer.current(t).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                target_infra = false;
+                targets_bad.push(format!(
+                    "{} has no current release in {}: nothing to roll back to",
+                    t.name,
+                    t.install_dir.display()
+                ));
+                continue;
+            }
+            Err(e) => {
+                target_infra &= e.is_infra();
+                targets_bad.push(format!("{}: {e}", t.name));
+                continue;
+            }
+        };
+        if !drivers.deployer.has_release(t, &cur).await.unwrap_or(false) {
+            target_infra = false;
+            targets_bad.push(format!(
+                "{}: the current release {cur} is missing from releases/",
+                t.name
+            ));
+            continue;
+        }
+        if let Err(e) = drivers.health.probe(t, Some(&cur)).await {
+            health_infra &= e.is_infra();
+            health_bad.push(format!("{} is unhealthy before the rollout ({e})", t.name));
+        }
+        before.insert(t.name.clone(), Some(cur));
+    }
+    let n = plan.nodes.len();
+    out.push(if lb.is_empty() {
+        builtin(
+            GateResult::new(
+                "balancer",
+                Verdict::Pass,
+                format!(
+                    "{} balancer(s) answer for all {n} nodes",
+                    plan.balancers.len()
+                ),
+                None,
+            ),
+            false,
+        )
+    } else {
+        builtin(
+            GateResult::new(
+                "balancer",
+                Verdict::Fail,
+                lb.join("; "),
+                Some("check the balancer's address/socket and that it knows each node"),
+            ),
+            lb_infra,
+        )
+    });
+    out.push(if targets_bad.is_empty() {
+        let versions: Vec<String> = before.iter().map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or("-"))).collect();
+        builtin(GateResult::new("rollback-target", Verdict::Pass, format!("last-known-good releases: {}", versions.join(" ")), None), false)
+    } else {
+        builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("install the current release through glidepath (releases/<version> + current) before rolling out")), target_infra)
+    });
+    out.push(if health_bad.is_empty() {
+        builtin(
+            GateResult::new(
+                "health",
+                Verdict::Pass,
+                format!("{} of {n} nodes healthy", before.len()),
+                None,
+            ),
+            false,
+        )
+    } else {
+        builtin(
+            GateResult::new(
+                "health",
+                Verdict::Fail,
+                health_bad.join("; "),
+                Some("fix the fleet first: a rollout starts from a healthy fleet"),
+            ),
+            health_infra,
+        )
+    });
+    if let Some(m) = &drivers.metrics {
+        let all: Vec<Target> = targets(plan).into_values().collect();
+        out.push(match m.start_window(&all).await {
+            Ok(d) => builtin(GateResult::new("metrics", Verdict::Pass, d, None), false),
+            Err(e) => builtin(
+                GateResult::new(
+                    "metrics",
+                    Verdict::Fail,
+                    format!("metrics source: {e}"),
+                    None,
+                ),
+                e.is_infra(),
+            ),
+        });
+    }
+    (out, before)
 }
 
 /// Steps whose intent is journaled without an outcome.

@@ -3,6 +3,7 @@ pub mod demo;
 pub mod diag;
 pub mod drivers;
 pub mod executor;
+pub mod gates;
 pub mod journal;
 pub mod lint;
 pub mod plan;

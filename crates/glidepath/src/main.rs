@@ -94,7 +94,17 @@ enum Cmd {
     /// Check a plan file; report every problem with file:line:column and a hint.
     Validate { plan: PathBuf },
     /// Execute a rollout (preflight first).
-    Run { plan: PathBuf },
+    Run {
+        plan: PathBuf,
+        /// Force past a failing declared gate (repeatable); needs --reason.
+        #[arg(long = "force", value_name = "GATE")]
+        force: Vec<String>,
+        /// Why the forced gates may be ignored (journaled with who and when).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Run every preflight gate and print a verdict table (changes nothing).
+    Preflight { plan: PathBuf },
     /// Show a run (default: the latest) per node, with reasons.
     Status { run: Option<String> },
     /// List past runs.
@@ -460,13 +470,46 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
-        Cmd::Run { plan: path } => {
+        Cmd::Run {
+            plan: path,
+            force,
+            reason,
+        } => {
+            let forces = match (force.is_empty(), reason) {
+                (true, _) => Vec::new(),
+                (false, Some(why)) if !why.trim().is_empty() => force.into_iter().map(|g| (g, why.clone())).collect(),
+                (false, _) => return Err(Failure::new(exit::INVALID, "--force needs --reason \"why this gate may be ignored\" (it is journaled with who and when)")),
+            };
             let p = load_plan(&path, format, color)?;
             let jpath = cli.journal.clone().unwrap_or_else(|| p.journal_path());
             let journal = Journal::open(&jpath)?;
             let drivers = Drivers::for_plan(&p);
-            let r = Executor::start(p, journal, drivers, reporter(format, color)).await?;
+            let r = Executor::start_forced(p, journal, drivers, reporter(format, color), forces)
+                .await?;
             print_result(&jpath, &r, format)
+        }
+        Cmd::Preflight { plan: path } => {
+            let p = load_plan(&path, format, color)?;
+            let drivers = Drivers::for_plan(&p);
+            let (mut results, _) = glidepath::executor::builtin_checks(&p, &drivers).await;
+            results
+                .extend(glidepath::gates::evaluate(&p.gates, &p.dir, jiff::Timestamp::now()).await);
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&results).expect("json"));
+            } else {
+                print!("{}", glidepath::gates::render(&results));
+            }
+            let failing: Vec<_> = results
+                .iter()
+                .filter(|r| r.verdict == glidepath::gates::Verdict::Fail)
+                .collect();
+            Ok(if failing.is_empty() {
+                exit::OK
+            } else if failing.iter().all(|r| r.infra) {
+                exit::UNREACHABLE
+            } else {
+                exit::GATE
+            })
         }
         Cmd::Resume { run } => {
             let jpath = default_journal(&cli.journal);

@@ -209,6 +209,7 @@ pub struct Plan {
     pub sli: Option<SliCfg>,
     pub rollback_on: Vec<String>,
     pub journal: Option<PathBuf>,
+    pub gates: crate::gates::GatesCfg,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -594,7 +595,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         "the plan",
         &[
             "release", "fleet", "strategy", "balancer", "deploy", "health", "sli", "rollback",
-            "journal", "system",
+            "journal", "system", "gates",
         ],
     );
     let head = Span::new(0, 0);
@@ -1364,6 +1365,12 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         }
     }
 
+    // [gates]: preflight gates
+    let mut gates = crate::gates::GatesCfg::default();
+    if let Some((t, at)) = r.table(&root, "gates") {
+        gates = crate::gates::read(&mut r, t, at, dir);
+    }
+
     // [system]: the components file for `inventory` and `plan`
     if let Some((t, at)) = r.table(&root, "system") {
         r.known_keys(t, "[system]", &["file"]);
@@ -1407,6 +1414,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         sli,
         rollback_on,
         journal,
+        gates,
     };
     Ok((plan, report(diags)))
 }

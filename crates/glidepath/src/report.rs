@@ -149,7 +149,18 @@ impl Reporter for Console {
 
     fn event(&self, state: &RunState, ev: &Event) {
         match ev {
-            Event::Started { .. } => {}
+            Event::Started { .. } | Event::GatesChecked { .. } => {}
+            Event::GateForced {
+                at,
+                gate,
+                reason,
+                by,
+            } => self.line(
+                *at,
+                "-",
+                "preflight",
+                &self.paint("33", &format!("! gate `{gate}` FORCED by {by}: {reason}")),
+            ),
             Event::Intent { at, step } => {
                 let key = (step.node.clone(), step.kind);
                 let first = {
@@ -415,6 +426,9 @@ pub fn summarize(
                 Some(format!("rollback requested: {reason}"))
             }
             Event::Promoted { reason, .. } => Some(format!("promoted: {reason}")),
+            Event::GateForced {
+                gate, reason, by, ..
+            } => Some(format!("gate `{gate}` forced by {by}: {reason}")),
             Event::Interrupted { in_flight, .. } => Some(format!(
                 "resumed after a crash ({} step(s) in flight repeated)",
                 in_flight.len()

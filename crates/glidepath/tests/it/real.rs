@@ -312,9 +312,16 @@ async fn haproxy_socket_gone_refuses_before_any_node_changes() {
         "{err}"
     );
     assert_eq!(env.current_links(), ["1", "1", "1"]);
+    let events = env.events(&env.latest_run());
     assert!(
-        env.events(&env.latest_run()).is_empty(),
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Intent { .. } | Event::Outcome { .. })),
         "no step was journaled"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, Event::GatesChecked { results, .. } if results.iter().any(|g| g.gate == "balancer" && g.verdict == "fail"))),
+        "the refused gate is journaled: {events:?}"
     );
     drop(prom);
 }

@@ -577,3 +577,129 @@ on = ["health", "sli"]
     env.assert_fleet(&["2", "2", "2"]).await;
     assert_eq!(env.current_links(), ["2", "2", "2"]);
 }
+
+/// Declared gates: a freeze window refuses the run before any change; a
+/// forced gate runs, and the journal says who forced it and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_refuse_and_forcing_is_journaled() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let migrations = env.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_add.sql"),
+        "SET lock_timeout = '2s';\nALTER TABLE users ADD COLUMN nick text;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("0002_drop.post.sql"),
+        "SET lock_timeout = '2s';\nALTER TABLE users DROP COLUMN old;\n",
+    )
+    .unwrap();
+    let gates = "\n[gates.migrations]\ndir = \"migrations\"\n\n[[gates.freeze]]\nname = \"always\"\nfrom = \"2000-01-01T00:00:00Z\"\nto = \"2100-01-01T00:00:00Z\"\n\n[[gates.custom]]\nname = \"ticket\"\ncommand = \"true\"\n";
+    let text = std::fs::read_to_string(&plan).unwrap() + gates;
+    std::fs::write(&plan, text).unwrap();
+
+    let out = env.run(&["preflight", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 3);
+    let table = stdout(&out);
+    assert!(
+        table.contains("migrations") && table.contains("2 file(s) safe"),
+        "{table}"
+    );
+    assert!(
+        table.contains("freeze                 FAIL     inside freeze window `always`"),
+        "{table}"
+    );
+    assert!(table.contains("ticket                 pass"), "{table}");
+    assert!(
+        table.contains(
+            "rollback-target        pass     last-known-good releases: node-1=1 node-2=1"
+        ),
+        "{table}"
+    );
+
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 3, "a gate refused");
+    assert!(
+        stderr(&out).contains("freeze: inside freeze window `always`")
+            && stderr(&out).contains("--force freeze"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.current_links(), ["1", "1"]);
+
+    let out = env.run(&["run", plan.to_str().unwrap(), "--force", "freeze"]);
+    assert_eq!(code(&out), 2, "--force needs --reason");
+
+    let out = env.run(&[
+        "run",
+        plan.to_str().unwrap(),
+        "--force",
+        "freeze",
+        "--reason",
+        "CVE-2026-1234 hotfix, approved in CHG-42",
+    ]);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("FORCED"), "{}", stdout(&out));
+    let run = env.latest_run();
+    let forced = env.events(&run).into_iter().find_map(|e| match e {
+        Event::GateForced {
+            gate, reason, by, ..
+        } => Some((gate, reason, by)),
+        _ => None,
+    });
+    let (gate, reason, by) = forced.expect("the override is journaled");
+    assert_eq!(gate, "freeze");
+    assert_eq!(reason, "CVE-2026-1234 hotfix, approved in CHG-42");
+    assert!(by.contains('@'), "who: {by}");
+    let status = env.run(&["status", &run]);
+    assert!(
+        stdout(&status).contains("gate `freeze` forced by"),
+        "{}",
+        stdout(&status)
+    );
+    env.assert_fleet(&["2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsafe_migration_or_failing_custom_gate_refuses_the_run() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let migrations = env.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0003_drop.sql"),
+        "SET lock_timeout = '2s';\nALTER TABLE users DROP COLUMN nickname;\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&plan).unwrap() + "\n[gates.migrations]\ndir = \"migrations\"\n\n[[gates.custom]]\nname = \"change-ticket\"\ncommand = \"echo 'CHG-7 is not approved' >&2; exit 1\"\n";
+    std::fs::write(&plan, text).unwrap();
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("migrations: backward-incompatible") && err.contains("ban-drop-column"),
+        "{err}"
+    );
+    assert!(
+        err.contains("change-ticket") && err.contains("CHG-7 is not approved"),
+        "{err}"
+    );
+    assert_eq!(env.current_links(), ["1", "1"]);
+    // built-in gates cannot be forced, unknown gates are named
+    let out = env.run(&[
+        "run",
+        plan.to_str().unwrap(),
+        "--force",
+        "no-such-gate",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stderr(&out).contains("the plan has no gate `no-such-gate`"),
+        "{}",
+        stderr(&out)
+    );
+}

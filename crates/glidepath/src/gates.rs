@@ -1,0 +1,604 @@
+//! Preflight gates declared in a plan's `[gates]`: migration safety,
+//! freeze windows, a fresh backup, and custom commands. Each returns a
+//! verdict (pass, warn, fail) with a reason and how to fix it. `run` refuses
+//! to start on a failing gate unless it is forced with a written reason,
+//! which is journaled with who and when.
+
+use crate::diag::Diag;
+use crate::lint::{lint_paths, Class};
+use crate::plan::{parse_duration, Reader};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml_span::value::Table;
+use toml_span::Span;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateResult {
+    /// The gate's id, as `--force` takes it.
+    pub gate: String,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub fix: Option<String>,
+    /// Forced past a failure: the operator's reason.
+    pub forced: Option<String>,
+    /// The failure is the infrastructure's (unreachable), not a refusal.
+    #[serde(skip)]
+    pub infra: bool,
+    /// Built-in gates cannot be forced.
+    #[serde(skip)]
+    pub builtin: bool,
+}
+
+impl GateResult {
+    pub fn new(gate: &str, verdict: Verdict, reason: impl Into<String>, fix: Option<&str>) -> Self {
+        GateResult {
+            gate: gate.into(),
+            verdict,
+            reason: reason.into(),
+            fix: fix.map(str::to_string),
+            forced: None,
+            infra: false,
+            builtin: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Freeze {
+    Absolute {
+        name: String,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+    },
+    Recurring {
+        name: String,
+        weekdays: Vec<jiff::civil::Weekday>,
+        start: jiff::civil::Time,
+        end: jiff::civil::Time,
+        tz: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GatesCfg {
+    pub migrations: Option<(PathBuf, Vec<String>, bool)>,
+    pub freeze: Vec<Freeze>,
+    pub backup: Option<(Option<PathBuf>, Option<String>, Duration)>,
+    pub custom: Vec<(String, String, Duration)>,
+}
+
+fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
+    use jiff::civil::Weekday::*;
+    Some(match s.to_ascii_lowercase().get(..3)? {
+        "mon" => Monday,
+        "tue" => Tuesday,
+        "wed" => Wednesday,
+        "thu" => Thursday,
+        "fri" => Friday,
+        "sat" => Saturday,
+        "sun" => Sunday,
+        _ => return None,
+    })
+}
+
+/// Read `[gates]` (called by the plan parser).
+pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> GatesCfg {
+    r.known_keys(t, "[gates]", &["migrations", "freeze", "backup", "custom"]);
+    let mut g = GatesCfg::default();
+    if let Some((m, mat)) = r.table(t, "migrations") {
+        r.known_keys(m, "[gates.migrations]", &["dir", "files", "lock_risk"]);
+        let d = r.req_str(m, mat, "[gates.migrations]", "dir", "\"migrations\"");
+        let files = r
+            .str_list(m, "files", "[\"0042_add_column.sql\"]")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        let lock_fail = match r.str(m, "lock_risk", "\"warn\"") {
+            None => false,
+            Some((v, s)) => match v.as_str() {
+                "warn" => false,
+                "fail" => true,
+                _ => {
+                    r.err(
+                        s,
+                        format!("unknown `lock_risk` \"{v}\""),
+                        "expected warn or fail",
+                        None,
+                    );
+                    false
+                }
+            },
+        };
+        if let Some((d, s)) = d {
+            let p = dir.join(&d);
+            if !p.is_dir() {
+                r.err(
+                    s,
+                    format!("migrations directory `{d}` not found"),
+                    format!("looked for {}", p.display()),
+                    Some("paths are relative to the plan file's directory".into()),
+                );
+            }
+            g.migrations = Some((p, files, lock_fail));
+        }
+    }
+    if let Some(v) = t.get("freeze") {
+        for item in v.as_array().map(|a| a.as_slice()).unwrap_or(&[]) {
+            let Some(ft) = item.as_table() else { continue };
+            r.known_keys(
+                ft,
+                "[[gates.freeze]]",
+                &["name", "from", "to", "weekdays", "start", "end", "timezone"],
+            );
+            let name = r
+                .req_str(
+                    ft,
+                    item.span,
+                    "[[gates.freeze]]",
+                    "name",
+                    "\"holiday freeze\"",
+                )
+                .map_or_else(|| "freeze".into(), |x| x.0);
+            if ft.contains_key("from") || ft.contains_key("to") {
+                let ts = |r: &mut Reader, key: &str| {
+                    let (s, sp) = r.req_str(
+                        ft,
+                        item.span,
+                        "[[gates.freeze]]",
+                        key,
+                        "\"2026-12-20T00:00:00+01:00\"",
+                    )?;
+                    match s.parse::<jiff::Timestamp>() {
+                        Ok(t) => Some(t),
+                        Err(e) => {
+                            r.err(
+                                sp,
+                                format!("`{key}` is not an RFC 3339 time: {e}"),
+                                "not a timestamp",
+                                Some("e.g. \"2026-12-20T00:00:00+01:00\" (with an offset)".into()),
+                            );
+                            None
+                        }
+                    }
+                };
+                if let (Some(from), Some(to)) = (ts(r, "from"), ts(r, "to")) {
+                    if to <= from {
+                        r.err(
+                            item.span,
+                            format!("freeze `{name}` ends before it starts"),
+                            "to ≤ from",
+                            None,
+                        );
+                    }
+                    g.freeze.push(Freeze::Absolute { name, from, to });
+                }
+            } else {
+                let days = r
+                    .str_list(ft, "weekdays", "[\"fri\", \"sat\", \"sun\"]")
+                    .unwrap_or_default();
+                let mut weekdays = Vec::new();
+                for (d, s) in days {
+                    match weekday(&d) {
+                        Some(w) => weekdays.push(w),
+                        None => r.err(s, format!("unknown weekday `{d}`"), "mon…sun", None),
+                    }
+                }
+                let time = |r: &mut Reader, key: &str, ex: &str| {
+                    let (s, sp) = r.req_str(ft, item.span, "[[gates.freeze]]", key, ex)?;
+                    let s2 = if s == "24:00" {
+                        "23:59:59.999999999".to_string()
+                    } else {
+                        s.clone()
+                    };
+                    match s2.parse::<jiff::civil::Time>() {
+                        Ok(t) => Some(t),
+                        Err(_) => {
+                            r.err(
+                                sp,
+                                format!("`{key}` = \"{s}\" is not a time of day"),
+                                "HH:MM",
+                                None,
+                            );
+                            None
+                        }
+                    }
+                };
+                let start = time(r, "start", "\"15:00\"");
+                let end = time(r, "end", "\"24:00\"");
+                let tz = r.req_str(
+                    ft,
+                    item.span,
+                    "[[gates.freeze]]",
+                    "timezone",
+                    "\"Europe/Paris\"",
+                );
+                if let Some((z, s)) = &tz {
+                    if jiff::tz::TimeZone::get(z).is_err() {
+                        r.err(
+                            *s,
+                            format!("unknown time zone `{z}`"),
+                            "not in the tz database",
+                            Some("an IANA name such as \"Europe/Paris\" or \"UTC\"".into()),
+                        );
+                    }
+                }
+                if weekdays.is_empty() {
+                    r.err(
+                        item.span,
+                        format!("freeze `{name}` has no weekdays"),
+                        "when does it recur?",
+                        Some("weekdays = [\"fri\"], or from/to for a one-off window".into()),
+                    );
+                }
+                if let (Some(start), Some(end), Some((tz, _))) = (start, end, tz) {
+                    g.freeze.push(Freeze::Recurring {
+                        name,
+                        weekdays,
+                        start,
+                        end,
+                        tz,
+                    });
+                }
+            }
+        }
+    }
+    if let Some((b, bat)) = r.table(t, "backup") {
+        r.known_keys(b, "[gates.backup]", &["file", "command", "max_age"]);
+        let file = r
+            .str(b, "file", "\"/var/backups/db/latest.dump\"")
+            .map(|x| dir.join(x.0));
+        let command = r
+            .str(b, "command", "\"pgbackrest info --output=json | jq -e …\"")
+            .map(|x| x.0);
+        if file.is_none() == command.is_none() {
+            r.err(
+                bat,
+                "[gates.backup] needs exactly one of `file` or `command`",
+                "how to prove a fresh backup",
+                None,
+            );
+        }
+        let max_age = r
+            .duration(b, "max_age", Some(Duration::from_secs(24 * 3600)))
+            .unwrap_or(Duration::from_secs(86400));
+        g.backup = Some((file, command, max_age));
+    }
+    if let Some(v) = t.get("custom") {
+        for item in v.as_array().map(|a| a.as_slice()).unwrap_or(&[]) {
+            let Some(ct) = item.as_table() else { continue };
+            r.known_keys(ct, "[[gates.custom]]", &["name", "command", "timeout"]);
+            let name = r.req_str(
+                ct,
+                item.span,
+                "[[gates.custom]]",
+                "name",
+                "\"change ticket approved\"",
+            );
+            let cmd = r.req_str(
+                ct,
+                item.span,
+                "[[gates.custom]]",
+                "command",
+                "\"./scripts/ticket-approved.sh\"",
+            );
+            let timeout = r
+                .duration(ct, "timeout", Some(Duration::from_secs(60)))
+                .unwrap_or(Duration::from_secs(60));
+            if let (Some((n, ns)), Some((c, _))) = (name, cmd) {
+                if !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_ ".contains(c))
+                {
+                    r.diags.push(Diag::error(
+                        format!("gate name `{n}` must be letters, digits, '-', '_' or spaces"),
+                        (ns.start, ns.end),
+                        "used with --force",
+                    ));
+                }
+                g.custom.push((n, c, timeout));
+            }
+        }
+    }
+    let _ = at;
+    g
+}
+
+/// Is `now` inside a freeze window? Returns the window's description.
+pub fn frozen(freezes: &[Freeze], now: jiff::Timestamp) -> Option<String> {
+    for f in freezes {
+        match f {
+            Freeze::Absolute { name, from, to } => {
+                if *from <= now && now < *to {
+                    return Some(format!("`{name}` from {from} to {to}"));
+                }
+            }
+            Freeze::Recurring {
+                name,
+                weekdays,
+                start,
+                end,
+                tz,
+            } => {
+                let Ok(zone) = jiff::tz::TimeZone::get(tz) else {
+                    continue;
+                };
+                let local = now.to_zoned(zone);
+                let t = local.time();
+                if weekdays.contains(&local.weekday()) && *start <= t && t < *end {
+                    return Some(format!(
+                        "`{name}` ({:?} {start}–{end} {tz}; it is {} there)",
+                        local.weekday(),
+                        local.strftime("%a %H:%M")
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Evaluate the declared gates at `now`.
+pub async fn evaluate(g: &GatesCfg, plan_dir: &Path, now: jiff::Timestamp) -> Vec<GateResult> {
+    let mut out = Vec::new();
+    if let Some((dir, files, lock_fail)) = &g.migrations {
+        let paths: Vec<PathBuf> = if files.is_empty() {
+            vec![dir.clone()]
+        } else {
+            files.iter().map(|f| dir.join(f)).collect()
+        };
+        match lint_paths(&paths) {
+            Err(e) => out.push(GateResult::new(
+                "migrations",
+                Verdict::Fail,
+                format!("cannot read migrations: {e}"),
+                None,
+            )),
+            Ok(reports) => {
+                let mut incompatible = Vec::new();
+                let mut locks = Vec::new();
+                let mut other = Vec::new();
+                for r in &reports {
+                    for (l, _, m) in &r.syntax_errors {
+                        other.push(format!("{}:{l}: syntax error: {m}", r.file));
+                    }
+                    for (l, m) in &r.problems {
+                        other.push(format!("{}:{l}: {m}", r.file));
+                    }
+                    for f in r.findings.iter().filter(|f| f.fails()) {
+                        let line = format!("{}:{} {} ({})", f.file, f.line, f.rule, f.statement);
+                        match f.class {
+                            Class::BackwardIncompatible => incompatible.push(line),
+                            Class::LockRisk => locks.push(line),
+                        }
+                    }
+                }
+                let checked = reports.len();
+                if !incompatible.is_empty()
+                    || !other.is_empty()
+                    || (*lock_fail && !locks.is_empty())
+                {
+                    let mut all = other;
+                    all.extend(
+                        incompatible
+                            .iter()
+                            .map(|x| format!("backward-incompatible: {x}")),
+                    );
+                    if *lock_fail {
+                        all.extend(locks.iter().map(|x| format!("lock risk: {x}")));
+                    }
+                    out.push(GateResult::new("migrations", Verdict::Fail, all.join("; "), Some("run `glidepath lint` on the migrations for each safe alternative; contract steps go to a post-phase migration")));
+                } else if !locks.is_empty() {
+                    out.push(GateResult::new(
+                        "migrations",
+                        Verdict::Warn,
+                        format!("{checked} file(s); lock risks: {}", locks.join("; ")),
+                        Some("see `glidepath lint` for the lock-free alternatives"),
+                    ));
+                } else {
+                    out.push(GateResult::new(
+                        "migrations",
+                        Verdict::Pass,
+                        format!(
+                            "{checked} file(s) safe while old and new releases share the schema"
+                        ),
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    if !g.freeze.is_empty() {
+        out.push(match frozen(&g.freeze, now) {
+            Some(w) => GateResult::new("freeze", Verdict::Fail, format!("inside freeze window {w}"), Some("wait for the window to end, or --force freeze --reason \"…\" for an emergency fix")),
+            None => GateResult::new("freeze", Verdict::Pass, format!("outside all {} freeze window(s)", g.freeze.len()), None),
+        });
+    }
+    if let Some((file, command, max_age)) = &g.backup {
+        let age_s = humantime::format_duration(*max_age).to_string();
+        out.push(match (file, command) {
+            (Some(f), _) => match std::fs::metadata(f).and_then(|m| m.modified()) {
+                Err(e) => GateResult::new(
+                    "backup",
+                    Verdict::Fail,
+                    format!("no backup at {}: {e}", f.display()),
+                    Some("take a backup before a storage-impacting release"),
+                ),
+                Ok(t) => {
+                    let age = std::time::SystemTime::now()
+                        .duration_since(t)
+                        .unwrap_or_default();
+                    if age > *max_age {
+                        GateResult::new(
+                            "backup",
+                            Verdict::Fail,
+                            format!(
+                                "{} is {} old (max {age_s})",
+                                f.display(),
+                                humantime::format_duration(Duration::from_secs(age.as_secs()))
+                            ),
+                            Some("take a fresh backup"),
+                        )
+                    } else {
+                        GateResult::new(
+                            "backup",
+                            Verdict::Pass,
+                            format!(
+                                "{} is {} old (max {age_s})",
+                                f.display(),
+                                humantime::format_duration(Duration::from_secs(age.as_secs()))
+                            ),
+                            None,
+                        )
+                    }
+                }
+            },
+            (None, Some(c)) => match crate::drivers::service_command::shell_output(
+                c,
+                plan_dir,
+                Duration::from_secs(120),
+            )
+            .await
+            {
+                Ok(o) => GateResult::new(
+                    "backup",
+                    Verdict::Pass,
+                    format!("`{c}`: {}", crate::drivers::service_command::tail(o.trim())),
+                    None,
+                ),
+                Err(e) => GateResult::new(
+                    "backup",
+                    Verdict::Fail,
+                    e.to_string(),
+                    Some("take a fresh backup"),
+                ),
+            },
+            _ => GateResult::new("backup", Verdict::Fail, "no backup check configured", None),
+        });
+    }
+    for (name, cmd, timeout) in &g.custom {
+        let id = name.replace(' ', "-");
+        out.push(
+            match crate::drivers::service_command::shell_output(cmd, plan_dir, *timeout).await {
+                Ok(o) => GateResult::new(
+                    &id,
+                    Verdict::Pass,
+                    format!(
+                        "`{cmd}` exit 0: {}",
+                        crate::drivers::service_command::tail(o.trim())
+                    ),
+                    None,
+                ),
+                Err(e) => GateResult::new(&id, Verdict::Fail, e.to_string(), None),
+            },
+        );
+    }
+    out
+}
+
+/// The table `preflight` prints.
+pub fn render(results: &[GateResult]) -> String {
+    let mut s = format!("{:<22} {:<8} {}\n", "gate", "verdict", "reason");
+    for r in results {
+        let v = match (r.verdict, &r.forced) {
+            (Verdict::Fail, Some(_)) => "FORCED",
+            (Verdict::Pass, _) => "pass",
+            (Verdict::Warn, _) => "warn",
+            (Verdict::Fail, None) => "FAIL",
+        };
+        s.push_str(&format!("{:<22} {:<8} {}\n", r.gate, v, r.reason));
+        if let Some(f) = r.forced.as_ref() {
+            s.push_str(&format!("{:<31} forced: {f}\n", ""));
+        } else if let (Some(fix), Verdict::Fail | Verdict::Warn) = (&r.fix, r.verdict) {
+            s.push_str(&format!("{:<31} fix: {fix}\n", ""));
+        }
+    }
+    s
+}
+
+/// Parse a duration for gates' CLI flags.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn absolute_window_edges() {
+        let f = vec![Freeze::Absolute {
+            name: "holidays".into(),
+            from: at("2026-12-20T00:00:00+01:00"),
+            to: at("2027-01-04T00:00:00+01:00"),
+        }];
+        assert!(
+            frozen(&f, at("2026-12-19T22:59:59Z")).is_none(),
+            "a second before the start (23:59:59 +01:00)"
+        );
+        assert!(
+            frozen(&f, at("2026-12-19T23:00:00Z")).is_some(),
+            "the start is inside"
+        );
+        assert!(frozen(&f, at("2027-01-03T22:59:59Z")).is_some());
+        assert!(
+            frozen(&f, at("2027-01-03T23:00:00Z")).is_none(),
+            "the end is outside"
+        );
+    }
+
+    #[test]
+    fn recurring_window_in_its_time_zone_across_dst() {
+        let f = vec![Freeze::Recurring {
+            name: "friday afternoon".into(),
+            weekdays: vec![jiff::civil::Weekday::Friday],
+            start: "15:00".parse().unwrap(),
+            end: "23:59:59.999999999".parse().unwrap(),
+            tz: "Europe/Paris".into(),
+        }];
+        // winter, Paris = UTC+1: Friday 2026-11-27
+        assert!(frozen(&f, at("2026-11-27T13:59:59Z")).is_none());
+        let w = frozen(&f, at("2026-11-27T14:00:00Z")).unwrap();
+        assert!(w.contains("Fri 15:00"), "{w}");
+        assert!(
+            frozen(&f, at("2026-11-27T22:59:59Z")).is_some(),
+            "Friday 23:59:59 in Paris"
+        );
+        assert!(
+            frozen(&f, at("2026-11-27T23:00:00Z")).is_none(),
+            "Saturday 00:00 in Paris"
+        );
+        // summer, Paris = UTC+2: Friday 2026-07-03
+        assert!(frozen(&f, at("2026-07-03T12:59:59Z")).is_none());
+        assert!(frozen(&f, at("2026-07-03T13:00:00Z")).is_some());
+        // a Friday in UTC that is already Saturday in Tokyo does not freeze a Tokyo window for Fridays
+        let tokyo = vec![Freeze::Recurring {
+            name: "t".into(),
+            weekdays: vec![jiff::civil::Weekday::Friday],
+            start: "00:00".parse().unwrap(),
+            end: "23:59:59".parse().unwrap(),
+            tz: "Asia/Tokyo".into(),
+        }];
+        assert!(
+            frozen(&tokyo, at("2026-11-27T16:00:00Z")).is_none(),
+            "Saturday 01:00 in Tokyo"
+        );
+        assert!(
+            frozen(&tokyo, at("2026-11-27T14:00:00Z")).is_some(),
+            "Friday 23:00 in Tokyo"
+        );
+    }
+}
