@@ -283,7 +283,15 @@ impl Executor {
     async fn preflight(&mut self) -> Result<BTreeMap<String, Option<String>>, ExecError> {
         let (mut results, before) = builtin_checks(&self.plan, &self.drivers).await;
         let now = jiff::Timestamp::now();
-        results.extend(crate::gates::evaluate(&self.plan.gates, &self.plan.dir, now).await);
+        results.extend(
+            crate::gates::evaluate(
+                &self.plan.gates,
+                &self.plan.dir,
+                &self.plan.release.artifact,
+                now,
+            )
+            .await,
+        );
         let by = format!(
             "{}@{}",
             std::env::var("USER").unwrap_or_else(|_| "unknown".into()),

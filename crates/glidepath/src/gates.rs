@@ -74,6 +74,8 @@ pub struct GatesCfg {
     pub freeze: Vec<Freeze>,
     pub backup: Option<(Option<PathBuf>, Option<String>, Duration)>,
     pub custom: Vec<(String, String, Duration)>,
+    /// (trusted minisign public keys, signature file)
+    pub signature: Option<(Vec<String>, PathBuf)>,
 }
 
 fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
@@ -92,8 +94,36 @@ fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
 
 /// Read `[gates]` (called by the plan parser).
 pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> GatesCfg {
-    r.known_keys(t, "[gates]", &["migrations", "freeze", "backup", "custom"]);
+    r.known_keys(
+        t,
+        "[gates]",
+        &["migrations", "freeze", "backup", "custom", "signature"],
+    );
     let mut g = GatesCfg::default();
+    if let Some((st, sat)) = r.table(t, "signature") {
+        r.known_keys(st, "[gates.signature]", &["trusted_keys", "file"]);
+        let keys = r
+            .str_list(st, "trusted_keys", "[\"RWQ…\"]")
+            .unwrap_or_default();
+        if keys.is_empty() {
+            r.missing(sat, "[gates.signature]", "trusted_keys", "[\"RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\"]  # minisign public keys");
+        }
+        for (k, s) in &keys {
+            if minisign_verify::PublicKey::from_base64(k).is_err() {
+                r.err(
+                    *s,
+                    "not a minisign public key",
+                    "expected the base64 line of a .pub file",
+                    Some("the second line of `minisign -G`'s minisign.pub".into()),
+                );
+            }
+        }
+        let file = r
+            .str(st, "file", "\"dist/api-1.0.10.minisig\"")
+            .map(|x| dir.join(x.0))
+            .unwrap_or_default();
+        g.signature = Some((keys.into_iter().map(|x| x.0).collect(), file));
+    }
     if let Some((m, mat)) = r.table(t, "migrations") {
         r.known_keys(m, "[gates.migrations]", &["dir", "files", "lock_risk"]);
         let d = r.req_str(m, mat, "[gates.migrations]", "dir", "\"migrations\"");
@@ -347,9 +377,93 @@ pub fn frozen(freezes: &[Freeze], now: jiff::Timestamp) -> Option<String> {
     None
 }
 
+/// The key ID of a minisign key or signature line (base64): bytes 2..10,
+/// shown like minisign does.
+pub fn key_id(b64: &str) -> Option<String> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let id: [u8; 8] = raw.get(2..10)?.try_into().ok()?;
+    Some(format!("{:016X}", u64::from_le_bytes(id)))
+}
+
+/// What a signature covers: a file's bytes, or a directory's sha256sum
+/// manifest (the text whose sha256 is the plan's `sha256`).
+pub fn signed_bytes(artifact: &Path) -> std::io::Result<Vec<u8>> {
+    if artifact.is_file() {
+        std::fs::read(artifact)
+    } else {
+        Ok(crate::plan::dir_manifest(artifact)?.into_bytes())
+    }
+}
+
+/// Verify an artifact's minisign signature against trusted keys.
+pub fn verify_signature(artifact: &Path, sig_file: &Path, trusted: &[String]) -> GateResult {
+    let fail = |why: String, fix: &str| GateResult::new("signature", Verdict::Fail, why, Some(fix));
+    let text = match std::fs::read_to_string(sig_file) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("no signature at {}: {e}", sig_file.display()), "sign the artifact: minisign -Sm ARTIFACT (for a directory, sign its sha256sum manifest)"),
+    };
+    let sig = match minisign_verify::Signature::decode(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(
+                format!("{} is not a minisign signature: {e}", sig_file.display()),
+                "re-create it with minisign -S",
+            )
+        }
+    };
+    let sig_id = text
+        .lines()
+        .nth(1)
+        .and_then(key_id)
+        .unwrap_or_else(|| "?".into());
+    let Some(key) = trusted
+        .iter()
+        .find(|k| key_id(k).as_deref() == Some(sig_id.as_str()))
+    else {
+        let known: Vec<String> = trusted.iter().filter_map(|k| key_id(k)).collect();
+        return fail(
+            format!(
+                "signed by unknown key ID {sig_id} (trusted: {})",
+                known.join(", ")
+            ),
+            "sign with a trusted key, or add this key to trusted_keys after checking it",
+        );
+    };
+    let data = match signed_bytes(artifact) {
+        Ok(d) => d,
+        Err(e) => {
+            return fail(
+                format!("cannot read {}: {e}", artifact.display()),
+                "check the artifact path",
+            )
+        }
+    };
+    let pk = minisign_verify::PublicKey::from_base64(key).expect("validated");
+    match pk.verify(&data, &sig, false) {
+        Ok(()) => GateResult::new("signature", Verdict::Pass, format!("signed by trusted key ID {sig_id} (\"{}\")", sig.trusted_comment()), None),
+        Err(e) => fail(format!("signature by key ID {sig_id} does not match the artifact ({e}): it was changed after signing"), "use the signed artifact"),
+    }
+}
+
 /// Evaluate the declared gates at `now`.
-pub async fn evaluate(g: &GatesCfg, plan_dir: &Path, now: jiff::Timestamp) -> Vec<GateResult> {
+pub async fn evaluate(
+    g: &GatesCfg,
+    plan_dir: &Path,
+    artifact: &Path,
+    now: jiff::Timestamp,
+) -> Vec<GateResult> {
     let mut out = Vec::new();
+    if let Some((keys, file)) = &g.signature {
+        let file = if file.as_os_str().is_empty() {
+            PathBuf::from(format!("{}.minisig", artifact.display()))
+        } else {
+            file.clone()
+        };
+        out.push(verify_signature(artifact, &file, keys));
+    }
     if let Some((dir, files, lock_fail)) = &g.migrations {
         let paths: Vec<PathBuf> = if files.is_empty() {
             vec![dir.clone()]

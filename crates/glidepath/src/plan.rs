@@ -1929,6 +1929,17 @@ pub fn artifact_sha256(path: &Path) -> std::io::Result<String> {
     if path.is_file() {
         return file_sha(path);
     }
+    Ok(sha256_hex(dir_manifest(path)?.as_bytes()))
+}
+
+/// A directory's `sha256sum` manifest: `<hex>  ./<path>` lines, paths in byte order.
+pub fn dir_manifest(path: &Path) -> std::io::Result<String> {
+    fn file_sha(p: &Path) -> std::io::Result<String> {
+        let mut f = std::fs::File::open(p)?;
+        let mut h = Sha256::new();
+        std::io::copy(&mut f, &mut h)?;
+        Ok(hex::encode(h.finalize()))
+    }
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
         for e in std::fs::read_dir(dir)? {
             let p = e?.path();
@@ -1950,7 +1961,7 @@ pub fn artifact_sha256(path: &Path) -> std::io::Result<String> {
     for f in files {
         manifest.push_str(&format!("{}  {f}\n", file_sha(&path.join(&f[2..]))?));
     }
-    Ok(sha256_hex(manifest.as_bytes()))
+    Ok(manifest)
 }
 
 #[cfg(test)]

@@ -166,3 +166,71 @@ fn lint_command_exit_codes_and_reporters() {
         "a syntax error is invalid input"
     );
 }
+
+/// Artifact signatures: good, tampered, unknown key, and a directory.
+#[test]
+fn minisign_signature_gate() {
+    use glidepath::gates::{verify_signature, Verdict};
+    let dir = tempfile::tempdir().unwrap();
+    let art = dir.path().join("api-1.0.10");
+    std::fs::write(&art, "the reviewed binary").unwrap();
+    let sign = |kp: &minisign::KeyPair, data: &[u8], out: &std::path::Path| {
+        let sig = minisign::sign(
+            Some(&kp.pk),
+            &kp.sk,
+            std::io::Cursor::new(data),
+            Some("api 1.0.10"),
+            Some("signature"),
+        )
+        .unwrap();
+        std::fs::write(out, sig.into_string()).unwrap();
+    };
+    let trusted = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let stranger = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let keys = vec![trusted.pk.to_base64()];
+    let sig = dir.path().join("api-1.0.10.minisig");
+    sign(&trusted, b"the reviewed binary", &sig);
+    let r = verify_signature(&art, &sig, &keys);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
+    assert!(r.reason.contains("api 1.0.10"), "{}", r.reason);
+
+    std::fs::write(&art, "the reviewed binary, plus a backdoor").unwrap();
+    let r = verify_signature(&art, &sig, &keys);
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert!(
+        r.reason.contains("does not match the artifact"),
+        "{}",
+        r.reason
+    );
+
+    std::fs::write(&art, "the reviewed binary").unwrap();
+    sign(&stranger, b"the reviewed binary", &sig);
+    let r = verify_signature(&art, &sig, &keys);
+    assert_eq!(r.verdict, Verdict::Fail);
+    let stranger_id = glidepath::gates::key_id(&stranger.pk.to_base64()).unwrap();
+    assert!(
+        r.reason
+            .contains(&format!("signed by unknown key ID {stranger_id}")),
+        "{}",
+        r.reason
+    );
+
+    // a directory: the signature covers its sha256sum manifest
+    let d = dir.path().join("release");
+    std::fs::create_dir_all(d.join("bin")).unwrap();
+    std::fs::write(d.join("bin/api"), "x").unwrap();
+    let manifest = glidepath::plan::dir_manifest(&d).unwrap();
+    assert_eq!(
+        manifest,
+        format!("{}  ./bin/api\n", glidepath::plan::sha256_hex(b"x"))
+    );
+    sign(
+        &trusted,
+        manifest.as_bytes(),
+        &dir.path().join("release.minisig"),
+    );
+    assert_eq!(
+        verify_signature(&d, &dir.path().join("release.minisig"), &keys).verdict,
+        Verdict::Pass
+    );
+}
