@@ -204,6 +204,14 @@ pub enum Event {
         at: Millis,
         results: Vec<GateRecord>,
     },
+    /// The pre-flight snapshot a runbook asks for: node releases, config
+    /// file hashes, and named env values (secret-looking ones redacted).
+    Snapshot {
+        at: Millis,
+        versions: BTreeMap<String, Option<String>>,
+        config_hashes: Vec<(String, String)>,
+        env: Vec<(String, String)>,
+    },
     /// An operator forced a failing gate: who, and why.
     GateForced {
         at: Millis,
@@ -235,6 +243,7 @@ impl Event {
             | Event::RollbackRequested { at, .. }
             | Event::Finished { at, .. }
             | Event::GatesChecked { at, .. }
+            | Event::Snapshot { at, .. }
             | Event::GateForced { at, .. } => *at,
         }
     }
@@ -251,6 +260,7 @@ impl Event {
             Event::RollbackRequested { .. } => "rollback_requested",
             Event::Finished { .. } => "finished",
             Event::GatesChecked { .. } => "gates_checked",
+            Event::Snapshot { .. } => "snapshot",
             Event::GateForced { .. } => "gate_forced",
         }
     }
@@ -620,7 +630,7 @@ impl RunState {
                     });
                 }
             }
-            Event::GatesChecked { .. } | Event::GateForced { .. } => {}
+            Event::GatesChecked { .. } | Event::GateForced { .. } | Event::Snapshot { .. } => {}
             Event::Finished {
                 outcome, reason, ..
             } => {

@@ -283,15 +283,7 @@ impl Executor {
     async fn preflight(&mut self) -> Result<BTreeMap<String, Option<String>>, ExecError> {
         let (mut results, before) = builtin_checks(&self.plan, &self.drivers).await;
         let now = jiff::Timestamp::now();
-        results.extend(
-            crate::gates::evaluate(
-                &self.plan.gates,
-                &self.plan.dir,
-                &self.plan.release.artifact,
-                now,
-            )
-            .await,
-        );
+        results.extend(crate::gates::evaluate(&self.plan, now).await);
         let by = format!(
             "{}@{}",
             std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
@@ -350,6 +342,13 @@ impl Executor {
             .filter(|r| r.verdict == crate::gates::Verdict::Fail && r.forced.is_none())
             .collect();
         if failing.is_empty() {
+            let (config_hashes, env) = crate::gates::snapshot(&self.plan);
+            self.record(Event::Snapshot {
+                at: now_ms(),
+                versions: before.clone(),
+                config_hashes,
+                env,
+            })?;
             return Ok(before);
         }
         let text = failing

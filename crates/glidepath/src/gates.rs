@@ -76,6 +76,283 @@ pub struct GatesCfg {
     pub custom: Vec<(String, String, Duration)>,
     /// (trusted minisign public keys, signature file)
     pub signature: Option<(Vec<String>, PathBuf)>,
+    /// (deprecation matrix, config file templates, env names)
+    pub config: Option<(PathBuf, Vec<String>, Vec<String>)>,
+}
+
+/// One row of a release's deprecation matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deprecation {
+    pub name: String,
+    pub deprecated_in: Option<String>,
+    pub removed_in: Option<String>,
+    pub replacement: Option<String>,
+    pub note: Option<String>,
+}
+
+/// Read a deprecation matrix (`[[key]] name, deprecated_in, removed_in, replacement, note`).
+pub fn read_matrix(path: &Path) -> Result<Vec<Deprecation>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut v = toml_span::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let toml_span::value::ValueInner::Table(t) = v.take() else {
+        return Err("not a table".into());
+    };
+    let mut out = Vec::new();
+    for item in t
+        .get("key")
+        .and_then(|k| k.as_array())
+        .map(|a| a.as_slice())
+        .unwrap_or(&[])
+    {
+        let Some(kt) = item.as_table() else { continue };
+        let s = |k: &str| kt.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let Some(name) = s("name") else {
+            return Err(format!("{}: a [[key]] without `name`", path.display()));
+        };
+        out.push(Deprecation {
+            name,
+            deprecated_in: s("deprecated_in"),
+            removed_in: s("removed_in"),
+            replacement: s("replacement"),
+            note: s("note"),
+        });
+    }
+    Ok(out)
+}
+
+/// Dotted keys of a config file: TOML, JSON, YAML (mappings) or .env.
+pub fn config_keys(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let mut keys = Vec::new();
+    if name.ends_with(".toml") {
+        let mut v = toml_span::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        fn walk(prefix: &str, v: &toml_span::value::ValueInner<'_>, out: &mut Vec<String>) {
+            if let toml_span::value::ValueInner::Table(t) = v {
+                for (k, val) in t {
+                    let key = if prefix.is_empty() {
+                        k.name.to_string()
+                    } else {
+                        format!("{prefix}.{}", k.name)
+                    };
+                    out.push(key.clone());
+                    walk(&key, val.as_ref(), out);
+                }
+            }
+        }
+        walk("", &v.take(), &mut keys);
+    } else if name.ends_with(".json") {
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(m) = v {
+                for (k, val) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    out.push(key.clone());
+                    walk(&key, val, out);
+                }
+            }
+        }
+        walk("", &v, &mut keys);
+    } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+        // mappings only: `key:` lines, nesting by indentation
+        let mut stack: Vec<(usize, String)> = Vec::new();
+        for line in text.lines() {
+            let t = line.trim_end();
+            let content = t.trim_start();
+            if content.is_empty() || content.starts_with('#') || content.starts_with('-') {
+                continue;
+            }
+            let indent = t.len() - content.len();
+            let Some((k, _)) = content.split_once(':') else {
+                continue;
+            };
+            let k = k.trim().trim_matches(['"', '\'']);
+            while stack.last().is_some_and(|(i, _)| *i >= indent) {
+                stack.pop();
+            }
+            let key = stack
+                .last()
+                .map_or(k.to_string(), |(_, p)| format!("{p}.{k}"));
+            keys.push(key.clone());
+            stack.push((indent, key));
+        }
+    } else {
+        // .env: KEY=VALUE lines
+        for line in text.lines() {
+            let l = line.trim().trim_start_matches("export ").trim();
+            if l.starts_with('#') {
+                continue;
+            }
+            if let Some((k, _)) = l.split_once('=') {
+                keys.push(k.trim().to_string());
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The config files of `[gates.config]`, rendered per node when templated:
+/// (label, path).
+pub fn config_files(plan: &crate::plan::Plan) -> Vec<(String, PathBuf)> {
+    let Some((_, files, _)) = &plan.gates.config else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for f in files {
+        if f.contains('{') {
+            for n in &plan.nodes {
+                let dir = plan.install_dir(n).display().to_string();
+                let p = crate::plan::render(
+                    f,
+                    &[
+                        ("node", &n.name),
+                        ("address", &n.address),
+                        ("install_dir", &dir),
+                    ],
+                );
+                out.push((format!("{} ({})", p, n.name), plan.dir.join(p)));
+            }
+        } else {
+            out.push((f.clone(), plan.dir.join(f)));
+        }
+    }
+    out
+}
+
+/// The snapshot recorded before a run: config file hashes and named env
+/// values, secret-looking names redacted.
+/// (label, value) pairs.
+pub type Pairs = Vec<(String, String)>;
+
+pub fn snapshot(plan: &crate::plan::Plan) -> (Pairs, Pairs) {
+    let hashes = config_files(plan)
+        .into_iter()
+        .map(|(label, p)| {
+            (
+                label,
+                std::fs::read(&p)
+                    .map(|b| crate::plan::sha256_hex(&b))
+                    .unwrap_or_else(|e| format!("unreadable: {e}")),
+            )
+        })
+        .collect();
+    let env = plan
+        .gates
+        .config
+        .as_ref()
+        .map(|c| c.2.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| {
+            let v = match std::env::var(&n) {
+                Err(_) => "<unset>".to_string(),
+                Ok(_) if secret_looking(&n) => "<redacted>".to_string(),
+                Ok(v) => v,
+            };
+            (n, v)
+        })
+        .collect();
+    (hashes, env)
+}
+
+/// Does an env var name look like it holds a secret?
+pub fn secret_looking(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "KEY",
+        "CREDENTIAL",
+        "PRIVATE",
+        "AUTH",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// The deprecation gate: removed keys fail, deprecated ones warn.
+pub fn check_config(
+    matrix: &[Deprecation],
+    release: &str,
+    sources: &[(String, Vec<String>)],
+) -> GateResult {
+    use glidepath_core::compat::cmp_versions;
+    use std::cmp::Ordering::Less;
+    let (mut removed, mut deprecated) = (Vec::new(), Vec::new());
+    for d in matrix {
+        for (src, keys) in sources {
+            if !keys.iter().any(|k| k == &d.name) {
+                continue;
+            }
+            let hint = d
+                .replacement
+                .as_ref()
+                .map(|r| format!(": use `{r}`"))
+                .unwrap_or_default();
+            let note = d
+                .note
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            if let Some(r) = d
+                .removed_in
+                .as_deref()
+                .filter(|r| cmp_versions(release, r) != Less)
+            {
+                removed.push(format!(
+                    "`{}` in {src} was removed in {r}{hint}{note}",
+                    d.name
+                ));
+            } else if let Some(r) = d
+                .deprecated_in
+                .as_deref()
+                .filter(|r| cmp_versions(release, r) != Less)
+            {
+                deprecated.push(format!(
+                    "`{}` in {src} is deprecated since {r}{hint}{note}",
+                    d.name
+                ));
+            }
+        }
+    }
+    let n: usize = sources.iter().map(|s| s.1.len()).sum();
+    if !removed.is_empty() {
+        let mut all = removed;
+        all.extend(deprecated);
+        GateResult::new(
+            "config",
+            Verdict::Fail,
+            all.join("; "),
+            Some("rename the keys before deploying: the new release ignores or rejects them"),
+        )
+    } else if !deprecated.is_empty() {
+        GateResult::new(
+            "config",
+            Verdict::Warn,
+            deprecated.join("; "),
+            Some("move to the replacement keys before they are removed"),
+        )
+    } else {
+        GateResult::new(
+            "config",
+            Verdict::Pass,
+            format!(
+                "{n} key(s) in {} source(s): none deprecated or removed in {release}",
+                sources.len()
+            ),
+            None,
+        )
+    }
 }
 
 fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
@@ -97,9 +374,46 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
     r.known_keys(
         t,
         "[gates]",
-        &["migrations", "freeze", "backup", "custom", "signature"],
+        &[
+            "migrations",
+            "freeze",
+            "backup",
+            "custom",
+            "signature",
+            "config",
+        ],
     );
     let mut g = GatesCfg::default();
+    if let Some((ct, cat)) = r.table(t, "config") {
+        r.known_keys(ct, "[gates.config]", &["matrix", "files", "env"]);
+        let matrix = r.req_str(
+            ct,
+            cat,
+            "[gates.config]",
+            "matrix",
+            "\"dist/api-1.0.10/deprecations.toml\"",
+        );
+        let files: Vec<String> = r
+            .str_list(ct, "files", "[\"/etc/api/config.toml\"]")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        let env: Vec<String> = r
+            .str_list(ct, "env", "[\"API_MODE\"]")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        if let Some((m, s)) = matrix {
+            let p = dir.join(&m);
+            match read_matrix(&p) {
+                Err(e) if p.exists() => r.err(s, format!("unreadable deprecation matrix: {e}"), "the matrix", Some("[[key]] name = \"db.pool_size\", deprecated_in = \"1.0.9\", removed_in = \"1.0.10\", replacement = \"…\"".into())),
+                Err(_) => r.err(s, format!("deprecation matrix `{m}` not found"), format!("looked for {}", p.display()), None),
+                Ok(_) => g.config = Some((p, files, env)),
+            }
+        }
+    }
     if let Some((st, sat)) = r.table(t, "signature") {
         r.known_keys(st, "[gates.signature]", &["trusted_keys", "file"]);
         let keys = r
@@ -449,13 +763,46 @@ pub fn verify_signature(artifact: &Path, sig_file: &Path, trusted: &[String]) ->
 }
 
 /// Evaluate the declared gates at `now`.
-pub async fn evaluate(
-    g: &GatesCfg,
-    plan_dir: &Path,
-    artifact: &Path,
-    now: jiff::Timestamp,
-) -> Vec<GateResult> {
+pub async fn evaluate(plan: &crate::plan::Plan, now: jiff::Timestamp) -> Vec<GateResult> {
+    let (g, plan_dir, artifact) = (
+        &plan.gates,
+        plan.dir.as_path(),
+        plan.release.artifact.as_path(),
+    );
     let mut out = Vec::new();
+    if let Some((matrix, _, env)) = &g.config {
+        match read_matrix(matrix) {
+            Err(e) => out.push(GateResult::new("config", Verdict::Fail, e, None)),
+            Ok(m) => {
+                let mut sources = Vec::new();
+                let mut unreadable = Vec::new();
+                for (label, path) in config_files(plan) {
+                    match config_keys(&path) {
+                        Ok(k) => sources.push((label, k)),
+                        Err(e) => unreadable.push(e),
+                    }
+                }
+                let set: Vec<String> = env
+                    .iter()
+                    .filter(|n| std::env::var_os(n).is_some())
+                    .cloned()
+                    .collect();
+                if !env.is_empty() {
+                    sources.push(("the environment".to_string(), set));
+                }
+                let mut r = check_config(&m, &plan.release.version, &sources);
+                if !unreadable.is_empty() {
+                    r = GateResult::new(
+                        "config",
+                        Verdict::Fail,
+                        format!("{}; {}", unreadable.join("; "), r.reason),
+                        Some("every config file the plan names must be readable"),
+                    );
+                }
+                out.push(r);
+            }
+        }
+    }
     if let Some((keys, file)) = &g.signature {
         let file = if file.as_os_str().is_empty() {
             PathBuf::from(format!("{}.minisig", artifact.display()))

@@ -492,15 +492,7 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             let p = load_plan(&path, format, color)?;
             let drivers = Drivers::for_plan(&p);
             let (mut results, _) = glidepath::executor::builtin_checks(&p, &drivers).await;
-            results.extend(
-                glidepath::gates::evaluate(
-                    &p.gates,
-                    &p.dir,
-                    &p.release.artifact,
-                    jiff::Timestamp::now(),
-                )
-                .await,
-            );
+            results.extend(glidepath::gates::evaluate(&p, jiff::Timestamp::now()).await);
             if format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&results).expect("json"));
             } else {

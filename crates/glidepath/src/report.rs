@@ -150,6 +150,12 @@ impl Reporter for Console {
     fn event(&self, state: &RunState, ev: &Event) {
         match ev {
             Event::Started { .. } | Event::GatesChecked { .. } => {}
+            Event::Snapshot { at, config_hashes, env, .. } => self.line(
+                *at,
+                "-",
+                "snapshot",
+                &format!("recorded releases, {} config file hash(es), {} env value(s) (secrets redacted)", config_hashes.len(), env.len()),
+            ),
             Event::GateForced {
                 at,
                 gate,

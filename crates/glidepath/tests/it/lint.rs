@@ -234,3 +234,69 @@ fn minisign_signature_gate() {
         Verdict::Pass
     );
 }
+
+/// The deprecation matrix against TOML, JSON, YAML and .env config files.
+#[test]
+fn config_deprecation_matrix() {
+    use glidepath::gates::{check_config, config_keys, read_matrix, Verdict};
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let matrix = w(
+        "deprecations.toml",
+        "[[key]]\nname = \"db.pool_size\"\ndeprecated_in = \"1.0.8\"\nremoved_in = \"1.0.10\"\nreplacement = \"database.pool.max\"\n\n[[key]]\nname = \"log.format\"\ndeprecated_in = \"1.0.9\"\nreplacement = \"logging.format\"\nnote = \"json is the default now\"\n\n[[key]]\nname = \"API_LEGACY_AUTH\"\ndeprecated_in = \"1.0.10\"\nremoved_in = \"1.1.0\"\n",
+    );
+    let m = read_matrix(&matrix).unwrap();
+    assert_eq!(m.len(), 3);
+    let toml = config_keys(&w(
+        "config.toml",
+        "[db]\npool_size = 10\n[log]\nformat = \"text\"\n",
+    ))
+    .unwrap();
+    assert!(
+        toml.contains(&"db.pool_size".to_string()) && toml.contains(&"log.format".to_string()),
+        "{toml:?}"
+    );
+    let json = config_keys(&w("config.json", "{\"db\": {\"pool_size\": 10}}")).unwrap();
+    assert!(json.contains(&"db.pool_size".to_string()));
+    let yaml = config_keys(&w(
+        "config.yaml",
+        "db:\n  pool_size: 10\n  host: x\nlog:\n  format: text\n",
+    ))
+    .unwrap();
+    assert_eq!(yaml, ["db", "db.pool_size", "db.host", "log", "log.format"]);
+    let env = config_keys(&w(
+        "app.env",
+        "# comment\nexport API_LEGACY_AUTH=1\nAPI_MODE=fast\n",
+    ))
+    .unwrap();
+    assert_eq!(env, ["API_LEGACY_AUTH", "API_MODE"]);
+
+    // 1.0.10: pool_size removed (fail), log.format and API_LEGACY_AUTH deprecated
+    let r = check_config(
+        &m,
+        "1.0.10",
+        &[
+            ("config.yaml".into(), yaml.clone()),
+            ("app.env".into(), env.clone()),
+        ],
+    );
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert!(
+        r.reason.contains(
+            "`db.pool_size` in config.yaml was removed in 1.0.10: use `database.pool.max`"
+        ),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains("`log.format` in config.yaml is deprecated since 1.0.9: use `logging.format` (json is the default now)"), "{}", r.reason);
+    // 1.0.9: only deprecations warn
+    let r = check_config(&m, "1.0.9", &[("config.yaml".into(), yaml)]);
+    assert_eq!(r.verdict, Verdict::Warn, "{}", r.reason);
+    // nothing deprecated yet in 1.0.7
+    let r = check_config(&m, "1.0.7", &[("app.env".into(), env)]);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
+}

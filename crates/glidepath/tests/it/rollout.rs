@@ -596,7 +596,15 @@ async fn gates_refuse_and_forcing_is_journaled() {
         "SET lock_timeout = '2s';\nALTER TABLE users DROP COLUMN old;\n",
     )
     .unwrap();
-    let gates = "\n[gates.migrations]\ndir = \"migrations\"\n\n[[gates.freeze]]\nname = \"always\"\nfrom = \"2000-01-01T00:00:00Z\"\nto = \"2100-01-01T00:00:00Z\"\n\n[[gates.custom]]\nname = \"ticket\"\ncommand = \"true\"\n";
+    std::fs::write(
+        env.path().join("deprecations.toml"),
+        "[[key]]\nname = \"API_LEGACY\"\ndeprecated_in = \"2\"\nreplacement = \"API_NEW\"\n",
+    )
+    .unwrap();
+    for n in &env.fleet.nodes {
+        std::fs::write(n.dir.join("app.env"), "API_LEGACY=1\n").unwrap();
+    }
+    let gates = "\n[gates.config]\nmatrix = \"deprecations.toml\"\nfiles = [\"{install_dir}/app.env\"]\nenv = [\"API_MODE\", \"API_TOKEN\"]\n\n[gates.migrations]\ndir = \"migrations\"\n\n[[gates.freeze]]\nname = \"always\"\nfrom = \"2000-01-01T00:00:00Z\"\nto = \"2100-01-01T00:00:00Z\"\n\n[[gates.custom]]\nname = \"ticket\"\ncommand = \"true\"\n";
     let text = std::fs::read_to_string(&plan).unwrap() + gates;
     std::fs::write(&plan, text).unwrap();
 
@@ -612,6 +620,10 @@ async fn gates_refuse_and_forcing_is_journaled() {
         "{table}"
     );
     assert!(table.contains("ticket                 pass"), "{table}");
+    assert!(
+        table.contains("config                 warn     `API_LEGACY` in"),
+        "{table}"
+    );
     assert!(
         table.contains(
             "rollback-target        pass     last-known-good releases: node-1=1 node-2=1"
@@ -632,14 +644,19 @@ async fn gates_refuse_and_forcing_is_journaled() {
     let out = env.run(&["run", plan.to_str().unwrap(), "--force", "freeze"]);
     assert_eq!(code(&out), 2, "--force needs --reason");
 
-    let out = env.run(&[
-        "run",
-        plan.to_str().unwrap(),
-        "--force",
-        "freeze",
-        "--reason",
-        "CVE-2026-1234 hotfix, approved in CHG-42",
-    ]);
+    let out = env
+        .cmd(&[
+            "run",
+            plan.to_str().unwrap(),
+            "--force",
+            "freeze",
+            "--reason",
+            "CVE-2026-1234 hotfix, approved in CHG-42",
+        ])
+        .env("API_MODE", "fast")
+        .env("API_TOKEN", "s3cr3t-value")
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 0);
     assert!(stdout(&out).contains("FORCED"), "{}", stdout(&out));
     let run = env.latest_run();
@@ -658,6 +675,27 @@ async fn gates_refuse_and_forcing_is_journaled() {
         stdout(&status).contains("gate `freeze` forced by"),
         "{}",
         stdout(&status)
+    );
+    // the snapshot: config hashes and env values, the secret redacted and nowhere in the journal
+    let snap = env.events(&run).into_iter().find_map(|e| match e {
+        Event::Snapshot {
+            config_hashes, env, ..
+        } => Some((config_hashes, env)),
+        _ => None,
+    });
+    let (hashes, vars) = snap.expect("a snapshot is journaled");
+    assert_eq!(hashes.len(), 2);
+    assert_eq!(
+        vars,
+        vec![
+            ("API_MODE".to_string(), "fast".to_string()),
+            ("API_TOKEN".to_string(), "<redacted>".to_string())
+        ]
+    );
+    let db = std::fs::read(env.path().join("glidepath.db")).unwrap();
+    assert!(
+        !db.windows(12).any(|w| w == b"s3cr3t-value"),
+        "the secret never reaches the journal"
     );
     env.assert_fleet(&["2", "2"]).await;
 }
