@@ -66,6 +66,9 @@ impl ServiceControl for Instant0 {
     async fn restart(&self, _: &Target, _: &str) -> DResult<String> {
         Ok("restarted".into())
     }
+    async fn check(&self, _: &Target, _: &str) -> DResult<String> {
+        Ok("ok".into())
+    }
 }
 
 #[async_trait]

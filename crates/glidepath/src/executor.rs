@@ -571,6 +571,7 @@ pub async fn builtin_checks(
     let mut before = BTreeMap::new();
     let (mut lb, mut targets_bad, mut health_bad) = (Vec::new(), Vec::new(), Vec::new());
     let (mut lb_infra, mut target_infra, mut health_infra) = (true, true, true);
+    let (mut perms, mut perm_infra) = (Vec::new(), true);
     for t in targets(plan).values() {
         if let Err(e) = drivers.balancer.preflight(t).await {
             lb_infra &= e.is_infra();
@@ -594,6 +595,16 @@ pub async fn builtin_checks(
                 continue;
             }
         };
+        if let Err(e) = drivers.deployer.check_writable(t).await {
+            perm_infra &= e.is_infra();
+            perms.push(format!("{}: {e}", t.name));
+        }
+        if let Some(c) = &plan.deploy.check {
+            if let Err(e) = drivers.service.check(t, c).await {
+                perm_infra &= e.is_infra();
+                perms.push(format!("{}: restart target check failed: {e}", t.name));
+            }
+        }
         if !drivers.deployer.has_release(t, &cur).await.unwrap_or(false) {
             target_infra = false;
             targets_bad.push(format!(
@@ -638,6 +649,32 @@ pub async fn builtin_checks(
         builtin(GateResult::new("rollback-target", Verdict::Pass, format!("last-known-good releases: {}", versions.join(" ")), None), false)
     } else {
         builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("install the current release through glidepath (releases/<version> + current) before rolling out")), target_infra)
+    });
+    out.push(if perms.is_empty() {
+        let what = if plan.deploy.check.is_some() {
+            "install dirs writable, restart target checked"
+        } else {
+            "install dirs writable (add [deploy] check = … to prove the restart target)"
+        };
+        builtin(
+            GateResult::new(
+                "permissions",
+                Verdict::Pass,
+                format!("{what} on {} node(s)", before.len()),
+                None,
+            ),
+            false,
+        )
+    } else {
+        builtin(
+            GateResult::new(
+                "permissions",
+                Verdict::Fail,
+                perms.join("; "),
+                Some("fix ownership/sudo rules or the unit name on the node before the rollout"),
+            ),
+            perm_infra,
+        )
     });
     out.push(if health_bad.is_empty() {
         builtin(

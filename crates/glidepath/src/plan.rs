@@ -101,6 +101,9 @@ pub struct DeployCfg {
     pub restart_timeout: Duration,
     /// Timeout of every other deploy command (ssh/command deployers).
     pub command_timeout: Duration,
+    /// Preflight: proves the restart target exists and the privileges work
+    /// (e.g. `systemctl cat api`, `sudo -n true`); runs where `restart` runs.
+    pub check: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -293,6 +296,11 @@ pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
         out = out.replace(&format!("{{{k}}}"), v);
     }
     out
+}
+
+/// Cheap check used while validating `[release] storage_impacting`.
+fn source_has_backup_gate(source: &str) -> bool {
+    source.lines().any(|l| l.trim() == "[gates.backup]")
 }
 
 pub(crate) fn did_you_mean<'a>(
@@ -619,7 +627,17 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         ),
         None => {}
         Some((t, at)) => {
-            r.known_keys(t, "[release]", &["version", "artifact", "sha256"]);
+            r.known_keys(
+                t,
+                "[release]",
+                &["version", "artifact", "sha256", "storage_impacting"],
+            );
+            if t.get("storage_impacting").and_then(|v| v.as_bool()) == Some(true)
+                && !source_has_backup_gate(source)
+            {
+                let s = t.get("storage_impacting").map(|v| v.span).unwrap_or(at);
+                r.err(s, "a storage-impacting release needs a backup gate", "no [gates.backup]", Some("add [gates.backup] with file = … and max_age = \"24h\" (or command = …) proving a fresh backup".into()));
+            }
             let version = r.req_str(t, at, "[release]", "version", "\"1.0.10\"");
             let artifact = r.req_str(t, at, "[release]", "artifact", "\"dist/api-1.0.10\"");
             let sha = r.req_str(t, at, "[release]", "sha256", "\"<64 hex digits>\"");
@@ -942,6 +960,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                 "restart",
                 "restart_timeout",
                 "command_timeout",
+                "check",
             ];
             match kind_name.as_str() {
                 "ssh" => allowed.extend(["host", "user", "port", "identity_file", "ssh_options"]),
@@ -1076,6 +1095,10 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
             if let Some((c, s)) = &restart {
                 r.template(c, *s, "restart", PLACEHOLDERS);
             }
+            let check = r.str(t, "check", "\"systemctl cat api\"").map(|(c, sp_)| {
+                r.template(&c, sp_, "check", PLACEHOLDERS);
+                c
+            });
             let keep = r
                 .int(t, "keep_releases", 2, "3")
                 .map(|x| x.0 as usize)
@@ -1092,6 +1115,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                     restart: c,
                     restart_timeout: rt,
                     command_timeout: ct,
+                    check,
                 });
             }
         }

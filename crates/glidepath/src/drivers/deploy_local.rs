@@ -189,6 +189,18 @@ impl Deployer for LocalDeployer {
         let (dir, v, keep) = (t.install_dir.clone(), version.to_string(), self.keep);
         blocking(move || switch_sync(&dir, &v, keep)).await
     }
+    async fn check_writable(&self, t: &Target) -> DResult<String> {
+        let dir = t.install_dir.join("releases");
+        blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| failed("create", &dir, e))?;
+            let probe = dir.join(format!(".glidepath-write-test-{}", std::process::id()));
+            std::fs::write(&probe, b"").map_err(|e| failed("write in", &dir, e))?;
+            let _ = std::fs::remove_file(&probe);
+            Ok(format!("{} is writable", dir.display()))
+        })
+        .await
+    }
+
     async fn has_release(&self, t: &Target, version: &str) -> DResult<bool> {
         Ok(t.install_dir.join("releases").join(version).is_dir())
     }

@@ -315,6 +315,18 @@ impl Deployer for SshDeployer {
         })
     }
 
+    async fn check_writable(&self, t: &Target) -> DResult<String> {
+        let d = sq(&format!("{}/releases", dir(t)));
+        self.ssh
+            .run(
+                t,
+                &format!("mkdir -p {d} && test -w {d} && echo writable"),
+                None,
+            )
+            .await
+            .map(|_| format!("{}:{}/releases is writable", t.name, dir(t)))
+    }
+
     async fn has_release(&self, t: &Target, version: &str) -> DResult<bool> {
         let out = self
             .ssh
@@ -342,6 +354,27 @@ pub struct SshService {
 
 #[async_trait]
 impl ServiceControl for SshService {
+    async fn check(&self, t: &Target, template: &str) -> DResult<String> {
+        let d = dir(t);
+        let pd = self.plan_dir.display().to_string();
+        let cmd = render(
+            template,
+            &[
+                ("node", &t.name),
+                ("address", &t.address),
+                ("host", host_of(&t.address)),
+                ("version", ""),
+                ("install_dir", &d),
+                ("plan_dir", &pd),
+            ],
+        );
+        self.ssh
+            .ssh
+            .run(t, &cmd, None)
+            .await
+            .map(|_| format!("`{cmd}` ok on {}", t.name))
+    }
+
     async fn restart(&self, t: &Target, version: &str) -> DResult<String> {
         let d = dir(t);
         let pd = self.plan_dir.display().to_string();

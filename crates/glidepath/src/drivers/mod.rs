@@ -107,12 +107,20 @@ pub trait Deployer: Send + Sync {
     async fn switch(&self, t: &Target, version: &str) -> DResult<String>;
     /// Is this release present on the node (a rollback target)?
     async fn has_release(&self, t: &Target, version: &str) -> DResult<bool>;
+    /// Before the run: can releases be written on the node? (what a
+    /// rehearsal otherwise finds in production: a directory owned by root).
+    async fn check_writable(&self, _t: &Target) -> DResult<String> {
+        Ok("not checked by this deployer".into())
+    }
 }
 
 /// Restarts the service so it serves the current release.
 #[async_trait]
 pub trait ServiceControl: Send + Sync {
     async fn restart(&self, t: &Target, version: &str) -> DResult<String>;
+    /// Before the run: a check command (e.g. `systemctl cat api`) where
+    /// `restart` would run, proving the target exists and privileges work.
+    async fn check(&self, t: &Target, template: &str) -> DResult<String>;
 }
 
 /// One health probe of a node.

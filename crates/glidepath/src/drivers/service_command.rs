@@ -79,4 +79,11 @@ impl ServiceControl for CommandService {
         let cmd = render(&self.template, &t.vars(version, &dir, &plan_dir));
         run_shell(&cmd, &self.plan_dir, self.timeout).await
     }
+
+    async fn check(&self, t: &Target, template: &str) -> DResult<String> {
+        let dir = t.install_dir.display().to_string();
+        let plan_dir = self.plan_dir.display().to_string();
+        let cmd = render(template, &t.vars("", &dir, &plan_dir));
+        run_shell(&cmd, &self.plan_dir, self.timeout).await
+    }
 }

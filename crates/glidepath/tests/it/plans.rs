@@ -327,3 +327,17 @@ fn the_haproxy_prometheus_example_validates_with_its_checksum() {
         "{text}"
     );
 }
+
+#[test]
+fn a_storage_impacting_release_needs_a_backup_gate() {
+    let (dir, good) = setup();
+    let src = good.replace("sha256   =", "storage_impacting = true\nsha256   =");
+    let out = diagnose(dir.path(), &src);
+    assert!(
+        out.contains("a storage-impacting release needs a backup gate"),
+        "{out}"
+    );
+    std::fs::write(dir.path().join("latest.dump"), "backup").unwrap();
+    let with_gate = format!("{src}\n[gates.backup]\nfile = \"latest.dump\"\nmax_age = \"1h\"\n");
+    assert_eq!(diagnose(dir.path(), &with_gate), "valid");
+}

@@ -741,3 +741,41 @@ async fn an_unsafe_migration_or_failing_custom_gate_refuses_the_run() {
         stderr(&out)
     );
 }
+
+/// Reachability and permissions are proven before anything changes: a
+/// restart target that does not exist refuses the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_target_check_refuses_before_any_change() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let good = std::fs::read_to_string(&plan).unwrap().replace(
+        "keep_releases = 3",
+        "keep_releases = 3\ncheck = \"test -f {install_dir}/node.pid\"",
+    );
+    std::fs::write(
+        &plan,
+        good.replace(
+            "test -f {install_dir}/node.pid",
+            "systemctl-cat-nosuch-unit api",
+        ),
+    )
+    .unwrap();
+    let out = env.run(&["preflight", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stdout(&out)
+            .contains("permissions            FAIL     node-1: restart target check failed"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(code(&env.run(&["run", plan.to_str().unwrap()])), 3);
+    assert_eq!(env.current_links(), ["1", "1"]);
+    std::fs::write(&plan, good).unwrap();
+    let out = env.run(&["preflight", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("install dirs writable, restart target checked on 2 node(s)"),
+        "{}",
+        stdout(&out)
+    );
+}
