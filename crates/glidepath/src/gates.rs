@@ -70,7 +70,8 @@ pub enum Freeze {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GatesCfg {
-    pub migrations: Option<(PathBuf, Vec<String>, bool)>,
+    /// (dir, explicit files, lock risks fail, git revision: files added since it)
+    pub migrations: Option<(PathBuf, Vec<String>, bool, Option<String>)>,
     pub freeze: Vec<Freeze>,
     pub backup: Option<(Option<PathBuf>, Option<String>, Duration)>,
     pub custom: Vec<(String, String, Duration)>,
@@ -439,7 +440,12 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
         g.signature = Some((keys.into_iter().map(|x| x.0).collect(), file));
     }
     if let Some((m, mat)) = r.table(t, "migrations") {
-        r.known_keys(m, "[gates.migrations]", &["dir", "files", "lock_risk"]);
+        r.known_keys(
+            m,
+            "[gates.migrations]",
+            &["dir", "files", "lock_risk", "since_git"],
+        );
+        let since = r.str(m, "since_git", "\"v1.0.9\"").map(|x| x.0);
         let d = r.req_str(m, mat, "[gates.migrations]", "dir", "\"migrations\"");
         let files = r
             .str_list(m, "files", "[\"0042_add_column.sql\"]")
@@ -473,7 +479,7 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
                     Some("paths are relative to the plan file's directory".into()),
                 );
             }
-            g.migrations = Some((p, files, lock_fail));
+            g.migrations = Some((p, files, lock_fail, since));
         }
     }
     if let Some(v) = t.get("freeze") {
@@ -811,69 +817,121 @@ pub async fn evaluate(plan: &crate::plan::Plan, now: jiff::Timestamp) -> Vec<Gat
         };
         out.push(verify_signature(artifact, &file, keys));
     }
-    if let Some((dir, files, lock_fail)) = &g.migrations {
-        let paths: Vec<PathBuf> = if files.is_empty() {
+    if let Some((dir, files, lock_fail, since)) = &g.migrations {
+        let mut paths: Vec<PathBuf> = if files.is_empty() {
             vec![dir.clone()]
         } else {
             files.iter().map(|f| dir.join(f)).collect()
         };
-        match lint_paths(&paths) {
-            Err(e) => out.push(GateResult::new(
-                "migrations",
-                Verdict::Fail,
-                format!("cannot read migrations: {e}"),
-                None,
-            )),
-            Ok(reports) => {
-                let mut incompatible = Vec::new();
-                let mut locks = Vec::new();
-                let mut other = Vec::new();
-                for r in &reports {
-                    for (l, _, m) in &r.syntax_errors {
-                        other.push(format!("{}:{l}: syntax error: {m}", r.file));
-                    }
-                    for (l, m) in &r.problems {
-                        other.push(format!("{}:{l}: {m}", r.file));
-                    }
-                    for f in r.findings.iter().filter(|f| f.fails()) {
-                        let line = format!("{}:{} {} ({})", f.file, f.line, f.rule, f.statement);
-                        match f.class {
-                            Class::BackwardIncompatible => incompatible.push(line),
-                            Class::LockRisk => locks.push(line),
+        if let Some(rev) = since {
+            // the release's new migrations: files added since `rev`
+            let res = tokio::process::Command::new("git")
+                .args([
+                    "diff",
+                    "--name-only",
+                    "--diff-filter=A",
+                    "--relative",
+                    rev.as_str(),
+                    "--",
+                    ".",
+                ])
+                .current_dir(dir)
+                .output()
+                .await;
+            match res {
+                Ok(o) if o.status.success() => {
+                    paths = String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter(|l| l.ends_with(".sql"))
+                        .map(|l| dir.join(l))
+                        .collect();
+                    paths.sort();
+                }
+                Ok(o) => {
+                    out_push_fail(
+                        &mut out,
+                        format!(
+                            "git diff {rev} in {}: {}",
+                            dir.display(),
+                            String::from_utf8_lossy(&o.stderr).trim()
+                        ),
+                    );
+                    paths.clear();
+                }
+                Err(e) => {
+                    out_push_fail(&mut out, format!("cannot run git: {e}"));
+                    paths.clear();
+                }
+            }
+            if paths.is_empty() && out.iter().all(|r| r.gate != "migrations") {
+                out.push(GateResult::new(
+                    "migrations",
+                    Verdict::Pass,
+                    format!("no migration added since {rev}"),
+                    None,
+                ));
+            }
+        }
+        if !paths.is_empty() {
+            match lint_paths(&paths) {
+                Err(e) => out.push(GateResult::new(
+                    "migrations",
+                    Verdict::Fail,
+                    format!("cannot read migrations: {e}"),
+                    None,
+                )),
+                Ok(reports) => {
+                    let mut incompatible = Vec::new();
+                    let mut locks = Vec::new();
+                    let mut other = Vec::new();
+                    for r in &reports {
+                        for (l, _, m) in &r.syntax_errors {
+                            other.push(format!("{}:{l}: syntax error: {m}", r.file));
+                        }
+                        for (l, m) in &r.problems {
+                            other.push(format!("{}:{l}: {m}", r.file));
+                        }
+                        for f in r.findings.iter().filter(|f| f.fails()) {
+                            let line =
+                                format!("{}:{} {} ({})", f.file, f.line, f.rule, f.statement);
+                            match f.class {
+                                Class::BackwardIncompatible => incompatible.push(line),
+                                Class::LockRisk => locks.push(line),
+                            }
                         }
                     }
-                }
-                let checked = reports.len();
-                if !incompatible.is_empty()
-                    || !other.is_empty()
-                    || (*lock_fail && !locks.is_empty())
-                {
-                    let mut all = other;
-                    all.extend(
-                        incompatible
-                            .iter()
-                            .map(|x| format!("backward-incompatible: {x}")),
-                    );
-                    if *lock_fail {
-                        all.extend(locks.iter().map(|x| format!("lock risk: {x}")));
-                    }
-                    out.push(GateResult::new("migrations", Verdict::Fail, all.join("; "), Some("run `glidepath lint` on the migrations for each safe alternative; contract steps go to a post-phase migration")));
-                } else if !locks.is_empty() {
-                    out.push(GateResult::new(
-                        "migrations",
-                        Verdict::Warn,
-                        format!("{checked} file(s); lock risks: {}", locks.join("; ")),
-                        Some("see `glidepath lint` for the lock-free alternatives"),
-                    ));
-                } else {
-                    out.push(GateResult::new(
-                        "migrations",
-                        Verdict::Pass,
-                        format!(
+                    let checked = reports.len();
+                    if !incompatible.is_empty()
+                        || !other.is_empty()
+                        || (*lock_fail && !locks.is_empty())
+                    {
+                        let mut all = other;
+                        all.extend(
+                            incompatible
+                                .iter()
+                                .map(|x| format!("backward-incompatible: {x}")),
+                        );
+                        if *lock_fail {
+                            all.extend(locks.iter().map(|x| format!("lock risk: {x}")));
+                        }
+                        out.push(GateResult::new("migrations", Verdict::Fail, all.join("; "), Some("run `glidepath lint` on the migrations for each safe alternative; contract steps go to a post-phase migration")));
+                    } else if !locks.is_empty() {
+                        out.push(GateResult::new(
+                            "migrations",
+                            Verdict::Warn,
+                            format!("{checked} file(s); lock risks: {}", locks.join("; ")),
+                            Some("see `glidepath lint` for the lock-free alternatives"),
+                        ));
+                    } else {
+                        out.push(GateResult::new(
+                            "migrations",
+                            Verdict::Pass,
+                            format!(
                             "{checked} file(s) safe while old and new releases share the schema"
                         ),
-                        None,
-                    ));
+                            None,
+                        ));
+                    }
                 }
             }
         }
@@ -964,6 +1022,15 @@ pub async fn evaluate(plan: &crate::plan::Plan, now: jiff::Timestamp) -> Vec<Gat
         );
     }
     out
+}
+
+fn out_push_fail(out: &mut Vec<GateResult>, why: String) {
+    out.push(GateResult::new(
+        "migrations",
+        Verdict::Fail,
+        why,
+        Some("check since_git names a revision of the repository holding the migrations"),
+    ));
 }
 
 /// The table `preflight` prints.

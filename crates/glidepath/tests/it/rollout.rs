@@ -779,3 +779,75 @@ async fn restart_target_check_refuses_before_any_change() {
         stdout(&out)
     );
 }
+
+/// `since_git`: only the migrations added since a revision are the release's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_since_a_git_revision() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let m = env.path().join("migrations");
+    std::fs::create_dir_all(&m).unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&m)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    // an old, already-deployed migration that would fail today's lint
+    std::fs::write(m.join("0001_old.sql"), "DROP TABLE legacy;\n").unwrap();
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.email=t@e",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-qm",
+        "1.0.9",
+    ]);
+    git(&["tag", "v1"]);
+    std::fs::write(
+        m.join("0002_new.sql"),
+        "SET lock_timeout = '2s';\nALTER TABLE users ADD COLUMN nick text;\n",
+    )
+    .unwrap();
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.email=t@e",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-qm",
+        "1.0.10",
+    ]);
+    let text = std::fs::read_to_string(&plan).unwrap()
+        + "\n[gates.migrations]\ndir = \"migrations\"\nsince_git = \"v1\"\n";
+    std::fs::write(&plan, &text).unwrap();
+    let out = env.run(&["preflight", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("migrations             pass     1 file(s) safe"),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::write(
+        &plan,
+        text.replace("since_git = \"v1\"", "since_git = \"no-such-tag\""),
+    )
+    .unwrap();
+    let out = env.run(&["preflight", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stdout(&out).contains("git diff no-such-tag"),
+        "{}",
+        stdout(&out)
+    );
+}
