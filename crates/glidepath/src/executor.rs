@@ -699,7 +699,7 @@ pub async fn builtin_checks(
     });
     if let Some(m) = &drivers.metrics {
         let all: Vec<Target> = targets(plan).into_values().collect();
-        out.push(match m.start_window(&all).await {
+        out.push(match m.preflight(&all).await {
             Ok(d) => builtin(GateResult::new("metrics", Verdict::Pass, d, None), false),
             Err(e) => builtin(
                 GateResult::new(

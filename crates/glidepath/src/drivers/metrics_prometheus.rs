@@ -138,6 +138,35 @@ impl MetricsSource for PrometheusSource {
         Ok(format!("Prometheus {} answers", self.url))
     }
 
+    async fn preflight(&self, nodes: &[Target]) -> DResult<String> {
+        self.start_window(nodes).await?;
+        let mut n = 0;
+        for c in &self.checks {
+            let CheckKind::Query {
+                query,
+                samples_query,
+            } = &c.kind
+            else {
+                continue;
+            };
+            for q in std::iter::once(query).chain(samples_query.iter()) {
+                self.query(&self.render(q, nodes))
+                    .await
+                    .map_err(|e| match e {
+                        DriverError::Failed(m) => {
+                            DriverError::Failed(format!("check `{}`: {m}", c.spec.name))
+                        }
+                        other => other,
+                    })?;
+                n += 1;
+            }
+        }
+        Ok(format!(
+            "Prometheus {} answers all {n} check queries",
+            self.url
+        ))
+    }
+
     async fn observe(&self, nodes: &[Target]) -> Vec<Observation> {
         let mut out = Vec::new();
         for c in &self.checks {

@@ -137,6 +137,10 @@ pub trait MetricsSource: Send + Sync {
     async fn start_window(&self, nodes: &[Target]) -> DResult<String>;
     /// One observation per check, over the window so far.
     async fn observe(&self, nodes: &[Target]) -> Vec<Observation>;
+    /// Before the run: the source answers every check's query.
+    async fn preflight(&self, nodes: &[Target]) -> DResult<String> {
+        self.start_window(nodes).await
+    }
 }
 
 /// The drivers one plan uses.

@@ -302,6 +302,26 @@ async fn haproxy_socket_gone_refuses_before_any_node_changes() {
     }
     let r = real(3).await;
     let plan = real_plan(&r, &r.env.v2, "5s", "");
+    // a check whose PromQL Prometheus rejects is caught at preflight too
+    let broken = plan.with_file_name("broken-query.toml");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(&plan).unwrap().replacen(
+            "histogram_quantile(0.95,",
+            "histogram_quantile(0.95,,",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = r.env.run(&["preflight", broken.to_str().unwrap()]);
+    assert_eq!(code(&out), 3, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("metrics                FAIL")
+            && stdout(&out).contains("check `p95 latency`")
+            && stdout(&out).contains("bad_data"),
+        "{}",
+        stdout(&out)
+    );
     let Real { env, haproxy, prom } = r;
     drop(haproxy); // stopped by PID; its socket file is left behind, dead
     let out = env.run(&["run", plan.to_str().unwrap()]);
