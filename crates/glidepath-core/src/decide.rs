@@ -55,6 +55,9 @@ fn reason_for(
         (Track::Back, StepKind::Drain) => "take out of rotation to restore".to_string(),
         (_, StepKind::Drain) => format!("take out of rotation before deploying {target}"),
         (_, StepKind::CheckDrained) => "wait for 0 active connections".to_string(),
+        (Track::Back, StepKind::Stage) => {
+            format!("make sure last-known-good {target} is on the node")
+        }
         (_, StepKind::Stage) => format!("stage release {target} and verify its checksum"),
         (Track::Back, StepKind::Switch) => format!("switch back to last-known-good {target}"),
         (_, StepKind::Switch) => format!("switch current to {target}"),

@@ -297,6 +297,7 @@ impl Track {
             Track::Back => &[
                 Drain,
                 CheckDrained,
+                Stage,
                 Switch,
                 Restart,
                 CheckHealth,

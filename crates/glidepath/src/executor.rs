@@ -467,7 +467,10 @@ impl Executor {
                     self.drivers.clone(),
                     self.target_for(&step),
                     self.canaries(),
-                    self.plan.release.clone(),
+                    Releases {
+                        new: self.plan.release.clone(),
+                        rollback: self.plan.rollback_release.clone(),
+                    },
                     step.clone(),
                 );
                 let tx = tx.clone();
@@ -568,10 +571,41 @@ pub async fn builtin_checks(
         ),
         Err(e) => builtin(GateResult::new("artifact", Verdict::Fail, format!("cannot read artifact {}: {e}", rel.artifact.display()), None), false),
     });
+    if let Some(rb) = &plan.rollback_release {
+        match artifact_sha256(&rb.artifact) {
+            Ok(sum) if sum == rb.sha256 => {}
+            Ok(sum) => out.push(builtin(
+                GateResult::new(
+                    "artifact",
+                    Verdict::Fail,
+                    format!(
+                        "the [rollback] artifact {} has sha256 {sum}, the plan says {}",
+                        rb.artifact.display(),
+                        rb.sha256
+                    ),
+                    Some("point [rollback] at the reviewed last-known-good artifact"),
+                ),
+                false,
+            )),
+            Err(e) => out.push(builtin(
+                GateResult::new(
+                    "artifact",
+                    Verdict::Fail,
+                    format!(
+                        "cannot read the [rollback] artifact {}: {e}",
+                        rb.artifact.display()
+                    ),
+                    None,
+                ),
+                false,
+            )),
+        }
+    }
     let mut before = BTreeMap::new();
     let (mut lb, mut targets_bad, mut health_bad) = (Vec::new(), Vec::new(), Vec::new());
     let (mut lb_infra, mut target_infra, mut health_infra) = (true, true, true);
     let (mut perms, mut perm_infra) = (Vec::new(), true);
+    let mut provided: Vec<String> = Vec::new();
     for t in targets(plan).values() {
         if let Err(e) = drivers.balancer.preflight(t).await {
             lb_infra &= e.is_infra();
@@ -606,12 +640,17 @@ pub async fn builtin_checks(
             }
         }
         if !drivers.deployer.has_release(t, &cur).await.unwrap_or(false) {
-            target_infra = false;
-            targets_bad.push(format!(
-                "{}: the current release {cur} is missing from releases/",
-                t.name
-            ));
-            continue;
+            if plan
+                .rollback_release
+                .as_ref()
+                .is_some_and(|r| r.version == cur)
+            {
+                provided.push(t.name.clone());
+            } else {
+                target_infra = false;
+                targets_bad.push(format!("{}: the current release {cur} is missing from releases/ (provide it with [rollback] artifact, version and sha256)", t.name));
+                continue;
+            }
         }
         if let Err(e) = drivers.health.probe(t, Some(&cur)).await {
             health_infra &= e.is_infra();
@@ -646,7 +685,11 @@ pub async fn builtin_checks(
     });
     out.push(if targets_bad.is_empty() {
         let versions: Vec<String> = before.iter().map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or("-"))).collect();
-        builtin(GateResult::new("rollback-target", Verdict::Pass, format!("last-known-good releases: {}", versions.join(" ")), None), false)
+        builtin(GateResult::new("rollback-target", Verdict::Pass, if provided.is_empty() {
+                    format!("last-known-good releases: {}", versions.join(" "))
+                } else {
+                    format!("last-known-good releases: {} (restored from the [rollback] artifact on {} if needed)", versions.join(" "), provided.join(", "))
+                }, None), false)
     } else {
         builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("install the current release through glidepath (releases/<version> + current) before rolling out")), target_infra)
     });
@@ -715,6 +758,14 @@ pub async fn builtin_checks(
     (out, before)
 }
 
+/// The releases a step may need: the new one, and the last-known-good as
+/// an artifact when the plan provides it.
+#[derive(Debug, Clone)]
+pub struct Releases {
+    pub new: crate::plan::Release,
+    pub rollback: Option<crate::plan::Release>,
+}
+
 /// Steps whose intent is journaled without an outcome.
 pub fn events_in_flight(events: &[Event]) -> Vec<Step> {
     let mut open: Vec<Step> = Vec::new();
@@ -743,7 +794,7 @@ async fn perform(
     d: Drivers,
     target: Option<Target>,
     canaries: Vec<Target>,
-    release: crate::plan::Release,
+    release: Releases,
     step: Step,
 ) -> StepOutcome {
     let polling = matches!(
@@ -781,7 +832,7 @@ async fn perform_once(
     d: Drivers,
     target: Option<Target>,
     canaries: Vec<Target>,
-    release: crate::plan::Release,
+    release: Releases,
     step: Step,
 ) -> StepOutcome {
     let fail = |e: crate::drivers::DriverError| StepOutcome {
@@ -804,7 +855,24 @@ async fn perform_once(
                 Err(e) => fail(e),
             }
         }
-        (StepKind::Stage, Some(t)) => d.deployer.stage(t, &release).await,
+        (StepKind::Stage, Some(t)) if version == release.new.version => {
+            d.deployer.stage(t, &release.new).await
+        }
+        // the back track: the last-known-good release must be on the node
+        (StepKind::Stage, Some(t)) => match d.deployer.has_release(t, &version).await {
+            Ok(true) => Ok(format!("{version} is on the node")),
+            Ok(false) => match release.rollback.as_ref().filter(|r| r.version == version) {
+                Some(r) => d
+                    .deployer
+                    .stage(t, r)
+                    .await
+                    .map(|m| format!("restored from the [rollback] artifact: {m}")),
+                None => Err(crate::drivers::DriverError::Failed(format!(
+                    "release {version} is not on the node and no [rollback] artifact provides it"
+                ))),
+            },
+            Err(e) => Err(e),
+        },
         (StepKind::Switch, Some(t)) => d.deployer.switch(t, &version).await,
         (StepKind::Restart, Some(t)) => d.service.restart(t, &version).await,
         (StepKind::CheckHealth, Some(t)) => d.health.probe(t, Some(&version)).await,

@@ -211,6 +211,9 @@ pub struct Plan {
     pub health: HealthCfg,
     pub sli: Option<SliCfg>,
     pub rollback_on: Vec<String>,
+    /// The last-known-good release as an artifact, for nodes whose
+    /// `releases/` no longer holds it.
+    pub rollback_release: Option<Release>,
     pub journal: Option<PathBuf>,
     pub gates: crate::gates::GatesCfg,
 }
@@ -1353,13 +1356,31 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
 
     // [rollback]
     let mut rollback_on = Vec::new();
+    let mut rollback_release = None;
     match r.table(&root, "rollback") {
         None if !root.contains_key("rollback") => {
             r.diags.push(Diag::error("the plan has no rollback path: missing [rollback] section", (0, 0), "the plan starts here").hint("add [rollback] with on = [\"health\", \"sli\"]: glidepath refuses a rollout it cannot undo"));
         }
         None => {}
         Some((t, _)) => {
-            r.known_keys(t, "[rollback]", &["on"]);
+            r.known_keys(t, "[rollback]", &["on", "artifact", "version", "sha256"]);
+            let a = r.str(t, "artifact", "\"dist/api-1.0.9\"");
+            let v = r.str(t, "version", "\"1.0.9\"");
+            let h = r.str(t, "sha256", "\"<64 hex digits>\"");
+            match (a, v, h) {
+                (None, None, None) => {}
+                (Some((a, asp)), Some((v, _)), Some((h, hsp))) => {
+                    let p = dir.join(&a);
+                    if !p.exists() {
+                        r.err(asp, format!("rollback artifact `{a}` not found"), format!("looked for {}", p.display()), None);
+                    } else if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+                        r.err(hsp, "`sha256` must be 64 hex digits", "not a sha256", None);
+                    } else {
+                        rollback_release = Some(Release { version: v, artifact: p, sha256: h.to_lowercase() });
+                    }
+                }
+                _ => r.err(t.get("artifact").or(t.get("version")).or(t.get("sha256")).map_or(head, |x| x.span), "a rollback artifact needs `artifact`, `version` and `sha256`", "incomplete", Some("the last-known-good release, for nodes that no longer keep it in releases/".into())),
+            }
             let list = r
                 .str_list(t, "on", "[\"health\", \"sli\"]")
                 .unwrap_or_else(|| vec![("health".into(), head), ("sli".into(), head)]);
@@ -1437,6 +1458,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         health: health.expect("validated"),
         sli,
         rollback_on,
+        rollback_release,
         journal,
         gates,
     };

@@ -851,3 +851,44 @@ async fn migrations_since_a_git_revision() {
         stdout(&out)
     );
 }
+
+/// A node whose releases/ lost its last-known-good release: refused, unless
+/// the plan provides it as a [rollback] artifact, which a rollback restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provided_rollback_artifact_restores_a_missing_last_known_good() {
+    let env = Env::start(2).await;
+    for n in &env.fleet.nodes {
+        std::fs::remove_dir_all(n.dir.join("releases/1")).unwrap(); // current → releases/1 now dangles
+    }
+    let plan = env.plan(&env.v3, &knobs());
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stderr(&out).contains(
+            "the current release 1 is missing from releases/ (provide it with [rollback] artifact"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let artifact = env
+        .v1
+        .artifact
+        .strip_prefix(env.path())
+        .unwrap()
+        .display()
+        .to_string();
+    let text = std::fs::read_to_string(&plan).unwrap().replace("[rollback]\non = [\"health\", \"sli\"]", &format!("[rollback]\non = [\"health\", \"sli\"]\nartifact = \"{artifact}\"\nversion = \"1\"\nsha256 = \"{}\"", env.v1.sha256));
+    std::fs::write(&plan, text).unwrap();
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "the bad canary was rolled back");
+    assert!(
+        stdout(&out).contains("restored from the [rollback] artifact"),
+        "{}",
+        stdout(&out)
+    );
+    env.assert_fleet(&["1", "1"]).await;
+    assert!(env.fleet.nodes[0]
+        .dir
+        .join("releases/1/release.toml")
+        .exists());
+}
