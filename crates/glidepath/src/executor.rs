@@ -282,8 +282,9 @@ impl Executor {
     /// `[gates]`. A failing declared gate may be forced with a reason.
     async fn preflight(&mut self) -> Result<BTreeMap<String, Option<String>>, ExecError> {
         let (mut results, before) = builtin_checks(&self.plan, &self.drivers).await;
+        let deployed = same_release(&before);
         let now = jiff::Timestamp::now();
-        results.extend(crate::gates::evaluate(&self.plan, now).await);
+        results.extend(crate::gates::evaluate(&self.plan, now, deployed.as_deref()).await);
         let by = format!(
             "{}@{}",
             std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
@@ -756,6 +757,13 @@ pub async fn builtin_checks(
         });
     }
     (out, before)
+}
+
+/// The release every node runs, when they all run the same one.
+pub fn same_release(before: &BTreeMap<String, Option<String>>) -> Option<String> {
+    let mut it = before.values().flatten();
+    let first = it.next()?.clone();
+    it.all(|v| *v == first).then_some(first)
 }
 
 /// The releases a step may need: the new one, and the last-known-good as

@@ -769,7 +769,14 @@ pub fn verify_signature(artifact: &Path, sig_file: &Path, trusted: &[String]) ->
 }
 
 /// Evaluate the declared gates at `now`.
-pub async fn evaluate(plan: &crate::plan::Plan, now: jiff::Timestamp) -> Vec<GateResult> {
+/// `deployed` is the release every node runs now (when they agree): it
+/// fills `{deployed}` in `since_git`, so "the migrations new since the
+/// release currently deployed" is `since_git = "v{deployed}"`.
+pub async fn evaluate(
+    plan: &crate::plan::Plan,
+    now: jiff::Timestamp,
+    deployed: Option<&str>,
+) -> Vec<GateResult> {
     let (g, plan_dir, artifact) = (
         &plan.gates,
         plan.dir.as_path(),
@@ -823,7 +830,21 @@ pub async fn evaluate(plan: &crate::plan::Plan, now: jiff::Timestamp) -> Vec<Gat
         } else {
             files.iter().map(|f| dir.join(f)).collect()
         };
-        if let Some(rev) = since {
+        let since = since
+            .as_ref()
+            .map(|r| crate::plan::render(r, &[("deployed", deployed.unwrap_or("{deployed}"))]));
+        if let Some(rev) = since.as_ref().filter(|r| {
+            if r.contains("{deployed}") {
+                out_push_fail(
+                    &mut out,
+                    "since_git uses {deployed}, but the nodes do not all run the same release"
+                        .into(),
+                );
+                false
+            } else {
+                true
+            }
+        }) {
             // the release's new migrations: files added since `rev`
             let res = tokio::process::Command::new("git")
                 .args([

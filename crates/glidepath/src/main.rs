@@ -491,8 +491,16 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
         Cmd::Preflight { plan: path } => {
             let p = load_plan(&path, format, color)?;
             let drivers = Drivers::for_plan(&p);
-            let (mut results, _) = glidepath::executor::builtin_checks(&p, &drivers).await;
-            results.extend(glidepath::gates::evaluate(&p, jiff::Timestamp::now()).await);
+            let (mut results, before) = glidepath::executor::builtin_checks(&p, &drivers).await;
+            use glidepath::executor::same_release;
+            results.extend(
+                glidepath::gates::evaluate(
+                    &p,
+                    jiff::Timestamp::now(),
+                    same_release(&before).as_deref(),
+                )
+                .await,
+            );
             if format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&results).expect("json"));
             } else {
