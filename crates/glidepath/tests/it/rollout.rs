@@ -838,6 +838,19 @@ async fn migrations_since_a_git_revision() {
         "{}",
         stdout(&out)
     );
+    // the release the fleet runs now (1) names the tag: v{deployed} = v1
+    std::fs::write(
+        &plan,
+        text.replace("since_git = \"v1\"", "since_git = \"v{deployed}\""),
+    )
+    .unwrap();
+    let out = env.run(&["preflight", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("migrations             pass     1 file(s) safe"),
+        "{}",
+        stdout(&out)
+    );
     std::fs::write(
         &plan,
         text.replace("since_git = \"v1\"", "since_git = \"no-such-tag\""),
