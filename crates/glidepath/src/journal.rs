@@ -319,6 +319,17 @@ impl Journal {
         })
     }
 
+    fn row_to_lease(r: &rusqlite::Row) -> rusqlite::Result<Lease> {
+        Ok(Lease {
+            fleet: r.get(0)?,
+            run_id: r.get(1)?,
+            pid: r.get::<_, i64>(2)? as u32,
+            host: r.get(3)?,
+            since: r.get::<_, i64>(4)? as u64,
+            heartbeat: r.get::<_, i64>(5)? as u64,
+        })
+    }
+
     const RUN_COLS: &'static str =
         "id, fleet, plan_path, plan_hash, plan_source, version, status, reason, created_at, updated_at";
 
@@ -354,16 +365,7 @@ impl Journal {
             .query_row(
                 "SELECT fleet, run_id, pid, host, since, heartbeat FROM leases WHERE fleet = ?1",
                 params![fleet],
-                |r| {
-                    Ok(Lease {
-                        fleet: r.get(0)?,
-                        run_id: r.get(1)?,
-                        pid: r.get::<_, i64>(2)? as u32,
-                        host: r.get(3)?,
-                        since: r.get::<_, i64>(4)? as u64,
-                        heartbeat: r.get::<_, i64>(5)? as u64,
-                    })
-                },
+                Self::row_to_lease,
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -397,16 +399,7 @@ impl Journal {
             .query_row(
                 "SELECT fleet, run_id, pid, host, since, heartbeat FROM leases WHERE fleet = ?1",
                 params![fleet],
-                |r| {
-                    Ok(Lease {
-                        fleet: r.get(0)?,
-                        run_id: r.get(1)?,
-                        pid: r.get::<_, i64>(2)? as u32,
-                        host: r.get(3)?,
-                        since: r.get::<_, i64>(4)? as u64,
-                        heartbeat: r.get::<_, i64>(5)? as u64,
-                    })
-                },
+                Self::row_to_lease,
             )
             .optional()
             .map_err(|e| JournalError::Sqlite {

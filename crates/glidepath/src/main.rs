@@ -277,6 +277,28 @@ fn open_existing(path: &Path) -> Result<Journal, Failure> {
     Ok(Journal::open(path)?)
 }
 
+/// Print a file's diagnostics (JSON on stdout, or rendered on stderr) and
+/// return the exit-2 failure.
+fn invalid(
+    report: &glidepath::diag::Report,
+    format: Format,
+    color: bool,
+    message: String,
+) -> Failure {
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::json!({ "valid": false, "problems": report.json() })
+        );
+    } else {
+        eprint!("{}", report.render(color));
+    }
+    Failure {
+        reported: format == Format::Json,
+        ..Failure::new(exit::INVALID, message)
+    }
+}
+
 fn load_plan(path: &Path, format: Format, color: bool) -> Result<plan::Plan, Failure> {
     match plan::load(path) {
         Ok((p, warnings)) => {
@@ -286,26 +308,17 @@ fn load_plan(path: &Path, format: Format, color: bool) -> Result<plan::Plan, Fai
             Ok(p)
         }
         Err(PlanError::Invalid(report)) => {
-            if format == Format::Json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "valid": false, "problems": report.json() })
-                );
-            } else {
-                eprint!("{}", report.render(color));
-            }
             let n = report
                 .diags
                 .iter()
                 .filter(|d| d.severity == glidepath::diag::Severity::Error)
                 .count();
-            Err(Failure {
-                reported: format == Format::Json,
-                ..Failure::new(
-                    exit::INVALID,
-                    format!("{} has {n} problem(s); nothing was run", path.display()),
-                )
-            })
+            Err(invalid(
+                &report,
+                format,
+                color,
+                format!("{} has {n} problem(s); nothing was run", path.display()),
+            ))
         }
         Err(e @ PlanError::Io { .. }) => Err(Failure::new(exit::INVALID, e.to_string())),
     }
@@ -339,12 +352,7 @@ fn outcome_code(r: &RunResult) -> u8 {
 fn print_result(journal_path: &Path, r: &RunResult, format: Format) -> Result<u8, Failure> {
     let j = Journal::open(journal_path)?;
     let rec = j.run(&r.run_id)?;
-    let (plan, _) = plan::parse(
-        Path::new(&rec.plan_path),
-        &rec.plan_source,
-        Path::new(&rec.plan_path).parent().unwrap_or(Path::new(".")),
-    )
-    .map_err(|_| Failure::new(exit::INTERNAL, "journaled plan unreadable"))?;
+    let plan = journaled_plan(&rec)?;
     let s = summarize(
         &rec,
         &plan.rollout_spec(),
@@ -440,21 +448,12 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
                         plan::DIR_SHA256_PIPELINE
                     ))],
                 };
-                if format == Format::Json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "valid": false, "problems": report.json() })
-                    );
-                } else {
-                    eprint!("{}", report.render(color));
-                }
-                return Err(Failure {
-                    reported: format == Format::Json,
-                    ..Failure::new(
-                        exit::INVALID,
-                        format!("{}: checksum mismatch; nothing was run", path.display()),
-                    )
-                });
+                return Err(invalid(
+                    &report,
+                    format,
+                    color,
+                    format!("{}: checksum mismatch; nothing was run", path.display()),
+                ));
             }
             let steps = p.describe();
             if format == Format::Json {
@@ -551,12 +550,7 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
                         Failure::new(exit::INVALID, "the journal has no runs yet")
                     })?,
                 };
-            let (plan, _) = plan::parse(
-                Path::new(&rec.plan_path),
-                &rec.plan_source,
-                Path::new(&rec.plan_path).parent().unwrap_or(Path::new(".")),
-            )
-            .map_err(|_| Failure::new(exit::INTERNAL, "journaled plan unreadable"))?;
+            let plan = journaled_plan(&rec)?;
             let lease = journal.lease_of_run(&rec.id)?;
             let holder = lease.map(|l| {
                 if l.holder_dead(now_ms()) {
@@ -909,23 +903,12 @@ fn load_system(
 ) -> Result<glidepath::system::SystemFile, Failure> {
     match glidepath::system::load(path) {
         Ok(s) => Ok(s),
-        Err(PlanError::Invalid(report)) => {
-            if format == Format::Json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "valid": false, "problems": report.json() })
-                );
-            } else {
-                eprint!("{}", report.render(color));
-            }
-            Err(Failure {
-                reported: format == Format::Json,
-                ..Failure::new(
-                    exit::INVALID,
-                    format!("{} is invalid; nothing was done", path.display()),
-                )
-            })
-        }
+        Err(PlanError::Invalid(report)) => Err(invalid(
+            &report,
+            format,
+            color,
+            format!("{} is invalid; nothing was done", path.display()),
+        )),
         Err(e) => Err(Failure::new(exit::INVALID, e.to_string())),
     }
 }
@@ -962,6 +945,23 @@ fn state_of(
     )
 }
 
+/// The plan a run was started with, as journaled.
+fn journaled_plan(rec: &glidepath::journal::RunRecord) -> Result<plan::Plan, Failure> {
+    let path = Path::new(&rec.plan_path);
+    plan::parse(
+        path,
+        &rec.plan_source,
+        path.parent().unwrap_or(Path::new(".")),
+    )
+    .map(|(p, _)| p)
+    .map_err(|_| {
+        Failure::new(
+            exit::INTERNAL,
+            format!("the plan journaled for run {} no longer parses", rec.id),
+        )
+    })
+}
+
 fn is_final(status: &str) -> bool {
     matches!(
         status,
@@ -996,12 +996,7 @@ async fn command(
         return Ok(exit::OK);
     }
     if kind == "abort" {
-        let (plan, _) = plan::parse(
-            Path::new(&rec.plan_path),
-            &rec.plan_source,
-            Path::new(&rec.plan_path).parent().unwrap_or(Path::new(".")),
-        )
-        .map_err(|_| Failure::new(exit::INTERNAL, "journaled plan unreadable"))?;
+        let plan = journaled_plan(&rec)?;
         let state = glidepath_core::RunState::replay(&plan.rollout_spec(), &j.events(run)?);
         if state.phase == glidepath_core::Phase::RollingBack {
             return Err(Failure::new(

@@ -1489,40 +1489,9 @@ fn read_check(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Option<Che
             "on_inconclusive",
         ],
     );
-    let name = r.req_str(t, at, "[[sli.check]]", "name", "\"error rate\"");
+    let (name, max, min, min_samples, _, policy) = read_check_common(r, t, at);
     let kind = r.req_str(t, at, "[[sli.check]]", "kind", "\"error_ratio\"");
     let metric = r.req_str(t, at, "[[sli.check]]", "metric", "\"http_requests_total\"");
-    let max = r.num(t, "max");
-    let min = r.num(t, "min");
-    let min_samples = r
-        .int(t, "min_samples", 0, "50")
-        .map(|x| x.0 as u64)
-        .unwrap_or(1);
-    let policy = match r.str(t, "on_inconclusive", "\"wait\"") {
-        None => InconclusivePolicy::Wait,
-        Some((p, s)) => {
-            match p.as_str() {
-                "wait" => InconclusivePolicy::Wait,
-                "fail" => InconclusivePolicy::Fail,
-                "pass" => InconclusivePolicy::Pass,
-                _ => {
-                    r.err(s, format!("unknown `on_inconclusive` \"{p}\""), "expected wait, fail or pass", Some("\"wait\" keeps probing and fails if the window ends without enough data".into()));
-                    InconclusivePolicy::Wait
-                }
-            }
-        }
-    };
-    if max.is_none() && min.is_none() {
-        r.err(
-            at,
-            format!(
-                "check `{}` has no threshold",
-                name.as_ref().map_or("?", |n| n.0.as_str())
-            ),
-            "no max or min",
-            Some("add max = … (breach above) or min = … (breach below)".into()),
-        );
-    }
     let (kind_s, kind_span) = kind?;
     let metric = metric.clone();
     let ck = match kind_s.as_str() {
@@ -1592,7 +1561,7 @@ fn read_check(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Option<Che
     };
     Some(CheckCfg {
         spec: CheckSpec {
-            name: name?.0,
+            name: name?,
             max: max.map(|x| x.0),
             min: min.map(|x| x.0),
             min_samples,
