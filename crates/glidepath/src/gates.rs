@@ -6,7 +6,7 @@
 
 use crate::diag::Diag;
 use crate::lint::{lint_paths, Class};
-use crate::plan::{parse_duration, Reader};
+use crate::plan::Reader;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -1072,11 +1072,6 @@ pub fn render(results: &[GateResult]) -> String {
         }
     }
     s
-}
-
-/// Parse a duration for gates' CLI flags.
-pub fn duration(s: &str) -> Result<Duration, String> {
-    parse_duration(s)
 }
 
 #[cfg(test)]
