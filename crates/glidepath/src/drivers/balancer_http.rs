@@ -2,7 +2,7 @@
 //! on a POST, and reports its state as JSON `{"drained": bool, "active": n}`.
 //! The demo nodes speak it.
 
-use super::{http_client, http_err, Balancer, DResult, DriverError, Target};
+use super::{http_client, send_checked, Balancer, DResult, DriverError, Target};
 use crate::plan::render;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -36,33 +36,23 @@ impl HttpBalancer {
 
     async fn post(&self, tpl: &str, t: &Target) -> DResult<String> {
         let url = self.url(tpl, t);
-        let resp = self
-            .client
-            .post(&url)
-            .send()
-            .await
-            .map_err(|e| http_err(&format!("POST {url}"), e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(DriverError::Failed(format!("POST {url}: HTTP {status}")));
-        }
-        Ok(format!("POST {url}: {status}"))
+        let resp = send_checked(
+            self.client.post(&url),
+            &format!("POST {url}"),
+            DriverError::Failed,
+        )
+        .await?;
+        Ok(format!("POST {url}: {}", resp.status()))
     }
 
     async fn get_state(&self, t: &Target) -> DResult<State> {
         let url = self.url(&self.state, t);
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| http_err(&format!("GET {url}"), e))?;
-        if !resp.status().is_success() {
-            return Err(DriverError::Failed(format!(
-                "GET {url}: HTTP {}",
-                resp.status()
-            )));
-        }
+        let resp = send_checked(
+            self.client.get(&url),
+            &format!("GET {url}"),
+            DriverError::Failed,
+        )
+        .await?;
         resp.json::<State>().await.map_err(|e| {
             DriverError::Failed(format!(
                 "GET {url}: expected {{\"drained\": bool, \"active\": n}}: {e}"

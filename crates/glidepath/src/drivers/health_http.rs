@@ -3,7 +3,7 @@
 //! code. Every configured probe must pass.
 
 use super::service_command::shell_output;
-use super::{http_client, http_err, DResult, DriverError, HealthProbe, Target};
+use super::{http_client, http_err, send_checked, DResult, DriverError, HealthProbe, Target};
 use crate::plan::{host_of, render, HealthCfg};
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -40,16 +40,13 @@ impl HealthProbe for Health {
         let mut parts = Vec::new();
         if let Some(tpl) = &self.cfg.http {
             let url = render(tpl, &vars);
-            let resp = self
-                .client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| http_err(&format!("GET {url}"), e))?;
+            let resp = send_checked(
+                self.client.get(&url),
+                &format!("GET {url}"),
+                DriverError::Failed,
+            )
+            .await?;
             let status = resp.status();
-            if !status.is_success() {
-                return Err(DriverError::Failed(format!("GET {url}: HTTP {status}")));
-            }
             if let Some(want) = &self.cfg.body {
                 let body = resp
                     .text()

@@ -3,7 +3,7 @@
 //! scrapes again and computes, from the difference (counter resets
 //! handled), the error ratio and latency quantiles over the window.
 
-use super::{http_client, http_err, DResult, DriverError, MetricsSource, Target};
+use super::{http_client, http_err, send_checked, DResult, DriverError, MetricsSource, Target};
 use crate::plan::{render, CheckCfg, CheckKind};
 use async_trait::async_trait;
 use glidepath_core::metrics::{counter_sum_increase, parse_text, Histogram, Sample};
@@ -31,18 +31,12 @@ impl ScrapeSource {
 
     async fn scrape(&self, t: &Target) -> DResult<Vec<Sample>> {
         let url = render(&self.url, &[("node", &t.name), ("address", &t.address)]);
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| http_err(&format!("GET {url}"), e))?;
-        if !resp.status().is_success() {
-            return Err(DriverError::Unreachable(format!(
-                "GET {url}: HTTP {}",
-                resp.status()
-            )));
-        }
+        let resp = send_checked(
+            self.client.get(&url),
+            &format!("GET {url}"),
+            DriverError::Unreachable,
+        )
+        .await?;
         let text = resp
             .text()
             .await

@@ -218,6 +218,20 @@ fn balancer(cfg: &BalancerCfg, plan: &Plan) -> Arc<dyn Balancer> {
     }
 }
 
+/// Send a request; a connection problem or timeout is `http_err`'s, a
+/// non-2xx answer is `on_status("METHOD URL: HTTP …")`.
+pub(crate) async fn send_checked(
+    req: reqwest::RequestBuilder,
+    what: &str,
+    on_status: fn(String) -> DriverError,
+) -> DResult<reqwest::Response> {
+    let resp = req.send().await.map_err(|e| http_err(what, e))?;
+    if !resp.status().is_success() {
+        return Err(on_status(format!("{what}: HTTP {}", resp.status())));
+    }
+    Ok(resp)
+}
+
 impl Drivers {
     /// The real drivers a plan asks for.
     pub fn for_plan(plan: &Plan) -> Drivers {

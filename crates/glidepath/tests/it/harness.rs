@@ -185,6 +185,14 @@ impl Env {
     }
 }
 
+/// Events of the newest run in a journal (empty before the first run).
+pub fn latest_events(j: &Journal) -> Vec<Event> {
+    j.runs(1)
+        .ok()
+        .and_then(|r| r.first().cloned())
+        .map_or(vec![], |r| j.events(&r.id).unwrap())
+}
+
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }

@@ -218,15 +218,9 @@ async fn second_run_is_refused_while_one_holds_the_fleet_and_promote_continues_i
         "the first run to pause after the canary",
         Duration::from_secs(60),
         || {
-            j.runs(1)
-                .ok()
-                .and_then(|r| r.first().cloned())
-                .is_some_and(|r| {
-                    j.events(&r.id)
-                        .unwrap()
-                        .iter()
-                        .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
-                })
+            latest_events(&j)
+                .iter()
+                .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
         },
     )
     .await;
@@ -273,15 +267,9 @@ async fn lease_of_a_dead_process_is_detected_and_taken_over_by_resume() {
     let mut first = env.spawn(&["run", plan.to_str().unwrap()]);
     let j = env.journal();
     wait_until("the run to pause", Duration::from_secs(60), || {
-        j.runs(1)
-            .ok()
-            .and_then(|r| r.first().cloned())
-            .is_some_and(|r| {
-                j.events(&r.id)
-                    .unwrap()
-                    .iter()
-                    .any(|e| matches!(e, Event::WindowClosed { .. }))
-            })
+        latest_events(&j)
+            .iter()
+            .any(|e| matches!(e, Event::WindowClosed { .. }))
     })
     .await;
     let run = env.latest_run();
@@ -317,15 +305,9 @@ async fn abort_stops_safely_at_a_pause_point() {
     let mut first = env.spawn(&["run", plan.to_str().unwrap()]);
     let j = env.journal();
     wait_until("the run to pause", Duration::from_secs(60), || {
-        j.runs(1)
-            .ok()
-            .and_then(|r| r.first().cloned())
-            .is_some_and(|r| {
-                j.events(&r.id)
-                    .unwrap()
-                    .iter()
-                    .any(|e| matches!(e, Event::WindowClosed { .. }))
-            })
+        latest_events(&j)
+            .iter()
+            .any(|e| matches!(e, Event::WindowClosed { .. }))
     })
     .await;
     let run = env.latest_run();
@@ -349,14 +331,9 @@ async fn ctrl_c_aborts_safely_mid_rollout() {
     let mut child = env.spawn(&["run", plan.to_str().unwrap()]);
     let j = env.journal();
     wait_until("the SLI window to start", Duration::from_secs(60), || {
-        j.runs(1)
-            .ok()
-            .and_then(|r| r.first().cloned())
-            .is_some_and(|r| {
-                j.events(&r.id).unwrap().iter().any(
-                    |e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe),
-                )
-            })
+        latest_events(&j)
+            .iter()
+            .any(|e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe))
     })
     .await;
     // SAFETY: signalling our own child.
@@ -420,14 +397,9 @@ async fn a_peer_that_dies_mid_rollout_is_an_infrastructure_fault_and_changed_nod
     let child = env.spawn(&["run", plan.to_str().unwrap(), "--output", "json"]);
     let j = env.journal();
     wait_until("the SLI window to probe", Duration::from_secs(60), || {
-        j.runs(1)
-            .ok()
-            .and_then(|r| r.first().cloned())
-            .is_some_and(|r| {
-                j.events(&r.id).unwrap().iter().any(
-                    |e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe),
-                )
-            })
+        latest_events(&j)
+            .iter()
+            .any(|e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe))
     })
     .await;
     env.fleet.nodes[2].kill();
