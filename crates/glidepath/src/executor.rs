@@ -16,7 +16,56 @@ use glidepath_core::{
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+/// Termination requests (SIGINT, SIGTERM) the process has received, counted.
+/// [`watch_signals`] installs the handlers; the executor reacts to the first
+/// (abort safely, or end a preflight as aborted) from the first instant of a
+/// run, not only once the rollout loop starts.
+pub type StopSignals = watch::Receiver<(u32, &'static str)>;
+
+static ACTIVE_RUN: std::sync::Mutex<Option<(String, String)>> = std::sync::Mutex::new(None);
+
+/// The run this process drives and its journal, once known (for the message
+/// printed when a second signal ends the process at once).
+pub fn active_run() -> Option<(String, String)> {
+    ACTIVE_RUN.lock().ok().and_then(|g| g.clone())
+}
+
+fn set_active_run(run: &str, journal: &Journal) {
+    if let Ok(mut g) = ACTIVE_RUN.lock() {
+        *g = Some((run.to_string(), journal.path().display().to_string()));
+    }
+}
+
+/// Install SIGINT and SIGTERM handlers now and count what arrives. From the
+/// second signal on, `on_second` is called with the signal's name (the binary
+/// ends the process there, whatever the executor is blocked on). Call it
+/// inside a tokio runtime.
+pub fn watch_signals(on_second: impl Fn(&'static str) + Send + 'static) -> StopSignals {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = watch::channel((0u32, ""));
+    let mut sigint = signal(SignalKind::interrupt()).ok();
+    let mut sigterm = signal(SignalKind::terminate()).ok();
+    tokio::spawn(async move {
+        let mut count = 0;
+        loop {
+            let name = tokio::select! {
+                Some(_) = async { match sigint.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => "Ctrl-C",
+                Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => "SIGTERM",
+                else => return,
+            };
+            count += 1;
+            if count >= 2 {
+                on_second(name);
+            }
+            if tx.send((count, name)).is_err() && count >= 2 {
+                return;
+            }
+        }
+    });
+    rx
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -102,6 +151,15 @@ pub struct Executor {
     targets: BTreeMap<String, Target>,
     /// `--force GATE --reason …` given to `run`.
     forces: Vec<(String, String)>,
+    stop: StopSignals,
+}
+
+/// What a caller may add to [`Executor::start`]: forced gates and the
+/// process's signal watch (one is installed when none is given).
+#[derive(Default)]
+pub struct StartOptions {
+    pub forces: Vec<(String, String)>,
+    pub stop: Option<StopSignals>,
 }
 
 pub fn new_run_id() -> String {
@@ -137,17 +195,20 @@ impl Executor {
         drivers: Drivers,
         reporter: Arc<dyn Reporter>,
     ) -> Result<RunResult, ExecError> {
-        Self::start_forced(plan, journal, drivers, reporter, Vec::new()).await
+        Self::start_with(plan, journal, drivers, reporter, StartOptions::default()).await
     }
 
-    /// Like [`Executor::start`], forcing the named failing gates with a reason.
-    pub async fn start_forced(
+    /// Like [`Executor::start`], with forced gates and a signal watch.
+    pub async fn start_with(
         plan: Plan,
         mut journal: Journal,
         drivers: Drivers,
         reporter: Arc<dyn Reporter>,
-        forces: Vec<(String, String)>,
+        opts: StartOptions,
     ) -> Result<RunResult, ExecError> {
+        // Signals first: a Ctrl-C during preflight must end the run cleanly.
+        let stop = opts.stop.unwrap_or_else(|| watch_signals(|_| {}));
+        let forces = opts.forces;
         let run_id = new_run_id();
         let spec = plan.rollout_spec();
         journal.create_run(&RunRecord {
@@ -183,38 +244,100 @@ impl Executor {
             state,
             crash: CrashHook::from_env(),
             forces,
+            stop,
         };
+        set_active_run(&ex.run_id, &ex.journal);
         ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
         let jp = ex.journal.path().display().to_string();
         ex.reporter.note(&format!(
             "journal {jp} · follow it with: glidepath status {} --journal {jp}",
             ex.run_id
         ));
-        let before = match ex.preflight().await {
-            Ok(b) => b,
-            Err(e) => {
-                let status = "refused";
-                ex.journal.set_status(&ex.run_id, status, &e.to_string())?;
-                ex.journal.release_lease(&ex.plan.fleet_name, &ex.run_id)?;
-                return Err(e);
+        ex.preflight_then_drive().await
+    }
+
+    /// Preflight (cancellable by a signal), then `Started`, then the loop.
+    /// Used by `start` and by `resume` of a run that never passed preflight:
+    /// no node changes before every gate has passed in this process.
+    async fn preflight_then_drive(&mut self) -> Result<RunResult, ExecError> {
+        let mut stop = self.stop.clone();
+        let already = stop.borrow_and_update().0 > 0;
+        let pre = if already {
+            Err(stop.borrow().1)
+        } else {
+            tokio::select! {
+                r = self.preflight() => Ok(r),
+                _ = stop.changed() => Err(stop.borrow().1),
             }
         };
-        ex.journal.set_status(&ex.run_id, "running", "")?;
-        ex.record(Event::Started {
+        let before = match pre {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                self.journal
+                    .set_status(&self.run_id, "refused", &e.to_string())?;
+                self.journal
+                    .release_lease(&self.plan.fleet_name, &self.run_id)?;
+                return Err(e);
+            }
+            Err(signal) => {
+                return self.finish_before_start(
+                    Outcome::Aborted,
+                    format!(
+                        "{signal} during preflight: the run was stopped before any node changed"
+                    ),
+                );
+            }
+        };
+        self.journal.set_status(&self.run_id, "running", "")?;
+        self.record(Event::Started {
             at: now_ms(),
             before,
         })?;
-        ex.drive().await
+        self.drive().await
+    }
+
+    /// End a run that never started (nothing changed): journal `Finished`,
+    /// release the lease.
+    fn finish_before_start(
+        &mut self,
+        outcome: Outcome,
+        reason: String,
+    ) -> Result<RunResult, ExecError> {
+        self.reporter.note(&reason);
+        self.record(Event::Finished {
+            at: now_ms(),
+            outcome,
+            reason,
+        })?;
+        self.journal
+            .release_lease(&self.plan.fleet_name, &self.run_id)?;
+        Ok(RunResult {
+            run_id: self.run_id.clone(),
+            outcome,
+            state: self.state.clone(),
+        })
     }
 
     /// Continue a run from its journal (after a crash, or to carry out an
     /// abort/rollback on a run whose process is gone).
     pub async fn resume(
-        mut journal: Journal,
+        journal: Journal,
         run_id: &str,
         make_drivers: impl FnOnce(&Plan) -> Drivers,
         reporter: Arc<dyn Reporter>,
     ) -> Result<RunResult, ExecError> {
+        Self::resume_with(journal, run_id, make_drivers, reporter, None).await
+    }
+
+    /// Like [`Executor::resume`], with the process's signal watch.
+    pub async fn resume_with(
+        mut journal: Journal,
+        run_id: &str,
+        make_drivers: impl FnOnce(&Plan) -> Drivers,
+        reporter: Arc<dyn Reporter>,
+        stop: Option<StopSignals>,
+    ) -> Result<RunResult, ExecError> {
+        let stop = stop.unwrap_or_else(|| watch_signals(|_| {}));
         let rec = journal.run(run_id)?;
         let path = std::path::PathBuf::from(&rec.plan_path);
         let dir = path
@@ -261,7 +384,12 @@ impl Executor {
             state,
             crash: CrashHook::from_env(),
             forces: Vec::new(),
+            stop,
         };
+        set_active_run(&ex.run_id, &ex.journal);
+        if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
+            return ex.resume_before_start(&events).await;
+        }
         ex.reporter
             .run_resumed(&ex.run_id, &ex.plan, &ex.spec, &events);
         let in_flight: Vec<Step> = events_in_flight(&events);
@@ -275,6 +403,44 @@ impl Executor {
         }
         ex.journal.set_status(&ex.run_id, "running", "")?;
         ex.drive().await
+    }
+
+    /// Resume a run whose process died before preflight passed (no
+    /// `Started` event): nothing has changed, so an abort or rollback waiting
+    /// for it just ends it; otherwise every gate runs again, with the forces
+    /// journaled by the first attempt (who, when and why stay on record).
+    async fn resume_before_start(&mut self, events: &[Event]) -> Result<RunResult, ExecError> {
+        let pending = self.journal.pending_commands(&self.run_id)?;
+        if let Some(c) = pending
+            .iter()
+            .find(|c| c.kind == "abort" || c.kind == "rollback")
+        {
+            for c in &pending {
+                self.journal.consume_command(c.id)?;
+            }
+            self.journal.set_status(&self.run_id, "running", "")?;
+            return self.finish_before_start(
+                Outcome::Aborted,
+                format!(
+                    "{} before preflight passed ({}): no node was changed",
+                    c.kind, c.reason
+                ),
+            );
+        }
+        self.forces = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::GateForced { gate, reason, .. } => Some((gate.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect();
+        self.forces.dedup();
+        self.reporter.note(&format!(
+            "run {} never passed preflight (its process died during it): running every gate again before any node changes",
+            self.run_id
+        ));
+        self.journal.set_status(&self.run_id, "preflight", "")?;
+        self.preflight_then_drive().await
     }
 
     /// Gates that must pass before any node changes: the built-in ones
@@ -434,10 +600,15 @@ impl Executor {
 
     async fn drive(&mut self) -> Result<RunResult, ExecError> {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Step, StepOutcome)>();
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut sigterm = signal(SignalKind::terminate()).ok();
-        let mut sigint = signal(SignalKind::interrupt()).ok();
+        let mut stop = self.stop.clone();
         let mut interrupts = 0;
+        // a signal that arrived before the loop (e.g. during preflight's last
+        // step) is acted on now
+        let (n, what) = *stop.borrow_and_update();
+        if n > 0 {
+            interrupts = n;
+            self.interrupted(n, what)?;
+        }
         let mut last_beat = std::time::Instant::now();
         let mut last_waiting: Option<String> = None;
         loop {
@@ -496,13 +667,12 @@ impl Executor {
                     self.record(Event::Outcome { at: now_ms(), step, outcome })?;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
-                Some(_) = async { match sigint.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                    interrupts += 1;
-                    self.interrupted(interrupts, "Ctrl-C")?;
-                }
-                Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                    interrupts += 1;
-                    self.interrupted(interrupts, "SIGTERM")?;
+                Ok(()) = stop.changed() => {
+                    let (n, what) = *stop.borrow_and_update();
+                    if n > interrupts {
+                        interrupts = n;
+                        self.interrupted(n, what)?;
+                    }
                 }
             }
             if last_beat.elapsed() > Duration::from_secs(1) {
@@ -850,6 +1020,13 @@ async fn perform_once(
         ..Default::default()
     };
     let version = step.version.clone().unwrap_or_default();
+    if version.is_empty() && matches!(step.kind, StepKind::Stage | StepKind::Switch) {
+        // a rollback target is never empty: `current -> releases/` is not a release
+        return fail(crate::drivers::DriverError::Failed(format!(
+            "no release is known for step {} (no last-known-good was recorded for this node): refusing to switch to nothing",
+            step.kind.as_str()
+        )));
+    }
     let r = match (step.kind, target.as_ref()) {
         (StepKind::Drain, Some(t)) => d.balancer.drain(t).await,
         (StepKind::CheckDrained, Some(t)) => {

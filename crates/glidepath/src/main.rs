@@ -246,7 +246,7 @@ fn main() -> ExitCode {
     }
     .expect("tokio runtime");
     let format = cli.output;
-    match rt.block_on(dispatch(cli, color)) {
+    let code = match rt.block_on(dispatch(cli, color)) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             eprintln!("error: {}", f.message);
@@ -258,7 +258,26 @@ fn main() -> ExitCode {
             }
             ExitCode::from(f.code)
         }
-    }
+    };
+    // Never wait for a blocked step (a hung driver call) on the way out.
+    rt.shutdown_background();
+    code
+}
+
+/// SIGINT/SIGTERM handlers for the commands that drive a run, installed
+/// before anything else: the first signal stops the run safely (a preflight
+/// ends as aborted), the second ends the process at once, whatever it waits on.
+fn stop_signals() -> glidepath::executor::StopSignals {
+    glidepath::executor::watch_signals(|name| {
+        let hint = match glidepath::executor::active_run() {
+            Some((run, journal)) => {
+                format!("`glidepath resume {run} --journal {journal}` finishes the run")
+            }
+            None => "no run had started".to_string(),
+        };
+        eprintln!("error: second {name}: stopped immediately; the journal is intact, {hint}");
+        std::process::exit(exit::INTERRUPTED as i32);
+    })
 }
 
 fn default_journal(cli_journal: &Option<PathBuf>) -> PathBuf {
@@ -479,12 +498,17 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
                 (false, Some(why)) if !why.trim().is_empty() => force.into_iter().map(|g| (g, why.clone())).collect(),
                 (false, _) => return Err(Failure::new(exit::INVALID, "--force needs --reason \"why this gate may be ignored\" (it is journaled with who and when)")),
             };
+            let stop = stop_signals();
             let p = load_plan(&path, format, color)?;
             let jpath = cli.journal.clone().unwrap_or_else(|| p.journal_path());
             let journal = Journal::open(&jpath)?;
             let drivers = Drivers::for_plan(&p);
-            let r = Executor::start_forced(p, journal, drivers, reporter(format, color), forces)
-                .await?;
+            let opts = glidepath::executor::StartOptions {
+                forces,
+                stop: Some(stop),
+            };
+            let r =
+                Executor::start_with(p, journal, drivers, reporter(format, color), opts).await?;
             print_result(&jpath, &r, format)
         }
         Cmd::Preflight { plan: path } => {
@@ -528,8 +552,15 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
                 );
                 return Ok(exit::OK);
             }
-            let r =
-                Executor::resume(journal, &run, Drivers::for_plan, reporter(format, color)).await?;
+            let stop = stop_signals();
+            let r = Executor::resume_with(
+                journal,
+                &run,
+                Drivers::for_plan,
+                reporter(format, color),
+                Some(stop),
+            )
+            .await?;
             print_result(&jpath, &r, format)
         }
         Cmd::Promote { run, reason } => {
@@ -1030,6 +1061,14 @@ async fn command(
         return Ok(exit::OK);
     }
     println!("no live process holds run {run}: carrying out the {kind} here");
-    let r = Executor::resume(j, run, Drivers::for_plan, reporter(format, color)).await?;
+    let stop = stop_signals();
+    let r = Executor::resume_with(
+        j,
+        run,
+        Drivers::for_plan,
+        reporter(format, color),
+        Some(stop),
+    )
+    .await?;
     print_result(&jpath, &r, format)
 }

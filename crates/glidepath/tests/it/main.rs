@@ -7,4 +7,5 @@ mod lint;
 mod plans;
 mod real;
 mod rollout;
+mod safety;
 mod system;
