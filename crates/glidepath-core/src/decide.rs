@@ -346,3 +346,33 @@ pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
     }
     d
 }
+
+/// The pause a `promote` would act on now, if any: an SLI breach held for a
+/// person, or a pause point of the plan that the run has reached. `None`
+/// means nothing waits for a promotion, so a promote must be refused rather
+/// than pre-approve a pause that has not come yet.
+pub fn awaiting_promotion(spec: &RolloutSpec, state: &RunState) -> Option<String> {
+    if state.phase != Phase::Rolling {
+        return None;
+    }
+    if let Some(h) = &state.held {
+        return Some(h.clone());
+    }
+    let group = spec.groups.get(state.group)?;
+    let complete = group
+        .iter()
+        .all(|n| state.nodes.get(n).map(|s| s.status) == Some(NodeStatus::Updated));
+    let window_due =
+        state.group == 0 && spec.window.is_some() && !state.windows_passed.contains(&0);
+    if !complete || window_due {
+        return None;
+    }
+    if spec.pause_after.contains(&state.group) && !state.promoted.contains(&state.group) {
+        return Some(if state.group == 0 {
+            "paused after the canary".to_string()
+        } else {
+            format!("paused after batch {}", state.group)
+        });
+    }
+    None
+}

@@ -12,7 +12,7 @@ mod sli;
 mod spec;
 mod state;
 
-pub use decide::{decide, Decision};
+pub use decide::{awaiting_promotion, decide, Decision};
 pub use sli::{close_window, fails_now, judge, Judgement, Observation, Verdict};
 pub use spec::{
     plan_groups, BatchSize, CheckSpec, DrainTimeoutPolicy, InconclusivePolicy, Millis, RolloutSpec,

@@ -576,7 +576,17 @@ impl Executor {
             let at = now_ms();
             let reason = c.reason.clone();
             let ev = match c.kind.as_str() {
-                "promote" => Event::Promoted { at, reason },
+                "promote" => {
+                    if glidepath_core::awaiting_promotion(&self.spec, &self.state).is_none() {
+                        // never pre-approve a pause that has not come yet
+                        self.journal.refuse_command(
+                            c.id,
+                            "the run is not waiting at a pause point or a held breach now",
+                        )?;
+                        continue;
+                    }
+                    Event::Promoted { at, reason }
+                }
                 "abort" => Event::AbortRequested { at, reason },
                 "rollback" => Event::RollbackRequested { at, reason },
                 _ => {

@@ -192,10 +192,30 @@ impl Journal {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        Self::migrate(&conn).map_err(err)?;
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Columns added since the first schema, for journals written by older
+    /// versions (`ALTER TABLE … ADD COLUMN` is idempotent here).
+    fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+        let has = |table: &str, col: &str| -> rusqlite::Result<bool> {
+            let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+            let names = st.query_map([], |r| r.get::<_, String>(1))?;
+            for n in names {
+                if n? == col {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        if !has("commands", "outcome")? {
+            conn.execute_batch("ALTER TABLE commands ADD COLUMN outcome TEXT")?;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -247,7 +267,7 @@ impl Journal {
             source: e,
         })?;
         tx.execute(
-            "UPDATE commands SET consumed_at = ?2 WHERE id = ?1",
+            "UPDATE commands SET consumed_at = ?2, outcome = 'applied' WHERE id = ?1",
             params![command, now_ms() as i64],
         )
         .and_then(|_| tx.commit())
@@ -487,12 +507,32 @@ impl Journal {
     }
 
     pub fn consume_command(&self, id: i64) -> Result<(), JournalError> {
+        self.refuse_command(id, "ignored")
+    }
+
+    /// Mark a command consumed without acting on it, saying why (the
+    /// sender prints it and exits non-zero).
+    pub fn refuse_command(&self, id: i64, why: &str) -> Result<(), JournalError> {
         self.conn
             .execute(
-                "UPDATE commands SET consumed_at = ?2 WHERE id = ?1",
-                params![id, now_ms() as i64],
+                "UPDATE commands SET consumed_at = ?2, outcome = ?3 WHERE id = ?1",
+                params![id, now_ms() as i64, why],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// What became of a command: `None` while it is pending, else
+    /// `Some("applied")` or the reason it was refused.
+    pub fn command_outcome(&self, id: i64) -> Result<Option<String>, JournalError> {
+        self.conn
+            .query_row(
+                "SELECT consumed_at, COALESCE(outcome, 'applied') FROM commands WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+            .map(|o| o.and_then(|(c, out)| c.map(|_| out)))
     }
 }

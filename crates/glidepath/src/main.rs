@@ -14,6 +14,33 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+// Output into a closed pipe (`glidepath status | head -1`) ends quietly:
+// these shadow std's macros, which panic when stdout is gone.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+macro_rules! eprint {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// Documented exit codes (README "Exit codes").
 mod exit {
     pub const OK: u8 = 0;
@@ -1019,6 +1046,15 @@ async fn command(
             format!("run {run} was refused at preflight; nothing to {kind}"),
         ));
     }
+    if is_final(&rec.status) && kind == "promote" {
+        return Err(Failure::new(
+            exit::INVALID,
+            format!(
+                "run {run} already finished ({}): no pause waits for a promote",
+                rec.status
+            ),
+        ));
+    }
     if is_final(&rec.status) && kind != "rollback" {
         println!(
             "run {run} already finished ({}); nothing to {kind}",
@@ -1036,6 +1072,21 @@ async fn command(
             ));
         }
     }
+    if kind == "promote" {
+        let plan = journaled_plan(&rec)?;
+        let spec = plan.rollout_spec();
+        let state = glidepath_core::RunState::replay(&spec, &j.events(run)?);
+        if glidepath_core::awaiting_promotion(&spec, &state).is_none() {
+            let now = glidepath_core::decide(&spec, &state, now_ms())
+                .waiting
+                .map(|w| format!(" (it waits for: {w})"))
+                .unwrap_or_default();
+            return Err(Failure::new(
+                exit::INVALID,
+                format!("run {run} is not waiting at a pause point{now}: promote acts only on a pause that waits now, so nothing was sent\nhint: `glidepath status {run}` shows what the run does; pause points are [strategy] pauses"),
+            ));
+        }
+    }
     let id = j.push_command(run, kind, reason)?;
     let lease = j.lease_of_run(run)?;
     if let Some(l) = lease.filter(|l| !l.holder_dead(now_ms())) {
@@ -1045,9 +1096,18 @@ async fn command(
         );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
-            if !j.pending_commands(run)?.iter().any(|c| c.id == id) {
-                println!("acknowledged: the run journaled the {kind}; `glidepath status {run}` follows it");
-                return Ok(exit::OK);
+            match j.command_outcome(id)?.as_deref() {
+                None => {}
+                Some("applied") => {
+                    println!("acknowledged: the run journaled the {kind}; `glidepath status {run}` follows it");
+                    return Ok(exit::OK);
+                }
+                Some(why) => {
+                    return Err(Failure::new(
+                        exit::INVALID,
+                        format!("run {run} refused the {kind}: {why}"),
+                    ))
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }

@@ -357,7 +357,8 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
     };
     let say = |s: &str| {
         if !opts.quiet {
-            println!("{s}");
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "{s}");
         }
     };
     // Ctrl-C at any point stops the demo cleanly; during a rollout the

@@ -222,3 +222,98 @@ async fn a_second_signal_always_ends_the_process() {
         .iter()
         .any(|e| matches!(e, Event::Intent { step, .. } if step.kind == StepKind::Restart)));
 }
+
+/// Item 11: `promote` acts only on a pause that waits now; sent during the
+/// SLI window it is refused (exit 2) and the after-canary pause still comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_is_refused_unless_a_pause_waits_now() {
+    let env = Env::start(3).await;
+    let plan = env.plan(
+        &env.v2,
+        &DemoPlan {
+            window: "4s".into(),
+            pauses: "pauses = [\"after-canary\"]".into(),
+            ..knobs()
+        },
+    );
+    let mut child = env.spawn(&["run", plan.to_str().unwrap()]);
+    let j = env.journal();
+    wait_until("the SLI window to run", Duration::from_secs(60), || {
+        latest_events(&j)
+            .iter()
+            .any(|e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe))
+    })
+    .await;
+    let run = env.latest_run();
+    let early = env.run(&["promote", &run]);
+    assert_eq!(code(&early), 2, "refused: nothing waits yet");
+    assert!(
+        stderr(&early).contains("not waiting at a pause point"),
+        "{}",
+        stderr(&early)
+    );
+    wait_until(
+        "the pause after the canary",
+        Duration::from_secs(60),
+        || {
+            latest_events(&j)
+                .iter()
+                .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
+        },
+    )
+    .await;
+    let status = env.run(&["status", &run]);
+    assert!(
+        stdout(&status).contains("waiting: paused after the canary"),
+        "the early promote pre-approved nothing: {}",
+        stdout(&status)
+    );
+    assert!(!env
+        .events(&run)
+        .iter()
+        .any(|e| matches!(e, Event::Promoted { .. })));
+    let ok = env.run(&["promote", &run]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(120)).await.code(),
+        Some(0)
+    );
+    let late = env.run(&["promote", &run]);
+    assert_ne!(code(&late), 0, "nothing to promote on a finished run");
+}
+
+/// Item 11: output into a closed pipe ends quietly, with the command's own
+/// exit code (no panic, no exit 101).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_output_quietly() {
+    let env = Env::start(2).await;
+    let sql = env.path().join("migrations");
+    std::fs::create_dir_all(&sql).unwrap();
+    for i in 0..50 {
+        std::fs::write(
+            sql.join(format!("{i:03}.sql")),
+            "ALTER TABLE t DROP COLUMN c;\n",
+        )
+        .unwrap();
+    }
+    let plan = env.plan(&env.v2, &knobs());
+    env.run_until_killed(&["run", plan.to_str().unwrap()], "transition:gates_checked");
+    for args in [
+        vec!["lint", sql.to_str().unwrap()],
+        vec!["status"],
+        vec!["history"],
+        vec!["status", "--output", "json"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // the reader is gone before glidepath writes a byte
+        let out = env
+            .cmd(&args)
+            .stdout(std::process::Stdio::from(writer))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(code(&out), 101, "{args:?}: {err}");
+    }
+}
