@@ -235,7 +235,7 @@ async fn rollback(runs: usize) {
         )
         .unwrap();
         let (plan, _) = glidepath::plan::load(&path).unwrap_or_else(|_| panic!("plan"));
-        let journal = Journal::open(&plan.journal_path()).unwrap();
+        let journal = Journal::open(&plan.dir.join("glidepath.db")).unwrap();
         let r = Executor::start(
             plan.clone(),
             journal,
@@ -244,7 +244,7 @@ async fn rollback(runs: usize) {
         )
         .await
         .unwrap();
-        let events = Journal::open(&plan.journal_path())
+        let events = Journal::open(&plan.dir.join("glidepath.db"))
             .unwrap()
             .events(&r.run_id)
             .unwrap();
@@ -349,7 +349,7 @@ async fn prometheus(runs: usize) {
             );
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
-        let journal = Journal::open(&plan.journal_path()).unwrap();
+        let journal = Journal::open(&plan.dir.join("glidepath.db")).unwrap();
         let r = Executor::start(
             plan.clone(),
             journal,
@@ -358,7 +358,7 @@ async fn prometheus(runs: usize) {
         )
         .await
         .unwrap();
-        let events = Journal::open(&plan.journal_path())
+        let events = Journal::open(&plan.dir.join("glidepath.db"))
             .unwrap()
             .events(&r.run_id)
             .unwrap();

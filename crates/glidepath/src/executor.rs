@@ -152,6 +152,8 @@ pub struct Executor {
     /// `--force GATE --reason …` given to `run`.
     forces: Vec<(String, String)>,
     stop: StopSignals,
+    /// This machine's locks on the nodes (held while the executor lives).
+    _locks: crate::journal::NodeLocks,
 }
 
 /// What a caller may add to [`Executor::start`]: forced gates and the
@@ -169,6 +171,19 @@ pub fn new_run_id() -> String {
     let compact: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
     let salt = (now as u32 ^ std::process::id().wrapping_mul(2654435761)) & 0xffff;
     format!("r{}-{}-{salt:04x}", &compact[2..8], &compact[8..14])
+}
+
+fn node_locks(
+    plan: &Plan,
+    run: &str,
+    journal: &Journal,
+) -> Result<crate::journal::NodeLocks, JournalError> {
+    let nodes: Vec<(String, String)> = plan
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.address.clone()))
+        .collect();
+    crate::journal::NodeLocks::acquire(&nodes, run, journal.path())
 }
 
 fn targets(plan: &Plan) -> BTreeMap<String, Target> {
@@ -232,6 +247,14 @@ impl Executor {
             journal.set_status(&run_id, "refused", &e.to_string())?;
             return Err(e.into());
         }
+        let locks = match node_locks(&plan, &run_id, &journal) {
+            Ok(l) => l,
+            Err(e) => {
+                journal.set_status(&run_id, "refused", &e.to_string())?;
+                journal.release_lease(&plan.fleet_name, &run_id)?;
+                return Err(e.into());
+            }
+        };
         let state = RunState::new(&spec);
         let mut ex = Executor {
             targets: targets(&plan),
@@ -245,6 +268,7 @@ impl Executor {
             crash: CrashHook::from_env(),
             forces,
             stop,
+            _locks: locks,
         };
         set_active_run(&ex.run_id, &ex.journal);
         ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
@@ -369,6 +393,13 @@ impl Executor {
             }
         }
         journal.acquire_lease(&plan.fleet_name, run_id, true)?;
+        let locks = match node_locks(&plan, run_id, &journal) {
+            Ok(l) => l,
+            Err(e) => {
+                journal.release_lease(&plan.fleet_name, run_id)?;
+                return Err(e.into());
+            }
+        };
         let spec = plan.rollout_spec();
         let events = journal.events(run_id)?;
         let state = RunState::replay(&spec, &events);
@@ -385,6 +416,7 @@ impl Executor {
             crash: CrashHook::from_env(),
             forces: Vec::new(),
             stop,
+            _locks: locks,
         };
         set_active_run(&ex.run_id, &ex.journal);
         if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
@@ -547,6 +579,7 @@ impl Executor {
 
     /// Journal an event, apply it, report it.
     fn record(&mut self, ev: Event) -> Result<(), ExecError> {
+        let ev = crate::journal::bounded(ev);
         self.journal.append(&self.run_id, &ev)?;
         self.state.apply(&self.spec, &ev);
         self.reporter.event(&self.state, &ev);

@@ -12,8 +12,40 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Lease heartbeats older than this mean the holder is gone (other hosts).
+/// Lease heartbeats older than this mean the holder is gone (other hosts,
+/// or a stopped process on this one). `GLIDEPATH_LEASE_TTL` overrides it.
 pub const LEASE_STALE_MS: u64 = 30_000;
+
+/// The lease TTL in force: [`LEASE_STALE_MS`] unless `GLIDEPATH_LEASE_TTL`
+/// (a duration such as `10s`) says otherwise.
+pub fn lease_ttl_ms() -> u64 {
+    std::env::var("GLIDEPATH_LEASE_TTL")
+        .ok()
+        .and_then(|v| humantime::parse_duration(v.trim()).ok())
+        .map_or(LEASE_STALE_MS, |d| (d.as_millis() as u64).max(1_000))
+}
+
+/// The journal used when neither `--journal`, `GLIDEPATH_JOURNAL` nor the
+/// plan's `[journal] path` names one: one per machine and user (so that two
+/// copies of a plan share one lease per fleet), in the XDG state directory:
+/// `$XDG_STATE_HOME/glidepath/journal.db`, else
+/// `~/.local/state/glidepath/journal.db`.
+pub fn default_path() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions.
+            PathBuf::from(format!("/var/tmp/glidepath-{}", unsafe { libc::getuid() }))
+        });
+    base.join("glidepath").join("journal.db")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -32,6 +64,31 @@ pub enum JournalError {
     },
     #[error("no run `{0}` in the journal")]
     NoSuchRun(String),
+    /// Another journal on this machine drives a run on one of the nodes.
+    #[error("node {node} ({address}) is being rolled out by run {run} (pid {pid}) from another journal, {journal}: two journals cannot see each other's leases")]
+    OtherJournal {
+        node: String,
+        address: String,
+        run: String,
+        pid: u32,
+        journal: String,
+    },
+    #[error("cannot take this machine's node lock {path}: {source}")]
+    NodeLock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// This process held the fleet's lease and lost it (another process took
+    /// it over after the TTL): it must write nothing more and stop.
+    #[error("run {run} lost the lease of fleet `{fleet}` (epoch {epoch}){}: this process stops without touching the fleet again", match .taken_by { Some(t) => format!(" to {t}"), None => String::new() })]
+    Fenced {
+        fleet: String,
+        run: String,
+        epoch: i64,
+        /// Who holds it now (`run … pid … on host`), if anyone.
+        taken_by: Option<String>,
+    },
     #[error("fleet `{fleet}` is locked by run {run_id} (pid {pid} on {host}, since {since})")]
     Locked {
         fleet: String,
@@ -68,13 +125,16 @@ pub struct Lease {
     pub host: String,
     pub since: u64,
     pub heartbeat: u64,
+    /// The fencing epoch: increased by every acquisition of the fleet's
+    /// lease, checked by every write of the holder.
+    pub epoch: i64,
 }
 
 impl Lease {
     /// Is the holder certainly gone? Same host: the process no longer exists
     /// (or is a zombie). Any host: no heartbeat for [`LEASE_STALE_MS`].
     pub fn holder_dead(&self, now: u64) -> bool {
-        if now.saturating_sub(self.heartbeat) > LEASE_STALE_MS {
+        if now.saturating_sub(self.heartbeat) > lease_ttl_ms() {
             return true;
         }
         self.host == hostname() && !pid_alive(self.pid)
@@ -119,6 +179,71 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// The longest text (a reason, a step's detail) kept in the journal.
+pub const MAX_TEXT: usize = 4096;
+/// An event larger than this has its texts clipped to [`MAX_TEXT`].
+pub const MAX_EVENT: usize = 64 * 1024;
+
+/// `s` cut to at most `max` bytes on a char boundary, saying how much went.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [{} more bytes not journaled]",
+        &s[..end],
+        s.len() - end
+    )
+    .into()
+}
+
+/// The event as it may be journaled: one over [`MAX_EVENT`] bytes has its
+/// free texts clipped. The executor applies the bounded event, so the state
+/// it folds is the one a replay folds.
+pub fn bounded(ev: Event) -> Event {
+    match serde_json::to_string(&ev) {
+        Ok(s) if s.len() > MAX_EVENT => clip_event(&ev),
+        _ => ev,
+    }
+}
+
+/// The event with every free text clipped to [`MAX_TEXT`].
+fn clip_event(ev: &Event) -> Event {
+    let c = |s: &String| clip(s, MAX_TEXT).into_owned();
+    let mut ev = ev.clone();
+    match &mut ev {
+        Event::Outcome { outcome, step, .. } => {
+            outcome.detail = c(&outcome.detail);
+            step.reason = c(&step.reason);
+            for o in &mut outcome.observations {
+                o.check = c(&o.check);
+                if let Some(e) = &mut o.error {
+                    *e = c(e);
+                }
+            }
+        }
+        Event::Intent { step, .. } => step.reason = c(&step.reason),
+        Event::Finished { reason, .. }
+        | Event::WindowClosed { reason, .. }
+        | Event::GroupStarted { reason, .. }
+        | Event::GateForced { reason, .. }
+        | Event::Promoted { reason, .. }
+        | Event::AbortRequested { reason, .. }
+        | Event::RollbackRequested { reason, .. } => *reason = c(reason),
+        Event::GatesChecked { results, .. } => {
+            for r in results {
+                r.reason = c(&r.reason);
+            }
+        }
+        _ => {}
+    }
+    ev
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,6 +258,16 @@ pub fn fmt_time(ms: u64) -> String {
 pub struct Journal {
     conn: Connection,
     path: PathBuf,
+    /// Set once this handle holds a fleet's lease: every write is then
+    /// conditional on the lease still being ours at this epoch.
+    fence: Option<Fence>,
+}
+
+#[derive(Debug, Clone)]
+struct Fence {
+    fleet: String,
+    run: String,
+    epoch: i64,
 }
 
 const SCHEMA: &str = r#"
@@ -166,6 +301,10 @@ CREATE TABLE IF NOT EXISTS leases (
     since INTEGER NOT NULL,
     heartbeat INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS fences (
+    fleet TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS commands (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL,
@@ -196,6 +335,7 @@ impl Journal {
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
+            fence: None,
         })
     }
 
@@ -215,11 +355,66 @@ impl Journal {
         if !has("commands", "outcome")? {
             conn.execute_batch("ALTER TABLE commands ADD COLUMN outcome TEXT")?;
         }
+        if !has("leases", "epoch")? {
+            conn.execute_batch("ALTER TABLE leases ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0")?;
+        }
         Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The lease epoch this handle writes under, once it holds a lease.
+    pub fn epoch(&self) -> Option<i64> {
+        self.fence.as_ref().map(|f| f.epoch)
+    }
+
+    /// Run `write` in one IMMEDIATE transaction that first checks the fence:
+    /// a holder that lost its lease writes nothing.
+    fn fenced<T>(
+        &mut self,
+        write: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T, JournalError> {
+        let path = self.path.clone();
+        let fence = self.fence.clone();
+        let err = |source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        if let Some(f) = &fence {
+            let now: Option<Lease> = tx
+                .query_row(
+                    &format!("SELECT {} FROM leases WHERE fleet = ?1", Self::LEASE_COLS),
+                    params![f.fleet],
+                    Self::row_to_lease,
+                )
+                .optional()
+                .map_err(err)?;
+            if !now
+                .as_ref()
+                .is_some_and(|l| l.run_id == f.run && l.epoch == f.epoch)
+            {
+                return Err(JournalError::Fenced {
+                    fleet: f.fleet.clone(),
+                    run: f.run.clone(),
+                    epoch: f.epoch,
+                    taken_by: now.map(|l| {
+                        format!(
+                            "run {} (pid {} on {}, epoch {})",
+                            l.run_id, l.pid, l.host, l.epoch
+                        )
+                    }),
+                });
+            }
+        }
+        let out = write(&tx).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(out)
     }
 
     fn err(&self, source: rusqlite::Error) -> JournalError {
@@ -240,13 +435,19 @@ impl Journal {
         Ok(())
     }
 
-    pub fn set_status(&self, run: &str, status: &str, reason: &str) -> Result<(), JournalError> {
-        self.conn
-            .execute(
+    pub fn set_status(
+        &mut self,
+        run: &str,
+        status: &str,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        let reason = clip(reason, MAX_TEXT);
+        self.fenced(|tx| {
+            tx.execute(
                 "UPDATE runs SET status = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
                 params![run, status, reason, now_ms() as i64],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(())
     }
 
@@ -258,33 +459,28 @@ impl Journal {
         event: &Event,
         command: i64,
     ) -> Result<i64, JournalError> {
-        let tx = self.conn.transaction().map_err(|e| JournalError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        let seq = Self::insert_event(&tx, run, event).map_err(|e| JournalError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        tx.execute(
-            "UPDATE commands SET consumed_at = ?2, outcome = 'applied' WHERE id = ?1",
-            params![command, now_ms() as i64],
-        )
-        .and_then(|_| tx.commit())
-        .map_err(|e| JournalError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        Ok(seq)
+        self.fenced(|tx| {
+            let seq = Self::insert_event(tx, run, event)?;
+            tx.execute(
+                "UPDATE commands SET consumed_at = ?2, outcome = 'applied' WHERE id = ?1",
+                params![command, now_ms() as i64],
+            )?;
+            Ok(seq)
+        })
     }
 
     /// Append an event; returns its sequence number.
-    pub fn append(&self, run: &str, event: &Event) -> Result<i64, JournalError> {
-        Self::insert_event(&self.conn, run, event).map_err(|e| self.err(e))
+    pub fn append(&mut self, run: &str, event: &Event) -> Result<i64, JournalError> {
+        self.fenced(|tx| Self::insert_event(tx, run, event))
     }
 
     fn insert_event(conn: &Connection, run: &str, event: &Event) -> rusqlite::Result<i64> {
-        let data = serde_json::to_string(event).expect("events serialize");
+        let mut data = serde_json::to_string(event).expect("events serialize");
+        if data.len() > MAX_EVENT {
+            // a node or a metrics server answered with megabytes: keep the
+            // event, bounded, with its texts clipped
+            data = serde_json::to_string(&clip_event(event)).expect("events serialize");
+        }
         let (node, step) = match event {
             Event::Intent { step, .. } | Event::Outcome { step, .. } => {
                 (step.node.clone(), Some(step.kind.as_str()))
@@ -347,8 +543,11 @@ impl Journal {
             host: r.get(3)?,
             since: r.get::<_, i64>(4)? as u64,
             heartbeat: r.get::<_, i64>(5)? as u64,
+            epoch: r.get(6)?,
         })
     }
+
+    const LEASE_COLS: &'static str = "fleet, run_id, pid, host, since, heartbeat, epoch";
 
     const RUN_COLS: &'static str =
         "id, fleet, plan_path, plan_hash, plan_source, version, status, reason, created_at, updated_at";
@@ -383,7 +582,7 @@ impl Journal {
     pub fn lease(&self, fleet: &str) -> Result<Option<Lease>, JournalError> {
         self.conn
             .query_row(
-                "SELECT fleet, run_id, pid, host, since, heartbeat FROM leases WHERE fleet = ?1",
+                &format!("SELECT {} FROM leases WHERE fleet = ?1", Self::LEASE_COLS),
                 params![fleet],
                 Self::row_to_lease,
             )
@@ -417,7 +616,7 @@ impl Journal {
             })?;
         let existing: Option<Lease> = tx
             .query_row(
-                "SELECT fleet, run_id, pid, host, since, heartbeat FROM leases WHERE fleet = ?1",
+                &format!("SELECT {} FROM leases WHERE fleet = ?1", Self::LEASE_COLS),
                 params![fleet],
                 Self::row_to_lease,
             )
@@ -440,38 +639,61 @@ impl Journal {
                 });
             }
         }
-        tx.execute(
-            "INSERT INTO leases (fleet, run_id, pid, host, since, heartbeat) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-             ON CONFLICT(fleet) DO UPDATE SET run_id = ?2, pid = ?3, host = ?4, since = ?5, heartbeat = ?5",
-            params![fleet, run, me as i64, host, now as i64],
-        )
-        .map_err(|e| JournalError::Sqlite {
+        // every acquisition (a takeover too) gets a new epoch; the old
+        // holder's fenced writes fail from now on
+        let sql_err = |e| JournalError::Sqlite {
             path: self.path.clone(),
             source: e,
-        })?;
-        tx.commit().map_err(|e| JournalError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })
-    }
-
-    pub fn heartbeat(&self, fleet: &str, run: &str) -> Result<(), JournalError> {
-        self.conn
-            .execute(
-                "UPDATE leases SET heartbeat = ?3 WHERE fleet = ?1 AND run_id = ?2 AND pid = ?4",
-                params![fleet, run, now_ms() as i64, std::process::id() as i64],
+        };
+        let epoch: i64 = tx
+            .query_row(
+                "INSERT INTO fences (fleet, epoch) VALUES (?1, 1)
+                 ON CONFLICT(fleet) DO UPDATE SET epoch = epoch + 1 RETURNING epoch",
+                params![fleet],
+                |r| r.get(0),
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(sql_err)?;
+        tx.execute(
+            "INSERT INTO leases (fleet, run_id, pid, host, since, heartbeat, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
+             ON CONFLICT(fleet) DO UPDATE SET run_id = ?2, pid = ?3, host = ?4, since = ?5, heartbeat = ?5, epoch = ?6",
+            params![fleet, run, me as i64, host, now as i64, epoch],
+        )
+        .map_err(sql_err)?;
+        tx.commit().map_err(sql_err)?;
+        self.fence = Some(Fence {
+            fleet: fleet.to_string(),
+            run: run.to_string(),
+            epoch,
+        });
         Ok(())
     }
 
-    pub fn release_lease(&self, fleet: &str, run: &str) -> Result<(), JournalError> {
-        self.conn
-            .execute(
+    /// Refresh the lease's heartbeat (fenced: a holder that lost the lease
+    /// gets [`JournalError::Fenced`]).
+    pub fn heartbeat(&mut self, fleet: &str, run: &str) -> Result<(), JournalError> {
+        let epoch = self.epoch().unwrap_or(0);
+        self.fenced(|tx| {
+            tx.execute(
+                "UPDATE leases SET heartbeat = ?3 WHERE fleet = ?1 AND run_id = ?2 AND epoch = ?4",
+                params![fleet, run, now_ms() as i64, epoch],
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn release_lease(&mut self, fleet: &str, run: &str) -> Result<(), JournalError> {
+        let epoch = self.epoch();
+        self.fenced(|tx| match epoch {
+            Some(e) => tx.execute(
+                "DELETE FROM leases WHERE fleet = ?1 AND run_id = ?2 AND epoch = ?3",
+                params![fleet, run, e],
+            ),
+            None => tx.execute(
                 "DELETE FROM leases WHERE fleet = ?1 AND run_id = ?2 AND pid = ?3",
                 params![fleet, run, std::process::id() as i64],
-            )
-            .map_err(|e| self.err(e))?;
+            ),
+        })?;
+        self.fence = None;
         Ok(())
     }
 
@@ -506,19 +728,19 @@ impl Journal {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    pub fn consume_command(&self, id: i64) -> Result<(), JournalError> {
+    pub fn consume_command(&mut self, id: i64) -> Result<(), JournalError> {
         self.refuse_command(id, "ignored")
     }
 
     /// Mark a command consumed without acting on it, saying why (the
     /// sender prints it and exits non-zero).
-    pub fn refuse_command(&self, id: i64, why: &str) -> Result<(), JournalError> {
-        self.conn
-            .execute(
+    pub fn refuse_command(&mut self, id: i64, why: &str) -> Result<(), JournalError> {
+        self.fenced(|tx| {
+            tx.execute(
                 "UPDATE commands SET consumed_at = ?2, outcome = ?3 WHERE id = ?1",
                 params![id, now_ms() as i64, why],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(())
     }
 
@@ -534,5 +756,186 @@ impl Journal {
             .optional()
             .map_err(|e| self.err(e))
             .map(|o| o.and_then(|(c, out)| c.map(|_| out)))
+    }
+}
+
+/// This machine's locks on the nodes a run drives, one `flock` per node
+/// address under the state directory (`…/glidepath/nodes/`). They close the
+/// gap the per-journal lease leaves: two journals (two plan copies, two
+/// `--journal`s) on one machine rolling out the same nodes. The kernel drops
+/// a lock when its process dies, so a lock is never stale.
+#[derive(Debug, Default)]
+pub struct NodeLocks {
+    _files: Vec<std::fs::File>,
+}
+
+impl NodeLocks {
+    /// Lock every `(node, address)` for `run` of `journal`. A node locked by
+    /// a run of the same journal is left to the lease (a takeover after a
+    /// stopped holder); one locked from another journal is refused.
+    pub fn acquire(
+        nodes: &[(String, String)],
+        run: &str,
+        journal: &Path,
+    ) -> Result<NodeLocks, JournalError> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::io::AsRawFd;
+        let dir = default_path()
+            .parent()
+            .map(|p| p.join("nodes"))
+            .unwrap_or_else(|| PathBuf::from("nodes"));
+        let io = |path: &Path, source| JournalError::NodeLock {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let me = journal
+            .canonicalize()
+            .unwrap_or_else(|_| journal.to_path_buf())
+            .display()
+            .to_string();
+        let mut files = Vec::new();
+        for (node, address) in nodes {
+            let key = &crate::plan::sha256_hex(address.as_bytes())[..24];
+            let path = dir.join(format!("{key}.lock"));
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| io(&path, e))?;
+            // SAFETY: flock on a descriptor we own.
+            let got = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+            if !got {
+                let mut held = String::new();
+                let _ = f.read_to_string(&mut held);
+                let mut parts = held.lines();
+                let (other_run, pid, other_journal) = (
+                    parts.next().unwrap_or("?").to_string(),
+                    parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+                    parts.next().unwrap_or("?").to_string(),
+                );
+                if other_journal == me {
+                    continue; // the same journal: its lease decides
+                }
+                return Err(JournalError::OtherJournal {
+                    node: node.clone(),
+                    address: address.clone(),
+                    run: other_run,
+                    pid,
+                    journal: other_journal,
+                });
+            }
+            let _ = f.set_len(0);
+            let _ = f.rewind();
+            let _ = write!(f, "{run}\n{}\n{me}\n", std::process::id());
+            let _ = f.flush();
+            files.push(f);
+        }
+        Ok(NodeLocks { _files: files })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glidepath_core::{Step, StepKind, StepOutcome};
+
+    fn failed(detail: String) -> Event {
+        Event::Outcome {
+            at: 1,
+            step: Step {
+                kind: StepKind::CheckHealth,
+                node: Some("n1".into()),
+                version: Some("2".into()),
+                reason: "probe".into(),
+            },
+            outcome: StepOutcome {
+                ok: false,
+                detail,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_huge_answer_is_journaled_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.db")).unwrap();
+        j.create_run(&RunRecord {
+            id: "r1".into(),
+            fleet: "f".into(),
+            plan_path: "p".into(),
+            plan_hash: "h".into(),
+            plan_source: String::new(),
+            version: "2".into(),
+            status: "running".into(),
+            reason: String::new(),
+            created_at: 1,
+            updated_at: 1,
+        })
+        .unwrap();
+        let ev = bounded(failed("x".repeat(20 << 20)));
+        j.append("r1", &ev).unwrap();
+        let size: i64 = j
+            .conn
+            .query_row("SELECT length(data) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert!(size < MAX_EVENT as i64, "{size} bytes journaled");
+        let back = j.events("r1").unwrap();
+        let Event::Outcome { outcome, .. } = &back[0] else {
+            panic!("{back:?}")
+        };
+        assert!(outcome.detail.ends_with("more bytes not journaled]"));
+        assert_eq!(back[0], ev, "what is applied is what is journaled");
+        // a small event is untouched
+        let small = failed("fine".into());
+        assert_eq!(bounded(small.clone()), small);
+        // the run's reason is bounded too
+        j.set_status("r1", "failed", &"y".repeat(1 << 20)).unwrap();
+        assert!(j.run("r1").unwrap().reason.len() < 2 * MAX_TEXT);
+    }
+
+    #[test]
+    fn a_takeover_fences_the_old_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let mut a = Journal::open(&path).unwrap();
+        let mut b = Journal::open(&path).unwrap();
+        {
+            a.create_run(&RunRecord {
+                id: "r1".into(),
+                fleet: "f".into(),
+                plan_path: "p".into(),
+                plan_hash: "h".into(),
+                plan_source: String::new(),
+                version: "2".into(),
+                status: "running".into(),
+                reason: String::new(),
+                created_at: 1,
+                updated_at: 1,
+            })
+            .unwrap();
+        }
+        a.acquire_lease("f", "r1", false).unwrap();
+        a.append("r1", &failed("a1".into())).unwrap();
+        // same pid here, so `mine` lets b take it: a new epoch all the same
+        b.acquire_lease("f", "r1", true).unwrap();
+        assert!(b.epoch() > a.epoch());
+        let e = a.append("r1", &failed("a2".into())).unwrap_err();
+        assert!(matches!(e, JournalError::Fenced { .. }), "{e}");
+        assert!(matches!(
+            a.heartbeat("f", "r1").unwrap_err(),
+            JournalError::Fenced { .. }
+        ));
+        assert!(matches!(
+            a.set_status("r1", "succeeded", "").unwrap_err(),
+            JournalError::Fenced { .. }
+        ));
+        assert!(a.release_lease("f", "r1").is_err(), "cannot drop b's lease");
+        b.append("r1", &failed("b1".into())).unwrap();
+        assert_eq!(b.events("r1").unwrap().len(), 2);
+        assert_eq!(b.run("r1").unwrap().status, "running");
     }
 }

@@ -62,7 +62,7 @@ mod exit {
     about = "Executable, provable upgrade runbooks: preflight, canary, SLI watch, batches, automatic rollback."
 )]
 struct Cli {
-    /// Journal database (default: next to the plan for `run`/`validate`, ./glidepath.db otherwise).
+    /// Journal database (default: the plan's [journal] path, else one per machine: $XDG_STATE_HOME/glidepath/journal.db).
     #[arg(long, global = true, env = "GLIDEPATH_JOURNAL")]
     journal: Option<PathBuf>,
     /// Output format for reports.
@@ -227,6 +227,14 @@ impl From<JournalError> for Failure {
             ),
             JournalError::Locked { .. } => Failure::new(exit::LOCKED, format!("{e}\nhint: wait for it, or `glidepath status` to watch it")),
             JournalError::NoSuchRun(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath history` lists runs (and --journal picks the database)")),
+            JournalError::Fenced { run, .. } => Failure::new(
+                exit::LOCKED,
+                format!("{e}\nhint: another process resumed this run after this one stopped answering; `glidepath status {run}` follows it"),
+            ),
+            JournalError::OtherJournal { journal, .. } => Failure::new(
+                exit::LOCKED,
+                format!("{e}\nhint: drive a fleet from one journal: pass --journal {journal} (or wait for that run to end)"),
+            ),
             _ => Failure::new(exit::INTERNAL, e.to_string()),
         }
     }
@@ -310,14 +318,14 @@ fn stop_signals() -> glidepath::executor::StopSignals {
 fn default_journal(cli_journal: &Option<PathBuf>) -> PathBuf {
     cli_journal
         .clone()
-        .unwrap_or_else(|| PathBuf::from("glidepath.db"))
+        .unwrap_or_else(glidepath::journal::default_path)
 }
 
 fn open_existing(path: &Path) -> Result<Journal, Failure> {
     if !path.exists() {
         return Err(Failure::new(
             exit::INVALID,
-            format!("no journal at {}\nhint: pass --journal PATH (the journal lives next to the plan by default)", path.display()),
+            format!("no journal at {}\nhint: pass --journal PATH (or GLIDEPATH_JOURNAL); the default is one journal per machine and user, in $XDG_STATE_HOME/glidepath/ (~/.local/state/glidepath/)", path.display()),
         ));
     }
     Ok(Journal::open(path)?)

@@ -1859,7 +1859,7 @@ impl Plan {
     pub fn journal_path(&self) -> PathBuf {
         self.journal
             .clone()
-            .unwrap_or_else(|| self.dir.join("glidepath.db"))
+            .unwrap_or_else(crate::journal::default_path)
     }
 
     /// What `run` would do, in order, for `validate`.

@@ -320,7 +320,10 @@ async fn rollout(
         .display()
         .to_string();
     let path = dir.join(format!("plan-{}.toml", release.version));
-    std::fs::write(&path, plan_text(fleet, release, &artifact, knobs)).expect("write demo plan");
+    // the demo keeps its own journal in its work directory
+    let text =
+        plan_text(fleet, release, &artifact, knobs) + "\n[journal]\npath = \"glidepath.db\"\n";
+    std::fs::write(&path, text).expect("write demo plan");
     let (plan, _) = match crate::plan::load(&path) {
         Ok(p) => p,
         Err(crate::plan::PlanError::Invalid(r)) => panic!("demo plan invalid:\n{}", r.short()),

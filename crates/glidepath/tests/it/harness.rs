@@ -80,6 +80,9 @@ impl Env {
         c.args(args)
             .current_dir(self.path())
             .env_remove("GLIDEPATH_CRASH_AT")
+            .env_remove("GLIDEPATH_JOURNAL")
+            // the per-machine journal and node locks live in the test's dir
+            .env("XDG_STATE_HOME", self.path().join("state"))
             .stdin(Stdio::null());
         c
     }
@@ -126,8 +129,14 @@ impl Env {
             .expect("spawn glidepath")
     }
 
+    /// The journal the commands use by default (this machine's, which the
+    /// test points into its own directory).
+    pub fn journal_path(&self) -> PathBuf {
+        self.path().join("state/glidepath/journal.db")
+    }
+
     pub fn journal(&self) -> Journal {
-        Journal::open(&self.path().join("glidepath.db")).unwrap()
+        Journal::open(&self.journal_path()).unwrap()
     }
 
     pub fn latest_run(&self) -> String {

@@ -664,7 +664,7 @@ async fn gates_refuse_and_forcing_is_journaled() {
             ("API_TOKEN".to_string(), "<redacted>".to_string())
         ]
     );
-    let db = std::fs::read(env.path().join("glidepath.db")).unwrap();
+    let db = std::fs::read(env.journal_path()).unwrap();
     assert!(
         !db.windows(12).any(|w| w == b"s3cr3t-value"),
         "the secret never reaches the journal"

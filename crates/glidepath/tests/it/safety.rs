@@ -317,3 +317,153 @@ async fn a_closed_pipe_ends_output_quietly() {
         assert_ne!(code(&out), 101, "{args:?}: {err}");
     }
 }
+
+fn paused_plan(env: &Env) -> std::path::PathBuf {
+    env.plan(
+        &env.v2,
+        &DemoPlan {
+            pauses: "pauses = [\"after-canary\"]".into(),
+            ..knobs()
+        },
+    )
+}
+
+/// Item 5: a runner stopped (SIGSTOP) past the lease TTL loses the lease to
+/// `resume`; once continued, it writes nothing and stops at once (exit 6),
+/// while the new holder finishes the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
+    let env = Env::start(3).await;
+    let plan = paused_plan(&env);
+    let mut first = env.spawn(&["run", plan.to_str().unwrap()]);
+    let j = env.journal();
+    wait_until("the run to pause", Duration::from_secs(60), || {
+        latest_events(&j)
+            .iter()
+            .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
+    })
+    .await;
+    let run = env.latest_run();
+    let epoch1 = j.lease("demo").unwrap().unwrap().epoch;
+    signal(&first, libc::SIGSTOP);
+    wait_until("the heartbeat to go stale", Duration::from_secs(30), || {
+        j.lease("demo")
+            .unwrap()
+            .is_some_and(|l| glidepath::journal::now_ms().saturating_sub(l.heartbeat) > 2_500)
+    })
+    .await;
+    let mut second = env
+        .cmd(&["resume", &run])
+        .env("GLIDEPATH_LEASE_TTL", "2s")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "resume to take the lease over",
+        Duration::from_secs(30),
+        || {
+            j.lease("demo")
+                .unwrap()
+                .is_some_and(|l| l.pid == second.id() && l.epoch > epoch1)
+        },
+    )
+    .await;
+    wait_until(
+        "resume to journal the interruption",
+        Duration::from_secs(30),
+        || {
+            env.events(&run)
+                .iter()
+                .any(|e| matches!(e, Event::Interrupted { .. }))
+        },
+    )
+    .await;
+    // the new holder waits at the pause: from here on it writes nothing
+    // until promoted, so every new event would be the old holder's
+    let before = env.events(&run).len();
+    signal(&first, libc::SIGCONT);
+    let st = wait_exit(&mut first, Duration::from_secs(20)).await;
+    assert_eq!(st.code(), Some(6), "the fenced holder stops with exit 6");
+    let mut err = String::new();
+    use std::io::Read;
+    first
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("lost the lease"), "{err}");
+    assert_eq!(
+        env.events(&run).len(),
+        before,
+        "the old holder wrote nothing after losing the lease"
+    );
+    let p = env.run(&["promote", &run]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    assert_eq!(
+        wait_exit(&mut second, Duration::from_secs(120))
+            .await
+            .code(),
+        Some(0)
+    );
+    env.assert_fleet(&["2", "2", "2"]).await;
+    assert_journal_consistent(&env.events(&run));
+}
+
+/// Item 5: one machine has one lease per fleet: a copy of the plan elsewhere
+/// uses the same (per-machine) journal and is locked out; an explicit second
+/// journal on the same nodes is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_or_two_journals_cannot_drive_one_fleet() {
+    let env = Env::start(2).await;
+    let plan = paused_plan(&env);
+    let mut first = env.spawn(&["run", plan.to_str().unwrap()]);
+    let j = env.journal();
+    wait_until("the run to pause", Duration::from_secs(60), || {
+        latest_events(&j)
+            .iter()
+            .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
+    })
+    .await;
+    let run = env.latest_run();
+    // a second checkout of the same plan
+    let copy = env.path().join("checkout-2");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::os::unix::fs::symlink(env.path().join("dist"), copy.join("dist")).unwrap();
+    std::os::unix::fs::symlink(env.path().join("nodes"), copy.join("nodes")).unwrap();
+    let copied = copy.join("plan.toml");
+    std::fs::copy(&plan, &copied).unwrap();
+    let out = env.run(&["run", copied.to_str().unwrap()]);
+    assert_eq!(code(&out), 6, "same machine, same fleet: one lease");
+    assert!(
+        stderr(&out).contains(&format!("locked by run {run}")),
+        "{}",
+        stderr(&out)
+    );
+    // an explicit other journal
+    let other = env.path().join("other.db");
+    let out = env.run(&[
+        "run",
+        copied.to_str().unwrap(),
+        "--journal",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("from another journal"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&run),
+        "names the run holding the nodes"
+    );
+    let a = env.run(&["abort", &run]);
+    assert_eq!(code(&a), 0);
+    assert_eq!(
+        wait_exit(&mut first, Duration::from_secs(60)).await.code(),
+        Some(5)
+    );
+    env.assert_fleet(&["2", "1"]).await;
+}
