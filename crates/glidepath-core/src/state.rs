@@ -582,6 +582,19 @@ impl RunState {
                 }
                 for node in self.nodes.values_mut() {
                     node.in_flight = None;
+                    // Drained but not yet switched: the drain is repeated
+                    // (idempotent), because a process whose journal failed
+                    // puts such nodes back into rotation without a record.
+                    if node.out_of_rotation
+                        && !node.switched
+                        && matches!(node.track, Track::Forward | Track::Back)
+                        && node.pos > 0
+                        && node.track.steps()[..node.pos]
+                            .iter()
+                            .all(|k| !matches!(k, StepKind::Switch | StepKind::Restart))
+                    {
+                        node.pos = 0;
+                    }
                     // A polling step restarts its clock after a crash.
                     node.step_since = None;
                     node.last_try = None;

@@ -469,7 +469,7 @@ fn operator_rollback_after_success_restores_everything() {
 fn replay_after_crash_repeats_only_the_step_in_flight() {
     let mut sim = Sim::new(spec(3, 1, true));
     let mut w = World::new(3);
-    // stop with a switch in flight (intent journaled, no outcome)
+    // stop with a restart in flight (intent journaled, no outcome)
     loop {
         let d = decide(&sim.spec, &sim.state, sim.now);
         if let Some(t) = d.transition {
@@ -485,7 +485,7 @@ fn replay_after_crash_repeats_only_the_step_in_flight() {
             at: sim.now,
             step: s.clone(),
         });
-        if s.kind == StepKind::Switch {
+        if s.kind == StepKind::Restart {
             break;
         }
         sim.now += 10;
@@ -509,7 +509,56 @@ fn replay_after_crash_repeats_only_the_step_in_flight() {
     );
     let d = decide(&sim.spec, &replayed, sim.now);
     assert_eq!(d.steps.len(), 1);
-    assert_eq!(d.steps[0].kind, StepKind::Switch);
+    assert_eq!(d.steps[0].kind, StepKind::Restart);
+    sim.state = replayed;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::Succeeded));
+}
+
+/// A node drained but not yet switched when the process stopped is drained
+/// again on resume: a runner whose journal failed puts such nodes back into
+/// rotation without being able to record it, so a resume must not stage and
+/// switch a node that may be serving.
+#[test]
+fn replay_drains_again_a_node_drained_but_not_switched() {
+    let mut sim = Sim::new(spec(3, 1, false));
+    let mut w = World::new(3);
+    loop {
+        let d = decide(&sim.spec, &sim.state, sim.now);
+        if let Some(t) = d.transition {
+            sim.push(t);
+            continue;
+        }
+        if d.steps.is_empty() {
+            sim.now = d.wake_at.unwrap();
+            continue;
+        }
+        let s = d.steps[0].clone();
+        if s.kind == StepKind::Stage {
+            break; // drained and checked, not staged
+        }
+        sim.push(Event::Intent {
+            at: sim.now,
+            step: s.clone(),
+        });
+        sim.now += 10;
+        let o = w.perform(&s);
+        sim.push(Event::Outcome {
+            at: sim.now,
+            step: s,
+            outcome: o,
+        });
+    }
+    let mut replayed = RunState::replay(&sim.spec, &sim.log);
+    replayed.apply(
+        &sim.spec,
+        &Event::Interrupted {
+            at: sim.now,
+            in_flight: vec![],
+        },
+    );
+    let d = decide(&sim.spec, &replayed, sim.now);
+    assert_eq!(d.steps.len(), 1);
+    assert_eq!(d.steps[0].kind, StepKind::Drain);
     sim.state = replayed;
     assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::Succeeded));
 }

@@ -77,6 +77,17 @@ pub enum ExecError {
     /// The infrastructure did not answer during preflight.
     #[error("infrastructure unreachable: {0}")]
     Unreachable(String),
+    /// The journal could not be written mid-run: no new step was taken.
+    #[error("the journal {journal} cannot be written ({cause}): no new step was taken{}{}; `glidepath resume {run} --journal {journal}` finishes the run once the journal is writable again",
+        if restored.is_empty() { String::new() } else { format!("; drained but unchanged, back in rotation: {}", restored.join(", ")) },
+        if kept.is_empty() { String::new() } else { format!("; still out of rotation: {}", kept.join(", ")) })]
+    JournalLost {
+        journal: String,
+        run: String,
+        cause: String,
+        restored: Vec<String>,
+        kept: Vec<String>,
+    },
     #[error("the journaled plan of run {run} no longer parses: {message}")]
     BadJournaledPlan { run: String, message: String },
     /// A second Ctrl-C: stopped at once, the journal intact for `resume`.
@@ -641,8 +652,90 @@ impl Executor {
         Ok(())
     }
 
+    /// The rollout loop, and what happens when the journal fails under it:
+    /// no new step, the steps in flight finish, and nodes drained but never
+    /// switched go back into rotation (they still run the old release).
     async fn drive(&mut self) -> Result<RunResult, ExecError> {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Step, StepOutcome)>();
+        match self.drive_loop(tx, &mut rx).await {
+            Err(ExecError::Journal(e)) if !matches!(e, JournalError::Fenced { .. }) => {
+                Err(self.journal_lost(e, &mut rx).await)
+            }
+            other => other,
+        }
+    }
+
+    async fn journal_lost(
+        &mut self,
+        cause: JournalError,
+        rx: &mut mpsc::UnboundedReceiver<(Step, StepOutcome)>,
+    ) -> ExecError {
+        self.reporter.note(&format!(
+            "the journal cannot be written ({cause}): taking no new step; waiting for the steps in flight, then putting back nodes drained but not yet changed"
+        ));
+        // outcomes that arrive now cannot be journaled; they still tell us
+        // what each node went through
+        let deadline = tokio::time::Instant::now() + self.journal_lost_wait();
+        while !self.state.in_flight().is_empty() || self.state.run_step_in_flight.is_some() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((step, outcome))) => {
+                    let ev = Event::Outcome {
+                        at: now_ms(),
+                        step,
+                        outcome,
+                    };
+                    self.state.apply(&self.spec, &ev);
+                }
+                _ => break,
+            }
+        }
+        let mut restored = Vec::new();
+        let mut kept = Vec::new();
+        for (name, n) in &self.state.nodes {
+            // a drain in flight may have happened: count it as drained
+            let drained = n.out_of_rotation || n.in_flight == Some(StepKind::Drain);
+            if !drained {
+                continue;
+            }
+            let changed = n.switched
+                || n.in_flight.is_some_and(|k| {
+                    matches!(
+                        k,
+                        StepKind::Switch | StepKind::Restart | StepKind::CheckHealth
+                    )
+                });
+            let Some(t) = self.targets.get(name).cloned() else {
+                continue;
+            };
+            if changed {
+                kept.push(format!("{name} (switched, left out of rotation)"));
+                continue;
+            }
+            match self.drivers.balancer.enable(&t).await {
+                Ok(_) => restored.push(name.clone()),
+                Err(e) => kept.push(format!("{name} (re-enabling failed: {e})")),
+            }
+        }
+        ExecError::JournalLost {
+            journal: self.journal.path().display().to_string(),
+            run: self.run_id.clone(),
+            cause: cause.to_string(),
+            restored,
+            kept,
+        }
+    }
+
+    /// How long the steps in flight may take to finish once the journal failed.
+    fn journal_lost_wait(&self) -> Duration {
+        (self.plan.deploy.restart_timeout + self.plan.deploy.command_timeout)
+            .max(Duration::from_secs(10))
+    }
+
+    async fn drive_loop(
+        &mut self,
+        tx: mpsc::UnboundedSender<(Step, StepOutcome)>,
+        rx: &mut mpsc::UnboundedReceiver<(Step, StepOutcome)>,
+    ) -> Result<RunResult, ExecError> {
         let mut stop = self.stop.clone();
         let mut interrupts = 0;
         // a signal that arrived before the loop (e.g. during preflight's last

@@ -250,6 +250,7 @@ impl From<ExecError> for Failure {
             }
             ExecError::Interrupted(_) => Failure::new(exit::INTERRUPTED, e.to_string()),
             ExecError::BadJournaledPlan { .. } => Failure::new(exit::INTERNAL, e.to_string()),
+            ExecError::JournalLost { .. } => Failure::new(exit::INTERNAL, e.to_string()),
         }
     }
 }

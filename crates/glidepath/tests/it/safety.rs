@@ -467,3 +467,111 @@ async fn two_copies_or_two_journals_cannot_drive_one_fleet() {
     );
     env.assert_fleet(&["2", "1"]).await;
 }
+
+/// A tmpfs mounted on a directory the test owns, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` when this machine cannot mount (not root): a skip locally, a
+    /// failure under CI.
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "cannot mount a tmpfs for the disk-full test (CI runs as root)"
+            );
+            eprintln!("SKIP: cannot mount a tmpfs here (not root)");
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Item 8: the journal's disk fills while the canary is drained. The runner
+/// takes no new step, puts the drained (never switched) canary back into
+/// rotation, and exits 8 naming the journal and the run; once there is room,
+/// `resume` drains it again and finishes the rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journal_disk_stops_the_run_with_no_node_left_drained() {
+    let env = Env::start(2).await;
+    let Some(fs) = Tmpfs::mount(&env.path().join("jfs"), "4m") else {
+        return;
+    };
+    let journal = fs.0.join("journal.db");
+    let (mark, go) = (env.path().join("draining"), env.path().join("go"));
+    let plan = env.plan(&env.v2, &knobs());
+    let src = std::fs::read_to_string(&plan).unwrap().replace(
+        "kind  = \"http\"\ndrain = \"http://{address}/admin/drain\"\nready = \"http://{address}/admin/ready\"\nstate = \"http://{address}/admin/state\"",
+        &format!(
+            "kind   = \"command\"\ndrain  = \"curl -fsS -X POST http://{{address}}/admin/drain && touch {m} && while [ ! -e {g} ]; do sleep 0.05; done\"\nenable = \"curl -fsS -X POST http://{{address}}/admin/ready\"\nactive = \"curl -fsS http://{{address}}/admin/state | grep -o '\\\"active\\\":[0-9]*' | cut -d: -f2\"\ntimeout = \"60s\"",
+            m = mark.display(),
+            g = go.display()
+        ),
+    );
+    assert!(src.contains("kind   = \"command\""), "balancer replaced");
+    std::fs::write(&plan, src).unwrap();
+    let j = journal.to_str().unwrap();
+    let mut child = env.spawn(&["run", plan.to_str().unwrap(), "--journal", j]);
+    wait_until("the canary to be draining", Duration::from_secs(60), || {
+        mark.exists()
+    })
+    .await;
+    // fill the journal's file system
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(fs.0.join("filler")).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    std::fs::write(&go, "").unwrap();
+    let st = wait_exit(&mut child, Duration::from_secs(90)).await;
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(st.code(), Some(8), "{err}");
+    assert!(err.contains(j), "names the journal: {err}");
+    assert!(err.contains("glidepath resume r"), "names the run: {err}");
+    assert!(err.contains("back in rotation: node-1"), "{err}");
+    env.assert_fleet(&["1", "1"]).await;
+    // room again: resume drains the canary again and finishes
+    std::fs::remove_file(fs.0.join("filler")).unwrap();
+    let run = glidepath::journal::Journal::open(&journal)
+        .unwrap()
+        .runs(1)
+        .unwrap()
+        .remove(0)
+        .id;
+    let r = env.run(&["resume", &run, "--journal", j]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    env.assert_fleet(&["2", "2"]).await;
+    let events = glidepath::journal::Journal::open(&journal)
+        .unwrap()
+        .events(&run)
+        .unwrap();
+    let drains = events
+        .iter()
+        .filter(|e| matches!(e, Event::Intent { step, .. } if step.kind == StepKind::Drain && step.node.as_deref() == Some("node-1")))
+        .count();
+    assert_eq!(drains, 2, "the canary is drained again after the resume");
+    assert_journal_consistent(&events);
+}
