@@ -36,6 +36,51 @@ fn set_active_run(run: &str, journal: &Journal) {
     if let Ok(mut g) = ACTIVE_RUN.lock() {
         *g = Some((run.to_string(), journal.path().display().to_string()));
     }
+    let msg = format!(
+        "error: the journal {j} failed under a memory-mapped write (SIGBUS: its files were made immutable, truncated or lost their disk); the process stops here; `glidepath resume {run} --journal {j}` finishes the run once the journal is writable again\n",
+        j = journal.path().display()
+    );
+    let msg: &'static [u8] = Box::leak(msg.into_bytes().into_boxed_slice());
+    SIGBUS_LEN.store(0, std::sync::atomic::Ordering::SeqCst);
+    SIGBUS_MSG.store(msg.as_ptr() as *mut u8, std::sync::atomic::Ordering::SeqCst);
+    SIGBUS_LEN.store(msg.len(), std::sync::atomic::Ordering::SeqCst);
+}
+
+static SIGBUS_MSG: std::sync::atomic::AtomicPtr<u8> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static SIGBUS_LEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static SIGBUS_CODE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(8);
+
+extern "C" fn on_sigbus(_: libc::c_int) {
+    let len = SIGBUS_LEN.load(std::sync::atomic::Ordering::SeqCst);
+    let ptr = SIGBUS_MSG.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the message is a
+    // leaked, never-freed buffer published before its length.
+    unsafe {
+        if !ptr.is_null() && len > 0 {
+            libc::write(2, ptr as *const libc::c_void, len);
+        } else {
+            let m = b"error: SIGBUS (a memory-mapped file failed under the journal)\n";
+            libc::write(2, m.as_ptr() as *const libc::c_void, m.len());
+        }
+        libc::_exit(SIGBUS_CODE.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
+
+/// The last resort for a journal whose files fail under SQLite's memory map
+/// (WAL index): a SIGBUS ends the process with `code` and a message naming
+/// the journal and the run, instead of a silent crash. The journal checks
+/// its files before each access (`journal::check_writable`), so this only
+/// covers a fault landing between that check and the access.
+pub fn install_sigbus_handler(code: i32) {
+    SIGBUS_CODE.store(code, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: installing a handler that only calls async-signal-safe functions.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigbus as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
+    }
 }
 
 /// Install SIGINT and SIGTERM handlers now and count what arrives. From the
@@ -670,6 +715,7 @@ impl Executor {
         cause: JournalError,
         rx: &mut mpsc::UnboundedReceiver<(Step, StepOutcome)>,
     ) -> ExecError {
+        self.journal.abandon();
         self.reporter.note(&format!(
             "the journal cannot be written ({cause}): taking no new step; waiting for the steps in flight, then putting back nodes drained but not yet changed"
         ));

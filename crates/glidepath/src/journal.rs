@@ -73,6 +73,8 @@ pub enum JournalError {
         pid: u32,
         journal: String,
     },
+    #[error("journal file {path} cannot be written: {why}")]
+    NotWritable { path: PathBuf, why: String },
     #[error("cannot take this machine's node lock {path}: {source}")]
     NodeLock {
         path: PathBuf,
@@ -179,6 +181,38 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// Refuse to write when the journal's files were made immutable or
+/// append-only (`chattr +i`): SQLite writes its WAL index through a shared
+/// memory map, and a write into an immutable file's map is a SIGBUS that
+/// kills the process without a word. Checked before every write; the window
+/// between the check and the write is microseconds.
+fn check_writable(db: &Path) -> Result<(), JournalError> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = db.as_os_str().as_bytes();
+    for suffix in [&b""[..], b"-wal", b"-shm"] {
+        // statx, not open: closing any descriptor of a SQLite file would
+        // drop SQLite's POSIX locks on it
+        let mut c = Vec::with_capacity(name.len() + suffix.len() + 1);
+        c.extend_from_slice(name);
+        c.extend_from_slice(suffix);
+        let Ok(c) = std::ffi::CString::new(c) else {
+            continue;
+        };
+        // SAFETY: a zeroed statx is a valid out-parameter.
+        let mut st: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: c is a valid C string, st a valid out-parameter.
+        let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, 0, &mut st) };
+        let flags = (libc::STATX_ATTR_IMMUTABLE | libc::STATX_ATTR_APPEND) as u64;
+        if r == 0 && st.stx_attributes_mask & flags != 0 && st.stx_attributes & flags != 0 {
+            return Err(JournalError::NotWritable {
+                path: PathBuf::from(std::ffi::OsStr::from_bytes(c.as_bytes())),
+                why: "the file is immutable or append-only (chattr)".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The longest text (a reason, a step's detail) kept in the journal.
 pub const MAX_TEXT: usize = 4096;
 /// An event larger than this has its texts clipped to [`MAX_TEXT`].
@@ -256,7 +290,11 @@ pub fn fmt_time(ms: u64) -> String {
 }
 
 pub struct Journal {
-    conn: Connection,
+    /// Dropped by hand (see `Drop`): a journal whose files failed is not
+    /// closed, because closing the last connection checkpoints the WAL
+    /// through its memory-mapped index, which SIGBUSes on an immutable file.
+    conn: std::mem::ManuallyDrop<Connection>,
+    abandoned: std::sync::atomic::AtomicBool,
     path: PathBuf,
     /// Set once this handle holds a fleet's lease: every write is then
     /// conditional on the lease still being ours at this epoch.
@@ -333,7 +371,8 @@ impl Journal {
         conn.execute_batch(SCHEMA).map_err(err)?;
         Self::migrate(&conn).map_err(err)?;
         Ok(Journal {
-            conn,
+            conn: std::mem::ManuallyDrop::new(conn),
+            abandoned: Default::default(),
             path: path.to_path_buf(),
             fence: None,
         })
@@ -365,6 +404,25 @@ impl Journal {
         &self.path
     }
 
+    /// The connection, once the journal's files are known to be writable
+    /// (see [`check_writable`]: in WAL mode even a read writes to the
+    /// memory-mapped index).
+    fn conn(&self) -> Result<&Connection, JournalError> {
+        self.check()?;
+        Ok(&self.conn)
+    }
+
+    fn check(&self) -> Result<(), JournalError> {
+        check_writable(&self.path).inspect_err(|_| self.abandon())
+    }
+
+    /// Never touch this journal's files again, not even to close it (the
+    /// process ends soon after; the kernel closes the descriptors).
+    pub fn abandon(&self) {
+        self.abandoned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The lease epoch this handle writes under, once it holds a lease.
     pub fn epoch(&self) -> Option<i64> {
         self.fence.as_ref().map(|f| f.epoch)
@@ -382,6 +440,7 @@ impl Journal {
             path: path.clone(),
             source,
         };
+        self.check()?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -425,7 +484,7 @@ impl Journal {
     }
 
     pub fn create_run(&self, r: &RunRecord) -> Result<(), JournalError> {
-        self.conn
+        self.conn()?
             .execute(
                 "INSERT INTO runs (id, fleet, plan_path, plan_hash, plan_source, version, status, reason, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
@@ -498,7 +557,7 @@ impl Journal {
 
     pub fn events(&self, run: &str) -> Result<Vec<Event>, JournalError> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare("SELECT seq, data FROM events WHERE run_id = ?1 ORDER BY seq")
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -553,7 +612,7 @@ impl Journal {
         "id, fleet, plan_path, plan_hash, plan_source, version, status, reason, created_at, updated_at";
 
     pub fn run(&self, id: &str) -> Result<RunRecord, JournalError> {
-        self.conn
+        self.conn()?
             .query_row(
                 &format!("SELECT {} FROM runs WHERE id = ?1", Self::RUN_COLS),
                 params![id],
@@ -567,7 +626,7 @@ impl Journal {
     /// Runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, JournalError> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare(&format!(
                 "SELECT {} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1",
                 Self::RUN_COLS
@@ -580,7 +639,7 @@ impl Journal {
     }
 
     pub fn lease(&self, fleet: &str) -> Result<Option<Lease>, JournalError> {
-        self.conn
+        self.conn()?
             .query_row(
                 &format!("SELECT {} FROM leases WHERE fleet = ?1", Self::LEASE_COLS),
                 params![fleet],
@@ -607,6 +666,7 @@ impl Journal {
         let me = std::process::id();
         let host = hostname();
         let now = now_ms();
+        self.check()?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -699,20 +759,19 @@ impl Journal {
 
     /// Queue an operator command; returns its id.
     pub fn push_command(&self, run: &str, kind: &str, reason: &str) -> Result<i64, JournalError> {
-        self.conn
+        self.conn()?
             .execute(
                 "INSERT INTO commands (run_id, kind, reason, at) VALUES (?1, ?2, ?3, ?4)",
                 params![run, kind, reason, now_ms() as i64],
             )
             .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn()?.last_insert_rowid())
     }
 
     /// Commands not yet acted on, oldest first. Call [`Journal::consume_command`]
     /// after journaling the event each one produced.
     pub fn pending_commands(&self, run: &str) -> Result<Vec<Command>, JournalError> {
-        let mut stmt = self
-            .conn
+        let mut stmt = self.conn()?
             .prepare("SELECT id, kind, reason, at FROM commands WHERE run_id = ?1 AND consumed_at IS NULL ORDER BY id")
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -747,7 +806,7 @@ impl Journal {
     /// What became of a command: `None` while it is pending, else
     /// `Some("applied")` or the reason it was refused.
     pub fn command_outcome(&self, id: i64) -> Result<Option<String>, JournalError> {
-        self.conn
+        self.conn()?
             .query_row(
                 "SELECT consumed_at, COALESCE(outcome, 'applied') FROM commands WHERE id = ?1",
                 params![id],
@@ -756,6 +815,15 @@ impl Journal {
             .optional()
             .map_err(|e| self.err(e))
             .map(|o| o.and_then(|(c, out)| c.map(|_| out)))
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if !self.abandoned.load(std::sync::atomic::Ordering::SeqCst) {
+            // SAFETY: dropped once, here, and never used after.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.conn) };
+        }
     }
 }
 

@@ -262,6 +262,7 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn main() -> ExitCode {
+    glidepath::executor::install_sigbus_handler(exit::INTERNAL as i32);
     let cli = Cli::parse();
     let color = match cli.color {
         ColorChoice::Always => true,

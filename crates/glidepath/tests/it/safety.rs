@@ -502,17 +502,17 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Item 8: the journal's disk fills while the canary is drained. The runner
-/// takes no new step, puts the drained (never switched) canary back into
-/// rotation, and exits 8 naming the journal and the run; once there is room,
-/// `resume` drains it again and finishes the rollout.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_journal_disk_stops_the_run_with_no_node_left_drained() {
-    let env = Env::start(2).await;
-    let Some(fs) = Tmpfs::mount(&env.path().join("jfs"), "4m") else {
-        return;
-    };
-    let journal = fs.0.join("journal.db");
+/// Item 8: run with the canary's drain held (until the test says go), make
+/// the journal unwritable with `fault`, and check the runner takes no new
+/// step, puts the drained (never switched) canary back into rotation and exits
+/// 8 naming the journal and the run; after `unfault`, `resume` drains it again
+/// and finishes the rollout.
+async fn journal_fault_while_draining(
+    env: &Env,
+    journal: &std::path::Path,
+    fault: impl FnOnce(),
+    unfault: impl FnOnce(),
+) {
     let (mark, go) = (env.path().join("draining"), env.path().join("go"));
     let plan = env.plan(&env.v2, &knobs());
     let src = std::fs::read_to_string(&plan).unwrap().replace(
@@ -531,13 +531,7 @@ async fn a_full_journal_disk_stops_the_run_with_no_node_left_drained() {
         mark.exists()
     })
     .await;
-    // fill the journal's file system
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(fs.0.join("filler")).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        while f.write_all(&chunk).is_ok() {}
-    }
+    fault();
     std::fs::write(&go, "").unwrap();
     let st = wait_exit(&mut child, Duration::from_secs(90)).await;
     let mut err = String::new();
@@ -548,14 +542,13 @@ async fn a_full_journal_disk_stops_the_run_with_no_node_left_drained() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    assert_eq!(st.code(), Some(8), "{err}");
+    assert_eq!(st.code(), Some(8), "{st:?} {err}");
     assert!(err.contains(j), "names the journal: {err}");
     assert!(err.contains("glidepath resume r"), "names the run: {err}");
     assert!(err.contains("back in rotation: node-1"), "{err}");
     env.assert_fleet(&["1", "1"]).await;
-    // room again: resume drains the canary again and finishes
-    std::fs::remove_file(fs.0.join("filler")).unwrap();
-    let run = glidepath::journal::Journal::open(&journal)
+    unfault();
+    let run = glidepath::journal::Journal::open(journal)
         .unwrap()
         .runs(1)
         .unwrap()
@@ -564,7 +557,7 @@ async fn a_full_journal_disk_stops_the_run_with_no_node_left_drained() {
     let r = env.run(&["resume", &run, "--journal", j]);
     assert_eq!(code(&r), 0, "{}", stderr(&r));
     env.assert_fleet(&["2", "2"]).await;
-    let events = glidepath::journal::Journal::open(&journal)
+    let events = glidepath::journal::Journal::open(journal)
         .unwrap()
         .events(&run)
         .unwrap();
@@ -574,4 +567,54 @@ async fn a_full_journal_disk_stops_the_run_with_no_node_left_drained() {
         .count();
     assert_eq!(drains, 2, "the canary is drained again after the resume");
     assert_journal_consistent(&events);
+}
+
+/// Item 8: the journal's disk fills while the canary is drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journal_disk_stops_the_run_with_no_node_left_drained() {
+    let env = Env::start(2).await;
+    let Some(fs) = Tmpfs::mount(&env.path().join("jfs"), "4m") else {
+        return;
+    };
+    let filler = fs.0.join("filler");
+    journal_fault_while_draining(
+        &env,
+        &fs.0.join("journal.db"),
+        || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&filler).unwrap();
+            let chunk = vec![0u8; 64 * 1024];
+            while f.write_all(&chunk).is_ok() {}
+        },
+        || std::fs::remove_file(&filler).unwrap(),
+    )
+    .await;
+}
+
+/// Item 8: the journal's files are made immutable mid-run (`chattr +i`):
+/// exit 8 with a message, not a SIGBUS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immutable_journal_stops_the_run_with_a_message_not_sigbus() {
+    let env = Env::start(2).await;
+    // chattr needs a file system with inode flags: the target dir's (ext4
+    // here), not a tmpfs /tmp
+    let dir = tempfile::Builder::new()
+        .prefix("immutable-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let journal = dir.path().join("journal.db");
+    let files = |flag: &str| {
+        for suffix in ["", "-wal", "-shm"] {
+            let p = format!("{}{suffix}", journal.display());
+            let ok = std::process::Command::new("chattr")
+                .args([flag, &p])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "chattr {flag} {p} (needs root and ext4-like inode flags)"
+            );
+        }
+    };
+    journal_fault_while_draining(&env, &journal, || files("+i"), || files("-i")).await;
 }
