@@ -4,6 +4,7 @@
 
 mod gates;
 mod harness;
+mod limits;
 mod lint;
 mod plans;
 mod real;
