@@ -268,6 +268,7 @@ async fn inventory_of_a_huge_version_url_stays_small() {
     )
     .unwrap();
     let (out, max_rss_kib) = tokio::task::spawn_blocking(move || {
+        #[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
         let mut child = std::process::Command::new(crate::harness::BIN)
             .args([
                 "inventory",
