@@ -293,9 +293,29 @@ async fn inventory_of_a_huge_version_url_stays_small() {
         let mut status = 0;
         // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waiting for our own child, with valid pointers.
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-        assert_eq!(reaped, pid);
+        // wait for the child with a deadline (it is ours and not reaped
+        // until wait4 returns its pid, so killing that pid is safe)
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut killed = false;
+        loop {
+            // SAFETY: waiting for our own child, with valid pointers.
+            let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+            if reaped == pid {
+                break;
+            }
+            assert_eq!(reaped, 0, "wait4: {}", std::io::Error::last_os_error());
+            if Instant::now() > deadline && !killed {
+                // SAFETY: signalling our own child, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                killed = true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !killed,
+            "inventory still reading after 60 s (peak RSS {} MiB)",
+            ru.ru_maxrss / 1024
+        );
         (reader.join().unwrap(), ru.ru_maxrss)
     })
     .await
