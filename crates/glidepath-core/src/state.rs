@@ -205,7 +205,8 @@ pub enum Event {
         results: Vec<GateRecord>,
     },
     /// The pre-flight snapshot a runbook asks for: node releases, config
-    /// file hashes, and named env values (secret-looking ones redacted).
+    /// file hashes, and named env values (keyed fingerprints, or the value
+    /// for the names the plan marks `env_clear`).
     Snapshot {
         at: Millis,
         versions: BTreeMap<String, Option<String>>,

@@ -77,8 +77,21 @@ pub struct GatesCfg {
     pub custom: Vec<(String, String, Duration)>,
     /// (trusted minisign public keys, signature file)
     pub signature: Option<(Vec<String>, PathBuf)>,
-    /// (deprecation matrix, config file templates, env names)
-    pub config: Option<(PathBuf, Vec<String>, Vec<String>)>,
+    pub config: Option<ConfigGate>,
+}
+
+/// `[gates.config]`: the deprecation matrix, the config files and env
+/// names it checks, and which env values the snapshot may record in clear.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConfigGate {
+    pub matrix: PathBuf,
+    /// Config file templates (`{node}`, `{address}`, `{install_dir}`).
+    pub files: Vec<String>,
+    /// Env names checked against the matrix and recorded in the snapshot.
+    pub env: Vec<String>,
+    /// Names (all also in `env`) whose values are recorded in clear; every
+    /// other value is recorded as a keyed fingerprint.
+    pub env_clear: Vec<String>,
 }
 
 /// One row of a release's deprecation matrix.
@@ -98,24 +111,54 @@ pub fn read_matrix(path: &Path) -> Result<Vec<Deprecation>, String> {
     let toml_span::value::ValueInner::Table(t) = v.take() else {
         return Err("not a table".into());
     };
+    let at = |span: Span| {
+        let (l, c) = crate::diag::line_col(&text, span.start);
+        format!("{}:{l}:{c}", path.display())
+    };
     let mut out = Vec::new();
-    for item in t
-        .get("key")
-        .and_then(|k| k.as_array())
-        .map(|a| a.as_slice())
-        .unwrap_or(&[])
-    {
-        let Some(kt) = item.as_table() else { continue };
-        let s = |k: &str| kt.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let Some(name) = s("name") else {
-            return Err(format!("{}: a [[key]] without `name`", path.display()));
+    let items = match t.get("key") {
+        None => return Ok(out),
+        Some(v) => match v.as_array() {
+            Some(a) => a.as_slice(),
+            None => {
+                return Err(format!(
+                    "{}: `key` is {}, not an array of tables: write [[key]] (an array of tables), one per key",
+                    at(v.span),
+                    shape(v)
+                ))
+            }
+        },
+    };
+    for item in items {
+        let Some(kt) = item.as_table() else {
+            return Err(format!(
+                "{}: a `key` entry is {}, not a table: write [[key]] name = \"…\"",
+                at(item.span),
+                shape(item)
+            ));
+        };
+        let s = |k: &str| -> Result<Option<String>, String> {
+            match kt.get(k) {
+                None => Ok(None),
+                Some(v) => match v.as_str() {
+                    Some(x) => Ok(Some(x.to_string())),
+                    None => Err(format!(
+                        "{}: `{k}` is {}, expected a string (e.g. {k} = \"1.0.10\")",
+                        at(v.span),
+                        shape(v)
+                    )),
+                },
+            }
+        };
+        let Some(name) = s("name")? else {
+            return Err(format!("{}: a [[key]] without `name`", at(item.span)));
         };
         out.push(Deprecation {
             name,
-            deprecated_in: s("deprecated_in"),
-            removed_in: s("removed_in"),
-            replacement: s("replacement"),
-            note: s("note"),
+            deprecated_in: s("deprecated_in")?,
+            removed_in: s("removed_in")?,
+            replacement: s("replacement")?,
+            note: s("note")?,
         });
     }
     Ok(out)
@@ -203,7 +246,7 @@ pub fn config_keys(path: &Path) -> Result<Vec<String>, String> {
 /// The config files of `[gates.config]`, rendered per node when templated:
 /// (label, path).
 pub fn config_files(plan: &crate::plan::Plan) -> Vec<(String, PathBuf)> {
-    let Some((_, files, _)) = &plan.gates.config else {
+    let Some(ConfigGate { files, .. }) = &plan.gates.config else {
         return vec![];
     };
     let mut out = Vec::new();
@@ -228,11 +271,15 @@ pub fn config_files(plan: &crate::plan::Plan) -> Vec<(String, PathBuf)> {
     out
 }
 
-/// The snapshot recorded before a run: config file hashes and named env
-/// values, secret-looking names redacted.
 /// (label, value) pairs.
 pub type Pairs = Vec<(String, String)>;
 
+/// The snapshot recorded before a run: the sha256 of each config file, and
+/// for each env name of `[gates.config] env` a keyed fingerprint of its
+/// value ([`FingerprintKey`]), or the value itself for the names listed in
+/// `env_clear`. An unset name is `<unset>`. No other value ever reaches
+/// the journal: when the key cannot be read or created, the value is
+/// recorded as `<not recorded: …>`.
 pub fn snapshot(plan: &crate::plan::Plan) -> (Pairs, Pairs) {
     let hashes = config_files(plan)
         .into_iter()
@@ -245,23 +292,182 @@ pub fn snapshot(plan: &crate::plan::Plan) -> (Pairs, Pairs) {
             )
         })
         .collect();
-    let env = plan
-        .gates
-        .config
-        .as_ref()
-        .map(|c| c.2.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|n| {
-            let v = match std::env::var(&n) {
-                Err(_) => "<unset>".to_string(),
-                Ok(_) if secret_looking(&n) => "<redacted>".to_string(),
-                Ok(v) => v,
+    let env = match &plan.gates.config {
+        Some(c) if !c.env.is_empty() => {
+            // the key is only needed when a value is to be fingerprinted
+            let needs_key = c
+                .env
+                .iter()
+                .any(|n| !c.env_clear.contains(n) && std::env::var_os(n).is_some());
+            let key = if needs_key {
+                FingerprintKey::for_user()
+            } else {
+                Err("not needed".into())
             };
-            (n, v)
-        })
-        .collect();
+            snapshot_env(&c.env, &c.env_clear, key.as_ref(), |n| std::env::var_os(n))
+        }
+        _ => vec![],
+    };
     (hashes, env)
+}
+
+/// The env half of [`snapshot`], with the key and the environment given.
+pub fn snapshot_env(
+    names: &[String],
+    clear: &[String],
+    key: Result<&FingerprintKey, &String>,
+    get: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Pairs {
+    use std::os::unix::ffi::OsStrExt;
+    names
+        .iter()
+        .map(|n| {
+            let v = match get(n) {
+                None => "<unset>".to_string(),
+                Some(v) if clear.contains(n) => v.to_string_lossy().into_owned(),
+                Some(v) => match key {
+                    Ok(k) => k.fingerprint(n, v.as_bytes()),
+                    Err(why) => format!("<not recorded: {why}>"),
+                },
+            };
+            (n.clone(), v)
+        })
+        .collect()
+}
+
+/// HMAC-SHA256 (RFC 2104) over sha2.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.map(|x| x ^ b);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// The secret key of env fingerprints: 32 random bytes kept in a 0600 file
+/// of the user's state directory, never in the journal. A fingerprint is
+/// `hmac-sha256:<key id>:<HMAC-SHA256(key, NAME \0 value)>`: the same value
+/// of the same name gives the same fingerprint on this machine (a change
+/// between runs shows), and someone who reads only the journal cannot test
+/// guesses of a short secret against it. The key id (a hash of the key)
+/// tells which key made a fingerprint, so a changed key is not mistaken
+/// for a changed value.
+#[derive(Clone)]
+pub struct FingerprintKey {
+    key: [u8; 32],
+    id: String,
+}
+
+impl std::fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FingerprintKey({})", self.id)
+    }
+}
+
+/// The user's state directory for glidepath: `$XDG_STATE_HOME/glidepath`,
+/// else `$HOME/.local/state/glidepath`.
+pub fn state_dir() -> Result<PathBuf, String> {
+    let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    if let Some(p) = std::env::var_os("XDG_STATE_HOME").and_then(abs) {
+        return Ok(p.join("glidepath"));
+    }
+    match std::env::var_os("HOME").and_then(abs) {
+        Some(h) => Ok(h.join(".local/state/glidepath")),
+        None => Err("no state directory: set XDG_STATE_HOME or HOME".into()),
+    }
+}
+
+impl FingerprintKey {
+    pub const FILE: &'static str = "fingerprint.key";
+
+    fn from_bytes(key: [u8; 32]) -> Self {
+        let id = hex::encode(&hmac_sha256(&key, b"glidepath fingerprint key id")[..4]);
+        FingerprintKey { key, id }
+    }
+
+    /// The key of this user on this machine (created on first use).
+    pub fn for_user() -> Result<Self, String> {
+        Self::load_or_create(&state_dir()?.join(Self::FILE))
+    }
+
+    /// Read the key at `path`, or create it (0600, in a 0700 directory).
+    /// A key file that others may read is refused.
+    pub fn load_or_create(path: &Path) -> Result<Self, String> {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        let shown = path.display();
+        if !path.exists() {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let mut key = [0u8; 32];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut key))
+                .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+            // written aside, then linked into place: a concurrent run sees
+            // either no key or the whole key, and the first one wins
+            let tmp = dir.join(format!(".{}.{}.tmp", Self::FILE, std::process::id()));
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .and_then(|mut f| {
+                    f.write_all(format!("{}\n", hex::encode(key)).as_bytes())?;
+                    f.sync_all()
+                });
+            let linked = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            });
+            let _ = std::fs::remove_file(&tmp);
+            linked.map_err(|e| format!("cannot create {shown}: {e}"))?;
+        }
+        let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{shown} may be read by others (mode {mode:o}): chmod 600 it"
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+        let key: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                format!("{shown} is not a fingerprint key (64 hex digits); remove it to create a new one")
+            })?;
+        Ok(Self::from_bytes(key))
+    }
+
+    /// The fingerprint of `name`'s value.
+    pub fn fingerprint(&self, name: &str, value: &[u8]) -> String {
+        let mut msg = Vec::with_capacity(name.len() + 1 + value.len());
+        msg.extend_from_slice(name.as_bytes());
+        msg.push(0);
+        msg.extend_from_slice(value);
+        format!(
+            "hmac-sha256:{}:{}",
+            self.id,
+            hex::encode(hmac_sha256(&self.key, &msg))
+        )
+    }
 }
 
 /// Does an env var name look like it holds a secret?
@@ -370,6 +576,102 @@ fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
     })
 }
 
+/// What a TOML value is, for a diagnostic: "a table", "an array", …
+fn shape(v: &toml_span::Value<'_>) -> &'static str {
+    use toml_span::value::ValueInner as V;
+    match v.as_ref() {
+        V::Table(_) => "a table",
+        V::Array(a) if !a.is_empty() && a.iter().all(|i| i.as_table().is_some()) => {
+            "an array of tables"
+        }
+        V::Array(_) => "an array",
+        V::String(_) => "a string",
+        V::Integer(_) => "an integer",
+        V::Float(_) => "a float",
+        V::Boolean(_) => "a boolean",
+    }
+}
+
+/// `[gates.KEY]`, which must be one table: `[[gates.KEY]]` or `KEY = 1`
+/// is a diagnostic naming the right shape.
+fn one_table<'t, 'de>(
+    r: &mut Reader,
+    t: &'t Table<'de>,
+    key: &str,
+) -> Option<(&'t Table<'de>, Span)> {
+    let v = t.get(key)?;
+    if let Some(tt) = v.as_table() {
+        return Some((tt, v.span));
+    }
+    r.err(
+        v.span,
+        format!(
+            "wrong shape for [gates.{key}]: expected one table, found {}",
+            shape(v)
+        ),
+        "expected a table",
+        Some(format!(
+            "write [gates.{key}] (a single table, single brackets) with its keys on the lines below"
+        )),
+    );
+    None
+}
+
+/// `[[gates.KEY]]`, which must be an array of tables. A single table
+/// (`[gates.KEY]`, the easy mistake) is a diagnostic, and is still read so
+/// that its own problems are reported in the same pass; any other shape, or
+/// an entry that is not a table, is a diagnostic too. Nothing is ignored.
+fn tables<'t, 'de>(
+    r: &mut Reader,
+    t: &'t Table<'de>,
+    key: &str,
+    example: &str,
+) -> Vec<(&'t Table<'de>, Span)> {
+    let Some(v) = t.get(key) else {
+        return vec![];
+    };
+    let hint = format!(
+        "write [[gates.{key}]] (an array of tables), one per entry: [[gates.{key}]] {example}"
+    );
+    if let Some(tt) = v.as_table() {
+        r.err(
+            v.span,
+            format!("[gates.{key}] is a single table, but {key} entries are an array of tables"),
+            format!("write [[gates.{key}]] (an array of tables)"),
+            Some(hint),
+        );
+        return vec![(tt, v.span)];
+    }
+    let Some(items) = v.as_array() else {
+        r.err(
+            v.span,
+            format!(
+                "wrong shape for `{key}` in [gates]: expected an array of tables ([[gates.{key}]]), found {}",
+                shape(v)
+            ),
+            "expected [[gates.…]] tables",
+            Some(hint),
+        );
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item.as_table() {
+            Some(it) => out.push((it, item.span)),
+            None => r.err(
+                item.span,
+                format!(
+                    "wrong shape for an entry of `{key}` in [gates]: expected a table, found {}",
+                    shape(item)
+                ),
+                "expected a table",
+                Some(hint.clone()),
+            ),
+        }
+    }
+    out
+}
+
 /// Read `[gates]` (called by the plan parser).
 pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> GatesCfg {
     r.known_keys(
@@ -385,8 +687,12 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
         ],
     );
     let mut g = GatesCfg::default();
-    if let Some((ct, cat)) = r.table(t, "config") {
-        r.known_keys(ct, "[gates.config]", &["matrix", "files", "env"]);
+    if let Some((ct, cat)) = one_table(r, t, "config") {
+        r.known_keys(
+            ct,
+            "[gates.config]",
+            &["matrix", "files", "env", "env_clear"],
+        );
         let matrix = r.req_str(
             ct,
             cat,
@@ -406,16 +712,51 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
             .into_iter()
             .map(|x| x.0)
             .collect();
+        let mut env_clear = Vec::new();
+        for (n, s) in r
+            .str_list(ct, "env_clear", "[\"LOG_LEVEL\"]")
+            .unwrap_or_default()
+        {
+            if !env.contains(&n) {
+                r.err(
+                    s,
+                    format!("`{n}` is in env_clear but not in env"),
+                    "not a recorded name",
+                    Some(format!(
+                        "env_clear only marks names of `env` as safe to record in clear: add \"{n}\" to env, or remove it here"
+                    )),
+                );
+            } else if secret_looking(&n) {
+                let mut d = Diag::error(
+                    format!("`{n}` looks like a secret, and env_clear records its value in clear in the journal"),
+                    (s.start, s.end),
+                    "recorded in clear",
+                );
+                d.severity = crate::diag::Severity::Warning;
+                d.hint = Some(format!(
+                    "remove \"{n}\" from env_clear to record a fingerprint of it instead"
+                ));
+                r.diags.push(d);
+            }
+            env_clear.push(n);
+        }
         if let Some((m, s)) = matrix {
             let p = dir.join(&m);
             match read_matrix(&p) {
                 Err(e) if p.exists() => r.err(s, format!("unreadable deprecation matrix: {e}"), "the matrix", Some("[[key]] name = \"db.pool_size\", deprecated_in = \"1.0.9\", removed_in = \"1.0.10\", replacement = \"…\"".into())),
                 Err(_) => r.err(s, format!("deprecation matrix `{m}` not found"), format!("looked for {}", p.display()), None),
-                Ok(_) => g.config = Some((p, files, env)),
+                Ok(_) => {
+                    g.config = Some(ConfigGate {
+                        matrix: p,
+                        files,
+                        env,
+                        env_clear,
+                    })
+                }
             }
         }
     }
-    if let Some((st, sat)) = r.table(t, "signature") {
+    if let Some((st, sat)) = one_table(r, t, "signature") {
         r.known_keys(st, "[gates.signature]", &["trusted_keys", "file"]);
         let keys = r
             .str_list(st, "trusted_keys", "[\"RWQ…\"]")
@@ -439,7 +780,7 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
             .unwrap_or_default();
         g.signature = Some((keys.into_iter().map(|x| x.0).collect(), file));
     }
-    if let Some((m, mat)) = r.table(t, "migrations") {
+    if let Some((m, mat)) = one_table(r, t, "migrations") {
         r.known_keys(
             m,
             "[gates.migrations]",
@@ -482,9 +823,8 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
             g.migrations = Some((p, files, lock_fail, since));
         }
     }
-    if let Some(v) = t.get("freeze") {
-        for item in v.as_array().map(|a| a.as_slice()).unwrap_or(&[]) {
-            let Some(ft) = item.as_table() else { continue };
+    {
+        for (ft, item_span) in tables(r, t, "freeze", "name = \"holiday freeze\"") {
             r.known_keys(
                 ft,
                 "[[gates.freeze]]",
@@ -493,7 +833,7 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
             let name = r
                 .req_str(
                     ft,
-                    item.span,
+                    item_span,
                     "[[gates.freeze]]",
                     "name",
                     "\"holiday freeze\"",
@@ -503,7 +843,7 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
                 let ts = |r: &mut Reader, key: &str| {
                     let (s, sp) = r.req_str(
                         ft,
-                        item.span,
+                        item_span,
                         "[[gates.freeze]]",
                         key,
                         "\"2026-12-20T00:00:00+01:00\"",
@@ -524,7 +864,7 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
                 if let (Some(from), Some(to)) = (ts(r, "from"), ts(r, "to")) {
                     if to <= from {
                         r.err(
-                            item.span,
+                            item_span,
                             format!("freeze `{name}` ends before it starts"),
                             "to ≤ from",
                             None,
@@ -544,7 +884,7 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
                     }
                 }
                 let time = |r: &mut Reader, key: &str, ex: &str| {
-                    let (s, sp) = r.req_str(ft, item.span, "[[gates.freeze]]", key, ex)?;
+                    let (s, sp) = r.req_str(ft, item_span, "[[gates.freeze]]", key, ex)?;
                     let s2 = if s == "24:00" {
                         "23:59:59.999999999".to_string()
                     } else {
@@ -567,7 +907,7 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
                 let end = time(r, "end", "\"24:00\"");
                 let tz = r.req_str(
                     ft,
-                    item.span,
+                    item_span,
                     "[[gates.freeze]]",
                     "timezone",
                     "\"Europe/Paris\"",
@@ -584,7 +924,7 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
                 }
                 if weekdays.is_empty() {
                     r.err(
-                        item.span,
+                        item_span,
                         format!("freeze `{name}` has no weekdays"),
                         "when does it recur?",
                         Some("weekdays = [\"fri\"], or from/to for a one-off window".into()),
@@ -602,7 +942,7 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
             }
         }
     }
-    if let Some((b, bat)) = r.table(t, "backup") {
+    if let Some((b, bat)) = one_table(r, t, "backup") {
         r.known_keys(b, "[gates.backup]", &["file", "command", "max_age"]);
         let file = r
             .str(b, "file", "\"/var/backups/db/latest.dump\"")
@@ -623,20 +963,19 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
             .unwrap_or(Duration::from_secs(86400));
         g.backup = Some((file, command, max_age));
     }
-    if let Some(v) = t.get("custom") {
-        for item in v.as_array().map(|a| a.as_slice()).unwrap_or(&[]) {
-            let Some(ct) = item.as_table() else { continue };
+    {
+        for (ct, item_span) in tables(r, t, "custom", "name = \"change ticket approved\"") {
             r.known_keys(ct, "[[gates.custom]]", &["name", "command", "timeout"]);
             let name = r.req_str(
                 ct,
-                item.span,
+                item_span,
                 "[[gates.custom]]",
                 "name",
                 "\"change ticket approved\"",
             );
             let cmd = r.req_str(
                 ct,
-                item.span,
+                item_span,
                 "[[gates.custom]]",
                 "command",
                 "\"./scripts/ticket-approved.sh\"",
@@ -783,7 +1122,7 @@ pub async fn evaluate(
         plan.release.artifact.as_path(),
     );
     let mut out = Vec::new();
-    if let Some((matrix, _, env)) = &g.config {
+    if let Some(ConfigGate { matrix, env, .. }) = &g.config {
         match read_matrix(matrix) {
             Err(e) => out.push(GateResult::new("config", Verdict::Fail, e, None)),
             Ok(m) => {
@@ -1144,5 +1483,120 @@ mod tests {
             frozen(&tokyo, at("2026-11-27T14:00:00Z")).is_some(),
             "Friday 23:00 in Tokyo"
         );
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // test case 1
+        assert_eq!(
+            hex::encode(hmac_sha256(&[0x0b; 20], b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        // test case 2
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // test case 6: a key longer than the block
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_key_is_created_once_private_and_refused_when_others_can_read_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp
+            .path()
+            .join("state/glidepath")
+            .join(FingerprintKey::FILE);
+        let a = FingerprintKey::load_or_create(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the key file is private");
+        let dmode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dmode, 0o700);
+        let b = FingerprintKey::load_or_create(&path).unwrap();
+        assert_eq!(a.key, b.key, "the same key on the next run");
+        assert_eq!(a.fingerprint("X", b"v"), b.fingerprint("X", b"v"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = FingerprintKey::load_or_create(&path).unwrap_err();
+        assert!(
+            e.contains("may be read by others") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "short\n").unwrap();
+        let e = FingerprintKey::load_or_create(&path).unwrap_err();
+        assert!(e.contains("not a fingerprint key"), "{e}");
+    }
+
+    #[test]
+    fn env_values_are_fingerprinted_unless_marked_clear() {
+        let secrets = [
+            ("DB_PASS", "hunter2"),
+            ("DATABASE_URL", "postgres://app:pw@db/app"),
+            ("SENTRY_DSN", "https://abc@sentry.example/1"),
+            ("APP_SESSION_COOKIE", "c00kie"),
+        ];
+        let names: Vec<String> = secrets
+            .iter()
+            .map(|x| x.0.to_string())
+            .chain(["LOG_LEVEL".to_string(), "UNSET_ONE".to_string()])
+            .collect();
+        let clear = vec!["LOG_LEVEL".to_string()];
+        let key = FingerprintKey::from_bytes([7; 32]);
+        let env = |overrides: &[(&str, &str)]| {
+            let mut m: std::collections::HashMap<String, String> = secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            m.insert("LOG_LEVEL".into(), "debug".into());
+            for (k, v) in overrides {
+                m.insert(k.to_string(), v.to_string());
+            }
+            move |n: &str| m.get(n).map(std::ffi::OsString::from)
+        };
+        let one = snapshot_env(&names, &clear, Ok(&key), env(&[]));
+        let text = format!("{one:?}");
+        for (_, v) in secrets {
+            assert!(!text.contains(v), "{v} in clear: {text}");
+        }
+        for (n, v) in &one[..4] {
+            assert!(
+                v.starts_with(&format!("hmac-sha256:{}:", key.id)),
+                "{n}: {v}"
+            );
+            assert_eq!(v.len(), "hmac-sha256:".len() + 8 + 1 + 64, "{v}");
+        }
+        assert_eq!(one[4], ("LOG_LEVEL".into(), "debug".into()));
+        assert_eq!(one[5], ("UNSET_ONE".into(), "<unset>".into()));
+        // stable: same values, same fingerprints
+        assert_eq!(snapshot_env(&names, &clear, Ok(&key), env(&[])), one);
+        // a change shows, and only for the changed name
+        let two = snapshot_env(&names, &clear, Ok(&key), env(&[("DB_PASS", "hunter3")]));
+        assert_ne!(two[0], one[0]);
+        assert_eq!(two[1..], one[1..]);
+        // the same value under two names gives two fingerprints
+        assert_ne!(key.fingerprint("A", b"same"), key.fingerprint("B", b"same"));
+        // another key (another machine) cannot be compared, nor guessed without the key
+        let other = FingerprintKey::from_bytes([8; 32]);
+        assert_ne!(
+            snapshot_env(&names, &clear, Ok(&other), env(&[]))[0],
+            one[0]
+        );
+        // no key: nothing recorded, never the value
+        let why = "no state directory".to_string();
+        let none = snapshot_env(&names, &clear, Err(&why), env(&[]));
+        assert_eq!(none[0].1, "<not recorded: no state directory>");
+        assert_eq!(none[4].1, "debug");
     }
 }

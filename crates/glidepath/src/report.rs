@@ -154,7 +154,7 @@ impl Reporter for Console {
                 *at,
                 "-",
                 "snapshot",
-                &format!("recorded releases, {} config file hash(es), {} env value(s) (secrets redacted)", config_hashes.len(), env.len()),
+                &format!("recorded releases, {} config file hash(es), {} env value(s) (fingerprinted unless env_clear)", config_hashes.len(), env.len()),
             ),
             Event::GateForced {
                 at,

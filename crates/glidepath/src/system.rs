@@ -430,11 +430,15 @@ pub async fn collect(sys: &SystemFile, timeout: Duration) -> Vec<Observed> {
             let got: Result<String, String> = match &inst.source {
                 VersionSource::Static(v) => Ok(v.clone()),
                 VersionSource::Url(u) => match client.get(u).send().await {
-                    Ok(resp) if resp.status().is_success() => resp
-                        .text()
-                        .await
-                        .map(|t| t.trim().to_string())
-                        .map_err(|e| e.to_string()),
+                    Ok(resp) if resp.status().is_success() => crate::drivers::http::read_text(
+                        resp,
+                        crate::drivers::http::SMALL_MAX,
+                        &format!("GET {u}"),
+                        crate::drivers::DriverError::Failed,
+                    )
+                    .await
+                    .map(|t| t.trim().to_string())
+                    .map_err(|e| e.to_string()),
                     Ok(resp) => Err(format!("GET {u}: HTTP {}", resp.status())),
                     Err(e) => Err(format!(
                         "GET {u}: {}",

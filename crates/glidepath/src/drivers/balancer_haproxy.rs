@@ -109,11 +109,13 @@ impl HaproxyBalancer {
             .map_or(t.name.as_str(), |s| s.as_str())
     }
 
-    /// Send one runtime API command, read the whole answer.
+    /// Send one runtime API command, read the whole answer (at most
+    /// [`HAPROXY_MAX`](super::http::HAPROXY_MAX) bytes).
     pub async fn command(&self, cmd: &str) -> DResult<String> {
         let unreachable = |e: std::io::Error| {
             DriverError::Unreachable(format!("HAProxy runtime API {}: {e}", self.endpoint()))
         };
+        let cap = super::http::HAPROXY_MAX;
         let fut = async {
             let mut out = Vec::new();
             if let Some(path) = &self.socket {
@@ -123,7 +125,10 @@ impl HaproxyBalancer {
                 s.write_all(format!("{cmd}\n").as_bytes())
                     .await
                     .map_err(unreachable)?;
-                s.read_to_end(&mut out).await.map_err(unreachable)?;
+                s.take(cap as u64 + 1)
+                    .read_to_end(&mut out)
+                    .await
+                    .map_err(unreachable)?;
             } else if let Some(addr) = &self.address {
                 let mut s = tokio::net::TcpStream::connect(addr)
                     .await
@@ -131,7 +136,16 @@ impl HaproxyBalancer {
                 s.write_all(format!("{cmd}\n").as_bytes())
                     .await
                     .map_err(unreachable)?;
-                s.read_to_end(&mut out).await.map_err(unreachable)?;
+                s.take(cap as u64 + 1)
+                    .read_to_end(&mut out)
+                    .await
+                    .map_err(unreachable)?;
+            }
+            if out.len() > cap {
+                return Err(DriverError::Failed(super::http::too_large(
+                    &format!("HAProxy runtime API {} `{cmd}`", self.endpoint()),
+                    cap,
+                )));
             }
             Ok(String::from_utf8_lossy(&out).into_owned())
         };

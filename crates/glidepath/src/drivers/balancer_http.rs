@@ -53,7 +53,10 @@ impl HttpBalancer {
             DriverError::Failed,
         )
         .await?;
-        resp.json::<State>().await.map_err(|e| {
+        let what = format!("GET {url}");
+        let body = super::http::read_body(resp, super::http::SMALL_MAX, &what, DriverError::Failed)
+            .await?;
+        serde_json::from_slice::<State>(&body).map_err(|e| {
             DriverError::Failed(format!(
                 "GET {url}: expected {{\"drained\": bool, \"active\": n}}: {e}"
             ))

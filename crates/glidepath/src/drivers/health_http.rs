@@ -2,8 +2,9 @@
 //! when the plan names a version URL), TCP connect, and a command's exit
 //! code. Every configured probe must pass.
 
+use super::http::{read_text, SMALL_MAX};
 use super::service_command::shell_output;
-use super::{http_client, http_err, send_checked, DResult, DriverError, HealthProbe, Target};
+use super::{http_client, send_checked, DResult, DriverError, HealthProbe, Target};
 use crate::plan::{host_of, render, HealthCfg};
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -48,10 +49,8 @@ impl HealthProbe for Health {
             .await?;
             let status = resp.status();
             if let Some(want) = &self.cfg.body {
-                let body = resp
-                    .text()
-                    .await
-                    .map_err(|e| http_err(&format!("GET {url}"), e))?;
+                let body =
+                    read_text(resp, SMALL_MAX, &format!("GET {url}"), DriverError::Failed).await?;
                 if !body.contains(want.as_str()) {
                     let shown: String = body.chars().take(80).collect();
                     return Err(DriverError::Failed(format!(
@@ -82,15 +81,9 @@ impl HealthProbe for Health {
         }
         if let (Some(vt), Some(expect)) = (&self.cfg.version_url, expect) {
             let vurl = render(vt, &vars);
-            let body = self
-                .client
-                .get(&vurl)
-                .send()
-                .await
-                .map_err(|e| http_err(&format!("GET {vurl}"), e))?
-                .text()
-                .await
-                .map_err(|e| http_err(&format!("GET {vurl}"), e))?;
+            let what = format!("GET {vurl}");
+            let resp = send_checked(self.client.get(&vurl), &what, DriverError::Failed).await?;
+            let body = read_text(resp, SMALL_MAX, &what, DriverError::Failed).await?;
             let serving = body.trim();
             if serving != expect {
                 return Err(DriverError::Failed(format!(

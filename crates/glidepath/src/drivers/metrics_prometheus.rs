@@ -86,7 +86,14 @@ impl PrometheusSource {
             .await
             .map_err(|e| super::http_err(&format!("Prometheus {endpoint}"), e))?;
         let status = resp.status();
-        let body: serde_json::Value = resp.json().await.map_err(|e| {
+        let bytes = super::http::read_body(
+            resp,
+            super::http::PROMETHEUS_MAX,
+            &format!("Prometheus {endpoint}"),
+            DriverError::Unreachable,
+        )
+        .await?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             DriverError::Unreachable(format!(
                 "Prometheus {endpoint}: HTTP {status}, unreadable answer: {e}"
             ))

@@ -3,7 +3,8 @@
 //! scrapes again and computes, from the difference (counter resets
 //! handled), the error ratio and latency quantiles over the window.
 
-use super::{http_client, http_err, send_checked, DResult, DriverError, MetricsSource, Target};
+use super::http::{read_text, METRICS_MAX};
+use super::{http_client, send_checked, DResult, DriverError, MetricsSource, Target};
 use crate::plan::{render, CheckCfg, CheckKind};
 use async_trait::async_trait;
 use glidepath_core::metrics::{counter_sum_increase, parse_text, Histogram, Sample};
@@ -37,10 +38,13 @@ impl ScrapeSource {
             DriverError::Unreachable,
         )
         .await?;
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| http_err(&format!("GET {url}"), e))?;
+        let text = read_text(
+            resp,
+            METRICS_MAX,
+            &format!("GET {url}"),
+            DriverError::Unreachable,
+        )
+        .await?;
         Ok(parse_text(&text))
     }
 }

@@ -14,6 +14,7 @@ mod deploy_command;
 pub mod deploy_local;
 pub mod deploy_ssh;
 mod health_http;
+pub mod http;
 pub mod metrics_prometheus;
 mod metrics_scrape;
 pub mod service_command;

@@ -59,7 +59,7 @@ max      = 0.5
 on = ["health", "sli"]
 "#;
 
-fn setup() -> (tempfile::TempDir, String) {
+pub(crate) fn setup() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("dist/2")).unwrap();
     let art = dir.path().join("dist/2/release.toml");
@@ -68,7 +68,7 @@ fn setup() -> (tempfile::TempDir, String) {
     (dir, GOOD.replace("SHA", &sha))
 }
 
-fn diagnose(dir: &Path, src: &str) -> String {
+pub(crate) fn diagnose(dir: &Path, src: &str) -> String {
     match parse(Path::new("plan.toml"), src, dir) {
         Ok(_) => "valid".into(),
         Err(PlanError::Invalid(r)) => r.short(),

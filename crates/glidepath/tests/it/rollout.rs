@@ -576,7 +576,7 @@ async fn gates_refuse_and_forcing_is_journaled() {
     for n in &env.fleet.nodes {
         std::fs::write(n.dir.join("app.env"), "API_LEGACY=1\n").unwrap();
     }
-    let gates = "\n[gates.config]\nmatrix = \"deprecations.toml\"\nfiles = [\"{install_dir}/app.env\"]\nenv = [\"API_MODE\", \"API_TOKEN\"]\n\n[gates.migrations]\ndir = \"migrations\"\n\n[[gates.freeze]]\nname = \"always\"\nfrom = \"2000-01-01T00:00:00Z\"\nto = \"2100-01-01T00:00:00Z\"\n\n[[gates.custom]]\nname = \"ticket\"\ncommand = \"true\"\n";
+    let gates = "\n[gates.config]\nmatrix = \"deprecations.toml\"\nfiles = [\"{install_dir}/app.env\"]\nenv = [\"API_MODE\", \"API_TOKEN\"]\nenv_clear = [\"API_MODE\"]\n\n[gates.migrations]\ndir = \"migrations\"\n\n[[gates.freeze]]\nname = \"always\"\nfrom = \"2000-01-01T00:00:00Z\"\nto = \"2100-01-01T00:00:00Z\"\n\n[[gates.custom]]\nname = \"ticket\"\ncommand = \"true\"\n";
     let text = std::fs::read_to_string(&plan).unwrap() + gates;
     std::fs::write(&plan, text).unwrap();
 
@@ -627,6 +627,7 @@ async fn gates_refuse_and_forcing_is_journaled() {
         ])
         .env("API_MODE", "fast")
         .env("API_TOKEN", "s3cr3t-value")
+        .env("XDG_STATE_HOME", env.path().join("state"))
         .output()
         .unwrap();
     assert_eq!(code(&out), 0);
@@ -648,7 +649,7 @@ async fn gates_refuse_and_forcing_is_journaled() {
         "{}",
         stdout(&status)
     );
-    // the snapshot: config hashes and env values, the secret redacted and nowhere in the journal
+    // the snapshot: config hashes and env values, the secret fingerprinted and nowhere in the journal
     let snap = env.events(&run).into_iter().find_map(|e| match e {
         Event::Snapshot {
             config_hashes, env, ..
@@ -657,13 +658,9 @@ async fn gates_refuse_and_forcing_is_journaled() {
     });
     let (hashes, vars) = snap.expect("a snapshot is journaled");
     assert_eq!(hashes.len(), 2);
-    assert_eq!(
-        vars,
-        vec![
-            ("API_MODE".to_string(), "fast".to_string()),
-            ("API_TOKEN".to_string(), "<redacted>".to_string())
-        ]
-    );
+    assert_eq!(vars[0], ("API_MODE".to_string(), "fast".to_string()));
+    assert_eq!(vars[1].0, "API_TOKEN");
+    assert!(vars[1].1.starts_with("hmac-sha256:"), "{vars:?}");
     let db = std::fs::read(env.journal_path()).unwrap();
     assert!(
         !db.windows(12).any(|w| w == b"s3cr3t-value"),
