@@ -178,7 +178,8 @@ impl World {
             }
             StepKind::CheckHealth => {
                 let v = &self.current[&node];
-                let restoring = v == "1" && (self.restore_fails || self.restore_fails_on.contains(&node));
+                let restoring =
+                    v == "1" && (self.restore_fails || self.restore_fails_on.contains(&node));
                 let bad = self.unhealthy.as_ref() == Some(v) || restoring;
                 if bad {
                     StepOutcome::failed("HTTP 503")
@@ -892,7 +893,10 @@ fn failed_restores_do_not_block_the_canary_restore() {
     assert!(!w.drained["n1"]);
     assert!(w.drained["n2"] && w.drained["n3"], "kept out for a human");
     let reason = sim.state.finished_reason.clone().unwrap();
-    assert!(reason.contains("restoring n2, n3 failed; kept out of rotation"), "{reason}");
+    assert!(
+        reason.contains("restoring n2, n3 failed; kept out of rotation"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -944,7 +948,11 @@ fn post_check_knows_the_version_it_checks() {
         .filter(|(k, _)| *k == StepKind::PostCheck)
         .all(|(_, v)| v.as_deref() == Some("1")));
     // what was observed: each node last seen serving 1 again
-    assert!(sim.state.nodes.values().all(|n| n.seen.as_deref() == Some("1")));
+    assert!(sim
+        .state
+        .nodes
+        .values()
+        .all(|n| n.seen.as_deref() == Some("1")));
 }
 
 #[test]
@@ -990,7 +998,10 @@ fn a_peer_found_down_counts_against_max_unavailable() {
             _ => None,
         })
         .expect("stopped at the deadline, resumable");
-    assert!(why.contains("2 node(s) found down") && why.contains("n5"), "{why}");
+    assert!(
+        why.contains("2 node(s) found down") && why.contains("n5"),
+        "{why}"
+    );
     assert_eq!(w.current["n4"], "1", "batch 2 never started");
     // both come back: resume finishes
     w.dead.clear();

@@ -459,7 +459,8 @@ impl Executor {
             }
             if let Some(reason) = self.state.suspended.clone() {
                 // decide suspends only with nothing in flight
-                self.journal.set_status(&self.run_id, "suspended", &reason)?;
+                self.journal
+                    .set_status(&self.run_id, "suspended", &reason)?;
                 self.journal
                     .release_lease(&self.plan.fleet_name, &self.run_id)?;
                 return Err(ExecError::Suspended {
@@ -883,7 +884,7 @@ async fn perform_once(
                     ..Default::default()
                 },
                 Err(e) => fail(e),
-            }
+            };
         }
         (StepKind::Stage, Some(t)) if version == release.new.version => {
             d.deployer.stage(t, &release.new).await

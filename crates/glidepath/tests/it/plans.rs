@@ -374,7 +374,10 @@ fn retry_budget_is_configurable_and_validated() {
     );
     for (retry, expect) in [
         (r#"{ backof = "1s" }"#, "did you mean `backoff`"),
-        (r#"{ backoff = "1x" }"#, "invalid duration `1x` for `backoff`"),
+        (
+            r#"{ backoff = "1x" }"#,
+            "invalid duration `1x` for `backoff`",
+        ),
         (r#"{ backoff = "0s" }"#, "`backoff` must be longer than 0"),
         (
             r#"{ backoff = "5s", max_backoff = "1s" }"#,

@@ -523,9 +523,11 @@ async fn haproxy_killed_mid_batch_pauses_the_run_and_it_finishes_when_back() {
     .await;
     r.haproxy.kill();
     let run = r.env.latest_run();
-    wait_until("three failed attempts on node-2", Duration::from_secs(30), || {
-        infra_faults(&j.events(&run).unwrap(), "node-2") >= 3
-    })
+    wait_until(
+        "three failed attempts on node-2",
+        Duration::from_secs(30),
+        || infra_faults(&j.events(&run).unwrap(), "node-2") >= 3,
+    )
     .await;
     let status = r.env.run(&["status", &run]);
     assert!(

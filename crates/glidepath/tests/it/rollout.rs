@@ -428,10 +428,15 @@ async fn a_peer_that_dies_mid_rollout_is_found_down_and_the_run_stops_resumable(
     let events = env.events(&run);
     // the batch-boundary check found it down and counted it: node-2 was
     // deployed alone, never together with node-3 out
-    let peers = events.iter().find_map(|e| match e {
-        Event::Outcome { step, outcome, .. } if step.kind == StepKind::CheckPeers => Some(outcome.clone()),
-        _ => None,
-    }).expect("a peers check after the canary");
+    let peers = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Outcome { step, outcome, .. } if step.kind == StepKind::CheckPeers => {
+                Some(outcome.clone())
+            }
+            _ => None,
+        })
+        .expect("a peers check after the canary");
     assert!(peers.down.contains_key("node-3"), "{peers:?}");
     assert_eq!(env.journal().run(&run).unwrap().status, "suspended");
     let status = stdout(&env.run(&["status", &run]));
