@@ -126,7 +126,8 @@ fn advance_nodes(
             }
         }
         let target = match track {
-            Track::Back => node.before.clone().unwrap_or_default(),
+            // restoring: the release the node had (Restore never switched it)
+            Track::Back | Track::Restore => node.before.clone().unwrap_or_default(),
             _ => spec.version.clone(),
         };
         // Polling steps wait between tries.

@@ -148,6 +148,13 @@ impl World {
             return StepOutcome::failed("connection refused (node down)");
         }
         match step.kind {
+            // the post-enable check verifies the release it is told about
+            StepKind::PostCheck if step.version.as_ref() != Some(&self.current[&node]) => {
+                StepOutcome::failed(format!(
+                    "serving {}, expected {:?}",
+                    self.current[&node], step.version
+                ))
+            }
             StepKind::CheckPeers => StepOutcome {
                 ok: true,
                 detail: format!("{} down", self.dead.len()),
@@ -1051,6 +1058,10 @@ proptest! {
         s.max_unavailable = max_unavailable;
         let mut sim = Sim::new(s);
         let mut w = World::new(nodes);
+        // infrastructure faults alone are never a verdict on any node
+        let only_infra = script
+            .iter()
+            .all(|f| matches!(f, Fault::Ok | Fault::Infra | Fault::Timeout));
         w.script = script;
         let bound = 20_000;
         let mut rounds = 0;
@@ -1120,6 +1131,10 @@ proptest! {
         }
         if sim.state.phase == Phase::Finished(Outcome::Succeeded) {
             prop_assert!(sim.statuses().iter().all(|s| *s == Updated));
+        }
+        if only_infra {
+            prop_assert!(!sim.statuses().contains(&Failed), "{:?}", sim.state.finished_reason);
+            prop_assert!(sim.state.cause.as_ref().is_none_or(|c| c.kind == CauseKind::Operator), "{:?}", sim.state.cause);
         }
     }
 }

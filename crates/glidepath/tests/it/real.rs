@@ -657,3 +657,60 @@ async fn haproxy_killed_during_a_rollback_the_restore_waits_and_finishes() {
     r.env.assert_fleet(&["1", "1", "1"]).await;
     assert_in_rotation(&r).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_killed_while_a_batch_of_two_restarts_then_abort_finishes_with_every_node_in_rotation(
+) {
+    if !available(&["haproxy", "prometheus"]) {
+        return;
+    }
+    let mut r = real(4).await;
+    let plan = real_plan(&r, &r.env.v2, "3s", RETRY);
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        text.replacen("batch_size     = 1", "batch_size     = 2", 1),
+    )
+    .unwrap();
+    let child = r.env.spawn(&["run", plan.to_str().unwrap()]);
+    let j = r.env.journal();
+    wait_until("batch 1 restarting", Duration::from_secs(90), || {
+        latest_events(&j).iter().any(|e| matches!(e, Event::Intent { step, .. } if step.kind == StepKind::Restart && step.node.as_deref() != Some("node-1")))
+    })
+    .await;
+    r.haproxy.kill();
+    let run = r.env.latest_run();
+    wait_until("failed attempts", Duration::from_secs(30), || {
+        let ev = j.events(&run).unwrap();
+        infra_faults(&ev, "node-2") + infra_faults(&ev, "node-3") >= 2
+    })
+    .await;
+    // the operator aborts while the balancer is down: acknowledged, and the
+    // restores wait for the balancer instead of giving up or deadlocking
+    let out = r.env.run(&["abort", &run, "--reason", "balancer trouble"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    r.haproxy.restart().await.expect("haproxy restarts");
+    let out = wait_child(child, Duration::from_secs(120)).await;
+    assert_eq!(out.status.code(), Some(5), "aborted: {}", stdout(&out));
+    assert!(!stdout(&out).contains("kept out of rotation"));
+    // nodes healthy on 2 when the abort came are finished, the others
+    // restored (which depends on when the kill landed); none is drained,
+    // none failed, and `status` says what each one serves
+    let served = r.env.fleet_state().await;
+    assert!(served.iter().all(|(_, drained)| !drained), "{served:?}");
+    assert_eq!(served[0].0, "2", "the canary keeps the release");
+    assert_eq!(served[3].0, "1", "node-4 never touched");
+    let st = r.env.run(&["status", &run, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&st)).unwrap();
+    for (i, (version, _)) in served.iter().enumerate() {
+        assert_eq!(
+            v["nodes"][i]["seen"].as_str(),
+            Some(version.as_str()),
+            "{v}"
+        );
+        assert_eq!(v["nodes"][i]["now"].as_str(), Some(version.as_str()), "{v}");
+        assert_ne!(v["nodes"][i]["status"], "failed", "{v}");
+    }
+    assert_in_rotation(&r).await;
+    assert_journal_consistent(&r.env.events(&run));
+}
