@@ -1138,3 +1138,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_metrics_outage_is_bounded_by_the_retry_deadline() {
+    let mut sim = Sim::new(spec(3, 1, true));
+    let mut w = World::new(3);
+    tick_until(&mut sim, &mut w, "two probes", |s| {
+        s.state.window.as_ref().is_some_and(|x| x.probes >= 2)
+    });
+    w.metrics_down = true;
+    let from = sim.now;
+    assert_eq!(sim.run(&mut w, 100_000), None);
+    let (at, why) = sim
+        .log
+        .iter()
+        .find_map(|e| match e {
+            Event::Suspended { at, reason } => Some((*at, reason.clone())),
+            _ => None,
+        })
+        .expect("suspended");
+    assert!(at - from >= 60_000 && at - from < 62_000, "{}", at - from);
+    assert!(why.contains("metrics source unreachable"), "{why}");
+    assert_eq!(sim.state.phase, Phase::Rolling, "no verdict, no rollback");
+}
