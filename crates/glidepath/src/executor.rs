@@ -35,7 +35,7 @@ pub enum ExecError {
     Interrupted(String),
     /// An infrastructure outage outlasted the retry deadline: the run took
     /// no new step, let the steps in flight finish, and stopped resumable.
-    #[error("run {run} stopped: {reason}\nno step is in flight and no node is half-way through a step; `glidepath resume {run}` continues once the infrastructure answers (`glidepath rollback {run}` queues a rollback for it)")]
+    #[error("run {run} stopped: {reason}\nno step is in flight; each node is as its last journaled step left it (`glidepath status {run}` shows which are out of rotation); `glidepath resume {run}` continues once the infrastructure answers (`glidepath rollback {run}` restores it instead)")]
     Suspended { run: String, reason: String },
 }
 
