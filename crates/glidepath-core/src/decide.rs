@@ -82,11 +82,16 @@ fn advance_nodes(
     candidates: &[String],
     d: &mut Decision,
 ) {
-    let mut unavailable = candidates
+    // Out of rotation: nodes the run drained (a node kept out after a failed
+    // restore does not count: it must not keep the others from being
+    // restored), and, on the forward path, nodes found down.
+    let mut unavailable = state
+        .nodes
         .iter()
-        .filter(|n| {
-            let s = &state.nodes[*n];
-            s.out_of_rotation || s.in_flight == Some(StepKind::Drain)
+        .filter(|(name, s)| {
+            (s.status != NodeStatus::Failed
+                && (s.out_of_rotation || s.in_flight == Some(StepKind::Drain)))
+                || (state.phase == Phase::Rolling && state.down.contains_key(*name))
         })
         .count();
     for name in candidates {
@@ -103,14 +108,26 @@ fn advance_nodes(
             (t, Some(k)) => (t, k),
             _ => continue,
         };
-        if kind == StepKind::Drain && !node.out_of_rotation {
-            if unavailable >= spec.max_unavailable {
+        if let Some(o) = &node.outage {
+            let due = o.last + spec.retry.delay(o.tries);
+            if now < due {
+                d.wait_until(due);
                 continue;
             }
-            unavailable += 1;
+        }
+        if kind == StepKind::Drain && !node.out_of_rotation {
+            // (max_unavailable is at least 1: restoring always gets a node
+            // through, since failed nodes are not counted.)
+            if unavailable >= spec.max_unavailable.max(1) {
+                continue;
+            }
+            if !(state.phase == Phase::Rolling && state.down.contains_key(name)) {
+                unavailable += 1;
+            }
         }
         let target = match track {
-            Track::Back => node.before.clone().unwrap_or_default(),
+            // restoring: the release the node had (Restore never switched it)
+            Track::Back | Track::Restore => node.before.clone().unwrap_or_default(),
             _ => spec.version.clone(),
         };
         // Polling steps wait between tries.
@@ -125,7 +142,14 @@ fn advance_nodes(
                 continue;
             }
         }
-        let reason = if node.last_try.is_some() {
+        let reason = if let Some(o) = &node.outage {
+            format!(
+                "{} (retry {} after an infrastructure fault: {})",
+                reason_for(spec, name, track, kind, &target),
+                o.tries,
+                o.reason
+            )
+        } else if node.last_try.is_some() {
             format!(
                 "{} (still waiting: {})",
                 reason_for(spec, name, track, kind, &target),
@@ -136,7 +160,11 @@ fn advance_nodes(
         };
         let version = matches!(
             kind,
-            StepKind::Stage | StepKind::Switch | StepKind::Restart | StepKind::CheckHealth
+            StepKind::Stage
+                | StepKind::Switch
+                | StepKind::Restart
+                | StepKind::CheckHealth
+                | StepKind::PostCheck
         )
         .then_some(target.as_str());
         d.steps.push(step(kind, name, version, reason));
@@ -151,8 +179,109 @@ fn finish(at: Millis, outcome: Outcome, reason: String) -> Event {
     }
 }
 
+fn secs(ms: u64) -> String {
+    format!("{}s", ms as f64 / 1000.0)
+}
+
+/// An infrastructure outage that has lasted the retry deadline, if any.
+fn overdue(spec: &RolloutSpec, state: &RunState, now: Millis) -> Option<String> {
+    let deadline = spec.retry.deadline_ms;
+    let late = |since: Millis| now.saturating_sub(since) >= deadline;
+    for (name, n) in &state.nodes {
+        if let Some(o) = n.outage.as_ref().filter(|o| late(o.since)) {
+            return Some(format!(
+                "infrastructure unreachable for {} ({name} {}: {}), past the retry deadline of {}",
+                secs(now.saturating_sub(o.since)),
+                o.step.as_str(),
+                o.reason,
+                secs(deadline)
+            ));
+        }
+    }
+    if let Some(since) = state.peers.blocked_since.filter(|s| late(*s)) {
+        return Some(format!(
+            "{} node(s) found down for {} ({}), more than max_unavailable = {} allows, past the retry deadline of {}",
+            state.down.len(),
+            secs(now.saturating_sub(since)),
+            down_list(state),
+            spec.max_unavailable,
+            secs(deadline)
+        ));
+    }
+    if let Some(ws) = &state.window {
+        if let Some(since) = ws.outage_since.filter(|s| late(*s)) {
+            return Some(format!(
+                "metrics source unreachable for {} ({}), past the retry deadline of {}",
+                secs(now.saturating_sub(since)),
+                ws.outage_reason,
+                secs(deadline)
+            ));
+        }
+    }
+    None
+}
+
+fn down_list(state: &RunState) -> String {
+    state
+        .down
+        .iter()
+        .map(|(n, why)| format!("{n}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Why the run waits on the infrastructure (stable text: no clock in it).
+fn outage_waiting(spec: &RolloutSpec, state: &RunState) -> Option<String> {
+    let r = &spec.retry;
+    let (name, o) = state
+        .nodes
+        .iter()
+        .filter_map(|(n, s)| s.outage.as_ref().map(|o| (n, o)))
+        .min_by_key(|(_, o)| o.since)?;
+    Some(format!(
+        "infrastructure unreachable: {name} {} failed: {}; retrying every {}–{} for up to {}, then the run stops with every node as it is, resumable (exit 4; `glidepath rollback RUN` or `abort` to give up)",
+        o.step.as_str(),
+        o.reason,
+        secs(r.backoff_ms),
+        secs(r.max_backoff_ms),
+        secs(r.deadline_ms)
+    ))
+}
+
 /// Decide what happens next.
 pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
+    let mut d = Decision::default();
+    if state.is_finished() {
+        return d;
+    }
+    if let Some(why) = &state.suspended {
+        d.waiting = Some(format!(
+            "stopped: {why}; `glidepath resume RUN` continues once it answers"
+        ));
+        return d;
+    }
+    if let Some(why) = overdue(spec, state, now) {
+        let busy = state.run_step_in_flight.is_some() || !state.in_flight().is_empty();
+        if busy {
+            d.waiting = Some(format!(
+                "{why}: no new step; stopping once the steps in flight finish"
+            ));
+        } else {
+            d.transition = Some(Event::Suspended {
+                at: now,
+                reason: why,
+            });
+        }
+        return d;
+    }
+    let mut d = decide_steps(spec, state, now);
+    if d.waiting.is_none() {
+        d.waiting = outage_waiting(spec, state);
+    }
+    d
+}
+
+fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
     let mut d = Decision::default();
     match state.phase {
         Phase::Finished(_) => {}
@@ -164,12 +293,32 @@ pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                 .values()
                 .any(|n| n.in_flight.is_some() || n.track != Track::Idle);
             if d.steps.is_empty() && !busy {
-                let failed: Vec<&String> = state
-                    .nodes
-                    .iter()
-                    .filter(|(_, n)| n.status == NodeStatus::Failed)
-                    .map(|(k, _)| k)
-                    .collect();
+                let failed = |out: bool| -> Vec<&String> {
+                    state
+                        .nodes
+                        .iter()
+                        .filter(|(_, n)| n.status == NodeStatus::Failed && n.out_of_rotation == out)
+                        .map(|(k, _)| k)
+                        .collect()
+                };
+                let (failed, failed_in) = (failed(true), failed(false));
+                let in_rotation = if failed_in.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; restoring {} failed but it is in rotation (serving {}): check it",
+                        failed_in
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        failed_in
+                            .iter()
+                            .map(|n| state.nodes[*n].seen.as_deref().unwrap_or("?"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
                 let cause = state
                     .cause
                     .as_ref()
@@ -179,13 +328,18 @@ pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                     (
                         Outcome::RollbackFailed,
                         format!(
-                            "restoring {} failed; kept out of rotation for a human. Cause: {cause}",
+                            "restoring {} failed; kept out of rotation for a human{in_rotation}. Cause: {cause}",
                             failed
                                 .iter()
                                 .map(|s| s.as_str())
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
+                    )
+                } else if !failed_in.is_empty() {
+                    (
+                        Outcome::RollbackFailed,
+                        format!("rollback incomplete, no node left out of rotation{in_rotation}. Cause: {cause}"),
                     )
                 } else if state.phase == Phase::Aborting {
                     let updated = state
@@ -318,11 +472,52 @@ pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                 return d;
             }
             let next = state.group + 1;
+            if state.peers.passed != Some(state.group) {
+                if state.run_step_in_flight.is_some() {
+                    return d; // one run-level step at a time
+                }
+                if let Some(last) = state.peers.last {
+                    let due = last + spec.retry.delay(state.peers.tries);
+                    d.waiting = Some(format!(
+                        "{} node(s) found down ({}): with max_unavailable = {} there is no room to go on; re-checking every {}–{} for up to {}, then the run stops resumable (exit 4; `glidepath rollback RUN` or `abort` to give up)",
+                        state.down.len(),
+                        down_list(state),
+                        spec.max_unavailable,
+                        secs(spec.retry.backoff_ms),
+                        secs(spec.retry.max_backoff_ms),
+                        secs(spec.retry.deadline_ms)
+                    ));
+                    if now < due {
+                        d.wait_until(due);
+                        return d;
+                    }
+                }
+                d.steps.push(Step {
+                    kind: StepKind::CheckPeers,
+                    node: None,
+                    version: None,
+                    reason: format!(
+                        "{} done: check that the nodes in rotation answer (a node found down counts against max_unavailable = {})",
+                        if state.group == 0 { "canary".to_string() } else { format!("batch {}", state.group) },
+                        spec.max_unavailable
+                    ),
+                });
+                return d;
+            }
             if next >= spec.groups.len() {
+                let down = if state.down.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; found down at the last check, within max_unavailable = {}: {}",
+                        spec.max_unavailable,
+                        down_list(state)
+                    )
+                };
                 d.transition = Some(finish(
                     now,
                     Outcome::Succeeded,
-                    format!("all {} nodes run {}", state.nodes.len(), spec.version),
+                    format!("all {} nodes run {}{down}", state.nodes.len(), spec.version),
                 ));
             } else {
                 let why = if state.group == 0 && spec.window.is_some() {

@@ -15,10 +15,10 @@ mod state;
 pub use decide::{awaiting_promotion, decide, Decision};
 pub use sli::{close_window, fails_now, judge, Judgement, Observation, Verdict};
 pub use spec::{
-    plan_groups, BatchSize, CheckSpec, DrainTimeoutPolicy, InconclusivePolicy, Millis, RolloutSpec,
-    WindowSpec,
+    plan_groups, BatchSize, CheckSpec, DrainTimeoutPolicy, InconclusivePolicy, Millis, RetrySpec,
+    RolloutSpec, WindowSpec,
 };
 pub use state::{
-    Cause, CauseKind, Event, GateRecord, NodeState, NodeStatus, Outcome, Phase, RunState, Step,
-    StepKind, StepOutcome, Track, WindowState,
+    Cause, CauseKind, Event, GateRecord, NodeState, NodeStatus, Outage, Outcome, PeersCheck, Phase,
+    RunState, Step, StepKind, StepOutcome, Track, WindowState,
 };

@@ -57,6 +57,46 @@ pub enum DrainTimeoutPolicy {
     Fail,
 }
 
+/// How infrastructure faults (a balancer, deployer or ssh endpoint that does
+/// not answer) are retried. A fault is never a verdict on the release: the
+/// step is repeated after `backoff_ms`, doubling up to `max_backoff_ms`,
+/// and the run pauses with the reason visible in `status`. When the outage
+/// has lasted `deadline_ms`, the run takes no new step, lets the steps in
+/// flight finish, and stops resumable (`Event::Suspended`, exit 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetrySpec {
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub deadline_ms: u64,
+}
+
+impl Default for RetrySpec {
+    /// 500 ms, doubling up to 10 s, for at most 5 minutes.
+    fn default() -> Self {
+        RetrySpec {
+            backoff_ms: 500,
+            max_backoff_ms: 10_000,
+            deadline_ms: 300_000,
+        }
+    }
+}
+
+impl RetrySpec {
+    /// The wait after the `tries`-th failed attempt (1-based).
+    ///
+    /// ```
+    /// use glidepath_core::RetrySpec;
+    /// let r = RetrySpec { backoff_ms: 200, max_backoff_ms: 1_000, deadline_ms: 60_000 };
+    /// assert_eq!([1, 2, 3, 4, 30].map(|t| r.delay(t)), [200, 400, 800, 1_000, 1_000]);
+    /// ```
+    pub fn delay(&self, tries: u32) -> u64 {
+        let shift = tries.saturating_sub(1).min(32);
+        self.backoff_ms
+            .saturating_mul(1u64 << shift)
+            .min(self.max_backoff_ms.max(self.backoff_ms))
+    }
+}
+
 /// Everything the decision core knows about a rollout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutSpec {
@@ -74,6 +114,9 @@ pub struct RolloutSpec {
     pub on_drain_timeout: DrainTimeoutPolicy,
     pub health_deadline_ms: u64,
     pub health_interval_ms: u64,
+    /// Retry budget for infrastructure faults.
+    #[serde(default)]
+    pub retry: RetrySpec,
 }
 
 impl RolloutSpec {

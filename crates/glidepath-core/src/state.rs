@@ -31,6 +31,10 @@ pub enum StepKind {
     StartWindow,
     /// Probe every SLI check once.
     Probe,
+    /// Probe the nodes that should be serving (in rotation, not being
+    /// deployed) at a batch boundary: a node found down counts against
+    /// `max_unavailable`.
+    CheckPeers,
 }
 
 impl StepKind {
@@ -46,6 +50,7 @@ impl StepKind {
             StepKind::PostCheck => "post_check",
             StepKind::StartWindow => "start_window",
             StepKind::Probe => "probe",
+            StepKind::CheckPeers => "check_peers",
         }
     }
 
@@ -54,6 +59,24 @@ impl StepKind {
     /// a crash the executor may repeat the one step that was in flight.
     pub fn idempotent(self) -> bool {
         true
+    }
+
+    /// An infrastructure fault (`StepOutcome::infra`) in this step is waited
+    /// out (retried with backoff until the retry deadline) rather than
+    /// failing the node. Health probes are the exception: a node that does
+    /// not answer its health check is the release's problem, judged against
+    /// the health deadline.
+    pub fn waits_out_outages(self) -> bool {
+        matches!(
+            self,
+            StepKind::Drain
+                | StepKind::CheckDrained
+                | StepKind::Stage
+                | StepKind::Switch
+                | StepKind::Restart
+                | StepKind::Enable
+                | StepKind::PostCheck
+        )
     }
 }
 
@@ -82,6 +105,9 @@ pub struct StepOutcome {
     pub infra: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observations: Vec<Observation>,
+    /// `check_peers`: the nodes that did not answer, with what was seen.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub down: BTreeMap<String, String>,
 }
 
 impl StepOutcome {
@@ -220,6 +246,13 @@ pub enum Event {
         reason: String,
         by: String,
     },
+    /// An infrastructure outage outlasted the retry deadline: the run took
+    /// no new step, the steps in flight finished, and the process stopped.
+    /// The run is not finished: `resume` continues it.
+    Suspended {
+        at: Millis,
+        reason: String,
+    },
 }
 
 /// One preflight gate's verdict, as journaled.
@@ -245,7 +278,8 @@ impl Event {
             | Event::Finished { at, .. }
             | Event::GatesChecked { at, .. }
             | Event::Snapshot { at, .. }
-            | Event::GateForced { at, .. } => *at,
+            | Event::GateForced { at, .. }
+            | Event::Suspended { at, .. } => *at,
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -263,6 +297,7 @@ impl Event {
             Event::GatesChecked { .. } => "gates_checked",
             Event::Snapshot { .. } => "snapshot",
             Event::GateForced { .. } => "gate_forced",
+            Event::Suspended { .. } => "suspended",
         }
     }
 }
@@ -356,6 +391,38 @@ pub struct NodeState {
     /// It passed its health check on the new release.
     pub healthy_new: bool,
     pub last_detail: String,
+    /// The infrastructure did not answer this node's current step: it is
+    /// retried with backoff until the retry deadline.
+    #[serde(default)]
+    pub outage: Option<Outage>,
+    /// The release the node was last observed serving (at preflight, or a
+    /// passing health check, post-check or peers check), as opposed to the
+    /// journaled intent.
+    #[serde(default)]
+    pub seen: Option<String>,
+}
+
+/// An infrastructure outage seen by one node's step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outage {
+    /// First failed attempt.
+    pub since: Millis,
+    /// Last failed attempt.
+    pub last: Millis,
+    pub tries: u32,
+    pub step: StepKind,
+    pub reason: String,
+}
+
+/// The batch-boundary check of the nodes that should be serving.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PeersCheck {
+    /// The group after which the check passed.
+    pub passed: Option<usize>,
+    /// Too many nodes found down since then (first such check).
+    pub blocked_since: Option<Millis>,
+    pub last: Option<Millis>,
+    pub tries: u32,
 }
 
 impl NodeState {
@@ -372,6 +439,8 @@ impl NodeState {
             out_of_rotation: false,
             healthy_new: false,
             last_detail: String::new(),
+            outage: None,
+            seen: None,
         }
     }
 
@@ -385,6 +454,7 @@ impl NodeState {
         self.pos = 0;
         self.step_since = None;
         self.last_try = None;
+        self.outage = None;
         if track == Track::Idle {
             if self.status == NodeStatus::InProgress {
                 self.status = NodeStatus::Untouched;
@@ -463,9 +533,18 @@ pub struct RunState {
     /// The last attempt to start the SLI window failed (when, why).
     #[serde(default)]
     pub window_start_failed: Option<(Millis, String)>,
-    /// A run-level step (start_window, probe) in flight.
+    /// A run-level step (start_window, probe, check_peers) in flight.
     #[serde(default)]
     pub run_step_in_flight: Option<StepKind>,
+    /// Set by `Event::Suspended`; cleared when the run is resumed.
+    #[serde(default)]
+    pub suspended: Option<String>,
+    /// Nodes the last peers check found down, with what was seen. They
+    /// count against `max_unavailable`.
+    #[serde(default)]
+    pub down: BTreeMap<String, String>,
+    #[serde(default)]
+    pub peers: PeersCheck,
 }
 
 impl RunState {
@@ -486,7 +565,37 @@ impl RunState {
             finished_reason: None,
             window_start_failed: None,
             run_step_in_flight: None,
+            suspended: None,
+            down: BTreeMap::new(),
+            peers: PeersCheck::default(),
         }
+    }
+
+    /// The release a node that is not being worked on should be serving:
+    /// the new one once updated, else the one it had (unknown if failed).
+    pub fn expected_version(&self, spec: &RolloutSpec, node: &str) -> Option<String> {
+        let n = self.nodes.get(node)?;
+        match n.status {
+            NodeStatus::Updated => Some(spec.version.clone()),
+            NodeStatus::Failed => None,
+            _ if n.switched => Some(spec.version.clone()),
+            _ => n.before.clone(),
+        }
+    }
+
+    /// The nodes a peers check probes: idle, in rotation, not failed; with
+    /// the release each should serve.
+    pub fn peers_to_check(&self, spec: &RolloutSpec) -> Vec<(String, Option<String>)> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.track == Track::Idle
+                    && n.in_flight.is_none()
+                    && !n.out_of_rotation
+                    && n.status != NodeStatus::Failed
+            })
+            .map(|(name, _)| (name.clone(), self.expected_version(spec, name)))
+            .collect()
     }
 
     /// Rebuild a state from journaled events.
@@ -545,6 +654,7 @@ impl RunState {
                 for (n, v) in before {
                     if let Some(node) = self.nodes.get_mut(n) {
                         node.before = v.clone();
+                        node.seen = v.clone();
                     }
                 }
             }
@@ -581,6 +691,11 @@ impl RunState {
                         }
                     }
                 }
+                // A new process gets a new retry budget.
+                self.suspended = None;
+                self.peers.blocked_since = None;
+                self.peers.last = None;
+                self.peers.tries = 0;
                 for node in self.nodes.values_mut() {
                     node.in_flight = None;
                     // Drained but not yet switched: the drain is repeated
@@ -599,6 +714,7 @@ impl RunState {
                     // A polling step restarts its clock after a crash.
                     node.step_since = None;
                     node.last_try = None;
+                    node.outage = None;
                     // Nodes caught on the forward path by a rollback or abort
                     // whose outcome never arrived turn back now; nodes already
                     // restoring keep their place.
@@ -646,6 +762,7 @@ impl RunState {
                 }
             }
             Event::GatesChecked { .. } | Event::GateForced { .. } | Event::Snapshot { .. } => {}
+            Event::Suspended { reason, .. } => self.suspended = Some(reason.clone()),
             Event::Finished {
                 outcome, reason, ..
             } => {
@@ -696,6 +813,35 @@ impl RunState {
                     self.window_start_failed = None;
                 } else {
                     self.window_start_failed = Some((at, outcome.detail.clone()));
+                }
+                return;
+            }
+            StepKind::CheckPeers => {
+                let probed: Vec<(String, Option<String>)> = self.peers_to_check(spec);
+                self.down = outcome.down.clone();
+                for (name, v) in probed {
+                    if !self.down.contains_key(&name) && v.is_some() {
+                        if let Some(n) = self.nodes.get_mut(&name) {
+                            n.seen = v;
+                        }
+                    }
+                }
+                let last_group = self.group + 1 >= spec.groups.len();
+                // Going on drains at least one more node, unless this was the last group.
+                let room = if last_group {
+                    spec.max_unavailable
+                } else {
+                    spec.max_unavailable.saturating_sub(1)
+                };
+                if self.down.len() <= room {
+                    self.peers = PeersCheck {
+                        passed: Some(self.group),
+                        ..PeersCheck::default()
+                    };
+                } else {
+                    self.peers.blocked_since.get_or_insert(at);
+                    self.peers.last = Some(at);
+                    self.peers.tries += 1;
                 }
                 return;
             }
@@ -772,6 +918,44 @@ impl RunState {
         };
         node.in_flight = None;
         node.last_detail = outcome.detail.clone();
+        if !outcome.ok && outcome.infra && step.kind.waits_out_outages() {
+            // Not a verdict on the release: wait it out (decide retries
+            // with backoff and stops the run at the retry deadline).
+            let o = node.outage.get_or_insert(Outage {
+                since: at,
+                last: at,
+                tries: 0,
+                step: step.kind,
+                reason: String::new(),
+            });
+            o.last = at;
+            o.tries += 1;
+            o.step = step.kind;
+            o.reason = outcome.detail.clone();
+            node.last_detail = format!(
+                "infrastructure unreachable ({} failed attempt(s)): {}",
+                o.tries, outcome.detail
+            );
+            match self.phase {
+                Phase::RollingBack if node.track == Track::Forward => node.turn_back(),
+                Phase::Aborting if node.track == Track::Forward => abort_node(node),
+                _ => {}
+            }
+            return;
+        }
+        if let Some(o) = node.outage.take() {
+            // Time spent waiting out the outage is added to a polling step's
+            // deadline (it still advances: the deadline is reached even if
+            // faults and failures alternate).
+            if let Some(since) = node.step_since.as_mut() {
+                *since = (*since + at.saturating_sub(o.since)).min(at);
+            }
+        }
+        if outcome.ok && matches!(step.kind, StepKind::CheckHealth | StepKind::PostCheck) {
+            if let Some(v) = &step.version {
+                node.seen = Some(v.clone());
+            }
+        }
         let track = node.track;
         let mut node_failure: Option<(CauseKind, String)> = None;
         match step.kind {

@@ -3,7 +3,7 @@
 
 use glidepath_core::*;
 use proptest::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 fn names(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("n{i}")).collect()
@@ -34,6 +34,11 @@ fn spec(nodes: usize, batch: usize, window: bool) -> RolloutSpec {
         on_drain_timeout: DrainTimeoutPolicy::Proceed,
         health_deadline_ms: 3_000,
         health_interval_ms: 250,
+        retry: RetrySpec {
+            backoff_ms: 200,
+            max_backoff_ms: 1_000,
+            deadline_ms: 60_000,
+        },
     }
 }
 
@@ -52,6 +57,31 @@ struct World {
     restore_fails: bool,
     /// The metrics source is down.
     metrics_down: bool,
+    /// The balancer does not answer (drain, check_drained, enable, post_check).
+    balancer_down: bool,
+    /// Nodes that died: their health fails, a peers check finds them down.
+    dead: BTreeSet<String>,
+    /// Restoring these nodes fails their health check.
+    restore_fails_on: BTreeSet<String>,
+    /// Scripted faults, one per step performed, cycling (empty: none).
+    script: Vec<Fault>,
+    pos: usize,
+    /// (kind, version) of every step performed.
+    performed: Vec<(StepKind, Option<String>)>,
+}
+
+/// A scripted fault for the next step performed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    Ok,
+    /// The step's own failure.
+    Fail,
+    /// The infrastructure refused the connection.
+    Infra,
+    /// The infrastructure timed out.
+    Timeout,
+    /// A polling step answers "not yet" (connections left, unhealthy).
+    Slow,
 }
 
 impl World {
@@ -65,12 +95,76 @@ impl World {
             active: 0.0,
             restore_fails: false,
             metrics_down: false,
+            balancer_down: false,
+            dead: BTreeSet::new(),
+            restore_fails_on: BTreeSet::new(),
+            script: vec![],
+            pos: 0,
+            performed: vec![],
         }
     }
 
     fn perform(&mut self, step: &Step) -> StepOutcome {
+        self.performed.push((step.kind, step.version.clone()));
         let node = step.node.clone().unwrap_or_default();
+        let infra = |detail: &str| StepOutcome {
+            ok: false,
+            infra: true,
+            detail: detail.into(),
+            ..Default::default()
+        };
+        let balancer_step = matches!(
+            step.kind,
+            StepKind::Drain | StepKind::CheckDrained | StepKind::Enable | StepKind::PostCheck
+        );
+        if self.balancer_down && balancer_step {
+            return infra("HAProxy runtime API: connection refused");
+        }
+        if !self.script.is_empty() {
+            let f = self.script[self.pos % self.script.len()];
+            self.pos += 1;
+            match f {
+                Fault::Ok => {}
+                Fault::Fail => return StepOutcome::failed("scripted failure"),
+                Fault::Infra => return infra("connection refused"),
+                Fault::Timeout => return infra("timed out after 5s"),
+                Fault::Slow if step.kind == StepKind::CheckDrained => {
+                    return StepOutcome {
+                        ok: true,
+                        value: Some(2.0),
+                        detail: "2 active".into(),
+                        ..Default::default()
+                    }
+                }
+                Fault::Slow if step.kind == StepKind::CheckHealth => {
+                    return StepOutcome::failed("HTTP 503")
+                }
+                Fault::Slow => {}
+            }
+        }
+        if self.dead.contains(&node)
+            && matches!(step.kind, StepKind::CheckHealth | StepKind::PostCheck)
+        {
+            return StepOutcome::failed("connection refused (node down)");
+        }
         match step.kind {
+            // the post-enable check verifies the release it is told about
+            StepKind::PostCheck if step.version.as_ref() != Some(&self.current[&node]) => {
+                StepOutcome::failed(format!(
+                    "serving {}, expected {:?}",
+                    self.current[&node], step.version
+                ))
+            }
+            StepKind::CheckPeers => StepOutcome {
+                ok: true,
+                detail: format!("{} down", self.dead.len()),
+                down: self
+                    .dead
+                    .iter()
+                    .map(|n| (n.clone(), "connection refused".to_string()))
+                    .collect(),
+                ..Default::default()
+            },
             StepKind::Drain => {
                 self.drained.insert(node, true);
                 StepOutcome::ok("drained")
@@ -91,7 +185,9 @@ impl World {
             }
             StepKind::CheckHealth => {
                 let v = &self.current[&node];
-                let bad = self.unhealthy.as_ref() == Some(v) || (self.restore_fails && v == "1");
+                let restoring =
+                    v == "1" && (self.restore_fails || self.restore_fails_on.contains(&node));
+                let bad = self.unhealthy.as_ref() == Some(v) || restoring;
                 if bad {
                     StepOutcome::failed("HTTP 503")
                 } else {
@@ -729,4 +825,388 @@ proptest! {
             prop_assert_eq!(groups.len() - skip, peers.div_ceil(per));
         }
     }
+}
+
+/// Tick until `f` holds (bounded).
+fn tick_until(sim: &mut Sim, w: &mut World, what: &str, f: impl Fn(&Sim) -> bool) {
+    for _ in 0..100_000 {
+        if f(sim) {
+            return;
+        }
+        sim.tick(w);
+    }
+    panic!("never reached: {what}");
+}
+
+#[test]
+fn balancer_outage_mid_batch_pauses_and_continues_when_it_answers() {
+    let mut sim = Sim::new(spec(4, 2, false));
+    let mut w = World::new(4);
+    tick_until(&mut sim, &mut w, "batch 1", |s| s.state.group == 1);
+    w.balancer_down = true;
+    let until = sim.now + 20_000;
+    while sim.now < until {
+        sim.tick(&mut w);
+        assert_eq!(sim.state.phase, Phase::Rolling, "an outage is no verdict");
+    }
+    assert!(!sim.statuses().contains(&Failed));
+    let d = decide(&sim.spec, &sim.state, sim.now);
+    let why = d.waiting.expect("the run says why it waits");
+    assert!(
+        why.contains("infrastructure unreachable")
+            && why.contains("drain failed: HAProxy runtime API: connection refused")
+            && why.contains("for up to 60s"),
+        "{why}"
+    );
+    // stable: the same text a second later (status shows it; the executor prints it once)
+    assert_eq!(
+        decide(&sim.spec, &sim.state, sim.now + 1_000).waiting,
+        Some(why)
+    );
+    // retried with backoff (200 ms doubling to 1 s): about 20 tries in 20 s, not 100
+    let tries = sim.state.nodes["n2"].outage.as_ref().unwrap().tries;
+    assert!((15..=25).contains(&tries), "{tries} tries");
+    w.balancer_down = false;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::Succeeded));
+    assert!(w.drained.values().all(|d| !d));
+}
+
+#[test]
+fn balancer_outage_past_the_deadline_suspends_resumable_then_resume_finishes() {
+    let mut sim = Sim::new(spec(4, 2, false));
+    let mut w = World::new(4);
+    tick_until(&mut sim, &mut w, "n2 switched", |s| {
+        s.state.nodes["n2"].switched
+    });
+    w.balancer_down = true;
+    // nothing waits on a person until the deadline: the run stops by itself
+    assert_eq!(sim.run(&mut w, 100_000), None);
+    let at = sim
+        .log
+        .iter()
+        .find_map(|e| match e {
+            Event::Suspended { at, reason } => Some((*at, reason.clone())),
+            _ => None,
+        })
+        .expect("suspended");
+    assert!(at.1.contains("past the retry deadline of 60s"), "{}", at.1);
+    assert!(sim.state.in_flight().is_empty() && sim.state.run_step_in_flight.is_none());
+    assert!(!sim.state.is_finished(), "resumable");
+    assert!(!sim.statuses().contains(&Failed));
+    assert!(decide(&sim.spec, &sim.state, sim.now + 60_000)
+        .waiting
+        .unwrap()
+        .contains("`glidepath resume RUN`"));
+    // resume (a new process) once the balancer answers
+    w.balancer_down = false;
+    sim.push(Event::Interrupted {
+        at: sim.now,
+        in_flight: vec![],
+    });
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::Succeeded));
+    assert!(w.current.values().all(|v| v == "2"));
+    assert!(w.drained.values().all(|d| !d));
+}
+
+#[test]
+fn rollback_waits_out_a_balancer_outage_instead_of_giving_up() {
+    let mut s = spec(6, 2, false);
+    s.max_unavailable = 3;
+    let mut sim = Sim::new(s);
+    let mut w = World::new(6);
+    tick_until(&mut sim, &mut w, "batch 1 restarting", |s| {
+        s.state.group == 1 && s.state.nodes["n2"].switched
+    });
+    sim.push(Event::RollbackRequested {
+        at: sim.now,
+        reason: "operator".into(),
+    });
+    w.balancer_down = true;
+    let until = sim.now + 10_000;
+    while sim.now < until {
+        sim.tick(&mut w);
+    }
+    assert_eq!(sim.state.phase, Phase::RollingBack, "still restoring");
+    assert!(!sim.statuses().contains(&Failed), "an outage fails no node");
+    w.balancer_down = false;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+    assert!(w.current.values().all(|v| v == "1"));
+    assert!(w.drained.values().all(|d| !d));
+}
+
+#[test]
+fn failed_restores_do_not_block_the_canary_restore() {
+    // batch of 2 with max_unavailable 2: both fail to restore and stay out;
+    // the canary's restore drain must still be scheduled (it used to deadlock).
+    let mut sim = Sim::new(spec(5, 2, false));
+    let mut w = World::new(5);
+    tick_until(&mut sim, &mut w, "batch 1", |s| s.state.group == 1);
+    w.unhealthy = Some("2".into());
+    w.restore_fails_on = ["n2", "n3"].map(String::from).into();
+    assert_eq!(sim.run(&mut w, 100_000), Some(Outcome::RollbackFailed));
+    assert_eq!(sim.state.nodes["n1"].status, RolledBack);
+    assert_eq!(w.current["n1"], "1");
+    assert!(!w.drained["n1"]);
+    assert!(w.drained["n2"] && w.drained["n3"], "kept out for a human");
+    let reason = sim.state.finished_reason.clone().unwrap();
+    assert!(
+        reason.contains("restoring n2, n3 failed; kept out of rotation"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_failed_restore_in_rotation_is_not_called_kept_out() {
+    let mut sim = Sim::new(spec(2, 1, false));
+    let mut w = World::new(2);
+    w.unhealthy = Some("2".into());
+    // the restore's post-check fails after the node is back in rotation
+    tick_until(&mut sim, &mut w, "canary restoring, enabled", |s| {
+        s.state.nodes["n1"].track == Track::Back
+            && s.state.nodes["n1"].next_step() == Some(StepKind::PostCheck)
+    });
+    w.dead.insert("n1".into());
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RollbackFailed));
+    let n1 = &sim.state.nodes["n1"];
+    assert_eq!(n1.status, Failed);
+    assert!(!n1.out_of_rotation && !w.drained["n1"]);
+    let reason = sim.state.finished_reason.clone().unwrap();
+    assert!(
+        !reason.contains("kept out of rotation for a human")
+            && reason.contains("no node left out of rotation")
+            && reason.contains("restoring n1 failed but it is in rotation"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn post_check_knows_the_version_it_checks() {
+    let mut sim = Sim::new(spec(2, 1, false));
+    let mut w = World::new(2);
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::Succeeded));
+    let post: Vec<&Option<String>> = w
+        .performed
+        .iter()
+        .filter(|(k, _)| *k == StepKind::PostCheck)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(post, vec![&Some("2".to_string()); 2]);
+    // and on the way back, the last-known-good release
+    sim.push(Event::RollbackRequested {
+        at: sim.now,
+        reason: "operator".into(),
+    });
+    w.performed.clear();
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+    assert!(w
+        .performed
+        .iter()
+        .filter(|(k, _)| *k == StepKind::PostCheck)
+        .all(|(_, v)| v.as_deref() == Some("1")));
+    // what was observed: each node last seen serving 1 again
+    assert!(sim
+        .state
+        .nodes
+        .values()
+        .all(|n| n.seen.as_deref() == Some("1")));
+}
+
+#[test]
+fn a_peer_found_down_counts_against_max_unavailable() {
+    // 6 nodes, batches of 2, max_unavailable 2: [n1] [n2 n3] [n4 n5] [n6]
+    let mut sim = Sim::new(spec(6, 2, false));
+    let mut w = World::new(6);
+    tick_until(&mut sim, &mut w, "canary done", |s| {
+        s.state.nodes["n1"].status == Updated
+    });
+    w.dead.insert("n6".into());
+    let mut max_out = 0;
+    tick_until(&mut sim, &mut w, "batch 1 done", |s| {
+        s.state.nodes["n3"].status == Updated
+    });
+    // replay the batch: never more than 2 out, counting the dead peer
+    let mut drained = BTreeSet::new();
+    for e in &sim.log {
+        if let Event::Outcome { step, outcome, .. } = e {
+            let n = step.node.clone().unwrap_or_default();
+            match step.kind {
+                StepKind::Drain if outcome.ok => drop(drained.insert(n)),
+                StepKind::Enable if outcome.ok => drop(drained.remove(&n)),
+                _ => {}
+            }
+            max_out = max_out.max(drained.len() + usize::from(sim.state.group >= 1));
+        }
+    }
+    assert_eq!(max_out, 2, "one drained at a time while n6 is down");
+    assert_eq!(sim.state.down.keys().collect::<Vec<_>>(), ["n6"]);
+    // a second peer dies: no room left, the run must not go on (nor succeed)
+    w.dead.insert("n5".into());
+    assert_eq!(sim.run(&mut w, 100_000), None);
+    assert!(
+        !sim.log.iter().any(|e| matches!(e, Event::Finished { .. })),
+        "no success with 3 of 6 out against a limit of 2"
+    );
+    let why = sim
+        .log
+        .iter()
+        .find_map(|e| match e {
+            Event::Suspended { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("stopped at the deadline, resumable");
+    assert!(
+        why.contains("2 node(s) found down") && why.contains("n5"),
+        "{why}"
+    );
+    assert_eq!(w.current["n4"], "1", "batch 2 never started");
+    // both come back: resume finishes
+    w.dead.clear();
+    sim.push(Event::Interrupted {
+        at: sim.now,
+        in_flight: vec![],
+    });
+    assert_eq!(sim.run(&mut w, 100_000), Some(Outcome::Succeeded));
+    assert!(sim.state.down.is_empty());
+}
+
+/// An operator action or a crash injected at a decide round.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Abort,
+    Rollback,
+    Crash,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Any sequence of step outcomes (ok, failed, infrastructure faults,
+    /// timeouts, slow polls), operator aborts/rollbacks and crashes: every
+    /// run stops within a bounded number of decide rounds, either finished
+    /// or suspended (resumable); a resumed run on a healed fleet finishes;
+    /// and a finished run leaves out of rotation only nodes reported failed.
+    #[test]
+    fn every_run_reaches_a_terminal_state(
+        nodes in 2usize..7,
+        batch in 1usize..4,
+        max_unavailable in 1usize..4,
+        window in any::<bool>(),
+        script in prop::collection::vec(
+            prop_oneof![
+                6 => Just(Fault::Ok),
+                1 => Just(Fault::Fail),
+                2 => Just(Fault::Infra),
+                1 => Just(Fault::Timeout),
+                1 => Just(Fault::Slow),
+            ],
+            0..40,
+        ),
+        ops in prop::collection::vec((0usize..400, prop_oneof![Just(Op::Abort), Just(Op::Rollback), Just(Op::Crash)]), 0..3),
+    ) {
+        let mut s = spec(nodes, batch, window);
+        s.max_unavailable = max_unavailable;
+        let mut sim = Sim::new(s);
+        let mut w = World::new(nodes);
+        // infrastructure faults alone are never a verdict on any node
+        let only_infra = script
+            .iter()
+            .all(|f| matches!(f, Fault::Ok | Fault::Infra | Fault::Timeout));
+        w.script = script;
+        let bound = 20_000;
+        let mut rounds = 0;
+        let mut resumed = false;
+        loop {
+            rounds += 1;
+            prop_assert!(rounds < bound, "no terminal state after {bound} rounds: {:?}", sim.state.phase);
+            if sim.state.is_finished() {
+                break;
+            }
+            if sim.state.suspended.is_some() {
+                // a suspended run: the process stopped with nothing in flight
+                prop_assert!(sim.state.in_flight().is_empty());
+                prop_assert!(!resumed, "suspended twice although the fleet healed");
+                resumed = true;
+                w.script.clear();
+                sim.push(Event::Interrupted { at: sim.now + 1_000, in_flight: vec![] });
+                continue;
+            }
+            for (at, op) in &ops {
+                if *at == rounds {
+                    match op {
+                        Op::Abort => sim.push(Event::AbortRequested { at: sim.now, reason: "op".into() }),
+                        Op::Rollback => sim.push(Event::RollbackRequested { at: sim.now, reason: "op".into() }),
+                        Op::Crash => {}
+                    }
+                }
+            }
+            let d = decide(&sim.spec, &sim.state, sim.now);
+            if let Some(t) = d.transition {
+                sim.push(t);
+                continue;
+            }
+            if d.steps.is_empty() {
+                match d.wake_at {
+                    Some(t) => sim.now = t.max(sim.now + 1),
+                    None => {
+                        // waits on a person (a pause or a held breach): promote
+                        prop_assert!(d.waiting.is_some());
+                        sim.push(Event::Promoted { at: sim.now, reason: "op".into() });
+                    }
+                }
+                continue;
+            }
+            for st in &d.steps {
+                sim.push(Event::Intent { at: sim.now, step: st.clone() });
+            }
+            sim.now += 10;
+            if ops.iter().any(|(at, op)| *at == rounds && matches!(op, Op::Crash)) {
+                // the process dies with the steps in flight: they may or may not have happened
+                for st in &d.steps {
+                    if rounds % 2 == 0 { let _ = w.perform(st); }
+                }
+                sim.push(Event::Interrupted { at: sim.now, in_flight: d.steps.clone() });
+                continue;
+            }
+            for st in d.steps {
+                let o = w.perform(&st);
+                sim.push(Event::Outcome { at: sim.now, step: st, outcome: o });
+            }
+        }
+        // finished: only failed nodes may be out of rotation
+        for (n, st) in &sim.state.nodes {
+            if st.status != Failed {
+                prop_assert!(!st.out_of_rotation, "{n} left out of rotation: {st:?}");
+            }
+        }
+        if sim.state.phase == Phase::Finished(Outcome::Succeeded) {
+            prop_assert!(sim.statuses().iter().all(|s| *s == Updated));
+        }
+        if only_infra {
+            prop_assert!(!sim.statuses().contains(&Failed), "{:?}", sim.state.finished_reason);
+            prop_assert!(sim.state.cause.as_ref().is_none_or(|c| c.kind == CauseKind::Operator), "{:?}", sim.state.cause);
+        }
+    }
+}
+
+#[test]
+fn a_metrics_outage_is_bounded_by_the_retry_deadline() {
+    let mut sim = Sim::new(spec(3, 1, true));
+    let mut w = World::new(3);
+    tick_until(&mut sim, &mut w, "two probes", |s| {
+        s.state.window.as_ref().is_some_and(|x| x.probes >= 2)
+    });
+    w.metrics_down = true;
+    let from = sim.now;
+    assert_eq!(sim.run(&mut w, 100_000), None);
+    let (at, why) = sim
+        .log
+        .iter()
+        .find_map(|e| match e {
+            Event::Suspended { at, reason } => Some((*at, reason.clone())),
+            _ => None,
+        })
+        .expect("suspended");
+    assert!(at - from >= 60_000 && at - from < 62_000, "{}", at - from);
+    assert!(why.contains("metrics source unreachable"), "{why}");
+    assert_eq!(sim.state.phase, Phase::Rolling, "no verdict, no rollback");
 }

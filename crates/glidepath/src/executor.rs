@@ -138,6 +138,10 @@ pub enum ExecError {
     /// A second Ctrl-C: stopped at once, the journal intact for `resume`.
     #[error("interrupted twice: stopped immediately; `glidepath resume {0}` finishes the run")]
     Interrupted(String),
+    /// An infrastructure outage outlasted the retry deadline: the run took
+    /// no new step, let the steps in flight finish, and stopped resumable.
+    #[error("run {run} stopped: {reason}\nno step is in flight; each node is as its last journaled step left it (`glidepath status {run}` shows which are out of rotation); `glidepath resume {run}` continues once the infrastructure answers (`glidepath rollback {run}` restores it instead)")]
+    Suspended { run: String, reason: String },
 }
 
 /// How a run ended, for the CLI.
@@ -806,6 +810,17 @@ impl Executor {
                     });
                 }
             }
+            if let Some(reason) = self.state.suspended.clone() {
+                // decide suspends only with nothing in flight
+                self.journal
+                    .set_status(&self.run_id, "suspended", &reason)?;
+                self.journal
+                    .release_lease(&self.plan.fleet_name, &self.run_id)?;
+                return Err(ExecError::Suspended {
+                    run: self.run_id.clone(),
+                    reason,
+                });
+            }
             let now = now_ms();
             let d = decide(&self.spec, &self.state, now);
             if let Some(ev) = d.transition {
@@ -820,7 +835,7 @@ impl Executor {
                 let fut = perform(
                     self.drivers.clone(),
                     self.target_for(&step),
-                    self.canaries(),
+                    self.run_targets(&step),
                     Releases {
                         new: self.plan.release.clone(),
                         rollback: self.plan.rollback_release.clone(),
@@ -884,12 +899,21 @@ impl Executor {
             .and_then(|n| self.targets.get(n).cloned())
     }
 
-    fn canaries(&self) -> Vec<Target> {
-        self.spec.groups.first().map_or(vec![], |g| {
-            g.iter()
-                .filter_map(|n| self.targets.get(n).cloned())
-                .collect()
-        })
+    /// The nodes a run-level step acts on, with the release each should
+    /// serve: the canaries for the SLI window, the peers for `check_peers`.
+    fn run_targets(&self, step: &Step) -> Vec<(Target, Option<String>)> {
+        let named: Vec<(String, Option<String>)> = match step.kind {
+            StepKind::CheckPeers => self.state.peers_to_check(&self.spec),
+            _ => self.spec.groups.first().map_or(vec![], |g| {
+                g.iter()
+                    .map(|n| (n.clone(), Some(self.spec.version.clone())))
+                    .collect()
+            }),
+        };
+        named
+            .into_iter()
+            .filter_map(|(n, v)| self.targets.get(&n).cloned().map(|t| (t, v)))
+            .collect()
     }
 }
 
@@ -1147,43 +1171,36 @@ pub fn events_in_flight(events: &[Event]) -> Vec<Step> {
     open
 }
 
-/// Carry out one step, retrying infrastructure faults (connection refused,
-/// timeouts) with backoff: every step is idempotent, so a retry is safe.
-/// Polling steps are not retried here: the core polls them until their deadline.
+/// Carry out one step, once. An infrastructure fault comes back as an
+/// outcome marked `infra`: the core waits it out (retrying with the plan's
+/// `[strategy] retry` backoff, journaled attempt by attempt, until its
+/// deadline), so no attempt count is hidden here. Every driver call is
+/// bounded by its own timeout; this adds an outer bound as a last resort.
 async fn perform(
     d: Drivers,
     target: Option<Target>,
-    canaries: Vec<Target>,
+    run_targets: Vec<(Target, Option<String>)>,
     release: Releases,
     step: Step,
 ) -> StepOutcome {
-    let polling = matches!(
-        step.kind,
-        StepKind::CheckDrained | StepKind::CheckHealth | StepKind::Probe
-    );
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        let out = perform_once(
-            d.clone(),
-            target.clone(),
-            canaries.clone(),
-            release.clone(),
-            step.clone(),
-        )
-        .await;
-        if out.ok || !out.infra || polling || attempt >= 4 {
-            if attempt > 1 && !out.ok {
-                return StepOutcome {
-                    detail: format!("{} (after {attempt} attempts)", out.detail),
-                    ..out
-                };
-            }
-            return out;
-        }
-        tokio::time::sleep(delay).await;
-        delay *= 2;
-        attempt += 1;
+    let bound = step_bound(&step);
+    match tokio::time::timeout(bound, perform_once(d, target, run_targets, release, step)).await {
+        Ok(out) => out,
+        Err(_) => StepOutcome {
+            ok: false,
+            infra: true,
+            detail: format!("no answer within {bound:?} (outer step bound)"),
+            ..Default::default()
+        },
+    }
+}
+
+/// The outer bound of one step: generous, since each driver call has its
+/// own timeout (staging copies a whole release).
+fn step_bound(step: &Step) -> Duration {
+    match step.kind {
+        StepKind::Stage => Duration::from_secs(3600),
+        _ => Duration::from_secs(600),
     }
 }
 
@@ -1191,10 +1208,11 @@ async fn perform(
 async fn perform_once(
     d: Drivers,
     target: Option<Target>,
-    canaries: Vec<Target>,
+    run_targets: Vec<(Target, Option<String>)>,
     release: Releases,
     step: Step,
 ) -> StepOutcome {
+    let canaries: Vec<Target> = run_targets.iter().map(|(t, _)| t.clone()).collect();
     let fail = |e: crate::drivers::DriverError| StepOutcome {
         ok: false,
         detail: e.to_string(),
@@ -1212,6 +1230,11 @@ async fn perform_once(
     let r = match (step.kind, target.as_ref()) {
         (StepKind::Drain, Some(t)) => d.balancer.drain(t).await,
         (StepKind::CheckDrained, Some(t)) => {
+            // Re-assert the drain first (idempotent): a balancer restarted
+            // from its config has forgotten it.
+            if let Err(e) = d.balancer.drain(t).await {
+                return fail(e);
+            }
             return match d.balancer.active(t).await {
                 Ok(n) => StepOutcome {
                     ok: true,
@@ -1220,7 +1243,7 @@ async fn perform_once(
                     ..Default::default()
                 },
                 Err(e) => fail(e),
-            }
+            };
         }
         (StepKind::Stage, Some(t)) if version == release.new.version => {
             d.deployer.stage(t, &release.new).await
@@ -1241,13 +1264,66 @@ async fn perform_once(
             Err(e) => Err(e),
         },
         (StepKind::Switch, Some(t)) => d.deployer.switch(t, &version).await,
-        (StepKind::Restart, Some(t)) => d.service.restart(t, &version).await,
+        // A restart happens out of rotation: re-assert the drain (idempotent)
+        // in case the balancer forgot it, and wait out a balancer outage
+        // rather than restart a node that may be taking traffic.
+        (StepKind::Restart, Some(t)) => match d.balancer.drain(t).await {
+            Ok(_) => d.service.restart(t, &version).await,
+            Err(e) => Err(e),
+        },
         (StepKind::CheckHealth, Some(t)) => d.health.probe(t, Some(&version)).await,
         (StepKind::Enable, Some(t)) => d.balancer.enable(t).await,
         (StepKind::PostCheck, Some(t)) => match d.balancer.check_in_rotation(t).await {
-            Ok(a) => d.health.probe(t, None).await.map(|b| format!("{a}; {b}")),
+            // The health half is the node's own verdict, never an outage.
+            Ok(a) => d
+                .health
+                .probe(t, step.version.as_deref())
+                .await
+                .map(|b| format!("{a}; {b}"))
+                .map_err(|e| crate::drivers::DriverError::Failed(e.to_string())),
             Err(e) => Err(e),
         },
+        (StepKind::CheckPeers, _) => {
+            let mut set = tokio::task::JoinSet::new();
+            for (t, v) in run_targets.iter().cloned() {
+                let h = d.health.clone();
+                set.spawn(async move { (t.name.clone(), h.probe(&t, v.as_deref()).await) });
+            }
+            let mut results = Vec::new();
+            while let Some(r) = set.join_next().await {
+                match r {
+                    Ok(x) => results.push(x),
+                    Err(e) => results.push((
+                        "?".to_string(),
+                        Err(crate::drivers::DriverError::Failed(format!(
+                            "health probe task: {e}"
+                        ))),
+                    )),
+                }
+            }
+            let down: BTreeMap<String, String> = results
+                .iter()
+                .filter_map(|(n, r)| r.as_ref().err().map(|e| (n.clone(), e.to_string())))
+                .collect();
+            return StepOutcome {
+                ok: true,
+                detail: if down.is_empty() {
+                    format!("{} node(s) in rotation answer", results.len())
+                } else {
+                    format!(
+                        "{} of {} node(s) in rotation found down: {}",
+                        down.len(),
+                        results.len(),
+                        down.iter()
+                            .map(|(n, e)| format!("{n} ({e})"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                down,
+                ..Default::default()
+            };
+        }
         (StepKind::StartWindow, _) => match &d.metrics {
             Some(m) => m.start_window(&canaries).await,
             None => Ok("no metrics source".into()),

@@ -8,7 +8,7 @@ use glidepath::executor::{ExecError, Executor, RunResult};
 use glidepath::journal::{now_ms, Journal, JournalError};
 use glidepath::plan::{self, PlanError};
 use glidepath::report::{summarize, Console, Reporter};
-use glidepath_core::{CauseKind, Outcome};
+use glidepath_core::{CauseKind, NodeStatus, Outcome};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -249,6 +249,7 @@ impl From<ExecError> for Failure {
                 Failure::new(exit::UNREACHABLE, format!("{e}\nno node was changed"))
             }
             ExecError::Interrupted(_) => Failure::new(exit::INTERRUPTED, e.to_string()),
+            ExecError::Suspended { .. } => Failure::new(exit::UNREACHABLE, e.to_string()),
             ExecError::BadJournaledPlan { .. } => Failure::new(exit::INTERNAL, e.to_string()),
             ExecError::JournalLost { .. } => Failure::new(exit::INTERNAL, e.to_string()),
         }
@@ -401,7 +402,17 @@ fn outcome_code(r: &RunResult) -> u8 {
         }
         Outcome::RolledBack => exit::ROLLED_BACK,
         Outcome::Aborted => exit::ABORTED,
-        Outcome::RollbackFailed => exit::ROLLBACK_FAILED,
+        // 7 only when a node is really kept out of rotation for a human; a
+        // restore that failed with the node in rotation is reported as such.
+        Outcome::RollbackFailed
+            if r.state
+                .nodes
+                .values()
+                .any(|n| n.status == NodeStatus::Failed && n.out_of_rotation) =>
+        {
+            exit::ROLLBACK_FAILED
+        }
+        Outcome::RollbackFailed => exit::ROLLED_BACK,
     }
 }
 

@@ -193,6 +193,9 @@ pub struct Strategy {
     pub pause_after: Vec<usize>,
     pub drain_timeout: Duration,
     pub on_drain_timeout: DrainTimeoutPolicy,
+    /// `retry = { backoff, max_backoff, deadline }`: how infrastructure
+    /// faults are waited out.
+    pub retry: glidepath_core::RetrySpec,
 }
 
 /// A validated plan.
@@ -746,6 +749,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         pause_after: vec![],
         drain_timeout: Duration::from_secs(30),
         on_drain_timeout: DrainTimeoutPolicy::Fail,
+        retry: glidepath_core::RetrySpec::default(),
     };
     let mut window_span = None;
     let mut probe_span = None;
@@ -770,8 +774,12 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                     "pauses",
                     "drain_timeout",
                     "on_drain_timeout",
+                    "retry",
                 ],
             );
+            if let Some((rt, _)) = r.table(t, "retry") {
+                strategy.retry = strategy_retry(&mut r, rt);
+            }
             match r.str_list(t, "canary", "[\"api-1\"]") {
                 None if !t.contains_key("canary") => r.missing(
                     at,
@@ -1808,6 +1816,53 @@ fn read_query_check(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg>
     })
 }
 
+/// `[strategy] retry = { backoff = "500ms", max_backoff = "10s", deadline = "5m" }`.
+fn strategy_retry(r: &mut Reader<'_>, t: &Table<'_>) -> glidepath_core::RetrySpec {
+    let def = glidepath_core::RetrySpec::default();
+    r.known_keys(
+        t,
+        "[strategy] retry",
+        &["backoff", "max_backoff", "deadline"],
+    );
+    let ms = |d: Duration| d.as_millis() as u64;
+    let get = |r: &mut Reader<'_>, key: &str, default: u64| {
+        r.duration(t, key, Some(Duration::from_millis(default)))
+            .map_or(default, ms)
+    };
+    let out = glidepath_core::RetrySpec {
+        backoff_ms: get(r, "backoff", def.backoff_ms),
+        max_backoff_ms: get(r, "max_backoff", def.max_backoff_ms),
+        deadline_ms: get(r, "deadline", def.deadline_ms),
+    };
+    if out.max_backoff_ms < out.backoff_ms {
+        if let Some(v) = t.get("max_backoff").or_else(|| t.get("backoff")) {
+            r.err(
+                v.span,
+                format!(
+                    "`max_backoff` ({}ms) is shorter than `backoff` ({}ms)",
+                    out.max_backoff_ms, out.backoff_ms
+                ),
+                "max_backoff < backoff",
+                Some("the wait doubles from `backoff` up to `max_backoff`: e.g. retry = { backoff = \"500ms\", max_backoff = \"10s\" }".into()),
+            );
+        }
+    }
+    if out.deadline_ms < out.backoff_ms {
+        if let Some(v) = t.get("deadline") {
+            r.err(
+                v.span,
+                format!(
+                    "`deadline` ({}ms) leaves no time for a retry after `backoff` ({}ms)",
+                    out.deadline_ms, out.backoff_ms
+                ),
+                "deadline < backoff",
+                Some("the deadline is how long an outage is waited out before the run stops (exit 4, resumable): e.g. deadline = \"5m\"".into()),
+            );
+        }
+    }
+    out
+}
+
 impl Plan {
     /// The rollout as the decision core sees it.
     pub fn rollout_spec(&self) -> RolloutSpec {
@@ -1835,6 +1890,7 @@ impl Plan {
             on_drain_timeout: self.strategy.on_drain_timeout,
             health_deadline_ms: self.health.deadline.as_millis() as u64,
             health_interval_ms: self.health.interval.as_millis() as u64,
+            retry: self.strategy.retry,
         }
     }
 

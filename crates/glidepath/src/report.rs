@@ -300,6 +300,12 @@ impl Reporter for Console {
                     &self.paint("33", &format!("! rollback requested: {reason}")),
                 )
             }
+            Event::Suspended { at, reason } => self.line(
+                *at,
+                "-",
+                "suspended",
+                &self.paint("31;1", &format!("■ stopped, resumable: {reason}")),
+            ),
             Event::Finished {
                 at,
                 outcome,
@@ -353,12 +359,20 @@ impl Console {
     }
 }
 
-/// Per-node summary of a run.
+/// Per-node summary of a run. `now` is what the journal says the node
+/// should run (intent: where `current` points); `seen` is what was last
+/// observed (the release a preflight, health, post-check or peers check
+/// confirmed), which differs while a step's effect is unconfirmed.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeSummary {
     pub node: String,
     pub before: Option<String>,
     pub now: Option<String>,
+    pub seen: Option<String>,
+    /// `out` while the run holds it out of rotation.
+    pub rotation: &'static str,
+    /// What the last peers check saw, if it found the node down.
+    pub down: Option<String>,
     pub status: String,
     pub steps: usize,
     pub busy_ms: u64,
@@ -406,15 +420,19 @@ pub fn summarize(
             (Some(a), Some(b)) => b.at().saturating_sub(a.at()),
             _ => 0,
         };
+        // The journaled target: where `current` was last switched to.
         let now_v = match st.status {
             NodeStatus::Updated => Some(spec.version.clone()),
-            NodeStatus::InProgress if st.switched => Some(spec.version.clone()),
+            _ if st.switched => Some(spec.version.clone()),
             _ => st.before.clone(),
         };
         nodes.push(NodeSummary {
             node: name.clone(),
             before: st.before.clone(),
             now: now_v,
+            seen: st.seen.clone(),
+            rotation: if st.out_of_rotation { "out" } else { "in" },
+            down: state.down.get(name).cloned(),
             status: st.status.as_str().to_string(),
             steps,
             busy_ms: busy,
@@ -435,6 +453,7 @@ pub fn summarize(
             Event::GateForced {
                 gate, reason, by, ..
             } => Some(format!("gate `{gate}` forced by {by}: {reason}")),
+            Event::Suspended { reason, .. } => Some(format!("stopped, resumable: {reason}")),
             Event::Interrupted { in_flight, .. } => Some(format!(
                 "resumed after a crash ({} step(s) in flight repeated)",
                 in_flight.len()
@@ -491,16 +510,24 @@ impl RunSummary {
             s.push_str(&format!("why it left the forward path: {}\n", c.reason));
         }
         s.push_str(&format!(
-            "{:<10} {:<8} {:<8} {:<12} {:>5} {:>8}  {}\n",
-            "node", "before", "now", "status", "steps", "time", "last"
+            "{:<10} {:<8} {:<8} {:<8} {:<4} {:<12} {:>5} {:>8}  {}\n",
+            "node", "before", "now", "seen", "lb", "status", "steps", "time", "last"
         ));
         for n in &self.nodes {
-            let last: String = n.last.chars().take(70).collect();
+            let last: String = match &n.down {
+                Some(why) => format!("found DOWN: {why}"),
+                None => n.last.clone(),
+            }
+            .chars()
+            .take(70)
+            .collect();
             s.push_str(&format!(
-                "{:<10} {:<8} {:<8} {:<12} {:>5} {:>8}  {}\n",
+                "{:<10} {:<8} {:<8} {:<8} {:<4} {:<12} {:>5} {:>8}  {}\n",
                 n.node,
                 n.before.as_deref().unwrap_or("-"),
                 n.now.as_deref().unwrap_or("-"),
+                n.seen.as_deref().unwrap_or("-"),
+                n.rotation,
                 n.status,
                 n.steps,
                 if n.busy_ms > 0 {

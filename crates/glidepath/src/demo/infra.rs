@@ -120,9 +120,20 @@ impl Haproxy {
                 String::from_utf8_lossy(&check.stderr)
             )));
         }
-        let log = dir.join("haproxy.log");
-        let mut child = spawn(Command::new(&bin).arg("-f").arg(&config).arg("-db"), &log)?;
-        let sock = socket.clone();
+        let child = Self::launch(&bin, &config, &socket).await?;
+        Ok(Haproxy {
+            child,
+            socket,
+            frontend: format!("http://127.0.0.1:{fe_port}"),
+            config,
+        })
+    }
+
+    /// Start HAProxy on `config` and wait until its runtime API answers.
+    async fn launch(bin: &Path, config: &Path, socket: &Path) -> std::io::Result<Child> {
+        let log = config.with_file_name("haproxy.log");
+        let mut child = spawn(Command::new(bin).arg("-f").arg(config).arg("-db"), &log)?;
+        let sock = socket.to_path_buf();
         wait_for(
             "haproxy",
             Duration::from_secs(15),
@@ -140,12 +151,23 @@ impl Haproxy {
             },
         )
         .await?;
-        Ok(Haproxy {
-            child,
-            socket,
-            frontend: format!("http://127.0.0.1:{fe_port}"),
-            config,
-        })
+        Ok(child)
+    }
+
+    /// SIGKILL this HAProxy (by its PID, as a crash would) and reap it. Its
+    /// socket file is left behind, dead.
+    pub fn kill(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Start it again on the same config and socket (after [`Haproxy::kill`]):
+    /// like a restarted HAProxy, it forgets the runtime state (drains).
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        stop(&mut self.child);
+        let bin =
+            find("haproxy").ok_or_else(|| std::io::Error::other("haproxy is not installed"))?;
+        self.child = Self::launch(&bin, &self.config, &self.socket).await?;
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {

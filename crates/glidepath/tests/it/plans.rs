@@ -341,3 +341,58 @@ fn a_storage_impacting_release_needs_a_backup_gate() {
     let with_gate = format!("{src}\n[gates.backup]\nfile = \"latest.dump\"\nmax_age = \"1h\"\n");
     assert_eq!(diagnose(dir.path(), &with_gate), "valid");
 }
+
+#[test]
+fn retry_budget_is_configurable_and_validated() {
+    let (dir, good) = setup();
+    let with = |retry: &str| {
+        good.replacen(
+            "batch_size     = 1",
+            &format!("batch_size     = 1\nretry = {retry}"),
+            1,
+        )
+    };
+    // defaults, documented in the README
+    let (plan, _) = parse(Path::new("plan.toml"), &good, dir.path()).unwrap();
+    assert_eq!(
+        plan.rollout_spec().retry,
+        glidepath_core::RetrySpec {
+            backoff_ms: 500,
+            max_backoff_ms: 10_000,
+            deadline_ms: 300_000
+        }
+    );
+    let src = with(r#"{ backoff = "1s", max_backoff = "30s", deadline = "15m" }"#);
+    let (plan, _) = parse(Path::new("plan.toml"), &src, dir.path()).unwrap();
+    assert_eq!(
+        plan.rollout_spec().retry,
+        glidepath_core::RetrySpec {
+            backoff_ms: 1_000,
+            max_backoff_ms: 30_000,
+            deadline_ms: 900_000
+        }
+    );
+    for (retry, expect) in [
+        (r#"{ backof = "1s" }"#, "did you mean `backoff`"),
+        (
+            r#"{ backoff = "1x" }"#,
+            "invalid duration `1x` for `backoff`",
+        ),
+        (r#"{ backoff = "0s" }"#, "`backoff` must be longer than 0"),
+        (
+            r#"{ backoff = "5s", max_backoff = "1s" }"#,
+            "`max_backoff` (1000ms) is shorter than `backoff` (5000ms)",
+        ),
+        (
+            r#"{ backoff = "5s", deadline = "1s" }"#,
+            "`deadline` (1000ms) leaves no time for a retry",
+        ),
+        (r#""5s""#, "retry"),
+    ] {
+        let out = diagnose(dir.path(), &with(retry));
+        assert!(
+            out.contains(expect) && out.starts_with("plan.toml:"),
+            "{retry}: {out}"
+        );
+    }
+}
