@@ -364,12 +364,37 @@ impl Journal {
         }
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        // switching to WAL needs a moment alone with the file: another
+        // process opening it at the same instant makes this busy, briefly
+        let mut tries = 0;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e)
+                    if tries < 50
+                        && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        Self::migrate(&conn).map_err(err)?;
+        // schema and migrations in one IMMEDIATE transaction: two processes
+        // opening a fresh journal at once must not both add a column
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        let setup = conn
+            .execute_batch(SCHEMA)
+            .and_then(|_| Self::migrate(&conn));
+        match setup {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(err(e));
+            }
+        }
         Ok(Journal {
             conn: std::mem::ManuallyDrop::new(conn),
             abandoned: Default::default(),
@@ -1005,5 +1030,22 @@ mod tests {
         b.append("r1", &failed("b1".into())).unwrap();
         assert_eq!(b.events("r1").unwrap().len(), 2);
         assert_eq!(b.run("r1").unwrap().status, "running");
+    }
+
+    #[test]
+    fn many_processes_may_open_a_fresh_journal_at_once() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j.db");
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let p = path.clone();
+                    std::thread::spawn(move || Journal::open(&p).map(|_| ()))
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        }
     }
 }
