@@ -99,7 +99,8 @@ pub struct DeployCfg {
     pub keep_releases: usize,
     pub restart: String,
     pub restart_timeout: Duration,
-    /// Timeout of every other deploy command (ssh/command deployers).
+    /// Timeout of every other deploy command (ssh/command deployers), and
+    /// of local staging (the copy and its hash).
     pub command_timeout: Duration,
     /// Preflight: proves the restart target exists and the privileges work
     /// (e.g. `systemctl cat api`, `sudo -n true`); runs where `restart` runs.

@@ -391,3 +391,18 @@ fn validate_refuses_special_files_and_escaping_links_without_hanging() {
         "{err}"
     );
 }
+
+/// `{host}` means the same in every template that accepts it: in
+/// `install_dir` it reached the paths (and the shell) literally.
+#[test]
+fn host_fills_install_dir_like_every_other_template() {
+    let (dir, good) = setup();
+    let src = good.replace("/opt/api/{node}", "/opt/{host}/{node}");
+    let (plan, _) = parse(Path::new("plan.toml"), &src, dir.path()).unwrap();
+    let n = plan.node("api-2").unwrap();
+    assert_eq!(
+        plan.install_dir(n),
+        Path::new("/opt/127.0.0.1/api-2"),
+        "{{host}} is the address without its port"
+    );
+}
