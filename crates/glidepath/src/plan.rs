@@ -99,7 +99,8 @@ pub struct DeployCfg {
     pub keep_releases: usize,
     pub restart: String,
     pub restart_timeout: Duration,
-    /// Timeout of every other deploy command (ssh/command deployers).
+    /// Timeout of every other deploy command (ssh/command deployers), and
+    /// of local staging (the copy and its hash).
     pub command_timeout: Duration,
     /// Preflight: proves the restart target exists and the privileges work
     /// (e.g. `systemctl cat api`, `sudo -n true`); runs where `restart` runs.
@@ -295,13 +296,269 @@ pub fn host_of(address: &str) -> &str {
     }
 }
 
-/// Fill `{node}`, `{address}`, … in a template. `${VAR}` is left for the shell.
+/// Fill `{node}`, `{address}`, … in a template, as they are: for URLs,
+/// addresses and paths, never for a shell command (that is
+/// [`render_shell`]). `${VAR}` is left alone.
 pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
     let mut out = template.to_string();
     for (k, v) in vars {
         out = out.replace(&format!("{{{k}}}"), v);
     }
     out
+}
+
+/// Quote for a POSIX shell: `'…'`, a `'` inside written `'\''`.
+pub fn sq(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Fill a shell command template: every value goes in single-quoted, so
+/// data never becomes shell. The quoting follows where the placeholder
+/// stands: bare (`cat {install_dir}/pid`), inside `"…"` or `'…'` (the quote
+/// is closed around the value and reopened), or inside `$(…)`/backquotes.
+/// `${VAR}` is left to the shell; unknown `{…}` are left as they are.
+pub fn render_shell(template: &str, vars: &[(&str, &str)]) -> String {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Ctx {
+        Plain,
+        Single,
+        Double,
+        /// `$(…)`, with its open parentheses
+        Sub(usize),
+        Tick,
+    }
+    let b = template.as_bytes();
+    let mut stack = vec![Ctx::Plain];
+    let mut out: Vec<u8> = Vec::with_capacity(b.len() + 16);
+    let mut i = 0;
+    while i < b.len() {
+        let ctx = *stack.last().expect("never empty");
+        let c = b[i];
+        if c == b'{' && (i == 0 || b[i - 1] != b'$') {
+            if let Some(len) = template[i + 1..].find('}') {
+                let name = &template[i + 1..i + 1 + len];
+                if let Some((_, v)) = vars.iter().find(|(k, _)| *k == name) {
+                    let q = sq(v);
+                    match ctx {
+                        Ctx::Single => out.extend(format!("'{q}'").bytes()),
+                        Ctx::Double => out.extend(format!("\"{q}\"").bytes()),
+                        _ => out.extend(q.bytes()),
+                    }
+                    i += len + 2;
+                    continue;
+                }
+            }
+        }
+        let next = b.get(i + 1).copied();
+        let mut take = 1;
+        match ctx {
+            Ctx::Single => {
+                if c == b'\'' {
+                    stack.pop();
+                }
+            }
+            Ctx::Double => match c {
+                b'\\' => take = 2,
+                b'"' => {
+                    stack.pop();
+                }
+                b'$' if next == Some(b'(') => {
+                    stack.push(Ctx::Sub(0));
+                    take = 2;
+                }
+                b'`' => stack.push(Ctx::Tick),
+                _ => {}
+            },
+            Ctx::Plain | Ctx::Sub(_) | Ctx::Tick => match c {
+                b'\\' => take = 2,
+                b'\'' => stack.push(Ctx::Single),
+                b'"' => stack.push(Ctx::Double),
+                b'$' if next == Some(b'(') => {
+                    stack.push(Ctx::Sub(0));
+                    take = 2;
+                }
+                b'`' if ctx == Ctx::Tick => {
+                    stack.pop();
+                }
+                b'`' => stack.push(Ctx::Tick),
+                b'(' => {
+                    if let Some(Ctx::Sub(n)) = stack.last_mut() {
+                        *n += 1;
+                    }
+                }
+                b')' => match stack.last_mut() {
+                    Some(Ctx::Sub(0)) => {
+                        stack.pop();
+                    }
+                    Some(Ctx::Sub(n)) => *n -= 1,
+                    _ => {}
+                },
+                _ => {}
+            },
+        }
+        let end = (i + take).min(b.len());
+        out.extend_from_slice(&b[i..end]);
+        i = end;
+    }
+    String::from_utf8(out).expect("copied from UTF-8 input and quoted UTF-8 values")
+}
+
+/// The placeholder values of every template, built in one place: `{node}`,
+/// `{address}`, `{host}` and `{plan_dir}`, plus `{install_dir}`,
+/// `{version}` (and `{artifact}`, `{sha256}`) where a step has them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vars(Vec<(&'static str, String)>);
+
+impl Vars {
+    /// `{node}`, `{address}` and `{host}`: what every template of a node has.
+    pub fn node(name: &str, address: &str) -> Vars {
+        Vars(vec![
+            ("node", name.to_string()),
+            ("address", address.to_string()),
+            ("host", host_of(address).to_string()),
+        ])
+    }
+
+    /// Add (or replace) one value.
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Vars {
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+        self
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        self.0.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// [`render`] with these values (URLs, addresses, paths).
+    pub fn fill(&self, template: &str) -> String {
+        render(template, &self.pairs())
+    }
+
+    /// [`render_shell`] with these values (shell commands).
+    pub fn shell(&self, template: &str) -> String {
+        render_shell(template, &self.pairs())
+    }
+}
+
+/// Longest node name or version accepted.
+pub const MAX_NAME_LEN: usize = 128;
+
+fn check_word(what: &str, s: &str, extra: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    if s.len() > MAX_NAME_LEN {
+        return Err(format!("{} bytes long (at most {MAX_NAME_LEN})", s.len()));
+    }
+    if !s.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(format!("{s:?} must start with a letter or a digit"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c) || extra.contains(*c)))
+    {
+        return Err(format!(
+            "{s:?} contains {c:?}: only letters, digits and {}are allowed",
+            "._-"
+                .chars()
+                .chain(extra.chars())
+                .map(|c| format!("`{c}` "))
+                .collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
+/// A node name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 128 bytes (so never
+/// `.` or `..`): it becomes a directory name and a command argument.
+pub fn check_node_name(s: &str) -> Result<(), String> {
+    check_word("node name", s, "")
+}
+
+/// A release version: `[A-Za-z0-9][A-Za-z0-9._+~-]*`, at most 128 bytes
+/// (no `/`, space, newline or shell character; never `.` or `..`). The
+/// release a node reports is checked against it before any use.
+pub fn check_version(s: &str) -> Result<(), String> {
+    check_word("version", s, "+~")
+}
+
+/// A node address: `host` or `host:port`, where host is a hostname
+/// (letters, digits, `-`, `_`, dot-separated labels), an IPv4 address, or
+/// an IPv6 address in brackets (`[::1]:8080`), and port is 1..65535.
+pub fn check_address(s: &str) -> Result<(), String> {
+    let bad = |why: String| Err(why);
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((h, after)) = rest.split_once(']') else {
+            return bad("`[` without a closing `]`".into());
+        };
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad(format!("`{h}` is not an IPv6 address"));
+        }
+        match after {
+            "" => (None, None),
+            p => match p.strip_prefix(':') {
+                Some(p) => (None, Some(p)),
+                None => return bad("expected `:port` after `]`".into()),
+            },
+        }
+    } else {
+        match s.split_once(':') {
+            None => (Some(s), None),
+            Some((h, p)) if !p.contains(':') => (Some(h), Some(p)),
+            Some(_) => return bad("an IPv6 address goes in brackets: [::1]:8080".into()),
+        }
+    };
+    if let Some(p) = port {
+        if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) || p.len() > 5 {
+            return bad(format!("port `{p}` is not a number"));
+        }
+        if !(1..=65535).contains(&p.parse::<u32>().unwrap_or(0)) {
+            return bad(format!("port {p} is out of range (1..65535)"));
+        }
+    }
+    if let Some(h) = host {
+        if h.is_empty() {
+            return bad("the host is empty".into());
+        }
+        if h.len() > 253 {
+            return bad("the host name is longer than 253 bytes".into());
+        }
+        let labels: Vec<&str> = h.split('.').collect();
+        let all_numeric = labels
+            .iter()
+            .all(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_digit()));
+        if all_numeric && h.parse::<std::net::Ipv4Addr>().is_err() {
+            return bad(format!("`{h}` is not an IPv4 address"));
+        }
+        for l in labels {
+            if l.is_empty() || l.len() > 63 {
+                return bad(format!("`{h}` has an empty or over-long label"));
+            }
+            if l.starts_with('-') || l.ends_with('-') {
+                return bad(format!("a label of `{h}` starts or ends with `-`"));
+            }
+            if let Some(c) = l
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+            {
+                return bad(format!(
+                    "{c:?} in the host: a host name has letters, digits, `-`, `_` and dots"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Cheap check used while validating `[release] storage_impacting`.
@@ -648,12 +905,12 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
             let artifact = r.req_str(t, at, "[release]", "artifact", "\"dist/api-1.0.10\"");
             let sha = r.req_str(t, at, "[release]", "sha256", "\"<64 hex digits>\"");
             if let Some((v, s)) = &version {
-                if v.is_empty() || v.contains(['/', ' ']) || v == "." || v == ".." {
+                if let Err(why) = check_version(v) {
                     r.err(
                         *s,
-                        format!("invalid version `{v}`"),
-                        "not usable as a release directory name",
-                        Some("use a plain version such as \"1.0.10\"".into()),
+                        format!("invalid version: {why}"),
+                        "not a version",
+                        Some("a version names a directory and is passed to commands: use letters, digits, `.`, `-`, `_`, `+`, `~`, such as \"1.0.10\"".into()),
                     );
                 }
             }
@@ -673,7 +930,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
             }
             if let Some((h, s)) = &sha {
                 if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
-                    r.err(*s, "`sha256` must be 64 hex digits", format!("{} characters", h.len()), Some(format!("compute it with: sha256sum FILE, or for a directory: cd DIR && {DIR_SHA256_PIPELINE}")));
+                    r.err(*s, "`sha256` must be 64 hex digits", format!("{} characters", h.len()), Some("compute it with: sha256sum FILE, or for a directory the recipe in the README (\"Artifacts\"); `glidepath validate` prints the artifact's sha256 when it differs".into()));
                 }
             }
             if let (Some((v, _)), Some(p), Some((h, _))) = (version, art_path, sha) {
@@ -720,8 +977,10 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
                             let name = r.req_str(nt, item.span, "a fleet node", "name", "\"api-1\"");
                             let addr = r.req_str(nt, item.span, "a fleet node", "address", "\"10.0.0.11:8080\"");
                             if let (Some((n, ns)), Some((a, as_))) = (name, addr) {
-                                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                                    r.err(ns, format!("invalid node name `{n}`"), "letters, digits, - _ . only", Some("node names become directory names and API paths".into()));
+                                if let Err(why) = check_node_name(&n) {
+                                    r.err(ns, format!("invalid node name: {why}"), "not a node name", Some("node names become directory names, command arguments and API paths: start with a letter or digit, then letters, digits, `.`, `-`, `_`".into()));
+                                } else if let Err(why) = check_address(&a) {
+                                    r.err(as_, format!("invalid address {a:?} of node `{n}`: {why}"), "not host:port", Some("write host:port, e.g. \"10.0.0.11:8080\", \"api-1.internal:8080\" or \"[fd00::11]:8080\"".into()));
                                 } else if nodes.iter().any(|x| x.name == n) {
                                     r.err(ns, format!("duplicate node name `{n}`"), "already in the fleet", Some("each node needs a unique name".into()));
                                 } else if nodes.iter().any(|x| x.address == a) {
@@ -1377,9 +1636,11 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
             let h = r.str(t, "sha256", "\"<64 hex digits>\"");
             match (a, v, h) {
                 (None, None, None) => {}
-                (Some((a, asp)), Some((v, _)), Some((h, hsp))) => {
+                (Some((a, asp)), Some((v, vsp)), Some((h, hsp))) => {
                     let p = dir.join(&a);
-                    if !p.exists() {
+                    if let Err(why) = check_version(&v) {
+                        r.err(vsp, format!("invalid version: {why}"), "not a version", Some("the last-known-good release's version, such as \"1.0.9\"".into()));
+                    } else if !p.exists() {
                         r.err(asp, format!("rollback artifact `{a}` not found"), format!("looked for {}", p.display()), None);
                     } else if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
                         r.err(hsp, "`sha256` must be 64 hex digits", "not a sha256", None);
@@ -1900,15 +2161,23 @@ impl Plan {
 
     /// The node's install directory (absolute, or relative to the plan dir).
     pub fn install_dir(&self, node: &Node) -> PathBuf {
-        let d = render(
-            &self.deploy.install_dir,
-            &[
-                ("node", &node.name),
-                ("address", &node.address),
-                ("plan_dir", &self.dir.display().to_string()),
-            ],
-        );
-        self.dir.join(d)
+        self.dir
+            .join(self.vars(node).fill(&self.deploy.install_dir))
+    }
+
+    /// The releases whose sha256 this plan gives (the new one, and the
+    /// `[rollback]` artifact): deployers re-verify them before a switch.
+    pub fn known_releases(&self) -> Vec<Release> {
+        std::iter::once(self.release.clone())
+            .chain(self.rollback_release.clone())
+            .collect()
+    }
+
+    /// The placeholders every template of this node has (`{node}`,
+    /// `{address}`, `{host}`, `{plan_dir}`); drivers add `{install_dir}` and
+    /// `{version}` (see `drivers::Target::vars`).
+    pub fn vars(&self, node: &Node) -> Vars {
+        Vars::node(&node.name, &node.address).with("plan_dir", self.dir.display().to_string())
     }
 
     /// Where the journal lives unless overridden on the command line.
@@ -1981,56 +2250,226 @@ impl Plan {
     }
 }
 
-/// The shell pipeline that computes a directory artifact's sha256, run from
-/// inside the directory; [`artifact_sha256`] gives the same answer.
-pub const DIR_SHA256_PIPELINE: &str =
-    "find . -type f ! -name .glidepath-sha256 -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum";
+/// The shell recipe that computes a directory artifact's sha256, run from
+/// inside the directory (GNU find, od, awk, sort and sha256sum; the same
+/// text is in the README). [`artifact_sha256`] gives the same answer, and
+/// without its last `| sha256sum` it prints [`dir_manifest`].
+pub const DIR_SHA256_PIPELINE: &str = r#"{ find . -mindepth 1 ! -path ./.glidepath-sha256 \( -type l -printf 'l %p\0%l\0' -o -type d -printf 'd %p\0' -o -type f -perm -u=x -printf 'x %p\0' -o -type f -printf 'f %p\0' -o -printf '? %p\0' \)
+  find . -type f ! -path ./.glidepath-sha256 -exec sha256sum -z {} +
+} | od -An -v -tx1 | LC_ALL=C awk '
+  BEGIN { for (i = 32; i < 127; i++) c[sprintf("%02x", i)] = sprintf("%c", i) }
+  { for (i = 1; i <= NF; i++) if ($i == "00") rec(); else b[n++] = $i }
+  END { for (p in t) print p, t[p], d[p] }
+  function hex(from,  s, i) { s = ""; for (i = from; i < n; i++) s = s b[i]; return s }
+  function rec(  p, h, i) {
+    if (l != "") { d[l] = hex(0); l = "" }
+    else if (b[1] == "20") { p = hex(4); t[p] = c[b[0]]; d[p] = t[p] == "d" ? "-" : "?"; if (t[p] == "l") l = p }
+    else { h = ""; for (i = 0; i < 64; i++) h = h c[b[i]]; d[hex(68)] = h }
+    n = 0
+  }' | LC_ALL=C sort | sha256sum"#;
 
-/// sha256 of an artifact: a file's bytes, or for a directory the sha256 of
-/// its `sha256sum` manifest (`<hex>  ./<path>` lines in byte order of the
-/// paths), i.e. `cd DIR && find . -type f -print0 | LC_ALL=C sort -z |
-/// xargs -0 sha256sum | sha256sum`, reproducible with standard tools.
-pub fn artifact_sha256(path: &Path) -> std::io::Result<String> {
-    fn file_sha(p: &Path) -> std::io::Result<String> {
-        let mut f = std::fs::File::open(p)?;
-        let mut h = Sha256::new();
-        std::io::copy(&mut f, &mut h)?;
-        Ok(hex::encode(h.finalize()))
-    }
-    if path.is_file() {
-        return file_sha(path);
-    }
-    Ok(sha256_hex(dir_manifest(path)?.as_bytes()))
+/// The checksum marker a deployer writes into a staged release; it is not
+/// part of the release (nor of its hash), and never trusted on its own.
+pub const MARKER: &str = ".glidepath-sha256";
+
+fn invalid(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
 }
 
-/// A directory's `sha256sum` manifest: `<hex>  ./<path>` lines, paths in byte order.
-pub fn dir_manifest(path: &Path) -> std::io::Result<String> {
-    fn file_sha(p: &Path) -> std::io::Result<String> {
-        let mut f = std::fs::File::open(p)?;
-        let mut h = Sha256::new();
-        std::io::copy(&mut f, &mut h)?;
-        Ok(hex::encode(h.finalize()))
+/// What a non-regular, non-directory, non-symlink entry is.
+fn special_kind(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
     }
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let p = e?.path();
-            if p.is_dir() {
-                walk(base, &p, out)?;
-            } else if p.file_name().is_some_and(|n| n != ".glidepath-sha256") {
-                out.push(format!(
-                    "./{}",
-                    p.strip_prefix(base).expect("under base").to_string_lossy()
-                ));
+}
+
+/// Open a regular file for reading without following a symlink and
+/// without blocking on a FIFO (what `lstat` said may have changed since):
+/// anything but a regular file is refused, never read.
+pub fn open_regular(p: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)?;
+    let ft = f.metadata()?.file_type();
+    if !ft.is_file() {
+        return Err(invalid(format!(
+            "{} is {}, not a regular file",
+            p.display(),
+            special_kind(&ft)
+        )));
+    }
+    Ok(f)
+}
+
+fn file_sha(p: &Path) -> std::io::Result<String> {
+    let mut f = open_regular(p)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// sha256 of an artifact: a regular file's bytes, or for a directory the
+/// sha256 of its [`dir_manifest`] (what [`DIR_SHA256_PIPELINE`] prints). A
+/// symlink given as the artifact itself is followed; anything else that is
+/// neither a file nor a directory is refused without being opened.
+pub fn artifact_sha256(path: &Path) -> std::io::Result<String> {
+    let md = std::fs::metadata(path)?;
+    if md.is_file() {
+        file_sha(path)
+    } else if md.is_dir() {
+        Ok(sha256_hex(dir_manifest(path)?.as_bytes()))
+    } else {
+        Err(invalid(format!(
+            "artifact {} is {}: an artifact is a regular file or a directory",
+            path.display(),
+            special_kind(&md.file_type())
+        )))
+    }
+}
+
+/// One entry of a directory artifact.
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    File { exec: bool, sha256: String },
+    Dir,
+    Symlink(Vec<u8>),
+}
+
+/// Every entry under `root` (relative path bytes, no `./`), symlinks not
+/// followed, the root's checksum marker left out. Special files are refused.
+fn walk_tree(root: &Path) -> std::io::Result<std::collections::BTreeMap<Vec<u8>, Entry>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(
+        root: &Path,
+        rel: &Path,
+        out: &mut std::collections::BTreeMap<Vec<u8>, Entry>,
+    ) -> std::io::Result<()> {
+        for e in std::fs::read_dir(root.join(rel))? {
+            let e = e?;
+            let r = rel.join(e.file_name());
+            if rel.as_os_str().is_empty() && e.file_name() == MARKER {
+                continue;
+            }
+            let p = root.join(&r);
+            let md = std::fs::symlink_metadata(&p)?;
+            let ft = md.file_type();
+            let key = r.as_os_str().as_bytes().to_vec();
+            if ft.is_symlink() {
+                let target = std::fs::read_link(&p)?;
+                out.insert(key, Entry::Symlink(target.as_os_str().as_bytes().to_vec()));
+            } else if ft.is_dir() {
+                out.insert(key, Entry::Dir);
+                walk(root, &r, out)?;
+            } else if ft.is_file() {
+                let exec = md.permissions().mode() & 0o100 != 0;
+                out.insert(
+                    key,
+                    Entry::File {
+                        exec,
+                        sha256: file_sha(&p)?,
+                    },
+                );
+            } else {
+                return Err(invalid(format!(
+                    "artifact entry {:?} is {}: an artifact holds only regular files, directories and symlinks",
+                    Path::new(".").join(&r),
+                    special_kind(&ft)
+                )));
             }
         }
         Ok(())
     }
-    let mut files = Vec::new();
-    walk(path, path, &mut files)?;
-    files.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, Path::new(""), &mut out)?;
+    for (at, e) in &out {
+        if let Entry::Symlink(target) = e {
+            if let Some(why) = link_escapes(&out, at, target) {
+                return Err(invalid(format!(
+                    "artifact entry {:?} is a symlink to {:?}, {why}: links must stay inside the artifact",
+                    Path::new(".").join(std::ffi::OsStr::from_bytes(at)),
+                    std::ffi::OsStr::from_bytes(target)
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Why the symlink at `at` (relative to the artifact root) pointing at
+/// `target` would leave the artifact, if it would: resolved the way the
+/// kernel does, through the other links of the tree.
+fn link_escapes(
+    entries: &std::collections::BTreeMap<Vec<u8>, Entry>,
+    at: &[u8],
+    target: &[u8],
+) -> Option<String> {
+    if target.first() == Some(&b'/') {
+        return Some("an absolute path".into());
+    }
+    // resolution starts in the link's own directory
+    let mut path: Vec<Vec<u8>> = at.split(|b| *b == b'/').map(<[u8]>::to_vec).collect();
+    path.pop();
+    let mut queue: std::collections::VecDeque<Vec<u8>> =
+        target.split(|b| *b == b'/').map(<[u8]>::to_vec).collect();
+    let mut hops = 0;
+    while let Some(c) = queue.pop_front() {
+        match c.as_slice() {
+            b"" | b"." => {}
+            b".." => {
+                if path.pop().is_none() {
+                    return Some("which resolves outside the artifact".into());
+                }
+            }
+            _ => {
+                path.push(c);
+                if let Some(Entry::Symlink(t)) = entries.get(&path.join(&b'/')) {
+                    hops += 1;
+                    if hops > 40 {
+                        return Some("which loops".into());
+                    }
+                    if t.first() == Some(&b'/') {
+                        return Some("which goes through a link to an absolute path".into());
+                    }
+                    path.pop();
+                    for part in t.split(|b| *b == b'/').rev() {
+                        queue.push_front(part.to_vec());
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A directory's manifest, the text its sha256 is taken of: one line per
+/// entry (files, directories and symlinks, the root's checksum marker left
+/// out), `<path> <type> <data>`, sorted. `<path>` is the path relative to
+/// the directory, hex-encoded byte by byte (so no name can forge a line or
+/// collide with another); `<type>` is `f` (a file), `x` (a file whose owner
+/// may execute it), `d` (a directory) or `l` (a symlink, kept as a link);
+/// `<data>` is the file's sha256, `-` for a directory, or the link's target,
+/// hex-encoded. Special files and links leaving the directory are refused.
+pub fn dir_manifest(path: &Path) -> std::io::Result<String> {
     let mut manifest = String::new();
-    for f in files {
-        manifest.push_str(&format!("{}  {f}\n", file_sha(&path.join(&f[2..]))?));
+    for (rel, e) in walk_tree(path)? {
+        let (t, data) = match e {
+            Entry::File { exec, sha256 } => (if exec { "x" } else { "f" }, sha256),
+            Entry::Dir => ("d", "-".to_string()),
+            Entry::Symlink(target) => ("l", hex::encode(target)),
+        };
+        manifest.push_str(&format!("{} {t} {data}\n", hex::encode(rel)));
     }
     Ok(manifest)
 }
@@ -2039,28 +2478,336 @@ pub fn dir_manifest(path: &Path) -> std::io::Result<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn directory_hash_matches_the_documented_shell_pipeline() {
-        let dir = std::env::temp_dir().join(format!("glidepath-dirhash-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("bin/sub")).unwrap();
-        std::fs::write(dir.join("bin/app"), "binary").unwrap();
-        std::fs::write(dir.join("bin/sub/Z.conf"), "z").unwrap();
-        std::fs::write(dir.join("a b.txt"), "spaces").unwrap();
-        std::fs::write(dir.join(".glidepath-sha256"), "ignored").unwrap();
+    fn shell_sha(dir: &Path) -> String {
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(DIR_SHA256_PIPELINE)
-            .current_dir(&dir)
+            .current_dir(dir)
             .output()
             .unwrap();
-        let shell = String::from_utf8_lossy(&out.stdout)
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .next()
             .unwrap()
+            .to_string()
+    }
+
+    /// A tree with every kind of awkward name.
+    fn odd_tree(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir.join("bin/sub")).unwrap();
+        std::fs::create_dir_all(dir.join("empty dir")).unwrap();
+        std::fs::write(dir.join("bin/app"), "binary").unwrap();
+        std::fs::set_permissions(dir.join("bin/app"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::write(dir.join("bin/sub/Z.conf"), "z").unwrap();
+        std::fs::write(dir.join("a b.txt"), "spaces").unwrap();
+        std::fs::write(dir.join("new\nline"), "newline").unwrap();
+        std::fs::write(dir.join("back\\slash"), "backslash").unwrap();
+        std::fs::write(dir.join("ünïcødé ✓"), "unicode").unwrap();
+        std::fs::write(dir.join("-dash"), "").unwrap();
+        std::fs::write(dir.join("bin/sub/.glidepath-sha256"), "not the root one").unwrap();
+        std::os::unix::fs::symlink("bin/app", dir.join("app link")).unwrap();
+        std::os::unix::fs::symlink("../a b.txt", dir.join("bin/sub/up\nlink")).unwrap();
+        std::fs::write(dir.join(".glidepath-sha256"), "ignored").unwrap();
+    }
+
+    #[test]
+    fn directory_hash_matches_the_documented_shell_recipe() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("art");
+        odd_tree(&dir);
+        let ours = artifact_sha256(&dir).unwrap();
+        assert_eq!(ours, shell_sha(&dir), "the shell recipe gives our hash");
+        let manifest = dir_manifest(&dir).unwrap();
+        assert_eq!(manifest.lines().count(), 13, "{manifest}");
+        assert!(manifest.contains(&format!(
+            "{} x {}\n",
+            hex::encode("bin/app"),
+            sha256_hex(b"binary")
+        )));
+        assert!(manifest.contains(&format!(
+            "{} l {}\n",
+            hex::encode("app link"),
+            hex::encode("bin/app")
+        )));
+        assert!(manifest.contains(&format!("{} d -\n", hex::encode("empty dir"))));
+        assert!(!manifest.contains(&hex::encode(".glidepath-sha256\n")));
+        // the README documents this very recipe
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+                .unwrap();
+        assert!(
+            readme.contains(DIR_SHA256_PIPELINE),
+            "README.md must carry DIR_SHA256_PIPELINE verbatim"
+        );
+        // the type, the exec bit and a link's target are part of the hash
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("bin/app"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let no_exec = artifact_sha256(&dir).unwrap();
+        assert_ne!(no_exec, ours, "the exec bit counts");
+        assert_eq!(no_exec, shell_sha(&dir));
+        std::fs::remove_file(dir.join("app link")).unwrap();
+        std::os::unix::fs::symlink("bin/sub/Z.conf", dir.join("app link")).unwrap();
+        assert_ne!(
+            artifact_sha256(&dir).unwrap(),
+            no_exec,
+            "a link's target counts"
+        );
+        assert_eq!(artifact_sha256(&dir).unwrap(), shell_sha(&dir));
+        std::fs::remove_dir(dir.join("empty dir")).unwrap();
+        assert_eq!(artifact_sha256(&dir).unwrap(), shell_sha(&dir));
+    }
+
+    #[test]
+    fn no_name_can_forge_a_manifest_line() {
+        // Under a `sha256sum` manifest (`<hex>  ./<path>` lines), tree B's one
+        // file, a directory named "a\n<sha(b)>  ." holding `b`, printed the
+        // same two lines as tree A's `a` and `b`.
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("A");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::write(a.join("a"), "first").unwrap();
+        std::fs::write(a.join("b"), "second").unwrap();
+        let b = tmp.path().join("B");
+        let forged = b.join(format!("a\n{}  .", sha256_hex(b"second")));
+        std::fs::create_dir_all(&forged).unwrap();
+        std::fs::write(forged.join("b"), "first").unwrap();
+        let old_style = |root: &Path, files: &[&str]| -> String {
+            files
+                .iter()
+                .map(|f| {
+                    let body = std::fs::read(root.join(f)).unwrap();
+                    format!("{}  ./{f}\n", sha256_hex(&body))
+                })
+                .collect()
+        };
+        let forged_name = format!("a\n{}  ./b", sha256_hex(b"second"));
+        assert_eq!(
+            old_style(&a, &["a", "b"]),
+            old_style(&b, &[forged_name.as_str()]),
+            "the attack this test guards against"
+        );
+        assert_ne!(dir_manifest(&a).unwrap(), dir_manifest(&b).unwrap());
+        assert_ne!(artifact_sha256(&a).unwrap(), artifact_sha256(&b).unwrap());
+        assert_eq!(artifact_sha256(&b).unwrap(), shell_sha(&b));
+    }
+
+    /// Runs `f` on another thread; a hang fails the test instead of
+    /// hanging it.
+    fn within_5s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("hashing hung instead of refusing")
+    }
+
+    #[test]
+    fn special_files_are_refused_without_being_opened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("art");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ok"), "x").unwrap();
+        let fifo = dir.join("pipe");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let d = dir.clone();
+        let err = within_5s(move || artifact_sha256(&d))
+            .unwrap_err()
             .to_string();
-        assert_eq!(artifact_sha256(&dir).unwrap(), shell);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.contains("\"./pipe\" is a FIFO"), "{err}");
+        // the artifact itself a FIFO
+        let err = within_5s(move || artifact_sha256(&fifo))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is a FIFO (named pipe): an artifact is a regular file or a directory"),
+            "{err}"
+        );
+        // a device node (needs root: /dev/zero's numbers) and a link to one
+        let dev = tmp.path().join("dev");
+        std::fs::create_dir_all(&dev).unwrap();
+        let c = std::ffi::CString::new(dev.join("zero").as_os_str().as_encoded_bytes()).unwrap();
+        if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5)) } == 0 {
+            let d = dev.clone();
+            let err = within_5s(move || artifact_sha256(&d))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("\"./zero\" is a character device"), "{err}");
+        }
+        std::fs::remove_dir_all(&dev).unwrap();
+        std::fs::create_dir_all(&dev).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dev.join("zero")).unwrap();
+        let err = within_5s(move || artifact_sha256(&dev))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is a symlink to \"/dev/zero\", an absolute path"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn symlinks_are_kept_inside_the_artifact() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("art");
+        std::fs::create_dir_all(dir.join("d/e")).unwrap();
+        std::fs::write(dir.join("d/f"), "x").unwrap();
+        let link = |at: &str, to: &str| {
+            let _ = std::fs::remove_file(dir.join(at));
+            std::os::unix::fs::symlink(to, dir.join(at)).unwrap();
+            artifact_sha256(&dir).map_err(|e| e.to_string())
+        };
+        // inside: fine, and the link (not what it points at) is hashed
+        link("up", "d/e/..").unwrap();
+        link("d/e/top", "../..").unwrap();
+        link("d/e/sib", "../f").unwrap();
+        link("dangling", "d/nothing").unwrap();
+        link("x", "d/e/top/d/f").unwrap();
+        let err = link("passwd", "/etc/passwd").unwrap_err();
+        assert!(err.contains("\"./passwd\" is a symlink to \"/etc/passwd\", an absolute path: links must stay inside the artifact"), "{err}");
+        std::fs::remove_file(dir.join("passwd")).unwrap();
+        let err = link("d/out", "../../outside").unwrap_err();
+        assert!(err.contains("which resolves outside the artifact"), "{err}");
+        std::fs::remove_file(dir.join("d/out")).unwrap();
+        // each link alone stays inside; through the other one, it leaves
+        let err = link("through", "d/e/top/..").unwrap_err();
+        assert!(err.contains("\"./through\""), "{err}");
+        assert!(err.contains("which resolves outside the artifact"), "{err}");
+        std::fs::remove_file(dir.join("through")).unwrap();
+        let err = link("loop", "loop/x").unwrap_err();
+        assert!(err.contains("which loops"), "{err}");
+    }
+
+    #[test]
+    fn grammars_of_names_versions_and_addresses() {
+        for ok in ["api-1", "a", "A.b_c-9", "10"] {
+            assert_eq!(check_node_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "-x",
+            ".hidden",
+            "a/b",
+            "a b",
+            "a;b",
+            "ü",
+            &"a".repeat(129),
+        ] {
+            assert!(check_node_name(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["1.0.10", "2", "1.0.0-rc.1+build.5", "1.2~beta"] {
+            assert_eq!(check_version(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "2\nrm -rf /",
+            "1;touch PWNED",
+            "a/b",
+            "1 2",
+            "-1",
+            "$(x)",
+            "1'",
+        ] {
+            assert!(check_version(bad).is_err(), "{bad:?}");
+        }
+        for ok in [
+            "127.0.0.1:9001",
+            "10.0.0.1",
+            "api-1.internal:8080",
+            "[::1]:80",
+            "[fd00::11]",
+            "my_host:1",
+        ] {
+            assert_eq!(check_address(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "127.0.0.1;touch /tmp/x",
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
+            "127.0.0.1:",
+            "300.1.1.1:80",
+            "::1",
+            "[::1",
+            "[nope]:80",
+            "host:80x",
+            "-host:80",
+            "a..b",
+            "$(id):80",
+            "a b:80",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shell_templates_quote_every_value() {
+        let evil = "x'; touch PWNED; echo '$(id)`id`\"";
+        let vars = [("node", "api-1"), ("install_dir", evil)];
+        let run = |tpl: &str| {
+            let cmd = render_shell(tpl, &vars);
+            let tmp = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .current_dir(tmp.path())
+                .output()
+                .unwrap();
+            assert!(
+                !tmp.path().join("PWNED").exists(),
+                "`{cmd}` ran data as shell"
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(
+            run("printf '%s|' {install_dir} {node}"),
+            format!("{evil}|api-1|")
+        );
+        assert_eq!(
+            run("printf '%s|' \"{install_dir}/pid\""),
+            format!("{evil}/pid|")
+        );
+        assert_eq!(
+            run("printf '%s|' 'at {install_dir}!'"),
+            format!("at {evil}!|")
+        );
+        assert_eq!(
+            run("printf '%s|' \"$(printf %s {install_dir})\""),
+            format!("{evil}|")
+        );
+        assert_eq!(run("printf '%s|' `printf %s {node}`"), "api-1|");
+        assert_eq!(
+            run("printf '%s|' ${HOME+set} {unknown} {node}"),
+            "set|{unknown}|api-1|"
+        );
+        assert_eq!(render_shell("echo {node}", &vars), "echo 'api-1'");
+    }
+
+    #[test]
+    fn one_placeholder_set_for_every_template() {
+        let v = Vars::node("api-1", "[::1]:8080")
+            .with("plan_dir", "/plans")
+            .with("version", "2")
+            .with("install_dir", "/opt/api/api-1");
+        assert_eq!(
+            v.fill("{node} {address} {host} {plan_dir} {version} {install_dir}"),
+            "api-1 [::1]:8080 ::1 /plans 2 /opt/api/api-1"
+        );
+        assert_eq!(v.shell("ping {host}"), "ping '::1'");
+        assert_eq!(v.with("version", "3").get("version"), Some("3"));
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl LocalFleet {
             let dir = root.join("nodes").join(&name);
             std::fs::create_dir_all(&dir)?;
             stage_sync(&dir, initial).map_err(std::io::Error::other)?;
-            switch_sync(&dir, &initial.version, 3).map_err(std::io::Error::other)?;
+            switch_sync(&dir, &initial.version, 3, Some(initial)).map_err(std::io::Error::other)?;
             let child = spawn_node(bin, &dir)?;
             nodes.push(FleetNode {
                 name,

@@ -4,7 +4,6 @@
 
 use super::service_command::shell_output;
 use super::{Balancer, DResult, DriverError, Target};
-use crate::plan::{host_of, render};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,19 +19,7 @@ pub struct CommandBalancer {
 
 impl CommandBalancer {
     async fn run(&self, tpl: &str, t: &Target) -> DResult<String> {
-        let dir = t.install_dir.display().to_string();
-        let pd = self.plan_dir.display().to_string();
-        let cmd = render(
-            tpl,
-            &[
-                ("node", &t.name),
-                ("address", &t.address),
-                ("host", host_of(&t.address)),
-                ("install_dir", &dir),
-                ("plan_dir", &pd),
-                ("version", ""),
-            ],
-        );
+        let cmd = t.vars("", &self.plan_dir).shell(tpl);
         shell_output(&cmd, &self.plan_dir, self.timeout).await
     }
 }

@@ -3,7 +3,6 @@
 //! The demo nodes speak it.
 
 use super::{http_client, send_checked, Balancer, DResult, DriverError, Target};
-use crate::plan::render;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -31,7 +30,7 @@ impl HttpBalancer {
     }
 
     fn url(&self, tpl: &str, t: &Target) -> String {
-        render(tpl, &[("node", &t.name), ("address", &t.address)])
+        t.url_vars().fill(tpl)
     }
 
     async fn post(&self, tpl: &str, t: &Target) -> DResult<String> {

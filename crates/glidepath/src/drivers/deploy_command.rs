@@ -4,8 +4,8 @@
 //! makes `{version}` current (also used to switch back on rollback).
 
 use super::service_command::shell_output;
-use super::{DResult, Deployer, Target};
-use crate::plan::{host_of, render, Release};
+use super::{reported_version, DResult, Deployer, Target};
+use crate::plan::Release;
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,21 +27,11 @@ impl CommandDeployer {
         artifact: &str,
         sha: &str,
     ) -> DResult<String> {
-        let d = t.install_dir.display().to_string();
-        let pd = self.plan_dir.display().to_string();
-        let cmd = render(
-            tpl,
-            &[
-                ("node", &t.name),
-                ("address", &t.address),
-                ("host", host_of(&t.address)),
-                ("version", version),
-                ("install_dir", &d),
-                ("plan_dir", &pd),
-                ("artifact", artifact),
-                ("sha256", sha),
-            ],
-        );
+        let cmd = t
+            .vars(version, &self.plan_dir)
+            .with("artifact", artifact)
+            .with("sha256", sha)
+            .shell(tpl);
         shell_output(&cmd, &self.plan_dir, self.timeout)
             .await
             .map(|o| o.trim().to_string())
@@ -53,7 +43,11 @@ impl Deployer for CommandDeployer {
     async fn current(&self, t: &Target) -> DResult<Option<String>> {
         let out = self.run(&self.current, t, "", "", "").await?;
         let v = out.lines().last().unwrap_or("").trim();
-        Ok((!v.is_empty()).then(|| v.rsplit('/').next().unwrap_or(v).to_string()))
+        let v = v.rsplit('/').next().unwrap_or(v);
+        if v.is_empty() {
+            return Ok(None);
+        }
+        reported_version(t, "the `current` command's output", v).map(Some)
     }
     async fn stage(&self, t: &Target, r: &Release) -> DResult<String> {
         let art = r.artifact.display().to_string();

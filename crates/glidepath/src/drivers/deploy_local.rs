@@ -6,21 +6,40 @@
 //! *copy*, and renames it into place, so a crash never leaves a
 //! half-written `releases/<version>`.
 
-use super::{DResult, Deployer, DriverError, Target};
-use crate::plan::{artifact_sha256, Release};
+use super::{reported_version, DResult, Deployer, DriverError, Target};
+use crate::plan::{artifact_sha256, open_regular, Release, MARKER};
 use async_trait::async_trait;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 pub struct LocalDeployer {
     keep: usize,
+    /// Bounds staging (the copy and its hash) and every other step.
+    timeout: Duration,
+    /// The releases whose sha256 the plan gives: re-verified before a switch.
+    known: Vec<Release>,
 }
-
-const MARKER: &str = ".glidepath-sha256";
 
 impl LocalDeployer {
     pub fn new(keep: usize) -> Self {
-        LocalDeployer { keep: keep.max(2) }
+        LocalDeployer {
+            keep: keep.max(2),
+            timeout: Duration::from_secs(120),
+            known: Vec::new(),
+        }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Releases to re-verify by hash before `current` is switched to them.
+    pub fn with_releases(mut self, releases: Vec<Release>) -> Self {
+        self.known = releases;
+        self
     }
 }
 
@@ -28,7 +47,8 @@ fn failed(what: &str, p: &Path, e: std::io::Error) -> DriverError {
     DriverError::Failed(format!("{what} {}: {e}", p.display()))
 }
 
-/// The version `current` points at.
+/// The version `current` points at (as found: see `Deployer::current` for
+/// the checked value).
 pub fn read_current(dir: &Path) -> DResult<Option<String>> {
     let link = dir.join("current");
     match fs::read_link(&link) {
@@ -38,84 +58,161 @@ pub fn read_current(dir: &Path) -> DResult<Option<String>> {
     }
 }
 
+/// Copy a regular file without following a link or blocking on a FIFO, with
+/// its permission bits.
+fn copy_file(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let mut from = open_regular(src)?;
+    let mut to = fs::File::create(dst)?;
+    std::io::copy(&mut from, &mut to)?;
+    to.set_permissions(from.metadata()?.permissions())?;
+    Ok(())
+}
+
+/// Copy an artifact: symlinks as symlinks, special files refused (the copy
+/// is hashed afterwards, which also refuses links leaving the tree).
 fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    if src.is_file() {
-        fs::create_dir_all(dst)?;
-        fs::copy(
-            src,
-            dst.join(src.file_name().expect("artifact file has a name")),
-        )?;
-        return Ok(());
+    fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
+        for e in fs::read_dir(src)? {
+            let e = e?;
+            let (p, to) = (e.path(), dst.join(e.file_name()));
+            let ft = e.file_type()?;
+            if ft.is_symlink() {
+                std::os::unix::fs::symlink(fs::read_link(&p)?, &to)?;
+            } else if ft.is_dir() {
+                fs::create_dir(&to)?;
+                fs::set_permissions(&to, fs::symlink_metadata(&p)?.permissions())?;
+                copy_dir(&p, &to)?;
+            } else {
+                // regular files; anything else is refused by open_regular
+                copy_file(&p, &to)?;
+            }
+        }
+        Ok(())
     }
     fs::create_dir_all(dst)?;
-    for e in fs::read_dir(src)? {
-        let e = e?;
-        let p = e.path();
-        let to = dst.join(e.file_name());
-        if p.is_dir() {
-            copy_tree(&p, &to)?;
-        } else {
-            fs::copy(&p, &to)?;
+    if fs::metadata(src)?.is_file() {
+        return copy_file(
+            src,
+            &dst.join(src.file_name().expect("artifact file has a name")),
+        );
+    }
+    copy_dir(src, dst)
+}
+
+/// Does the staged release at `dest` hold exactly `release`? Hashed now,
+/// never taken from the marker. `Err` says why not.
+pub fn verify_staged(dest: &Path, release: &Release) -> Result<(), String> {
+    match fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("{} is not a directory", dest.display())),
+        Err(e) => return Err(format!("{}: {e}", dest.display())),
+    }
+    let sum = if release.artifact.is_file() {
+        let name = release
+            .artifact
+            .file_name()
+            .expect("artifact file has a name");
+        let extra: Vec<String> = fs::read_dir(dest)
+            .map_err(|e| format!("{}: {e}", dest.display()))?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .filter(|n| n != name && n != MARKER)
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        if !extra.is_empty() {
+            return Err(format!("it also holds {}", extra.join(", ")));
         }
+        artifact_sha256(&dest.join(name))
+    } else {
+        artifact_sha256(dest)
+    }
+    .map_err(|e| format!("cannot hash it: {e}"))?;
+    if sum != release.sha256 {
+        return Err(format!("sha256 {sum}, the plan says {}", release.sha256));
     }
     Ok(())
 }
 
+fn remove_any(p: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Stage `release` into `dir/releases/<version>`; returns a description.
 pub fn stage_sync(dir: &Path, release: &Release) -> DResult<String> {
+    static STAGING: AtomicU64 = AtomicU64::new(0);
     let releases = dir.join("releases");
     let dest = releases.join(&release.version);
-    if let Ok(sum) = fs::read_to_string(dest.join(MARKER)) {
-        if sum.trim() == release.sha256 {
-            return Ok(format!(
-                "{} already staged, sha256 verified earlier",
-                dest.display()
-            ));
+    let mut note = String::new();
+    if fs::symlink_metadata(&dest).is_ok() {
+        match verify_staged(&dest, release) {
+            Ok(()) => {
+                return Ok(format!(
+                    "{} already staged, sha256 re-verified",
+                    dest.display()
+                ))
+            }
+            Err(why) => {
+                remove_any(&dest).map_err(|e| failed("remove changed", &dest, e))?;
+                note = format!("; the copy already there did not match ({why}) and was replaced");
+            }
         }
-        fs::remove_dir_all(&dest).map_err(|e| failed("remove stale", &dest, e))?;
     }
     fs::create_dir_all(&releases).map_err(|e| failed("create", &releases, e))?;
     let tmp = releases.join(format!(
-        ".{}.staging-{}",
+        ".{}.staging-{}-{}",
         release.version,
-        std::process::id()
+        std::process::id(),
+        STAGING.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = fs::remove_dir_all(&tmp);
-    copy_tree(&release.artifact, &tmp).map_err(|e| failed("copy artifact into", &tmp, e))?;
-    let copied: PathBuf = if release.artifact.is_file() {
-        tmp.join(release.artifact.file_name().expect("file name"))
-    } else {
-        tmp.clone()
-    };
-    let sum = artifact_sha256(&copied).map_err(|e| failed("hash", &copied, e))?;
-    if sum != release.sha256 {
+    if let Err(e) = copy_tree(&release.artifact, &tmp) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(failed("copy artifact into", &tmp, e));
+    }
+    if let Err(why) = verify_staged(&tmp, release) {
         let _ = fs::remove_dir_all(&tmp);
         return Err(DriverError::Failed(format!(
-            "checksum mismatch after copying to {}: got {sum}, the plan says {}",
-            dest.display(),
-            release.sha256
+            "checksum mismatch after copying to {}: {why}",
+            dest.display()
         )));
     }
-    fs::write(tmp.join(MARKER), &sum).map_err(|e| failed("write", &tmp, e))?;
-    if dest.exists() {
-        fs::remove_dir_all(&dest).map_err(|e| failed("remove incomplete", &dest, e))?;
-    }
+    fs::write(tmp.join(MARKER), &release.sha256).map_err(|e| failed("write", &tmp, e))?;
+    remove_any(&dest).map_err(|e| failed("remove incomplete", &dest, e))?;
     fs::rename(&tmp, &dest).map_err(|e| failed("rename into", &dest, e))?;
     Ok(format!(
-        "staged {}, sha256 {}… verified",
+        "staged {}, sha256 {}… verified{note}",
         dest.display(),
-        &sum[..12]
+        &release.sha256[..12]
     ))
 }
 
 /// Point `current` at `releases/<version>` atomically, then prune.
-pub fn switch_sync(dir: &Path, version: &str, keep: usize) -> DResult<String> {
+/// When the plan gives the release's sha256 (`known`), the release is
+/// hashed again first, and a release changed since staging is refused.
+pub fn switch_sync(
+    dir: &Path,
+    version: &str,
+    keep: usize,
+    known: Option<&Release>,
+) -> DResult<String> {
     let target = dir.join("releases").join(version);
     if !target.is_dir() {
         return Err(DriverError::Failed(format!(
             "release {version} is not on the node ({} missing)",
             target.display()
         )));
+    }
+    if let Some(r) = known {
+        verify_staged(&target, r).map_err(|why| {
+            DriverError::Failed(format!(
+                "{} changed after staging ({why}): refusing to switch to it",
+                target.display()
+            ))
+        })?;
     }
     let previous = read_current(dir)?;
     if previous.as_deref() == Some(version) {
@@ -167,31 +264,51 @@ fn prune(dir: &Path, keep: usize, current: &str, previous: Option<&str>) -> Vec<
     pruned
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> DResult<T> + Send + 'static,
-) -> DResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DriverError::Failed(format!("deploy task failed: {e}")))?
+impl LocalDeployer {
+    /// Run blocking filesystem work off the runtime, bounded by the timeout.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: &str,
+        f: impl FnOnce() -> DResult<T> + Send + 'static,
+    ) -> DResult<T> {
+        match tokio::time::timeout(self.timeout, tokio::task::spawn_blocking(f)).await {
+            Err(_) => Err(DriverError::Failed(format!(
+                "{what} timed out after {:?} (command_timeout)",
+                self.timeout
+            ))),
+            Ok(r) => r.map_err(|e| DriverError::Failed(format!("deploy task failed: {e}")))?,
+        }
+    }
 }
 
 #[async_trait]
 impl Deployer for LocalDeployer {
     async fn current(&self, t: &Target) -> DResult<Option<String>> {
         let dir = t.install_dir.clone();
-        blocking(move || read_current(&dir)).await
+        match self
+            .blocking("reading current", move || read_current(&dir))
+            .await?
+        {
+            Some(v) => reported_version(t, "the `current` link", &v).map(Some),
+            None => Ok(None),
+        }
     }
     async fn stage(&self, t: &Target, release: &Release) -> DResult<String> {
         let (dir, rel) = (t.install_dir.clone(), release.clone());
-        blocking(move || stage_sync(&dir, &rel)).await
+        self.blocking("staging", move || stage_sync(&dir, &rel))
+            .await
     }
     async fn switch(&self, t: &Target, version: &str) -> DResult<String> {
         let (dir, v, keep) = (t.install_dir.clone(), version.to_string(), self.keep);
-        blocking(move || switch_sync(&dir, &v, keep)).await
+        let known = self.known.iter().find(|r| r.version == version).cloned();
+        self.blocking("switching", move || {
+            switch_sync(&dir, &v, keep, known.as_ref())
+        })
+        .await
     }
     async fn check_writable(&self, t: &Target) -> DResult<String> {
         let dir = t.install_dir.join("releases");
-        blocking(move || {
+        self.blocking("checking the install dir", move || {
             std::fs::create_dir_all(&dir).map_err(|e| failed("create", &dir, e))?;
             let probe = dir.join(format!(".glidepath-write-test-{}", std::process::id()));
             std::fs::write(&probe, b"").map_err(|e| failed("write in", &dir, e))?;
@@ -237,9 +354,9 @@ mod tests {
                 stage_sync(&node, &r).unwrap().contains("already staged"),
                 "staging is idempotent"
             );
-            switch_sync(&node, v, 2).unwrap();
+            switch_sync(&node, v, 2, Some(&r)).unwrap();
             assert_eq!(
-                switch_sync(&node, v, 2).unwrap(),
+                switch_sync(&node, v, 2, Some(&r)).unwrap(),
                 format!("current already → {v}")
             );
         }
@@ -259,10 +376,10 @@ mod tests {
             "binary 4"
         );
         // back to the previous release
-        assert!(switch_sync(&node, "3", 2)
+        assert!(switch_sync(&node, "3", 2, None)
             .unwrap()
             .starts_with("current → 3 (was 4)"));
-        assert!(switch_sync(&node, "1", 2)
+        assert!(switch_sync(&node, "1", 2, None)
             .unwrap_err()
             .to_string()
             .contains("release 1 is not on the node"));
@@ -279,6 +396,129 @@ mod tests {
         assert!(!node.join("releases/2").exists());
         let leftovers: Vec<_> = fs::read_dir(node.join("releases")).unwrap().collect();
         assert!(leftovers.is_empty(), "no staging directory left behind");
+    }
+
+    #[test]
+    fn a_tampered_staged_release_is_staged_again_and_never_switched_to() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = tmp.path().join("node");
+        let a = tmp.path().join("art");
+        fs::create_dir_all(a.join("bin")).unwrap();
+        fs::write(a.join("bin/app"), "good").unwrap();
+        let r = Release {
+            version: "2".into(),
+            sha256: artifact_sha256(&a).unwrap(),
+            artifact: a,
+        };
+        stage_sync(&node, &r).unwrap();
+        let app = node.join("releases/2/bin/app");
+        // tampered after staging; the marker still says the right sha256
+        fs::write(&app, "evil").unwrap();
+        let msg = stage_sync(&node, &r).unwrap();
+        assert!(msg.contains("did not match"), "{msg}");
+        assert_eq!(fs::read_to_string(&app).unwrap(), "good");
+        // an extra file planted next to the release counts too
+        fs::write(node.join("releases/2/bin/evil.so"), "x").unwrap();
+        let msg = stage_sync(&node, &r).unwrap();
+        assert!(msg.contains("did not match"), "{msg}");
+        assert!(!node.join("releases/2/bin/evil.so").exists());
+        assert!(stage_sync(&node, &r)
+            .unwrap()
+            .contains("already staged, sha256 re-verified"));
+        // tampered between stage and switch: the switch is refused
+        fs::write(&app, "evil").unwrap();
+        let err = switch_sync(&node, "2", 3, Some(&r))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("changed after staging"), "{err}");
+        assert_eq!(
+            read_current(&node).unwrap(),
+            None,
+            "current was not switched"
+        );
+        // a file artifact: only the file (and the marker) may be there
+        let mut f = release(tmp.path(), "3");
+        stage_sync(&node, &f).unwrap();
+        fs::write(node.join("releases/3/extra"), "x").unwrap();
+        let err = switch_sync(&node, "3", 3, Some(&f))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("it also holds extra"), "{err}");
+        f.sha256 = "0".repeat(64);
+        assert!(stage_sync(&node, &f).is_err());
+    }
+
+    #[test]
+    fn symlinks_are_staged_as_links_and_special_files_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = tmp.path().join("node");
+        let a = tmp.path().join("art");
+        fs::create_dir_all(a.join("conf")).unwrap();
+        fs::write(a.join("conf/app.toml"), "x = 1").unwrap();
+        std::os::unix::fs::symlink("conf/app.toml", a.join("app.toml")).unwrap();
+        let r = Release {
+            version: "2".into(),
+            sha256: artifact_sha256(&a).unwrap(),
+            artifact: a.clone(),
+        };
+        stage_sync(&node, &r).unwrap();
+        let staged = node.join("releases/2/app.toml");
+        assert_eq!(
+            fs::read_link(&staged).unwrap(),
+            Path::new("conf/app.toml"),
+            "kept as a link"
+        );
+        // a link out of the artifact is refused, its target never copied
+        std::os::unix::fs::symlink("/etc/passwd", a.join("passwd")).unwrap();
+        let r3 = Release {
+            version: "3".into(),
+            sha256: r.sha256.clone(),
+            artifact: a.clone(),
+        };
+        let err = stage_sync(&node, &r3).unwrap_err().to_string();
+        assert!(err.contains("an absolute path"), "{err}");
+        assert!(!node.join("releases/3").exists());
+        fs::remove_file(a.join("passwd")).unwrap();
+        // a FIFO is refused, not read (this would hang)
+        let c = std::ffi::CString::new(a.join("pipe").as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n = node.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(stage_sync(&n, &r3).map_err(|e| e.to_string()));
+        });
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("staging hung on a FIFO")
+            .unwrap_err();
+        assert!(err.contains("FIFO"), "{err}");
+        let leftovers: Vec<_> = fs::read_dir(node.join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["2"], "no staging directory left behind");
+    }
+
+    #[tokio::test]
+    async fn a_current_link_that_is_not_a_version_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("node");
+        fs::create_dir_all(dir.join("releases")).unwrap();
+        std::os::unix::fs::symlink("releases/1;touch PWNED", dir.join("current")).unwrap();
+        let t = Target {
+            name: "api-1".into(),
+            address: "127.0.0.1:1".into(),
+            install_dir: dir,
+        };
+        let err = LocalDeployer::new(3)
+            .current(&t)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("node api-1 reports \"1;touch PWNED\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! a prompt). Connections are reused through a ControlMaster per host.
 //!
 //! The layout on the node is the local deployer's: `releases/<version>`
-//! staged through a temporary directory and verified *on the node*
-//! (`sha256sum`), `current` switched by `mv -T` of a new symlink (atomic),
-//! the newest `keep_releases` kept.
+//! staged through a temporary directory and verified *on the node* (the
+//! manifest recipe of `plan::DIR_SHA256_PIPELINE`, so symlinks count the
+//! same on both sides), `current` switched by `mv -T` of a new symlink
+//! (atomic), the newest `keep_releases` kept. A staged release is hashed
+//! again before it is reused or switched to; the marker is never trusted.
 
 use super::service_command::tail;
-use super::{DResult, Deployer, DriverError, ServiceControl, Target};
-use crate::plan::{host_of, render, Release};
+use super::{reported_version, DResult, Deployer, DriverError, ServiceControl, Target};
+pub use crate::plan::sq;
+use crate::plan::{Release, DIR_SHA256_PIPELINE};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -24,11 +27,6 @@ pub struct Ssh {
     pub options: Vec<String>,
     pub timeout: Duration,
     pub control_dir: PathBuf,
-}
-
-/// Quote for a POSIX shell.
-pub fn sq(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 impl Ssh {
@@ -74,14 +72,7 @@ impl Ssh {
             a.extend(["-i".into(), i.display().to_string()]);
         }
         a.extend(self.options.iter().cloned());
-        let host = render(
-            &self.host,
-            &[
-                ("node", &t.name),
-                ("address", &t.address),
-                ("host", host_of(&t.address)),
-            ],
-        );
+        let host = t.url_vars().fill(&self.host);
         a.push(match &self.user {
             Some(u) => format!("{u}@{host}"),
             None => host,
@@ -171,10 +162,78 @@ impl Ssh {
 pub struct SshDeployer {
     pub ssh: Ssh,
     pub keep: usize,
+    /// The releases whose sha256 the plan gives: re-verified before a switch.
+    pub known: Vec<Release>,
 }
 
 fn dir(t: &Target) -> String {
     t.install_dir.display().to_string()
+}
+
+/// What a release directory on a node holds, compared with a release.
+#[derive(Debug, PartialEq)]
+enum Staged {
+    Absent,
+    Matches,
+    Differs(String),
+}
+
+/// The remote command hashing the release directory `d` the way
+/// [`crate::plan::artifact_sha256`] does: the manifest recipe for a
+/// directory artifact; for a file artifact, the number of entries (besides
+/// the marker) and the file's sha256.
+fn hash_command(d: &str, r: &Release) -> String {
+    let d = sq(d);
+    let hash = if r.artifact.is_file() {
+        let n = sq(&file_name(r));
+        format!(
+            "cd {d} && test -f {n} && test ! -L {n} && echo \"$(find . -mindepth 1 -maxdepth 1 ! -path ./.glidepath-sha256 -printf x | wc -c) $(sha256sum < {n})\" || echo missing"
+        )
+    } else {
+        format!("cd {d} && {DIR_SHA256_PIPELINE}")
+    };
+    format!(
+        "if [ ! -e {d} ] && [ ! -L {d} ]; then echo absent; elif [ -L {d} ] || [ ! -d {d} ]; then echo not-a-directory; else {hash}; fi"
+    )
+}
+
+fn file_name(r: &Release) -> String {
+    r.artifact
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "artifact".into())
+}
+
+fn judge(out: &str, r: &Release) -> Staged {
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let got = match words.as_slice() {
+        ["absent"] => return Staged::Absent,
+        ["not-a-directory"] => return Staged::Differs("not a directory".into()),
+        ["missing"] => return Staged::Differs("the artifact file is missing".into()),
+        [n, sum, "-"] if r.artifact.is_file() => {
+            if *n != "1" {
+                return Staged::Differs(format!(
+                    "it holds {n} entries besides the marker, not just the artifact file"
+                ));
+            }
+            *sum
+        }
+        [sum, "-"] if !r.artifact.is_file() => *sum,
+        _ => return Staged::Differs(format!("unexpected hash output {:?}", tail(out))),
+    };
+    if got == r.sha256 {
+        Staged::Matches
+    } else {
+        Staged::Differs(format!("sha256 {got}, the plan says {}", r.sha256))
+    }
+}
+
+impl SshDeployer {
+    /// Hash the release directory `d` on the node, now.
+    async fn staged(&self, t: &Target, d: &str, r: &Release) -> DResult<Staged> {
+        let out = self.ssh.run(t, &hash_command(d, r), None).await?;
+        Ok(judge(&out, r))
+    }
 }
 
 #[async_trait]
@@ -189,29 +248,31 @@ impl Deployer for SshDeployer {
             )
             .await?;
         let link = out.trim();
-        Ok((!link.is_empty()).then(|| link.rsplit('/').next().unwrap_or(link).to_string()))
+        let v = link.rsplit('/').next().unwrap_or(link);
+        if v.is_empty() {
+            return Ok(None);
+        }
+        reported_version(t, "its `current` link", v).map(Some)
     }
 
     async fn stage(&self, t: &Target, release: &Release) -> DResult<String> {
         let d = dir(t);
         let dest = format!("{d}/releases/{}", release.version);
-        let done = self
-            .ssh
-            .run(
-                t,
-                &format!("cat {}/.glidepath-sha256 2>/dev/null || true", sq(&dest)),
-                None,
-            )
-            .await?;
-        if done.trim() == release.sha256 {
-            return Ok(format!(
-                "{}:{dest} already staged, sha256 verified earlier",
-                t.name
-            ));
-        }
+        let note = match self.staged(t, &dest, release).await? {
+            Staged::Matches => {
+                return Ok(format!(
+                    "{}:{dest} already staged, sha256 re-verified on the node",
+                    t.name
+                ))
+            }
+            Staged::Differs(why) => {
+                format!("; the copy already there did not match ({why}) and was replaced")
+            }
+            Staged::Absent => String::new(),
+        };
         let tmp = format!("{d}/releases/.{}.staging", release.version);
-        let got = if release.artifact.is_dir() {
-            // stream a tarball through ssh, then hash the unpacked copy on the node
+        if release.artifact.is_dir() {
+            // stream a tarball through ssh (symlinks travel as links)
             let mut tar = tokio::process::Command::new("tar")
                 .arg("-C")
                 .arg(&release.artifact)
@@ -239,40 +300,30 @@ impl Deployer for SshDeployer {
                 )
                 .await?;
             let _ = tar.wait().await;
-            self.ssh
-                .run(
-                    t,
-                    &format!("cd {} && {}", sq(&tmp), crate::plan::DIR_SHA256_PIPELINE),
-                    None,
-                )
-                .await?
         } else {
-            let name = release
-                .artifact
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "artifact".into());
             self.ssh
                 .run(
                     t,
                     &format!(
                         "rm -rf {tmp} && mkdir -p {tmp} && cat > {tmp}/{n}",
                         tmp = sq(&tmp),
-                        n = sq(&name)
+                        n = sq(&file_name(release))
                     ),
                     Some(&release.artifact),
                 )
                 .await?;
-            self.ssh
-                .run(t, &format!("sha256sum {}/{}", sq(&tmp), sq(&name)), None)
-                .await?
+        }
+        // hash the unpacked copy on the node
+        let why = match self.staged(t, &tmp, release).await? {
+            Staged::Matches => None,
+            Staged::Absent => Some("the copy is missing".to_string()),
+            Staged::Differs(why) => Some(why),
         };
-        let got = got.split_whitespace().next().unwrap_or("").to_string();
-        if got != release.sha256 {
+        if let Some(why) = why {
             let _ = self.ssh.run(t, &format!("rm -rf {}", sq(&tmp)), None).await;
             return Err(DriverError::Failed(format!(
-                "checksum mismatch on {} after copying: got {got}, the plan says {}",
-                t.name, release.sha256
+                "checksum mismatch on {} after copying: {why}",
+                t.name
             )));
         }
         self.ssh
@@ -280,7 +331,7 @@ impl Deployer for SshDeployer {
                 t,
                 &format!(
                     "printf %s {sum} > {tmp}/.glidepath-sha256 && rm -rf {dest} && mv {tmp} {dest}",
-                    sum = sq(&got),
+                    sum = sq(&release.sha256),
                     tmp = sq(&tmp),
                     dest = sq(&dest)
                 ),
@@ -288,17 +339,26 @@ impl Deployer for SshDeployer {
             )
             .await?;
         Ok(format!(
-            "copied to {}:{dest}, sha256 {}… verified on the node",
+            "copied to {}:{dest}, sha256 {}… verified on the node{note}",
             t.name,
-            &got[..12.min(got.len())]
+            &release.sha256[..12]
         ))
     }
 
     async fn switch(&self, t: &Target, version: &str) -> DResult<String> {
+        if let Some(r) = self.known.iter().find(|r| r.version == version) {
+            let at = format!("{}/releases/{version}", dir(t));
+            if let Staged::Differs(why) = self.staged(t, &at, r).await? {
+                return Err(DriverError::Failed(format!(
+                    "{}:{at} changed after staging ({why}): refusing to switch to it",
+                    t.name
+                )));
+            }
+        }
         let d = sq(&dir(t));
         let v = sq(version);
         let script = format!(
-            "cd {d} && test -d releases/{v} || {{ echo \"release {version} is not on the node\" >&2; exit 3; }}; \
+            "cd {d} && test -d releases/{v} || {{ echo release {v} is not on the node >&2; exit 3; }}; \
              prev=$(basename \"$(readlink current 2>/dev/null)\" 2>/dev/null); \
              if [ \"$prev\" = {v} ]; then echo already; exit 0; fi; \
              ln -sfn releases/{v} .current.tmp && mv -T .current.tmp current && \
@@ -355,19 +415,7 @@ pub struct SshService {
 #[async_trait]
 impl ServiceControl for SshService {
     async fn check(&self, t: &Target, template: &str) -> DResult<String> {
-        let d = dir(t);
-        let pd = self.plan_dir.display().to_string();
-        let cmd = render(
-            template,
-            &[
-                ("node", &t.name),
-                ("address", &t.address),
-                ("host", host_of(&t.address)),
-                ("version", ""),
-                ("install_dir", &d),
-                ("plan_dir", &pd),
-            ],
-        );
+        let cmd = t.vars("", &self.plan_dir).shell(template);
         self.ssh
             .ssh
             .run(t, &cmd, None)
@@ -376,19 +424,7 @@ impl ServiceControl for SshService {
     }
 
     async fn restart(&self, t: &Target, version: &str) -> DResult<String> {
-        let d = dir(t);
-        let pd = self.plan_dir.display().to_string();
-        let cmd = render(
-            &self.template,
-            &[
-                ("node", &t.name),
-                ("address", &t.address),
-                ("host", host_of(&t.address)),
-                ("version", version),
-                ("install_dir", &d),
-                ("plan_dir", &pd),
-            ],
-        );
+        let cmd = t.vars(version, &self.plan_dir).shell(&self.template);
         let fut = self.ssh.ssh.run(t, &cmd, None);
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r.map(|o| {

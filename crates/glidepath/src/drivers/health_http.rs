@@ -5,7 +5,7 @@
 use super::http::{read_text, SMALL_MAX};
 use super::service_command::shell_output;
 use super::{http_client, send_checked, DResult, DriverError, HealthProbe, Target};
-use crate::plan::{host_of, render, HealthCfg};
+use crate::plan::HealthCfg;
 use async_trait::async_trait;
 use std::path::PathBuf;
 
@@ -28,19 +28,10 @@ impl Health {
 #[async_trait]
 impl HealthProbe for Health {
     async fn probe(&self, t: &Target, expect: Option<&str>) -> DResult<String> {
-        let dir = t.install_dir.display().to_string();
-        let pd = self.plan_dir.display().to_string();
-        let vars = [
-            ("node", t.name.as_str()),
-            ("address", t.address.as_str()),
-            ("host", host_of(&t.address)),
-            ("install_dir", &dir),
-            ("plan_dir", &pd),
-            ("version", expect.unwrap_or("")),
-        ];
+        let vars = t.vars(expect.unwrap_or(""), &self.plan_dir);
         let mut parts = Vec::new();
         if let Some(tpl) = &self.cfg.http {
-            let url = render(tpl, &vars);
+            let url = vars.fill(tpl);
             let resp = send_checked(
                 self.client.get(&url),
                 &format!("GET {url}"),
@@ -61,7 +52,7 @@ impl HealthProbe for Health {
             parts.push(format!("HTTP {status}"));
         }
         if let Some(tpl) = &self.cfg.tcp {
-            let addr = render(tpl, &vars);
+            let addr = vars.fill(tpl);
             match tokio::time::timeout(self.cfg.timeout, tokio::net::TcpStream::connect(&addr))
                 .await
             {
@@ -75,12 +66,12 @@ impl HealthProbe for Health {
             }
         }
         if let Some(tpl) = &self.cfg.command {
-            let cmd = render(tpl, &vars);
+            let cmd = vars.shell(tpl);
             shell_output(&cmd, &self.plan_dir, self.cfg.timeout).await?;
             parts.push("command exit 0".into());
         }
         if let (Some(vt), Some(expect)) = (&self.cfg.version_url, expect) {
-            let vurl = render(vt, &vars);
+            let vurl = vars.fill(vt);
             let what = format!("GET {vurl}");
             let resp = send_checked(self.client.get(&vurl), &what, DriverError::Failed).await?;
             let body = read_text(resp, SMALL_MAX, &what, DriverError::Failed).await?;

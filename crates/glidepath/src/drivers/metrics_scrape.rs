@@ -5,7 +5,7 @@
 
 use super::http::{read_text, METRICS_MAX};
 use super::{http_client, send_checked, DResult, DriverError, MetricsSource, Target};
-use crate::plan::{render, CheckCfg, CheckKind};
+use crate::plan::{CheckCfg, CheckKind};
 use async_trait::async_trait;
 use glidepath_core::metrics::{counter_sum_increase, parse_text, Histogram, Sample};
 use glidepath_core::Observation;
@@ -31,7 +31,7 @@ impl ScrapeSource {
     }
 
     async fn scrape(&self, t: &Target) -> DResult<Vec<Sample>> {
-        let url = render(&self.url, &[("node", &t.name), ("address", &t.address)]);
+        let url = t.url_vars().fill(&self.url);
         let resp = send_checked(
             self.client.get(&url),
             &format!("GET {url}"),

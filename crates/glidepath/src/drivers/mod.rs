@@ -32,7 +32,7 @@ pub use metrics_prometheus::PrometheusSource;
 pub use metrics_scrape::ScrapeSource;
 pub use service_command::CommandService;
 
-use crate::plan::{BalancerCfg, DeployKind, Plan, Release, SliSource};
+use crate::plan::{BalancerCfg, DeployKind, Plan, Release, SliSource, Vars};
 use async_trait::async_trait;
 use glidepath_core::Observation;
 use std::path::PathBuf;
@@ -48,20 +48,32 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn vars<'a>(
-        &'a self,
-        version: &'a str,
-        install_dir: &'a str,
-        plan_dir: &'a str,
-    ) -> [(&'a str, &'a str); 5] {
-        [
-            ("node", self.name.as_str()),
-            ("address", self.address.as_str()),
-            ("version", version),
-            ("install_dir", install_dir),
-            ("plan_dir", plan_dir),
-        ]
+    /// Every placeholder of a step on this node (`{node}`, `{address}`,
+    /// `{host}`, `{install_dir}`, `{plan_dir}`, `{version}`), from the one
+    /// builder all templates use.
+    pub fn vars(&self, version: &str, plan_dir: &std::path::Path) -> Vars {
+        self.url_vars()
+            .with("install_dir", self.install_dir.display().to_string())
+            .with("plan_dir", plan_dir.display().to_string())
+            .with("version", version)
     }
+
+    /// `{node}`, `{address}` and `{host}`: what a URL template takes.
+    pub fn url_vars(&self) -> Vars {
+        Vars::node(&self.name, &self.address)
+    }
+}
+
+/// A release a node reports (its `current`), checked before any use: it is
+/// data from the node, on its way into paths and commands.
+pub fn reported_version(t: &Target, what: &str, v: &str) -> DResult<String> {
+    crate::plan::check_version(v).map_err(|why| {
+        DriverError::Failed(format!(
+            "node {} reports {v:?} as its current release ({what}), refused: {why}",
+            t.name
+        ))
+    })?;
+    Ok(v.to_string())
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -245,7 +257,11 @@ impl Drivers {
         let d = &plan.deploy;
         let (deployer, service): (Arc<dyn Deployer>, Arc<dyn ServiceControl>) = match &d.kind {
             DeployKind::Local => (
-                Arc::new(LocalDeployer::new(d.keep_releases)),
+                Arc::new(
+                    LocalDeployer::new(d.keep_releases)
+                        .with_timeout(d.command_timeout)
+                        .with_releases(plan.known_releases()),
+                ),
                 Arc::new(CommandService::new(
                     &d.restart,
                     d.restart_timeout,
@@ -287,6 +303,7 @@ impl Drivers {
                         d.command_timeout,
                     ),
                     keep: d.keep_releases,
+                    known: plan.known_releases(),
                 });
                 let service = Arc::new(SshService {
                     ssh: ssh.clone(),

@@ -3,7 +3,6 @@
 //! with a timeout; a non-zero exit fails the step with the output's tail.
 
 use super::{DResult, DriverError, ServiceControl, Target};
-use crate::plan::render;
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,24 +23,63 @@ impl CommandService {
     }
 }
 
-/// Run a shell command with a timeout (the child is killed if it overruns);
-/// returns its stdout. A non-zero exit fails with the tail of its stderr.
+/// Kills a command's whole process group when dropped, unless disarmed:
+/// on a timeout, and when the future running the command is dropped.
+struct GroupKiller {
+    pgid: Option<libc::pid_t>,
+}
+
+impl GroupKiller {
+    fn disarm(&mut self) {
+        self.pgid = None;
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.pgid.filter(|p| *p > 1) {
+            // SAFETY: kill(2) with a negative pid signals the process group
+            // the command leads (it was spawned with process_group(0)).
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Run a shell command with a timeout; returns its stdout. A non-zero exit
+/// fails with the tail of its stderr. The command runs in its own process
+/// group, and overrunning the timeout (or dropping the future) kills the
+/// whole group: `sh`, and whatever it started.
 pub async fn shell_output(cmd: &str, cwd: &std::path::Path, timeout: Duration) -> DResult<String> {
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c")
         .arg(cmd)
         .current_dir(cwd)
+        .process_group(0)
         .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let out = match tokio::time::timeout(timeout, c.output()).await {
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c
+        .spawn()
+        .map_err(|e| DriverError::Failed(format!("`{cmd}` could not start: {e}")))?;
+    let mut group = GroupKiller {
+        pgid: child.id().map(|id| id as libc::pid_t),
+    };
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Err(_) => {
+            drop(group);
             return Err(DriverError::Failed(format!(
-                "`{cmd}` timed out after {}s",
+                "`{cmd}` timed out after {}s (its process group was killed)",
                 timeout.as_secs_f64()
-            )))
+            )));
         }
-        Ok(Err(e)) => return Err(DriverError::Failed(format!("`{cmd}` could not start: {e}"))),
-        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return Err(DriverError::Failed(format!("`{cmd}`: {e}"))),
+        Ok(Ok(o)) => {
+            group.disarm();
+            o
+        }
     };
     if !out.status.success() {
         let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
@@ -74,16 +112,130 @@ pub async fn run_shell(cmd: &str, cwd: &std::path::Path, timeout: Duration) -> D
 #[async_trait]
 impl ServiceControl for CommandService {
     async fn restart(&self, t: &Target, version: &str) -> DResult<String> {
-        let dir = t.install_dir.display().to_string();
-        let plan_dir = self.plan_dir.display().to_string();
-        let cmd = render(&self.template, &t.vars(version, &dir, &plan_dir));
+        let cmd = t.vars(version, &self.plan_dir).shell(&self.template);
         run_shell(&cmd, &self.plan_dir, self.timeout).await
     }
 
     async fn check(&self, t: &Target, template: &str) -> DResult<String> {
-        let dir = t.install_dir.display().to_string();
-        let plan_dir = self.plan_dir.display().to_string();
-        let cmd = render(template, &t.vars("", &dir, &plan_dir));
+        let cmd = t.vars("", &self.plan_dir).shell(template);
         run_shell(&cmd, &self.plan_dir, self.timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Alive and not a zombie waiting to be reaped.
+    fn running(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => false,
+            Ok(stat) => {
+                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+                !state.starts_with('Z') && !state.starts_with('X')
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = shell_output(
+            "sleep 300 & echo $! > bg.pid; sh -c 'echo $$ > fg.pid; exec sleep 300'",
+            tmp.path(),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("timed out"), "{err}");
+        let pid = |f: &str| -> i32 {
+            std::fs::read_to_string(tmp.path().join(f))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let (bg, fg) = (pid("bg.pid"), pid("fg.pid"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running(bg) || running(fg) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "children of the timed-out command still run: bg {bg} {}, fg {fg} {}",
+                running(bg),
+                running(fg)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_a_running_command_kills_its_process_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let task = tokio::spawn(async move {
+            shell_output(
+                "sleep 300 & echo $! > bg.pid; sleep 300",
+                &dir,
+                Duration::from_secs(300),
+            )
+            .await
+        });
+        let file = tmp.path().join("bg.pid");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let bg: i32 = loop {
+            if let Some(p) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the command never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        task.abort();
+        let _ = task.await;
+        while running(bg) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background child {bg} outlived the dropped command"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn restart_and_check_fill_host_and_quote_every_value() {
+        let tmp = tempfile::tempdir().unwrap();
+        // a plan directory whose name is shell
+        let plan_dir = tmp.path().join("plans $(touch PWNED) 'q'");
+        std::fs::create_dir_all(&plan_dir).unwrap();
+        let t = Target {
+            name: "api-1".into(),
+            address: "127.0.0.1:9001".into(),
+            install_dir: plan_dir.join("nodes/api-1"),
+        };
+        let svc = CommandService::new(
+            "printf '%s|' {host} {node} {version} \"{plan_dir}\" > out",
+            Duration::from_secs(10),
+            plan_dir.clone(),
+        );
+        let msg = svc.restart(&t, "2").await.unwrap();
+        assert!(msg.contains("'127.0.0.1'"), "{msg}");
+        assert_eq!(
+            std::fs::read_to_string(plan_dir.join("out")).unwrap(),
+            format!("127.0.0.1|api-1|2|{}|", plan_dir.display())
+        );
+        svc.check(&t, "printf %s {host}:{install_dir} > check")
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(plan_dir.join("check")).unwrap(),
+            format!("127.0.0.1:{}", t.install_dir.display())
+        );
+        assert!(!plan_dir.join("PWNED").exists() && !tmp.path().join("PWNED").exists());
     }
 }

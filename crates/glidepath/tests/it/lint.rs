@@ -215,14 +215,19 @@ fn minisign_signature_gate() {
         r.reason
     );
 
-    // a directory: the signature covers its sha256sum manifest
+    // a directory: the signature covers its manifest (hex-encoded paths)
     let d = dir.path().join("release");
     std::fs::create_dir_all(d.join("bin")).unwrap();
     std::fs::write(d.join("bin/api"), "x").unwrap();
     let manifest = glidepath::plan::dir_manifest(&d).unwrap();
     assert_eq!(
         manifest,
-        format!("{}  ./bin/api\n", glidepath::plan::sha256_hex(b"x"))
+        format!(
+            "{} d -\n{} f {}\n",
+            hex("bin"),
+            hex("bin/api"),
+            glidepath::plan::sha256_hex(b"x")
+        )
     );
     sign(
         &trusted,
@@ -232,6 +237,48 @@ fn minisign_signature_gate() {
     assert_eq!(
         verify_signature(&d, &dir.path().join("release.minisig"), &keys).verdict,
         Verdict::Pass
+    );
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Tree A (`a`, `b`) and tree B (a directory named "a\n<sha(b)>  ." holding
+/// `b`) printed the same `sha256sum` manifest: a signature over A verified B.
+#[test]
+fn a_signature_over_one_tree_does_not_verify_a_forged_one() {
+    use glidepath::gates::{verify_signature, Verdict};
+    use glidepath::plan::sha256_hex;
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("A");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("a"), "first").unwrap();
+    std::fs::write(a.join("b"), "second").unwrap();
+    let b = dir.path().join("B");
+    let forged = b.join(format!("a\n{}  .", sha256_hex(b"second")));
+    std::fs::create_dir_all(&forged).unwrap();
+    std::fs::write(forged.join("b"), "first").unwrap();
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let keys = vec![kp.pk.to_base64()];
+    let sig = dir.path().join("A.minisig");
+    let manifest = glidepath::plan::dir_manifest(&a).unwrap();
+    let s = minisign::sign(
+        Some(&kp.pk),
+        &kp.sk,
+        std::io::Cursor::new(manifest.as_bytes()),
+        Some("tree A"),
+        Some("signature"),
+    )
+    .unwrap();
+    std::fs::write(&sig, s.into_string()).unwrap();
+    let r = verify_signature(&a, &sig, &keys);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
+    let r = verify_signature(&b, &sig, &keys);
+    assert_eq!(r.verdict, Verdict::Fail, "the forged tree B: {}", r.reason);
+    assert_ne!(
+        glidepath::plan::artifact_sha256(&a).unwrap(),
+        glidepath::plan::artifact_sha256(&b).unwrap()
     );
 }
 

@@ -97,6 +97,9 @@ fn broken_plans_and_their_diagnostics() {
         ("missing_rollback_section", "[rollback]\non = [\"health\", \"sli\"]\n", ""),
         ("rollback_without_health", "on = [\"health\", \"sli\"]", "on = [\"sli\"]"),
         ("duplicate_node", "name = \"api-3\"", "name = \"api-2\""),
+        ("node_name_dot_dot", "name = \"api-3\"", "name = \"..\""),
+        ("address_with_shell", "address = \"127.0.0.1:9002\"", "address = \"127.0.0.1;touch /tmp/x\""),
+        ("version_with_newline", "version  = \"2\"", "version  = \"2\\ntouch /tmp/x\""),
         ("batch_percent_out_of_range", "batch_size     = 1", "batch_size     = \"150%\""),
         ("probe_longer_than_window", "probe_interval = \"10s\"", "probe_interval = \"2m\""),
         ("unknown_placeholder", "/opt/api/{node}", "/opt/api/{nod}"),
@@ -395,4 +398,66 @@ fn retry_budget_is_configurable_and_validated() {
             "{retry}: {out}"
         );
     }
+}
+
+/// A FIFO (or a link to /dev/zero) in a directory artifact hung `validate`
+/// forever: now it is refused, named, and never opened.
+#[test]
+fn validate_refuses_special_files_and_escaping_links_without_hanging() {
+    let (dir, good) = setup();
+    let art = dir.path().join("dist/dir");
+    std::fs::create_dir_all(&art).unwrap();
+    std::fs::write(art.join("release.toml"), "version = \"2\"\n").unwrap();
+    let src = good.replace("dist/2/release.toml", "dist/dir").replacen(
+        &good[good.find("sha256   = \"").unwrap() + 12..][..64],
+        &"a".repeat(64),
+        1,
+    );
+    let plan = dir.path().join("fifo.toml");
+    std::fs::write(&plan, src).unwrap();
+    let validate = |what: &str| -> String {
+        let mut child = std::process::Command::new(crate::harness::BIN)
+            .args(["validate", plan.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("validate hung on {what}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{what}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let fifo = std::ffi::CString::new(art.join("pipe").as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let err = validate("a FIFO");
+    assert!(err.contains("\"./pipe\" is a FIFO"), "{err}");
+    std::fs::remove_file(art.join("pipe")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", art.join("zero")).unwrap();
+    let err = validate("a link to /dev/zero");
+    assert!(
+        err.contains("\"./zero\" is a symlink to \"/dev/zero\", an absolute path"),
+        "{err}"
+    );
+}
+
+/// `{host}` means the same in every template that accepts it: in
+/// `install_dir` it reached the paths (and the shell) literally.
+#[test]
+fn host_fills_install_dir_like_every_other_template() {
+    let (dir, good) = setup();
+    let src = good.replace("/opt/api/{node}", "/opt/{host}/{node}");
+    let (plan, _) = parse(Path::new("plan.toml"), &src, dir.path()).unwrap();
+    let n = plan.node("api-2").unwrap();
+    assert_eq!(
+        plan.install_dir(n),
+        Path::new("/opt/127.0.0.1/api-2"),
+        "{{host}} is the address without its port"
+    );
 }

@@ -353,7 +353,7 @@ async fn deploy_over_ssh_through_a_real_sshd() {
     let sshd = Sshd::start(&env.path().join("sshd"))
         .await
         .expect("sshd starts");
-    let write = |known_hosts: &std::path::Path, rel: &Release| {
+    let write_with = |known_hosts: &std::path::Path, rel: &Release, health: &str| {
         let artifact = rel
             .artifact
             .strip_prefix(env.path())
@@ -396,6 +396,7 @@ http        = "http://{{address}}/health"
 version_url = "http://{{address}}/version"
 deadline    = "15s"
 interval    = "100ms"
+{health}
 
 [rollback]
 on = ["health"]
@@ -412,6 +413,7 @@ on = ["health"]
         std::fs::write(&path, text).unwrap();
         path
     };
+    let write = |known_hosts: &std::path::Path, rel: &Release| write_with(known_hosts, rel, "");
     // host key checking is on: an unknown host key refuses the run before any change
     let empty = env.path().join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
@@ -459,6 +461,80 @@ on = ["health"]
         std::fs::read_to_string(env.fleet.nodes[0].dir.join("current/doc/NOTES")).unwrap(),
         "release notes"
     );
+
+    // symlinks inside the artifact travel as links and hash the same on the
+    // node; a stale marker over a tampered releases/5 is not trusted
+    let d5 = env.path().join("dist/dir-5");
+    std::fs::create_dir_all(d5.join("doc")).unwrap();
+    std::fs::write(
+        d5.join("release.toml"),
+        glidepath::demo::node::release_toml(&glidepath::demo::node::Behaviour {
+            version: "5".into(),
+            error_rate: 0.0,
+            latency_ms: 5.0,
+        }),
+    )
+    .unwrap();
+    std::fs::write(d5.join("doc/NOTES"), "notes of 5").unwrap();
+    std::os::unix::fs::symlink("doc/NOTES", d5.join("NOTES")).unwrap();
+    std::os::unix::fs::symlink("../release.toml", d5.join("doc/release.toml")).unwrap();
+    let v5 = Release {
+        version: "5".into(),
+        sha256: glidepath::plan::artifact_sha256(&d5).unwrap(),
+        artifact: d5.clone(),
+    };
+    let planted = env.fleet.nodes[1].dir.join("releases/5");
+    std::fs::create_dir_all(planted.join("doc")).unwrap();
+    std::fs::write(planted.join(".glidepath-sha256"), &v5.sha256).unwrap();
+    std::fs::write(planted.join("doc/NOTES"), "tampered").unwrap();
+    let out = env.run(&["run", write(&sshd.known_hosts, &v5).to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("did not match"),
+        "the planted releases/5 is staged again: {}",
+        stdout(&out)
+    );
+    env.assert_fleet(&["5", "5", "5"]).await;
+    for n in &env.fleet.nodes {
+        assert_eq!(
+            std::fs::read_link(n.dir.join("current/NOTES")).unwrap(),
+            std::path::Path::new("doc/NOTES"),
+            "kept as a link on {}",
+            n.name
+        );
+        assert_eq!(
+            std::fs::read_to_string(n.dir.join("current/NOTES")).unwrap(),
+            "notes of 5"
+        );
+    }
+
+    // a node whose `current` names shell is refused in preflight, and the
+    // name never reaches a shell (the health command's {version})
+    let node3 = &env.fleet.nodes[2].dir;
+    std::fs::create_dir_all(node3.join("releases/1;touch PWNED")).unwrap();
+    std::fs::remove_file(node3.join("current")).unwrap();
+    std::os::unix::fs::symlink("releases/1;touch PWNED", node3.join("current")).unwrap();
+    let out = env.run(&[
+        "run",
+        write_with(
+            &sshd.known_hosts,
+            &env.v3,
+            "command = \"test -n {version}\"",
+        )
+        .to_str()
+        .unwrap(),
+    ]);
+    assert_eq!(code(&out), 3, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("node node-3 reports \"1;touch PWNED\" as its current release"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !env.path().join("PWNED").exists(),
+        "the reported release ran as shell"
+    );
+    assert!(!node3.join("PWNED").exists());
 }
 
 /// A short retry budget for the outage tests.

@@ -589,6 +589,72 @@ on = ["health", "sli"]
     assert_eq!(env.current_links(), ["2", "2", "2"]);
 }
 
+/// A node that *reports* shell as its release (the command deployer's
+/// `current` printed `1;touch PWNED`) is refused in preflight, named, and
+/// the report never reaches a shell (here: the health command's `{version}`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reporting_shell_as_its_release_is_refused() {
+    let env = Env::start(2).await;
+    let artifact = env
+        .v2
+        .artifact
+        .strip_prefix(env.path())
+        .unwrap()
+        .display()
+        .to_string();
+    let text = format!(
+        r#"[release]
+version  = "2"
+artifact = "{artifact}"
+sha256   = "{sha}"
+
+[fleet]
+name  = "reported"
+nodes = [
+{nodes}]
+
+[strategy]
+canary = ["node-1"]
+
+[balancer]
+kind = "none"
+
+[deploy]
+kind    = "command"
+install_dir = "{dir}/nodes/{{node}}"
+current = "case {{node}} in node-2) echo '1;touch PWNED' ;; *) basename \"$(readlink {{install_dir}}/current)\" ;; esac"
+stage   = "false"
+switch  = "false"
+restart = "kill -HUP $(cat {{install_dir}}/node.pid)"
+
+[health]
+http    = "http://{{address}}/health"
+command = "test -n {{version}}"
+
+[rollback]
+on = ["health"]
+"#,
+        sha = env.v2.sha256,
+        nodes = env.fleet.plan_nodes(),
+        dir = env.path().display(),
+    );
+    let plan = env.path().join("reported.toml");
+    std::fs::write(&plan, text).unwrap();
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 3, "refused before any change");
+    assert!(
+        stdout(&out).contains("node node-2 reports \"1;touch PWNED\" as its current release"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !env.path().join("PWNED").exists(),
+        "the reported release ran as shell"
+    );
+    env.assert_fleet(&["1", "1"]).await;
+    assert_eq!(env.current_links(), ["1", "1"]);
+}
+
 /// Declared gates: a freeze window refuses the run before any change; a
 /// forced gate runs, and the journal says who forced it and why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

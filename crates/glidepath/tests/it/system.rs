@@ -94,7 +94,7 @@ async fn inventory_reads_endpoints_commands_and_static_lists() {
 
     // node-3 now runs release 3: server 3 cannot talk to cli 1.0
     glidepath::drivers::deploy_local::stage_sync(&env.fleet.nodes[2].dir, &env.v3).unwrap();
-    glidepath::drivers::deploy_local::switch_sync(&env.fleet.nodes[2].dir, "3", 3).unwrap();
+    glidepath::drivers::deploy_local::switch_sync(&env.fleet.nodes[2].dir, "3", 3, None).unwrap();
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(env.fleet.nodes[2].pid() as i32, libc::SIGHUP) };
     wait_until(
