@@ -67,7 +67,7 @@ pub async fn shell_output(cmd: &str, cwd: &std::path::Path, timeout: Duration) -
     let mut group = GroupKiller {
         pgid: child.id().map(|id| id as libc::pid_t),
     };
-    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    let out = match tokio::time::timeout(timeout, wait_capped(child)).await {
         Err(_) => {
             drop(group);
             return Err(DriverError::Failed(format!(
@@ -93,6 +93,45 @@ pub async fn shell_output(cmd: &str, cwd: &std::path::Path, timeout: Duration) -
 }
 
 /// The last 3 lines, joined.
+/// The most of a command's stdout and of its stderr that is kept in memory;
+/// the rest is read and dropped (so the command never blocks on a full
+/// pipe), and the error or detail says how much was dropped.
+pub const OUTPUT_MAX: usize = 1 << 20;
+
+/// Read up to [`OUTPUT_MAX`] bytes, drain the rest, and note what was cut.
+async fn read_capped(r: Option<impl tokio::io::AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut r) = r else {
+        return Ok(Vec::new());
+    };
+    let (mut kept, mut dropped) = (Vec::new(), 0usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let room = OUTPUT_MAX.saturating_sub(kept.len()).min(n);
+        kept.extend_from_slice(&buf[..room]);
+        dropped += n - room;
+    }
+    if dropped > 0 {
+        kept.extend_from_slice(format!("\n[{dropped} more bytes of output dropped]\n").as_bytes());
+    }
+    Ok(kept)
+}
+
+/// `wait_with_output` with bounded memory.
+async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<std::process::Output> {
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let (stdout, stderr, status) = tokio::join!(read_capped(out), read_capped(err), child.wait());
+    Ok(std::process::Output {
+        status: status?,
+        stdout: stdout?,
+        stderr: stderr?,
+    })
+}
+
 pub fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")
@@ -237,5 +276,19 @@ mod tests {
             format!("127.0.0.1:{}", t.install_dir.display())
         );
         assert!(!plan_dir.join("PWNED").exists() && !tmp.path().join("PWNED").exists());
+    }
+
+    #[tokio::test]
+    async fn a_command_printing_gigabytes_is_read_with_bounded_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = shell_output(
+            "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo done >&2",
+            tmp.path(),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert!(out.len() < OUTPUT_MAX + 100, "{} bytes kept", out.len());
+        assert!(out.contains("more bytes of output dropped"), "says so");
     }
 }
