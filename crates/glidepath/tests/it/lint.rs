@@ -484,3 +484,59 @@ fn config_deprecation_matrix() {
     let r = check_config(&m, "1.0.7", &[("app.env".into(), env)]);
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
 }
+
+/// The migrations gate: a file that is not UTF-8, or nests too deep, fails
+/// the gate naming that file (the other files are still checked), and the
+/// gate on a deep file runs on a runtime worker thread without overflowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_gate_names_each_bad_file() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/local");
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("001_ok.sql"),
+        format!("{LT}ALTER TABLE users ADD COLUMN note text;\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("002_latin1.sql"),
+        b"-- caf\xe9\nSELECT 1;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("003_deep.sql"),
+        format!("SELECT {}1{};\n", "(".repeat(16_000), ")".repeat(16_000)),
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("004_drop.sql"),
+        format!("{LT}ALTER TABLE users DROP COLUMN nickname;\n"),
+    )
+    .unwrap();
+    let path = examples.join("plan.toml");
+    let text = std::fs::read_to_string(&path).unwrap()
+        + &format!("\n[gates.migrations]\ndir = \"{}\"\n", migrations.display());
+    let (plan, report) = glidepath::plan::parse(&path, &text, &examples).unwrap();
+    assert!(!report.has_errors(), "{}", report.render(false));
+    let results = glidepath::gates::evaluate(&plan, jiff::Timestamp::now(), None).await;
+    let gate = results.iter().find(|r| r.gate == "migrations").unwrap();
+    assert_eq!(gate.verdict, glidepath::gates::Verdict::Fail);
+    assert!(
+        gate.reason
+            .contains("002_latin1.sql: not valid UTF-8 at line 1, column 7"),
+        "{}",
+        gate.reason
+    );
+    assert!(
+        gate.reason
+            .contains("003_deep.sql:1: syntax error: the file nests deeper than 1000 levels"),
+        "{}",
+        gate.reason
+    );
+    assert!(
+        gate.reason.contains("004_drop.sql:2 ban-drop-column"),
+        "{}",
+        gate.reason
+    );
+}
