@@ -8,6 +8,19 @@
 //! - **lock risk**: takes locks that stall traffic (a non-concurrent index
 //!   build, no lock_timeout, constraints validated under lock, …).
 //!
+//! Besides squawk's rules, glidepath's own (strong `LOCK TABLE` modes,
+//! `VACUUM FULL`, `CLUSTER`, plain `TRUNCATE`, non-concurrent `REFRESH
+//! MATERIALIZED VIEW`) run on the same tree. `DO` blocks are parsed as
+//! PL/pgSQL: their statements and `EXECUTE`d string literals are checked
+//! like the file's own, and what cannot be checked (`EXECUTE` of a computed
+//! string, another language) is a finding. The lock timeout is tracked
+//! statement by statement: `lock_timeout = 0` disables it.
+//!
+//! Bad input is per file: a file that cannot be read or is not UTF-8 is its
+//! own error; nesting deeper than [`MAX_NESTING`] is refused before the
+//! (recursive) parser sees it, and the parse runs on a thread with a large
+//! stack; the other files are still linted.
+//!
 //! Each finding comes with the safe alternative. Expand/contract: a file
 //! marked as a contract step (`-- glidepath: post`, or a name ending in
 //! `.post.sql`) runs in the `post` phase, after every node runs the new
@@ -359,7 +372,7 @@ fn lock_timeout_set(set: &ast::Set) -> Option<Timeout> {
         .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-' | 'e' | 'E'))
         .collect();
     match number.parse::<f64>() {
-        Ok(n) if n == 0.0 => Some(Timeout::Zero(value.to_string())),
+        Ok(0.0) => Some(Timeout::Zero(value.to_string())),
         _ => Some(Timeout::Effective),
     }
 }
@@ -442,11 +455,7 @@ fn check(text: &str, parse: &squawk_syntax::Parse<SourceFile>, level: usize) -> 
                     timeout = t;
                 }
             }
-            ast::Stmt::Reset(reset) => {
-                if resets_lock_timeout(reset) {
-                    timeout = Timeout::Default;
-                }
-            }
+            ast::Stmt::Reset(reset) if resets_lock_timeout(reset) => timeout = Timeout::Default,
             ast::Stmt::Lock(lock) => {
                 use ast::LockMode as M;
                 let mode = lock.lock_mode_clause().and_then(|c| c.lock_mode());
