@@ -1245,6 +1245,9 @@ pub async fn evaluate(
                     let mut locks = Vec::new();
                     let mut other = Vec::new();
                     for r in &reports {
+                        if let Some(m) = &r.error {
+                            other.push(format!("{}: {m}", r.file));
+                        }
                         for (l, _, m) in &r.syntax_errors {
                             other.push(format!("{}:{l}: syntax error: {m}", r.file));
                         }

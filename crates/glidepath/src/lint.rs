@@ -8,6 +8,19 @@
 //! - **lock risk**: takes locks that stall traffic (a non-concurrent index
 //!   build, no lock_timeout, constraints validated under lock, …).
 //!
+//! Besides squawk's rules, glidepath's own (strong `LOCK TABLE` modes,
+//! `VACUUM FULL`, `CLUSTER`, plain `TRUNCATE`, non-concurrent `REFRESH
+//! MATERIALIZED VIEW`) run on the same tree. `DO` blocks are parsed as
+//! PL/pgSQL: their statements and `EXECUTE`d string literals are checked
+//! like the file's own, and what cannot be checked (`EXECUTE` of a computed
+//! string, another language) is a finding. The lock timeout is tracked
+//! statement by statement: `lock_timeout = 0` disables it.
+//!
+//! Bad input is per file: a file that cannot be read or is not UTF-8 is its
+//! own error; nesting deeper than [`MAX_NESTING`] is refused before the
+//! (recursive) parser sees it, and the parse runs on a thread with a large
+//! stack; the other files are still linted.
+//!
 //! Each finding comes with the safe alternative. Expand/contract: a file
 //! marked as a contract step (`-- glidepath: post`, or a name ending in
 //! `.post.sql`) runs in the `post` phase, after every node runs the new
@@ -19,7 +32,7 @@
 
 use serde::Serialize;
 use squawk_linter::{Linter, Rule};
-use squawk_syntax::ast::AstNode;
+use squawk_syntax::ast::{self, AstNode};
 use squawk_syntax::SourceFile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,37 +42,72 @@ pub enum Class {
     LockRisk,
 }
 
+/// A rule: one of squawk's, or one of glidepath's own (checked in this
+/// module, on the same syntax tree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleId {
+    Squawk(Rule),
+    Own(&'static str),
+}
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleId::Squawk(r) => r.fmt(f),
+            RuleId::Own(name) => f.write_str(name),
+        }
+    }
+}
+
+/// glidepath's own rules, for what squawk passes as clean.
+pub const STRONG_TABLE_LOCK: RuleId = RuleId::Own("ban-strong-table-lock");
+pub const VACUUM_FULL: RuleId = RuleId::Own("ban-vacuum-full");
+pub const CLUSTER: RuleId = RuleId::Own("ban-cluster");
+pub const TRUNCATE: RuleId = RuleId::Own("ban-truncate");
+pub const REFRESH: RuleId = RuleId::Own("require-concurrent-refresh");
+pub const DYNAMIC_SQL: RuleId = RuleId::Own("unverifiable-dynamic-sql");
+const LOCK_TIMEOUT: RuleId = RuleId::Squawk(Rule::RequireLockTimeout);
+/// Not a rule: SQL inside a DO block nests too deep to parse. It becomes
+/// the file's syntax error.
+const NESTING: RuleId = RuleId::Own("nesting-limit");
+
 /// Rules as data: (rule, class, is it a contract step, the safe alternative).
-pub const RULES: &[(Rule, Class, bool, &str)] = &[
-    (Rule::BanDropColumn, Class::BackwardIncompatible, true, "expand/contract: ship a release that no longer reads or writes the column, then drop it in a post-phase migration"),
-    (Rule::BanDropTable, Class::BackwardIncompatible, true, "expand/contract: stop using the table in a release, then drop it in a post-phase migration"),
-    (Rule::BanDropView, Class::BackwardIncompatible, true, "drop the view in a post-phase migration, once no running release queries it"),
-    (Rule::BanDropFunction, Class::BackwardIncompatible, true, "drop the function in a post-phase migration, once no running release calls it"),
-    (Rule::BanDropType, Class::BackwardIncompatible, true, "drop the type in a post-phase migration"),
-    (Rule::BanDropSequence, Class::BackwardIncompatible, true, "drop the sequence in a post-phase migration"),
-    (Rule::BanDropSchema, Class::BackwardIncompatible, true, "drop the schema in a post-phase migration"),
-    (Rule::BanDropDatabase, Class::BackwardIncompatible, true, "never from a migration during a rollout"),
-    (Rule::BanDropNotNull, Class::BackwardIncompatible, true, "the running release may rely on the column never being NULL: relax it in a post-phase migration"),
-    (Rule::BanDropDefault, Class::BackwardIncompatible, true, "the running release may insert without the column: drop the default in a post-phase migration"),
-    (Rule::RenamingColumn, Class::BackwardIncompatible, false, "expand/contract: add the new column, write both, backfill, switch reads in a release, drop the old one in a post phase"),
-    (Rule::RenamingTable, Class::BackwardIncompatible, false, "expand/contract: create the new table (or a view with the old name), migrate, drop the old name in a post phase"),
-    (Rule::RenamingObject, Class::BackwardIncompatible, false, "expand/contract: keep the old name until no running release uses it"),
-    (Rule::BanSetSchema, Class::BackwardIncompatible, false, "expand/contract: keep the object reachable under its old schema until no running release uses it"),
-    (Rule::ChangingColumnType, Class::BackwardIncompatible, false, "add a column of the new type, write both, backfill, switch reads, drop the old column in a post phase (a type change also rewrites the table under lock)"),
-    (Rule::AddingRequiredField, Class::BackwardIncompatible, false, "add the column NULL (or with a DEFAULT), backfill, then SET NOT NULL via a NOT VALID check constraint"),
-    (Rule::AddingNotNullableField, Class::BackwardIncompatible, false, "add a CHECK (col IS NOT NULL) NOT VALID constraint, VALIDATE it, then SET NOT NULL; and only once no running release writes NULL"),
-    (Rule::BanTruncateCascade, Class::BackwardIncompatible, false, "truncate the tables explicitly, without CASCADE"),
-    (Rule::RequireConcurrentIndexCreation, Class::LockRisk, false, "CREATE INDEX CONCURRENTLY (outside a transaction)"),
-    (Rule::RequireConcurrentIndexDeletion, Class::LockRisk, false, "DROP INDEX CONCURRENTLY"),
-    (Rule::ConstraintMissingNotValid, Class::LockRisk, false, "add the constraint NOT VALID, then VALIDATE CONSTRAINT in a separate transaction"),
-    (Rule::AddingForeignKeyConstraint, Class::LockRisk, false, "add the foreign key NOT VALID, then VALIDATE CONSTRAINT in a separate transaction"),
-    (Rule::AddingFieldWithDefault, Class::LockRisk, false, "use a non-volatile default (a constant), or add the column without default and backfill in batches"),
-    (Rule::AddingSerialPrimaryKeyField, Class::LockRisk, false, "build a unique index CONCURRENTLY, then ADD PRIMARY KEY USING INDEX"),
-    (Rule::DisallowedUniqueConstraint, Class::LockRisk, false, "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT … UNIQUE USING INDEX"),
-    (Rule::BanConcurrentIndexCreationInTransaction, Class::LockRisk, false, "run CREATE INDEX CONCURRENTLY outside a transaction block"),
-    (Rule::RequireLockTimeout, Class::LockRisk, false, "SET lock_timeout = '2s'; at the top of the migration, so a blocked DDL fails fast instead of queueing traffic behind it"),
-    (Rule::RequireConcurrentReindex, Class::LockRisk, false, "REINDEX … CONCURRENTLY"),
-    (Rule::RequireConcurrentPartitionDetach, Class::LockRisk, false, "DETACH PARTITION … CONCURRENTLY"),
+pub const RULES: &[(RuleId, Class, bool, &str)] = &[
+    (RuleId::Squawk(Rule::BanDropColumn), Class::BackwardIncompatible, true, "expand/contract: ship a release that no longer reads or writes the column, then drop it in a post-phase migration"),
+    (RuleId::Squawk(Rule::BanDropTable), Class::BackwardIncompatible, true, "expand/contract: stop using the table in a release, then drop it in a post-phase migration"),
+    (RuleId::Squawk(Rule::BanDropView), Class::BackwardIncompatible, true, "drop the view in a post-phase migration, once no running release queries it"),
+    (RuleId::Squawk(Rule::BanDropFunction), Class::BackwardIncompatible, true, "drop the function in a post-phase migration, once no running release calls it"),
+    (RuleId::Squawk(Rule::BanDropType), Class::BackwardIncompatible, true, "drop the type in a post-phase migration"),
+    (RuleId::Squawk(Rule::BanDropSequence), Class::BackwardIncompatible, true, "drop the sequence in a post-phase migration"),
+    (RuleId::Squawk(Rule::BanDropSchema), Class::BackwardIncompatible, true, "drop the schema in a post-phase migration"),
+    (RuleId::Squawk(Rule::BanDropDatabase), Class::BackwardIncompatible, true, "never from a migration during a rollout"),
+    (RuleId::Squawk(Rule::BanDropNotNull), Class::BackwardIncompatible, true, "the running release may rely on the column never being NULL: relax it in a post-phase migration"),
+    (RuleId::Squawk(Rule::BanDropDefault), Class::BackwardIncompatible, true, "the running release may insert without the column: drop the default in a post-phase migration"),
+    (RuleId::Squawk(Rule::RenamingColumn), Class::BackwardIncompatible, false, "expand/contract: add the new column, write both, backfill, switch reads in a release, drop the old one in a post phase"),
+    (RuleId::Squawk(Rule::RenamingTable), Class::BackwardIncompatible, false, "expand/contract: create the new table (or a view with the old name), migrate, drop the old name in a post phase"),
+    (RuleId::Squawk(Rule::RenamingObject), Class::BackwardIncompatible, false, "expand/contract: keep the old name until no running release uses it"),
+    (RuleId::Squawk(Rule::BanSetSchema), Class::BackwardIncompatible, false, "expand/contract: keep the object reachable under its old schema until no running release uses it"),
+    (RuleId::Squawk(Rule::ChangingColumnType), Class::BackwardIncompatible, false, "add a column of the new type, write both, backfill, switch reads, drop the old column in a post phase (a type change also rewrites the table under lock)"),
+    (RuleId::Squawk(Rule::AddingRequiredField), Class::BackwardIncompatible, false, "add the column NULL (or with a DEFAULT), backfill, then SET NOT NULL via a NOT VALID check constraint"),
+    (RuleId::Squawk(Rule::AddingNotNullableField), Class::BackwardIncompatible, false, "add a CHECK (col IS NOT NULL) NOT VALID constraint, VALIDATE it, then SET NOT NULL; and only once no running release writes NULL"),
+    (RuleId::Squawk(Rule::BanTruncateCascade), Class::BackwardIncompatible, false, "truncate the tables explicitly, without CASCADE"),
+    (RuleId::Squawk(Rule::RequireConcurrentIndexCreation), Class::LockRisk, false, "CREATE INDEX CONCURRENTLY (outside a transaction)"),
+    (RuleId::Squawk(Rule::RequireConcurrentIndexDeletion), Class::LockRisk, false, "DROP INDEX CONCURRENTLY"),
+    (RuleId::Squawk(Rule::ConstraintMissingNotValid), Class::LockRisk, false, "add the constraint NOT VALID, then VALIDATE CONSTRAINT in a separate transaction"),
+    (RuleId::Squawk(Rule::AddingForeignKeyConstraint), Class::LockRisk, false, "add the foreign key NOT VALID, then VALIDATE CONSTRAINT in a separate transaction"),
+    (RuleId::Squawk(Rule::AddingFieldWithDefault), Class::LockRisk, false, "use a non-volatile default (a constant), or add the column without default and backfill in batches"),
+    (RuleId::Squawk(Rule::AddingSerialPrimaryKeyField), Class::LockRisk, false, "build a unique index CONCURRENTLY, then ADD PRIMARY KEY USING INDEX"),
+    (RuleId::Squawk(Rule::DisallowedUniqueConstraint), Class::LockRisk, false, "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT … UNIQUE USING INDEX"),
+    (RuleId::Squawk(Rule::BanConcurrentIndexCreationInTransaction), Class::LockRisk, false, "run CREATE INDEX CONCURRENTLY outside a transaction block"),
+    (RuleId::Squawk(Rule::RequireLockTimeout), Class::LockRisk, false, "SET lock_timeout = '2s'; at the top of the migration, so a blocked DDL fails fast instead of queueing traffic behind it"),
+    (RuleId::Squawk(Rule::RequireConcurrentReindex), Class::LockRisk, false, "REINDEX … CONCURRENTLY"),
+    (RuleId::Squawk(Rule::RequireConcurrentPartitionDetach), Class::LockRisk, false, "DETACH PARTITION … CONCURRENTLY"),
+    (TRUNCATE, Class::BackwardIncompatible, false, "the running release still reads and writes those rows, and TRUNCATE holds an ACCESS EXCLUSIVE lock: delete in small batches (DELETE … WHERE id IN (SELECT id … LIMIT 1000)), or stop using the table in a release first"),
+    (STRONG_TABLE_LOCK, Class::LockRisk, false, "do not lock the table explicitly during a rollout: rely on the row locks of the statements themselves (SELECT … FOR UPDATE for a read-modify-write), or take a mode that lets traffic through (ROW EXCLUSIVE, SHARE UPDATE EXCLUSIVE), with a short lock_timeout"),
+    (VACUUM_FULL, Class::LockRisk, false, "plain VACUUM (it does not block reads or writes); to give the space back online, pg_repack (or REPACK … CONCURRENTLY on PostgreSQL 19+)"),
+    (CLUSTER, Class::LockRisk, false, "pg_repack --order-by (or REPACK … CONCURRENTLY USING INDEX on PostgreSQL 19+) reorders the table online; CLUSTER rewrites it under an ACCESS EXCLUSIVE lock"),
+    (REFRESH, Class::LockRisk, false, "REFRESH MATERIALIZED VIEW CONCURRENTLY (it needs a unique index on the view): readers keep the old contents meanwhile"),
+    (DYNAMIC_SQL, Class::LockRisk, false, "write the statement as plain SQL in the migration (or EXECUTE a string literal), so it can be checked; if it must stay dynamic, review it and suppress with a reason"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,13 +151,26 @@ pub struct FileReport {
     pub syntax_errors: Vec<(usize, usize, String)>,
     /// Suppression comments without a reason, and other misuse.
     pub problems: Vec<(usize, String)>,
+    /// The file could not be checked at all (unreadable, not UTF-8).
+    pub error: Option<String>,
 }
 
 impl FileReport {
+    fn error(file: &str, message: String) -> FileReport {
+        FileReport {
+            file: file.to_string(),
+            error: Some(message),
+            ..Default::default()
+        }
+    }
+
+    /// Invalid input: the file could not be read or parsed.
+    pub fn invalid(&self) -> bool {
+        self.error.is_some() || !self.syntax_errors.is_empty()
+    }
+
     pub fn failed(&self) -> bool {
-        !self.syntax_errors.is_empty()
-            || !self.problems.is_empty()
-            || self.findings.iter().any(|f| f.fails())
+        self.invalid() || !self.problems.is_empty() || self.findings.iter().any(|f| f.fails())
     }
 }
 
@@ -129,12 +190,13 @@ impl Lines {
         )
     }
     fn at(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let line = self.0.partition_point(|&s| s <= offset);
         let start = self.0[line - 1];
-        (
-            line,
-            text[start..offset.min(text.len())].chars().count() + 1,
-        )
+        (line, text[start..offset].chars().count() + 1)
     }
 }
 
@@ -155,14 +217,460 @@ pub fn phase_of(name: &str, text: &str) -> Phase {
     }
 }
 
-/// Lint one migration.
+/// Nesting deeper than this (parentheses, brackets, CASE … END, PL/pgSQL
+/// blocks, chains of prefix operators such as `NOT NOT …` or `- - …`) is
+/// refused before parsing: the parser is recursive, and 16,000 `(` would
+/// exhaust its stack and abort the process. Real migrations stay far below.
+pub const MAX_NESTING: usize = 1000;
+
+/// The parse and the checks run on their own thread with this much stack
+/// (reserved, not used), so that what the nesting bound lets through, and
+/// constructs it does not count, fit with a wide margin.
+const PARSER_STACK: usize = 256 << 20;
+
+/// How deep DO blocks and EXECUTE of string literals are followed.
+const MAX_DYNAMIC_LEVELS: usize = 4;
+
+/// The first offset where `text` nests deeper than [`MAX_NESTING`], counted
+/// on tokens (strings and comments do not count). `plpgsql` also counts
+/// BEGIN, IF and LOOP blocks.
+fn too_deep(text: &str, plpgsql: bool) -> Option<usize> {
+    use squawk_lexer::TokenKind as T;
+    let mut depth = 0usize;
+    let mut run = 0usize; // consecutive prefix operators
+    let mut offset = 0usize;
+    let mut prev: Option<(T, &str)> = None;
+    for tok in squawk_lexer::tokenize(text) {
+        let start = offset;
+        offset += tok.len as usize;
+        if matches!(
+            tok.kind,
+            T::Whitespace | T::LineComment | T::BlockComment { .. }
+        ) {
+            continue;
+        }
+        let word = text.get(start..offset).unwrap_or("");
+        let prev_is = |k: &str| matches!(prev, Some((T::Ident, w)) if w.eq_ignore_ascii_case(k));
+        let after_end = prev_is("end");
+        let mut operator = false;
+        match tok.kind {
+            T::OpenParen | T::OpenBracket => depth += 1,
+            T::CloseParen | T::CloseBracket => depth = depth.saturating_sub(1),
+            T::Minus
+            | T::Plus
+            | T::Tilde
+            | T::Bang
+            | T::At
+            | T::Pound
+            | T::Question
+            | T::And
+            | T::Or
+            | T::Lt
+            | T::Gt
+            | T::Eq
+            | T::Caret
+            | T::Percent
+            | T::Star
+            | T::Slash
+            | T::Backtick => operator = true,
+            T::Ident => {
+                let is = |k: &str| word.eq_ignore_ascii_case(k);
+                let stmt_start = matches!(prev, None | Some((T::Semi | T::Gt, _)))
+                    || ["then", "else", "loop", "begin"].into_iter().any(prev_is);
+                if is("not") {
+                    operator = true;
+                } else if is("end") {
+                    depth = depth.saturating_sub(1);
+                } else if (is("case") && !after_end)
+                    || (plpgsql
+                        && (is("begin") || (is("if") && stmt_start) || (is("loop") && !after_end)))
+                {
+                    depth += 1;
+                }
+            }
+            _ => {}
+        }
+        run = if operator { run + 1 } else { 0 };
+        if depth + run > MAX_NESTING {
+            return Some(start);
+        }
+        prev = Some((tok.kind, word));
+    }
+    None
+}
+
+fn too_deep_message(what: &str) -> String {
+    format!("{what} nests deeper than {MAX_NESTING} levels (parentheses, brackets, CASE, blocks or prefix operators): it is not parsed, so that the parser cannot exhaust its stack; split the expression")
+}
+
+/// A finding before it is placed: offsets into the text that was checked.
+struct Raw {
+    rule: RuleId,
+    start: usize,
+    end: usize,
+    message: String,
+    /// The offending SQL, when it is not the statement around `start`
+    /// (e.g. inside a DO block).
+    statement: Option<String>,
+}
+
+/// The effective `lock_timeout`, statement after statement.
+#[derive(Debug, Clone, PartialEq)]
+enum Timeout {
+    Unset,
+    Effective,
+    /// Set to zero, which disables it: the value as written.
+    Zero(String),
+    /// RESET, or SET … TO DEFAULT: back to the server's default.
+    Default,
+}
+
+impl Timeout {
+    fn message(&self) -> String {
+        match self {
+            Timeout::Unset | Timeout::Effective => "Missing `set lock_timeout` before potentially slow operations: this statement would wait for its lock indefinitely, with the traffic queued behind it".into(),
+            Timeout::Zero(v) => format!("`lock_timeout = {v}` disables the timeout (0 means wait forever): this statement would wait for its lock indefinitely, with the traffic queued behind it"),
+            Timeout::Default => "lock_timeout was reset to the server's default (0, no timeout, unless the server sets one) before this potentially slow statement".into(),
+        }
+    }
+}
+
+/// What a `SET` does to `lock_timeout`, if it sets it.
+fn lock_timeout_set(set: &ast::Set) -> Option<Timeout> {
+    let Some(ast::SetTarget::SetConfig(cfg)) = set.set_target() else {
+        return None;
+    };
+    let path = cfg.config_parameter_ref()?.path_ref()?;
+    if path.qualifier().is_some() {
+        return None;
+    }
+    let name = path.segment()?.syntax().text().to_string();
+    if !name.trim_matches('"').eq_ignore_ascii_case("lock_timeout") {
+        return None;
+    }
+    let assignment = cfg
+        .config_assignment()
+        .map(|a| a.syntax().text().to_string())
+        .unwrap_or_default();
+    let value = assignment.trim();
+    let value = value
+        .strip_prefix('=')
+        .or_else(|| {
+            value
+                .get(..2)
+                .filter(|p| p.eq_ignore_ascii_case("to"))
+                .map(|_| &value[2..])
+        })
+        .unwrap_or(value)
+        .trim();
+    if value.eq_ignore_ascii_case("default") || value.is_empty() {
+        return Some(Timeout::Default);
+    }
+    let bare = value.trim_matches(|c| c == '\'' || c == '"').trim();
+    let number: String = bare
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-' | 'e' | 'E'))
+        .collect();
+    match number.parse::<f64>() {
+        Ok(0.0) => Some(Timeout::Zero(value.to_string())),
+        _ => Some(Timeout::Effective),
+    }
+}
+
+fn resets_lock_timeout(reset: &ast::Reset) -> bool {
+    let text = reset.syntax().text().to_string().to_ascii_lowercase();
+    let target = text
+        .trim_end_matches(';')
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .trim_matches('"')
+        .to_string();
+    target == "lock_timeout" || target == "all"
+}
+
+fn range(node: &squawk_syntax::SyntaxNode) -> (usize, usize) {
+    let r = node.text_range();
+    (usize::from(r.start()), usize::from(r.end()))
+}
+
+fn compact(sql: &str) -> String {
+    sql.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(120)
+        .collect()
+}
+
+/// Every finding in a parsed text. `level` > 0 inside DO blocks and
+/// EXECUTE: there the lock timeout is the outer statement's business.
+/// Also says whether any statement may take a lock.
+fn check(text: &str, parse: &squawk_syntax::Parse<SourceFile>, level: usize) -> (Vec<Raw>, bool) {
+    let mut out = Vec::new();
+    let mut linter = Linter::from(RULES.iter().filter_map(|r| match r.0 {
+        RuleId::Squawk(x) if level == 0 || x != Rule::RequireLockTimeout => Some(x),
+        _ => None,
+    }));
+    let mut squawk_lock_timeout = None;
+    for v in linter.lint(parse, text) {
+        let mut message = v.message.clone();
+        if let Some(h) = &v.help {
+            message = format!("{message} ({h})");
+        }
+        let raw = Raw {
+            rule: RuleId::Squawk(v.code),
+            start: usize::from(v.text_range.start()),
+            end: usize::from(v.text_range.end()),
+            message,
+            statement: None,
+        };
+        if v.code == Rule::RequireLockTimeout {
+            squawk_lock_timeout = Some(raw);
+        } else {
+            out.push(raw);
+        }
+    }
+    // The lock timeout: squawk counts any `SET lock_timeout`, even one that
+    // disables it, and does not look into DO blocks. This walk decides; it
+    // keeps squawk's message (which names the lock) where both agree.
+    let mut timeout = Timeout::Unset;
+    let mut timeout_reported = level > 0;
+    let mut any_slow = false;
+    for stmt in parse.tree().stmts() {
+        let (s, e) = range(stmt.syntax());
+        let mut slow = squawk_linter::analyze::possibly_slow_stmt(&stmt);
+        let mut own = |rule: RuleId, message: String| {
+            out.push(Raw {
+                rule,
+                start: s,
+                end: e,
+                message,
+                statement: None,
+            })
+        };
+        match &stmt {
+            ast::Stmt::Set(set) => {
+                if let Some(t) = lock_timeout_set(set) {
+                    timeout = t;
+                }
+            }
+            ast::Stmt::Reset(reset) if resets_lock_timeout(reset) => timeout = Timeout::Default,
+            ast::Stmt::Lock(lock) => {
+                use ast::LockMode as M;
+                let mode = lock.lock_mode_clause().and_then(|c| c.lock_mode());
+                let strong = match &mode {
+                    None => Some(("without IN … MODE takes ACCESS EXCLUSIVE, the default: it", "reads and writes")),
+                    Some(M::AccessExclusive(_)) => Some(("IN ACCESS EXCLUSIVE MODE", "reads and writes")),
+                    Some(M::Exclusive(_)) => Some(("IN EXCLUSIVE MODE", "writes and SELECT … FOR UPDATE")),
+                    Some(M::ShareRowExclusive(_)) => Some(("IN SHARE ROW EXCLUSIVE MODE", "writes")),
+                    Some(M::Share(_)) => Some(("IN SHARE MODE", "writes")),
+                    _ => None,
+                };
+                if let Some((mode, blocks)) = strong {
+                    own(STRONG_TABLE_LOCK, format!("LOCK TABLE {mode} blocks {blocks} on the table until the transaction ends"));
+                }
+            }
+            ast::Stmt::Vacuum(vacuum) if vacuum.is_full() => own(VACUUM_FULL, "VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock: reads and writes block until it finishes".into()),
+            ast::Stmt::Cluster(_) => own(CLUSTER, "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock: reads and writes block until it finishes".into()),
+            ast::Stmt::Truncate(t) if !matches!(t.drop_behavior(), Some(ast::DropBehavior::Cascade(_))) => own(TRUNCATE, "TRUNCATE removes every row the running release reads and writes, under an ACCESS EXCLUSIVE lock".into()),
+            ast::Stmt::Refresh(r) if r.concurrently_token().is_none() => own(REFRESH, "REFRESH MATERIALIZED VIEW without CONCURRENTLY takes an ACCESS EXCLUSIVE lock: every read of the view blocks until it finishes".into()),
+            ast::Stmt::Do(d) => {
+                let (found, dynamic_slow) = check_do(d, level);
+                slow |= dynamic_slow;
+                out.extend(found);
+            }
+            _ => {}
+        }
+        any_slow |= slow;
+        if !timeout_reported && slow && timeout != Timeout::Effective {
+            timeout_reported = true;
+            match squawk_lock_timeout.take() {
+                Some(v) if timeout == Timeout::Unset && v.start == s => out.push(v),
+                _ => out.push(Raw {
+                    rule: LOCK_TIMEOUT,
+                    start: s,
+                    end: e,
+                    message: timeout.message(),
+                    statement: None,
+                }),
+            }
+        }
+    }
+    out.sort_by_key(|r| r.start);
+    (out, any_slow)
+}
+
+/// SQL found inside a DO block (a statement, or an EXECUTEd literal):
+/// its findings, and whether it may take a lock.
+fn check_nested(sql: &str, level: usize) -> (Vec<Raw>, bool) {
+    let unverifiable = |at: usize, message: String| Raw {
+        rule: DYNAMIC_SQL,
+        start: at,
+        end: at,
+        message,
+        statement: Some(compact(sql)),
+    };
+    if let Some(at) = too_deep(sql, false) {
+        let mut raw = unverifiable(at, too_deep_message("the SQL in a DO block"));
+        raw.rule = NESTING;
+        return (vec![raw], true);
+    }
+    let parse = SourceFile::parse(sql);
+    if let Some(e) = parse.errors().first() {
+        let at = usize::from(e.range().start());
+        let message = format!(
+            "the SQL does not parse ({}): what it changes cannot be checked",
+            e.message()
+        );
+        return (vec![unverifiable(at, message)], true);
+    }
+    check(sql, &parse, level)
+}
+
+/// A DO block: the statements of its PL/pgSQL body, and what it EXECUTEs,
+/// are checked like the migration's own; what cannot be (EXECUTE of a
+/// computed string, another language) is a finding of its own. Returns the
+/// findings, and whether the block may take a lock.
+fn check_do(stmt: &ast::Do, level: usize) -> (Vec<Raw>, bool) {
+    let (s, e) = range(stmt.syntax());
+    let unverifiable = |message: String| Raw {
+        rule: DYNAMIC_SQL,
+        start: s,
+        end: e,
+        message,
+        statement: None,
+    };
+    if level >= MAX_DYNAMIC_LEVELS {
+        return (vec![unverifiable(format!("DO blocks and EXECUTE nested more than {MAX_DYNAMIC_LEVELS} levels deep are not followed: what they change cannot be checked"))], true);
+    }
+    let Some(decoded) = stmt.body().and_then(|b| b.decoded_value()) else {
+        return (Vec::new(), false);
+    };
+    // body offsets → offsets in the text around the DO statement
+    let map = |o: usize| usize::from(decoded.source_pos((o as u32).into()));
+    if let Some(at) = too_deep(decoded.text(), true) {
+        let mut raw = unverifiable(too_deep_message("the DO block"));
+        raw.rule = NESTING;
+        raw.start = map(at);
+        return (vec![raw], true);
+    }
+    let Some(body) = stmt.plpgsql() else {
+        let language = stmt
+            .do_language()
+            .map(|l| compact(&l.syntax().text().to_string()))
+            .unwrap_or_default();
+        return (vec![unverifiable(format!("a DO block in another language than PL/pgSQL ({language}) cannot be checked: what it changes is unknown"))], true);
+    };
+    if let Some(err) = body.errors().first() {
+        return (
+            vec![unverifiable(format!(
+                "the DO block's PL/pgSQL does not parse ({}): what it changes cannot be checked",
+                err.message()
+            ))],
+            true,
+        );
+    }
+    let text = body.text().to_string();
+    let mut out = Vec::new();
+    let mut slow = false;
+    for node in body.syntax().descendants() {
+        if let Some(exec) = ast::PlpgsqlExecSqlStmt::cast(node.clone()) {
+            let Some(inner) = exec.stmt() else { continue };
+            let (a, b) = range(inner.syntax());
+            let (found, may_lock) = check_nested(&text[a..b], level + 1);
+            slow |= may_lock;
+            out.extend(found.into_iter().map(|f| Raw {
+                start: map(a + f.start),
+                end: map(a + f.end),
+                message: format!("inside a DO block: {}", f.message),
+                statement: f.statement.or_else(|| Some(compact(&text[a..b]))),
+                rule: f.rule,
+            }));
+        } else if let Some(dynamic) = ast::PlpgsqlDynExecuteStmt::cast(node.clone()) {
+            let (a, b) = range(dynamic.syntax());
+            let literal = dynamic.query().and_then(|q| {
+                let mut targets = q.target_list()?.targets();
+                let only = targets.next().filter(|_| targets.next().is_none())?;
+                if q.from_clause().is_some() || q.where_clause().is_some() {
+                    return None;
+                }
+                match only.expr()? {
+                    ast::Expr::Literal(l) => l.decoded_value(),
+                    _ => None,
+                }
+            });
+            match literal {
+                Some(sql) => {
+                    let (found, may_lock) = check_nested(sql.text(), level + 1);
+                    slow |= may_lock;
+                    out.extend(found.into_iter().map(|f| {
+                        let at = |o: usize| map(usize::from(sql.source_pos((o as u32).into())));
+                        Raw {
+                            start: at(f.start),
+                            end: at(f.end),
+                            message: format!("inside EXECUTE in a DO block: {}", f.message),
+                            statement: f.statement.or_else(|| Some(compact(sql.text()))),
+                            rule: f.rule,
+                        }
+                    }));
+                }
+                None => {
+                    slow = true;
+                    out.push(Raw {
+                    rule: DYNAMIC_SQL,
+                    start: map(a),
+                    end: map(b),
+                    message: "EXECUTE of a computed string in a DO block: the SQL it runs (DDL, locks) cannot be checked before it runs".into(),
+                    statement: Some(compact(&text[a..b])),
+                })
+                }
+            }
+        }
+    }
+    (out, slow)
+}
+
+/// Lint one migration. The parse runs on a thread of its own with a large
+/// stack, after the nesting bound; a parser panic is this file's error.
 pub fn lint_sql(file: &str, text: &str) -> FileReport {
+    std::thread::scope(|scope| {
+        let job = std::thread::Builder::new()
+            .name("glidepath-lint".into())
+            .stack_size(PARSER_STACK)
+            .spawn_scoped(scope, || lint_sql_here(file, text));
+        match job {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                FileReport::error(
+                    file,
+                    format!("the SQL parser failed on this file ({why}): it is not checked"),
+                )
+            }),
+            // no thread: the nesting bound still keeps the parse within this stack
+            Err(_) => lint_sql_here(file, text),
+        }
+    })
+}
+
+fn lint_sql_here(file: &str, text: &str) -> FileReport {
     let phase = phase_of(file, text);
     let mut report = FileReport {
         file: file.to_string(),
         phase: Some(phase),
         ..Default::default()
     };
+    if let Some(at) = too_deep(text, false) {
+        let (l, c) = line_col(text, at);
+        report
+            .syntax_errors
+            .push((l, c, too_deep_message("the file")));
+        return report;
+    }
     let parse = SourceFile::parse(text);
     for e in parse.errors() {
         let (l, c) = line_col(text, usize::from(e.range().start()));
@@ -172,14 +680,7 @@ pub fn lint_sql(file: &str, text: &str) -> FileReport {
         return report;
     }
     // statements, to attach suppressions and show the offending SQL
-    let stmts: Vec<(usize, usize)> = parse
-        .tree()
-        .stmts()
-        .map(|s| {
-            let r = s.syntax().text_range();
-            (usize::from(r.start()), usize::from(r.end()))
-        })
-        .collect();
+    let stmts: Vec<(usize, usize)> = parse.tree().stmts().map(|s| range(s.syntax())).collect();
     // `-- glidepath-ignore rule[, rule]: reason` applies to the next statement
     let mut ignores: Vec<(usize, Vec<String>, Option<String>)> = Vec::new(); // (offset, rules, reason)
     let mut offset = 0;
@@ -217,24 +718,26 @@ pub fn lint_sql(file: &str, text: &str) -> FileReport {
         }
         offset += line.len();
     }
-    let mut linter = Linter::from(RULES.iter().map(|r| r.0));
-    let mut violations = linter.lint(&parse, text);
-    violations.sort_by_key(|v| v.text_range.start());
     let lines = Lines::new(text);
-    for v in violations {
-        let Some(&(_, class, contract, alternative)) = RULES.iter().find(|r| r.0 == v.code) else {
+    for v in check(text, &parse, 0).0 {
+        if v.rule == NESTING {
+            let (l, c) = lines.at(text, v.start);
+            report.syntax_errors.push((l, c, v.message));
+            continue;
+        }
+        let Some(&(_, class, contract, alternative)) = RULES.iter().find(|r| r.0 == v.rule) else {
             continue;
         };
-        let start = usize::from(v.text_range.start());
+        let start = v.start;
         // statements are in order: the last one starting at or before the finding
         let k = stmts.partition_point(|(s, _)| *s <= start);
         let stmt = k
             .checked_sub(1)
             .map(|k| stmts[k])
             .filter(|(_, e)| start < *e)
-            .unwrap_or((start, usize::from(v.text_range.end())));
+            .unwrap_or((start, v.end.max(start)));
         let (line, column) = lines.at(text, start);
-        let rule = v.code.to_string();
+        let rule = v.rule.to_string();
         // the closest ignore comment before the statement, with nothing but comments between
         let suppressed = ignores
             .iter()
@@ -248,17 +751,9 @@ pub fn lint_sql(file: &str, text: &str) -> FileReport {
                         .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
             })
             .and_then(|(_, _, why)| why.clone());
-        let statement: String = text[stmt.0..stmt.1]
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .chars()
-            .take(120)
-            .collect();
-        let mut message = v.message.clone();
-        if let Some(h) = &v.help {
-            message = format!("{message} ({h})");
-        }
+        let statement = v
+            .statement
+            .unwrap_or_else(|| compact(text.get(stmt.0..stmt.1).unwrap_or_default()));
         let contract_in_post = contract && phase == Phase::Post;
         let safe_alternative = if contract && phase == Phase::Rolling {
             format!("{alternative}. To contract now, move it to a post-phase migration (`-- glidepath: post` at the top, or a name ending in .post.sql): it runs after every node runs the new release and the SLI window passed")
@@ -272,7 +767,7 @@ pub fn lint_sql(file: &str, text: &str) -> FileReport {
             rule,
             class,
             contract_in_post,
-            message,
+            message: v.message,
             safe_alternative,
             statement,
             suppressed,
@@ -281,12 +776,15 @@ pub fn lint_sql(file: &str, text: &str) -> FileReport {
     report
 }
 
-/// Lint files and directories (`*.sql`, sorted by name).
+/// Lint files and directories (`*.sql`, sorted by name). A file that
+/// cannot be read, or is not UTF-8, is that file's error; the others are
+/// still linted. Only a directory that cannot be listed is an `Err`.
 pub fn lint_paths(paths: &[std::path::PathBuf]) -> std::io::Result<Vec<FileReport>> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(p)?
+            let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|e| e == "sql"))
                 .collect();
@@ -296,19 +794,36 @@ pub fn lint_paths(paths: &[std::path::PathBuf]) -> std::io::Result<Vec<FileRepor
             files.push(p.clone());
         }
     }
-    files
-        .iter()
-        .map(|f| {
-            let text = std::fs::read_to_string(f)?;
-            Ok(lint_sql(&f.display().to_string(), &text))
-        })
-        .collect()
+    Ok(files.iter().map(|f| lint_file(f)).collect())
+}
+
+/// Lint one file from disk.
+pub fn lint_file(path: &std::path::Path) -> FileReport {
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Err(e) => FileReport::error(&name, format!("cannot read it: {e}")),
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => lint_sql(&name, &text),
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let prefix = std::str::from_utf8(&e.as_bytes()[..valid]).unwrap_or_default();
+                let (l, c) = line_col(prefix, prefix.len());
+                FileReport::error(
+                    &name,
+                    format!("not valid UTF-8 at line {l}, column {c} (byte {valid}): it is not checked; save the migration as UTF-8"),
+                )
+            }
+        },
+    }
 }
 
 /// Human output: one block per finding.
 pub fn render_text(reports: &[FileReport]) -> String {
     let mut s = String::new();
     for r in reports {
+        if let Some(m) = &r.error {
+            s.push_str(&format!("{}: error: {m}\n", r.file));
+        }
         for (l, c, m) in &r.syntax_errors {
             s.push_str(&format!("{}:{l}:{c}: error: syntax error: {m}\n", r.file));
         }
@@ -359,6 +874,13 @@ pub fn render_github(reports: &[FileReport]) -> String {
     };
     let mut s = String::new();
     for r in reports {
+        if let Some(m) = &r.error {
+            s.push_str(&format!(
+                "::error file={},title=not checked::{}\n",
+                r.file,
+                esc(m)
+            ));
+        }
         for (l, c, m) in &r.syntax_errors {
             s.push_str(&format!(
                 "::error file={},line={l},col={c},title=syntax error::{}\n",

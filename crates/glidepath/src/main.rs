@@ -938,7 +938,8 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
                     println!("{}", serde_json::to_string_pretty(&reports).expect("json"))
                 }
             }
-            Ok(if reports.iter().any(|r| !r.syntax_errors.is_empty()) {
+            // a file that cannot be read or parsed is invalid input; the others are still reported
+            Ok(if reports.iter().any(|r| r.invalid()) {
                 exit::INVALID
             } else if reports.iter().any(|r| r.failed()) {
                 exit::GATE

@@ -43,7 +43,42 @@ fn corpus() -> Vec<Case> {
         ("missing lock_timeout", "m.sql", "ALTER TABLE users ADD COLUMN note text;\n".into(), vec!["require-lock-timeout"], vec![]),
         ("concurrent index inside a transaction", "m.sql", c("BEGIN;\nCREATE INDEX CONCURRENTLY idx_a ON users (a);\nCOMMIT;"), vec!["ban-concurrent-index-creation-in-transaction"], vec![]),
         ("serial primary key", "m.sql", c("ALTER TABLE events ADD COLUMN id serial PRIMARY KEY;"), vec!["adding-serial-primary-key-field"], vec![]),
+        // strong locks, table rewrites and data loss that squawk passes as clean
+        ("lock table access exclusive", "m.sql", c("BEGIN;\nLOCK TABLE users IN ACCESS EXCLUSIVE MODE;\nCOMMIT;"), vec!["ban-strong-table-lock"], vec![]),
+        ("lock table, default mode", "m.sql", c("BEGIN;\nLOCK users;\nCOMMIT;"), vec!["ban-strong-table-lock"], vec![]),
+        ("lock table share row exclusive", "m.sql", c("BEGIN;\nLOCK TABLE users IN SHARE ROW EXCLUSIVE MODE;\nCOMMIT;"), vec!["ban-strong-table-lock"], vec![]),
+        ("lock table exclusive", "m.sql", c("BEGIN;\nLOCK TABLE users IN EXCLUSIVE MODE;\nCOMMIT;"), vec!["ban-strong-table-lock"], vec![]),
+        ("lock table share", "m.sql", c("BEGIN;\nLOCK TABLE users IN SHARE MODE;\nCOMMIT;"), vec!["ban-strong-table-lock"], vec![]),
+        ("vacuum full", "m.sql", c("VACUUM FULL users;"), vec!["ban-vacuum-full"], vec![]),
+        ("vacuum (full)", "m.sql", c("VACUUM (FULL, ANALYZE) users;"), vec!["ban-vacuum-full"], vec![]),
+        ("cluster", "m.sql", c("CLUSTER users USING users_pkey;"), vec!["ban-cluster"], vec![]),
+        ("plain truncate", "m.sql", c("TRUNCATE sessions;"), vec!["ban-truncate"], vec![]),
+        ("truncate table restrict", "m.sql", c("TRUNCATE TABLE sessions RESTRICT;"), vec!["ban-truncate"], vec![]),
+        ("refresh materialized view", "m.sql", c("REFRESH MATERIALIZED VIEW daily_totals;"), vec!["require-concurrent-refresh"], vec![]),
+        // DDL inside DO blocks is checked like the migration's own; what cannot be checked is a finding
+        ("DDL inside a DO block", "m.sql", c("DO $$\nBEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attname = 'x') THEN\n    ALTER TABLE users DROP COLUMN nickname;\n  END IF;\nEND\n$$;"), vec!["ban-drop-column"], vec![]),
+        ("EXECUTE of a literal in a DO block", "m.sql", c("DO $$\nBEGIN\n  EXECUTE 'LOCK TABLE users IN ACCESS EXCLUSIVE MODE';\n  EXECUTE 'CREATE INDEX idx_a ON users (a)';\nEND\n$$;"), vec!["ban-strong-table-lock", "require-concurrent-index-creation"], vec![]),
+        ("EXECUTE of a computed string in a DO block", "m.sql", c("DO $$\nDECLARE t text := 'users';\nBEGIN\n  EXECUTE format('ALTER TABLE %I DROP COLUMN nickname', t);\nEND\n$$;"), vec!["unverifiable-dynamic-sql"], vec![]),
+        ("DO block in another language", "m.sql", c("DO LANGUAGE plpython3u $$ plpy.execute('DROP TABLE users') $$;"), vec!["unverifiable-dynamic-sql"], vec![]),
+        ("DO block with DDL and no lock_timeout", "m.sql", "DO $$ BEGIN ALTER TABLE users ADD COLUMN note text; END $$;\n".into(), vec!["require-lock-timeout"], vec![]),
+        // a lock_timeout of 0 disables the timeout
+        ("lock_timeout = 0", "m.sql", "SET lock_timeout = 0;\nALTER TABLE users ADD COLUMN note text;\n".into(), vec!["require-lock-timeout"], vec![]),
+        ("lock_timeout = '0'", "m.sql", "SET lock_timeout = '0';\nALTER TABLE users ADD COLUMN note text;\n".into(), vec!["require-lock-timeout"], vec![]),
+        ("lock_timeout TO '0ms'", "m.sql", "SET lock_timeout TO '0ms';\nALTER TABLE users ADD COLUMN note text;\n".into(), vec!["require-lock-timeout"], vec![]),
+        ("lock_timeout = '0s'", "m.sql", "SET LOCAL lock_timeout = '0s';\nALTER TABLE users ADD COLUMN note text;\n".into(), vec!["require-lock-timeout"], vec![]),
+        ("lock_timeout back to 0 before the second DDL", "m.sql", c("ALTER TABLE users ADD COLUMN note text;\nSET lock_timeout = 0;\nALTER TABLE users ADD COLUMN memo text;"), vec!["require-lock-timeout"], vec![]),
+        ("lock_timeout reset to the server default", "m.sql", c("RESET lock_timeout;\nALTER TABLE users ADD COLUMN note text;"), vec!["require-lock-timeout"], vec![]),
         // the safe alternatives lint clean
+        ("lock table in a mode that lets traffic through", "m.sql", c("BEGIN;\nLOCK TABLE users IN ROW EXCLUSIVE MODE;\nCOMMIT;"), vec![], vec![]),
+        ("plain vacuum", "m.sql", c("VACUUM (ANALYZE) users;"), vec![], vec![]),
+        ("vacuum (full false)", "m.sql", c("VACUUM (FULL false) users;"), vec![], vec![]),
+        ("delete in batches instead of truncate", "m.sql", c("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions LIMIT 1000);"), vec![], vec![]),
+        ("refresh concurrently", "m.sql", c("REFRESH MATERIALIZED VIEW CONCURRENTLY daily_totals;"), vec![], vec![]),
+        ("DO block with safe DDL and a lock_timeout", "m.sql", c("DO $$\nBEGIN\n  ALTER TABLE users ADD COLUMN note text;\n  EXECUTE 'ALTER TABLE users ADD COLUMN memo text';\nEND\n$$;"), vec![], vec![]),
+        ("DO block with DML only needs no lock_timeout", "m.sql", "DO $$ BEGIN UPDATE users SET status = 'active' WHERE status IS NULL; END $$;\n".into(), vec![], vec![]),
+        ("a non-zero lock_timeout", "m.sql", "SET lock_timeout = '50ms';\nALTER TABLE users ADD COLUMN note text;\n".into(), vec![], vec![]),
+        ("a numeric lock_timeout in milliseconds", "m.sql", "SET lock_timeout = 2000;\nALTER TABLE users ADD COLUMN note text;\n".into(), vec![], vec![]),
+        ("suppressed dynamic SQL, with a reason", "m.sql", c("-- glidepath-ignore unverifiable-dynamic-sql: reviewed, adds a nullable column per tenant table\nDO $$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN note text', 't1'); END $$;"), vec![], vec!["unverifiable-dynamic-sql"]),
         ("index concurrently", "m.sql", c("CREATE INDEX CONCURRENTLY idx_users_email ON users (email);"), vec![], vec![]),
         ("drop index concurrently", "m.sql", c("DROP INDEX CONCURRENTLY idx_users_email;"), vec![], vec![]),
         ("nullable column", "m.sql", c("ALTER TABLE users ADD COLUMN tenant_id bigint;"), vec![], vec![]),
@@ -119,6 +154,155 @@ fn suppression_without_reason_and_syntax_errors_are_reported_with_lines() {
     let r = lint_sql("m.sql", "SELECT 1;\n\nCREATE TABLE t (id int\n");
     assert_eq!(r.syntax_errors.len(), 1);
     assert_eq!(r.syntax_errors[0].0, 3, "{:?}", r.syntax_errors);
+}
+
+/// Pathological nesting is refused before the (recursive) parser sees it:
+/// a syntax error naming the place, never a stack overflow. This runs on
+/// the test's own thread, whose stack is small (2 MiB).
+#[test]
+fn deep_nesting_is_a_syntax_error_not_a_stack_overflow() {
+    let n = 16_000;
+    let cases = [
+        (
+            "parentheses",
+            format!("SELECT {}1{};\n", "(".repeat(n), ")".repeat(n)),
+        ),
+        (
+            "brackets",
+            format!("SELECT ARRAY{}1{};\n", "[".repeat(n), "]".repeat(n)),
+        ),
+        ("NOT chain", format!("SELECT {}true;\n", "NOT ".repeat(n))),
+        ("minus chain", format!("SELECT {}1;\n", "- ".repeat(n))),
+        (
+            "CASE chain",
+            format!(
+                "SELECT {}1{};\n",
+                "CASE WHEN true THEN ".repeat(n),
+                " END".repeat(n)
+            ),
+        ),
+        (
+            "DO blocks",
+            format!(
+                "{LT}DO $$ {}NULL;{} $$;\n",
+                "BEGIN ".repeat(n),
+                " END;".repeat(n)
+            ),
+        ),
+        (
+            "DO with IFs",
+            format!(
+                "{LT}DO $$ BEGIN {}NULL;{} END $$;\n",
+                "IF true THEN ".repeat(n),
+                " END IF;".repeat(n)
+            ),
+        ),
+        (
+            "EXECUTE of nested parentheses",
+            format!(
+                "{LT}DO $$ BEGIN EXECUTE 'SELECT {}1{}'; END $$;\n",
+                "(".repeat(n),
+                ")".repeat(n)
+            ),
+        ),
+    ];
+    for (name, sql) in &cases {
+        let r = lint_sql("deep.sql", sql);
+        assert!(
+            r.invalid()
+                && r.syntax_errors.len() == 1
+                && r.syntax_errors[0]
+                    .2
+                    .contains("nests deeper than 1000 levels"),
+            "{name}: {:?}",
+            r.syntax_errors
+        );
+    }
+    // a deep but reasonable expression still lints
+    let r = lint_sql(
+        "ok.sql",
+        &format!("{LT}SELECT {}1{};\n", "(".repeat(200), ")".repeat(200)),
+    );
+    assert!(!r.failed(), "{r:?}");
+}
+
+/// A directory with a 32 KB file of nested parentheses and a file that is
+/// not UTF-8: each is reported by name with a clear error, the others are
+/// still linted and reported, and the exit code is 2 (invalid input).
+#[test]
+fn lint_reports_each_bad_file_and_lints_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).unwrap();
+    w(
+        "001_ok.sql",
+        format!("{LT}CREATE INDEX CONCURRENTLY i ON t (a);\n").as_bytes(),
+    );
+    let deep = format!("SELECT {}1{};\n", "(".repeat(16_000), ")".repeat(16_000));
+    assert!(deep.len() >= 32_000);
+    w("002_deep.sql", deep.as_bytes());
+    w("003_latin1.sql", b"-- caf\xe9\nSELECT 1;\n");
+    w(
+        "004_drop.sql",
+        format!("{LT}ALTER TABLE users DROP COLUMN nickname;\n").as_bytes(),
+    );
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::harness::BIN)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let d = dir.path().to_str().unwrap();
+    let out = run(&["lint", d]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("002_deep.sql:1:") && text.contains("nests deeper than 1000 levels"),
+        "{text}"
+    );
+    assert!(
+        text.contains("003_latin1.sql: error: not valid UTF-8 at line 1, column 7 (byte 6)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("004_drop.sql:2:19: error: backward-incompatible [ban-drop-column]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 file(s) checked: 1 failing finding(s), 3 file(s) failing"),
+        "{text}"
+    );
+
+    let out = run(&["lint", d, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 4);
+    assert!(v[0]["error"].is_null() && v[0]["findings"].as_array().unwrap().is_empty());
+    assert!(
+        v[2]["error"].as_str().unwrap().contains("not valid UTF-8"),
+        "{v}"
+    );
+    assert_eq!(v[3]["findings"][0]["rule"], "ban-drop-column");
+
+    let out = run(&["lint", d, "--reporter", "github"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("003_latin1.sql,title=not checked::not valid UTF-8"),
+        "{text}"
+    );
+
+    // a single bad file named on the command line: the same, not an I/O error without a name
+    let out = run(&[
+        "lint",
+        &format!("{d}/003_latin1.sql"),
+        &format!("{d}/001_ok.sql"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("003_latin1.sql: error: not valid UTF-8"));
 }
 
 #[test]
@@ -346,4 +530,60 @@ fn config_deprecation_matrix() {
     // nothing deprecated yet in 1.0.7
     let r = check_config(&m, "1.0.7", &[("app.env".into(), env)]);
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
+}
+
+/// The migrations gate: a file that is not UTF-8, or nests too deep, fails
+/// the gate naming that file (the other files are still checked), and the
+/// gate on a deep file runs on a runtime worker thread without overflowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_gate_names_each_bad_file() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/local");
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("001_ok.sql"),
+        format!("{LT}ALTER TABLE users ADD COLUMN note text;\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("002_latin1.sql"),
+        b"-- caf\xe9\nSELECT 1;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("003_deep.sql"),
+        format!("SELECT {}1{};\n", "(".repeat(16_000), ")".repeat(16_000)),
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("004_drop.sql"),
+        format!("{LT}ALTER TABLE users DROP COLUMN nickname;\n"),
+    )
+    .unwrap();
+    let path = examples.join("plan.toml");
+    let text = std::fs::read_to_string(&path).unwrap()
+        + &format!("\n[gates.migrations]\ndir = \"{}\"\n", migrations.display());
+    let (plan, report) = glidepath::plan::parse(&path, &text, &examples).unwrap();
+    assert!(!report.has_errors(), "{}", report.render(false));
+    let results = glidepath::gates::evaluate(&plan, jiff::Timestamp::now(), None).await;
+    let gate = results.iter().find(|r| r.gate == "migrations").unwrap();
+    assert_eq!(gate.verdict, glidepath::gates::Verdict::Fail);
+    assert!(
+        gate.reason
+            .contains("002_latin1.sql: not valid UTF-8 at line 1, column 7"),
+        "{}",
+        gate.reason
+    );
+    assert!(
+        gate.reason
+            .contains("003_deep.sql:1: syntax error: the file nests deeper than 1000 levels"),
+        "{}",
+        gate.reason
+    );
+    assert!(
+        gate.reason.contains("004_drop.sql:2 ban-drop-column"),
+        "{}",
+        gate.reason
+    );
 }
