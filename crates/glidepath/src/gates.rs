@@ -85,7 +85,7 @@ pub struct GatesCfg {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConfigGate {
     pub matrix: PathBuf,
-    /// Config file templates (`{node}`, `{address}`, `{install_dir}`).
+    /// Config file templates (`{node}`, `{address}`, `{host}`, `{install_dir}`, `{plan_dir}`).
     pub files: Vec<String>,
     /// Env names checked against the matrix and recorded in the snapshot.
     pub env: Vec<String>,
@@ -254,14 +254,7 @@ pub fn config_files(plan: &crate::plan::Plan) -> Vec<(String, PathBuf)> {
         if f.contains('{') {
             for n in &plan.nodes {
                 let dir = plan.install_dir(n).display().to_string();
-                let p = crate::plan::render(
-                    f,
-                    &[
-                        ("node", &n.name),
-                        ("address", &n.address),
-                        ("install_dir", &dir),
-                    ],
-                );
+                let p = plan.vars(n).with("install_dir", dir).fill(f);
                 out.push((format!("{} ({})", p, n.name), plan.dir.join(p)));
             }
         } else {
@@ -700,12 +693,19 @@ pub(crate) fn read(r: &mut Reader, t: &Table<'_>, at: Span, dir: &Path) -> Gates
             "matrix",
             "\"dist/api-1.0.10/deprecations.toml\"",
         );
-        let files: Vec<String> = r
+        let mut files: Vec<String> = Vec::new();
+        for (f, span) in r
             .str_list(ct, "files", "[\"/etc/api/config.toml\"]")
             .unwrap_or_default()
-            .into_iter()
-            .map(|x| x.0)
-            .collect();
+        {
+            r.template(
+                &f,
+                span,
+                "files",
+                &["node", "address", "host", "install_dir", "plan_dir"],
+            );
+            files.push(f);
+        }
         let env: Vec<String> = r
             .str_list(ct, "env", "[\"API_MODE\"]")
             .unwrap_or_default()

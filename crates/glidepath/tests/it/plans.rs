@@ -461,3 +461,25 @@ fn host_fills_install_dir_like_every_other_template() {
         "{{host}} is the address without its port"
     );
 }
+
+/// The `[gates.config] files` templates use the same placeholder set as
+/// every other template (`{host}` included), and an unknown one is named.
+#[test]
+fn config_file_templates_share_the_placeholder_set() {
+    let (dir, good) = setup();
+    let src = format!(
+        "{good}\n[gates.config]\nmatrix = \"m.toml\"\nfiles = [\"conf/{{host}}/{{node}}.env\"]\n"
+    );
+    std::fs::write(dir.path().join("m.toml"), "").unwrap();
+    let (plan, _) = parse(Path::new("plan.toml"), &src, dir.path()).unwrap();
+    let files = glidepath::gates::config_files(&plan);
+    assert!(
+        files
+            .iter()
+            .any(|(_, p)| p.ends_with("conf/127.0.0.1/api-2.env")),
+        "{files:?}"
+    );
+    let bad = src.replace("{host}", "{hots}");
+    let out = diagnose(dir.path(), &bad);
+    assert!(out.contains("unknown placeholder `{hots}`"), "{out}");
+}
