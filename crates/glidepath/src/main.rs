@@ -510,9 +510,8 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
                         "does not match the artifact",
                     )
                     .hint(format!(
-                        "if {} is the reviewed release, put its sha256 here (a directory: `cd DIR && {}`)",
+                        "if {} is the reviewed release, put its sha256 here (for a directory, the README's \"Artifacts\" section has a shell recipe that reproduces it)",
                         p.release.artifact.display(),
-                        plan::DIR_SHA256_PIPELINE
                     ))],
                 };
                 return Err(invalid(
