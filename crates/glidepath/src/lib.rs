@@ -1,4 +1,5 @@
 //! glidepath: executable, provable upgrade runbooks.
+pub mod control;
 pub mod demo;
 pub mod diag;
 pub mod drivers;
@@ -6,6 +7,8 @@ pub mod executor;
 pub mod gates;
 pub mod journal;
 pub mod lint;
+pub mod output;
 pub mod plan;
 pub mod report;
 pub mod system;
+pub mod upgrade;

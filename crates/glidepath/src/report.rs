@@ -3,6 +3,7 @@
 //! `status`, `history` and the end of `run`/`demo`.
 
 use crate::journal::{fmt_time, RunRecord};
+use crate::output::Holder;
 use crate::plan::Plan;
 use glidepath_core::{Cause, CauseKind, Event, NodeStatus, Phase, RolloutSpec, RunState, StepKind};
 use serde::Serialize;
@@ -388,10 +389,15 @@ pub struct RunSummary {
     pub status: String,
     pub reason: String,
     pub cause: Option<Cause>,
-    pub started: String,
+    #[serde(with = "crate::output::rfc3339")]
+    pub started_at: u64,
+    /// The last journaled event (or the record's last change).
+    #[serde(with = "crate::output::rfc3339")]
+    pub updated_at: u64,
     pub duration_ms: u64,
     pub waiting: Option<String>,
-    pub holder: Option<String>,
+    /// The process holding the run's fleet lease, if any.
+    pub holder: Option<Holder>,
     pub nodes: Vec<NodeSummary>,
     pub decisions: Vec<String>,
 }
@@ -401,7 +407,7 @@ pub fn summarize(
     rec: &RunRecord,
     spec: &RolloutSpec,
     events: &[Event],
-    holder: Option<String>,
+    holder: Option<Holder>,
     now: u64,
 ) -> RunSummary {
     let state = RunState::replay(spec, events);
@@ -475,7 +481,8 @@ pub fn summarize(
         status: rec.status.clone(),
         reason: rec.reason.clone(),
         cause: state.cause.clone(),
-        started: fmt_time(rec.created_at),
+        started_at: rec.created_at,
+        updated_at: last,
         duration_ms: last.saturating_sub(first),
         waiting,
         holder,
@@ -491,7 +498,7 @@ impl RunSummary {
             self.run_id,
             self.fleet,
             self.version,
-            self.started,
+            fmt_time(self.started_at),
             self.duration_ms as f64 / 1000.0,
             self.status,
             if self.reason.is_empty() {
@@ -500,8 +507,18 @@ impl RunSummary {
                 format!(" — {}", self.reason)
             }
         );
-        if let Some(h) = &self.holder {
-            s.push_str(&format!("holder: {h}\n"));
+        match &self.holder {
+            Some(h) if h.alive => s.push_str(&format!(
+                "holder: pid {} on {} (since {})\n",
+                h.pid,
+                h.host,
+                fmt_time(h.since)
+            )),
+            Some(h) => s.push_str(&format!(
+                "holder: pid {} on {} is gone — `glidepath resume {}` finishes the run\n",
+                h.pid, h.host, self.run_id
+            )),
+            None => {}
         }
         if let Some(w) = &self.waiting {
             s.push_str(&format!("waiting: {w}\n"));

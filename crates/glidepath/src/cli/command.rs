@@ -1,0 +1,83 @@
+//! `promote`, `abort`, `rollback`: the operator command protocol
+//! (`glidepath::control::send`), and what it prints.
+
+use super::{outcome_code, print_json, stop_signals, Ctx};
+use crate::{exit, Failure};
+use glidepath::control::{self, OperatorCommand, Sent};
+use glidepath::journal::Journal;
+use glidepath::output::{Command, CommandResult};
+
+pub async fn run(
+    ctx: &Ctx,
+    run: &str,
+    command: OperatorCommand,
+    reason: &str,
+) -> Result<u8, Failure> {
+    let (jpath, j) = ctx.open_existing()?;
+    let json = ctx.json();
+    let sent = control::send(
+        j,
+        run,
+        command,
+        reason,
+        &|s: &str| ctx.say(s),
+        ctx.reporter(),
+        &stop_signals,
+    )
+    .await?;
+    let doc = |acknowledged, result| Command {
+        run_id: run,
+        command: command.as_str(),
+        acknowledged,
+        result,
+        status: None,
+        holder: None,
+        summary: None,
+    };
+    match sent {
+        Sent::AlreadyFinished { status } => {
+            if json {
+                print_json(Command {
+                    status: Some(&status),
+                    ..doc(false, CommandResult::AlreadyFinished)
+                });
+            } else {
+                println!("run {run} already finished ({status}); nothing to {command}");
+            }
+            Ok(exit::OK)
+        }
+        Sent::Applied { holder } => {
+            if json {
+                print_json(Command {
+                    holder: Some(&holder),
+                    ..doc(true, CommandResult::Applied)
+                });
+            } else {
+                println!("acknowledged: the run journaled the {command}; `glidepath status {run}` follows it");
+            }
+            Ok(exit::OK)
+        }
+        Sent::Queued => {
+            if json {
+                print_json(doc(false, CommandResult::Queued));
+            } else {
+                println!("{command} recorded for run {run}, but no process is running it: `glidepath resume {run}` continues it");
+            }
+            Ok(exit::OK)
+        }
+        Sent::CarriedOut(r) => {
+            let j = Journal::open(&jpath)?;
+            let s = control::summary(&j, &j.run(&r.run_id)?, false)?;
+            if json {
+                print_json(Command {
+                    status: Some(&s.status),
+                    summary: Some(&s),
+                    ..doc(true, CommandResult::CarriedOut)
+                });
+            } else {
+                print!("\n{}", s.render());
+            }
+            Ok(outcome_code(&r))
+        }
+    }
+}

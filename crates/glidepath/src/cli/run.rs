@@ -1,0 +1,60 @@
+//! `run` (preflight, then the rollout) and `resume` (finish a run whose
+//! process died).
+
+use super::{load_plan, print_json, print_result, stop_signals, Ctx};
+use crate::{exit, Failure};
+use glidepath::drivers::Drivers;
+use glidepath::executor::Executor;
+use glidepath::journal::Journal;
+use std::path::Path;
+
+pub async fn run(
+    ctx: &Ctx,
+    path: &Path,
+    force: Vec<String>,
+    reason: Option<String>,
+) -> Result<u8, Failure> {
+    let forces = match (force.is_empty(), reason) {
+        (true, _) => Vec::new(),
+        (false, Some(why)) if !why.trim().is_empty() => {
+            force.into_iter().map(|g| (g, why.clone())).collect()
+        }
+        (false, _) => {
+            return Err(Failure::new(
+                exit::INVALID,
+                "--force needs --reason \"why this gate may be ignored\" (it is journaled with who and when)",
+            ))
+        }
+    };
+    let stop = stop_signals();
+    let p = load_plan(path, ctx)?;
+    let jpath = ctx.journal.clone().unwrap_or_else(|| p.journal_path());
+    let journal = Journal::open(&jpath)?;
+    let drivers = Drivers::for_plan(&p);
+    let opts = glidepath::executor::StartOptions {
+        forces,
+        stop: Some(stop),
+    };
+    let r = Executor::start_with(p, journal, drivers, ctx.reporter(), opts).await?;
+    print_result(&jpath, &r, ctx)
+}
+
+pub async fn resume(ctx: &Ctx, run: &str) -> Result<u8, Failure> {
+    let (jpath, journal) = ctx.open_existing()?;
+    let rec = journal.run(run)?;
+    if glidepath::control::is_final(&rec.status) && journal.pending_commands(run)?.is_empty() {
+        if ctx.json() {
+            print_json(glidepath::control::summary(&journal, &rec, true)?);
+        } else {
+            println!(
+                "run {run} already finished: {} — {}",
+                rec.status, rec.reason
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let stop = stop_signals();
+    let r =
+        Executor::resume_with(journal, run, Drivers::for_plan, ctx.reporter(), Some(stop)).await?;
+    print_result(&jpath, &r, ctx)
+}

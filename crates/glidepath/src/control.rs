@@ -1,0 +1,221 @@
+//! What operators do to runs from another process: read a run's summary
+//! (`status`, the end of `run`), and the command protocol of `promote`,
+//! `abort` and `rollback`: queue the command in the journal for the live
+//! process and wait for its acknowledgement, or take the run over and carry
+//! the command out when no live process holds it.
+
+use crate::drivers::Drivers;
+use crate::executor::{ExecError, Executor, RunResult, StopSignals};
+use crate::journal::{now_ms, Journal, JournalError, RunRecord};
+use crate::output::Holder;
+use crate::plan::{self, Plan};
+use crate::report::{summarize, Reporter, RunSummary};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long `promote`/`abort`/`rollback` wait for the live process to act.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An operator command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorCommand {
+    Promote,
+    Abort,
+    Rollback,
+}
+
+impl OperatorCommand {
+    /// The name journaled in the command queue (and printed).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorCommand::Promote => "promote",
+            OperatorCommand::Abort => "abort",
+            OperatorCommand::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::fmt::Display for OperatorCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What became of a command.
+#[derive(Debug)]
+pub enum Sent {
+    /// The run had already finished: nothing to do (abort only; a rollback
+    /// of a finished run takes it over, a promote is refused).
+    AlreadyFinished { status: String },
+    /// The live process journaled it.
+    Applied { holder: Holder },
+    /// A promote with no live process: queued for `resume`.
+    Queued,
+    /// No live process held the run: this one took it over and carried the
+    /// command out.
+    CarriedOut(Box<RunResult>),
+}
+
+/// Why a command was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("run {run} was refused at preflight; nothing to {command}")]
+    RefusedAtPreflight {
+        run: String,
+        command: OperatorCommand,
+    },
+    #[error("run {run} already finished ({status}): no pause waits for a promote")]
+    PromoteFinished { run: String, status: String },
+    #[error("run {run} is rolling back; abort would leave nodes half-restored, so the rollback continues (`glidepath status {run}`)")]
+    RollingBack { run: String },
+    #[error("run {run} is not waiting at a pause point{waits}: promote acts only on a pause that waits now, so nothing was sent\nhint: `glidepath status {run}` shows what the run does; pause points are [strategy] pauses")]
+    NotPaused { run: String, waits: String },
+    #[error("run {run} refused the {command}: {why}")]
+    RefusedByRun {
+        run: String,
+        command: OperatorCommand,
+        why: String,
+    },
+    #[error("run {run} did not pick up the {command} within {}s; it stays queued", ACK_TIMEOUT.as_secs())]
+    NotPickedUp {
+        run: String,
+        command: OperatorCommand,
+    },
+}
+
+/// A run that ended as one of these statuses does not move any more.
+pub fn is_final(status: &str) -> bool {
+    matches!(
+        status,
+        "succeeded" | "rolled_back" | "aborted" | "rollback_failed" | "refused"
+    )
+}
+
+/// The plan a run was started with, as journaled.
+pub fn journaled_plan(rec: &RunRecord) -> Result<Plan, ExecError> {
+    let path = Path::new(&rec.plan_path);
+    plan::parse(
+        path,
+        &rec.plan_source,
+        path.parent().unwrap_or(Path::new(".")),
+    )
+    .map(|(p, _)| p)
+    .map_err(|e| ExecError::BadJournaledPlan {
+        run: rec.id.clone(),
+        message: match e {
+            plan::PlanError::Invalid(r) => r.short(),
+            other => other.to_string(),
+        },
+    })
+}
+
+/// A run's summary from the journal: per node, with reasons, what it waits
+/// for and (with `holder`) the process holding it.
+pub fn summary(j: &Journal, rec: &RunRecord, holder: bool) -> Result<RunSummary, ControlError> {
+    let plan = journaled_plan(rec)?;
+    let now = now_ms();
+    let holder = if holder {
+        j.lease_of_run(&rec.id)?.map(|l| Holder::of(&l, now))
+    } else {
+        None
+    };
+    Ok(summarize(
+        rec,
+        &plan.rollout_spec(),
+        &j.events(&rec.id)?,
+        holder,
+        now,
+    ))
+}
+
+/// The latest run of the journal, if any.
+pub fn latest(j: &Journal) -> Result<Option<RunRecord>, ControlError> {
+    Ok(j.runs(1)?.into_iter().next())
+}
+
+/// Send `command` to `run`: checked against the run's state, queued in the
+/// journal, and acknowledged by the live process (within [`ACK_TIMEOUT`]).
+/// With no live process, a promote stays queued, and an abort or a rollback
+/// is carried out here: the run is resumed with `reporter` narrating and
+/// `stop` (called only then) installing the signal handlers.
+pub async fn send(
+    j: Journal,
+    run: &str,
+    command: OperatorCommand,
+    reason: &str,
+    say: &(dyn Fn(&str) + Send + Sync),
+    reporter: Arc<dyn Reporter>,
+    stop: &(dyn Fn() -> StopSignals + Send + Sync),
+) -> Result<Sent, ControlError> {
+    use OperatorCommand::*;
+    let rec = j.run(run)?;
+    let run = run.to_string();
+    if rec.status == "refused" {
+        return Err(ControlError::RefusedAtPreflight { run, command });
+    }
+    if is_final(&rec.status) && command == Promote {
+        return Err(ControlError::PromoteFinished {
+            run,
+            status: rec.status,
+        });
+    }
+    if is_final(&rec.status) && command != Rollback {
+        return Ok(Sent::AlreadyFinished { status: rec.status });
+    }
+    if command != Rollback {
+        let plan = journaled_plan(&rec)?;
+        let spec = plan.rollout_spec();
+        let state = glidepath_core::RunState::replay(&spec, &j.events(&run)?);
+        if command == Abort && state.phase == glidepath_core::Phase::RollingBack {
+            return Err(ControlError::RollingBack { run });
+        }
+        if command == Promote && glidepath_core::awaiting_promotion(&spec, &state).is_none() {
+            let waits = glidepath_core::decide(&spec, &state, now_ms())
+                .waiting
+                .map(|w| format!(" (it waits for: {w})"))
+                .unwrap_or_default();
+            return Err(ControlError::NotPaused { run, waits });
+        }
+    }
+    let id = j.push_command(&run, command.as_str(), reason)?;
+    let lease = j.lease_of_run(&run)?;
+    if let Some(l) = lease.filter(|l| !l.holder_dead(now_ms())) {
+        say(&format!(
+            "{command} sent to run {run} (pid {} on {}); waiting for it to act…",
+            l.pid, l.host
+        ));
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        while Instant::now() < deadline {
+            match j.command_outcome(id)?.as_deref() {
+                None => {}
+                Some("applied") => {
+                    return Ok(Sent::Applied {
+                        holder: Holder::of(&l, now_ms()),
+                    })
+                }
+                Some(why) => {
+                    return Err(ControlError::RefusedByRun {
+                        run,
+                        command,
+                        why: why.to_string(),
+                    })
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        return Err(ControlError::NotPickedUp { run, command });
+    }
+    if command == Promote {
+        return Ok(Sent::Queued);
+    }
+    say(&format!(
+        "no live process holds run {run}: carrying out the {command} here"
+    ));
+    let r = Executor::resume_with(j, &run, Drivers::for_plan, reporter, Some(stop())).await?;
+    Ok(Sent::CarriedOut(Box::new(r)))
+}

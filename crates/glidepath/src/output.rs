@@ -1,0 +1,211 @@
+//! The JSON output contract: what every command prints with `--output json`.
+//!
+//! One document per command on stdout, always an object, always with
+//! `schema_version` first. The same things have the same names everywhere:
+//! a run is `run_id`, a time is an RFC 3339 string (`started_at`,
+//! `updated_at`, `since`), and the process holding a run is a [`Holder`]
+//! object. Errors are `{schema_version, error, exit_code}`, with the
+//! command's own fields when it has more to say (`problems`, `reachable`).
+//! The text renderers read the same structs.
+//!
+//! The bodies, per command: `validate` [`Valid`] or [`Invalid`];
+//! `preflight` [`Preflight`]; `run`, `resume` and `status`
+//! [`crate::report::RunSummary`]; `history` [`History`]; `promote`,
+//! `abort`, `rollback` [`Command`]; `inventory`
+//! [`crate::upgrade::Inventory`]; `plan` [`crate::upgrade::UpgradePlan`] or
+//! [`PlanUnreachable`]; `lint` [`Lint`]; `demo` [`crate::demo::DemoReport`];
+//! any error [`Error`].
+
+use crate::gates::GateResult;
+use crate::journal::{Lease, RunRecord};
+use crate::lint::FileReport;
+use serde::Serialize;
+
+/// Bumped when a key is renamed or removed, or changes meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A document: `schema_version`, then the body's own keys.
+#[derive(Debug, Serialize)]
+pub struct Document<T: Serialize> {
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+/// The one JSON document a command prints (pretty, one per process).
+pub fn document<T: Serialize>(body: T) -> String {
+    serde_json::to_string_pretty(&Document {
+        schema_version: SCHEMA_VERSION,
+        body,
+    })
+    .expect("output types serialize")
+}
+
+/// Milliseconds since the epoch, written as RFC 3339 (UTC, milliseconds).
+pub mod rfc3339 {
+    use serde::Serializer;
+
+    pub fn format(ms: u64) -> String {
+        humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string()
+    }
+
+    pub fn serialize<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*ms))
+    }
+
+    pub mod option {
+        use serde::Serializer;
+
+        pub fn serialize<S: Serializer>(ms: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+            match ms {
+                Some(ms) => s.serialize_str(&super::format(*ms)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+/// The process holding a run's fleet lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub host: String,
+    /// When it took the lease.
+    #[serde(with = "rfc3339")]
+    pub since: u64,
+    /// False when the process is gone (or stopped heartbeating): `resume`
+    /// finishes its run.
+    pub alive: bool,
+}
+
+impl Holder {
+    pub fn of(lease: &Lease, now: u64) -> Holder {
+        Holder {
+            pid: lease.pid,
+            host: lease.host.clone(),
+            since: lease.since,
+            alive: !lease.holder_dead(now),
+        }
+    }
+}
+
+/// An error: the message and the process exit code.
+#[derive(Debug, Serialize)]
+pub struct Error<'a> {
+    pub error: &'a str,
+    pub exit_code: u8,
+}
+
+/// A run as `history` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEntry {
+    pub run_id: String,
+    pub fleet: String,
+    pub version: String,
+    pub status: String,
+    pub reason: String,
+    pub plan_path: String,
+    pub plan_hash: String,
+    #[serde(with = "rfc3339")]
+    pub started_at: u64,
+    #[serde(with = "rfc3339")]
+    pub updated_at: u64,
+}
+
+impl From<&RunRecord> for RunEntry {
+    fn from(r: &RunRecord) -> Self {
+        RunEntry {
+            run_id: r.id.clone(),
+            fleet: r.fleet.clone(),
+            version: r.version.clone(),
+            status: r.status.clone(),
+            reason: r.reason.clone(),
+            plan_path: r.plan_path.clone(),
+            plan_hash: r.plan_hash.clone(),
+            started_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// `history`.
+#[derive(Debug, Serialize)]
+pub struct History {
+    pub runs: Vec<RunEntry>,
+}
+
+/// `preflight`.
+#[derive(Debug, Serialize)]
+pub struct Preflight<'a> {
+    /// True when no gate fails.
+    pub passed: bool,
+    pub gates: &'a [GateResult],
+}
+
+/// `validate` of a valid plan.
+#[derive(Debug, Serialize)]
+pub struct Valid<'a> {
+    pub valid: bool,
+    pub plan: &'a std::path::Path,
+    pub steps: &'a [String],
+}
+
+/// `validate` (or any command reading a plan or a system file) of an
+/// invalid file: every problem, and the error.
+#[derive(Debug, Serialize)]
+pub struct Invalid<'a> {
+    pub valid: bool,
+    pub problems: serde_json::Value,
+    pub error: &'a str,
+    pub exit_code: u8,
+}
+
+/// `lint`.
+#[derive(Debug, Serialize)]
+pub struct Lint<'a> {
+    pub files: &'a [FileReport],
+}
+
+/// `plan` of a target no safe order reaches: the plan (`reachable: false`,
+/// `reason`) and the error.
+#[derive(Debug, Serialize)]
+pub struct PlanUnreachable<'a> {
+    #[serde(flatten)]
+    pub plan: &'a crate::upgrade::UpgradePlan,
+    pub error: &'a str,
+    pub exit_code: u8,
+}
+
+/// What `promote`, `abort` and `rollback` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandResult {
+    /// The live process journaled it.
+    Applied,
+    /// Queued for whoever resumes the run (a promote with no live process).
+    Queued,
+    /// No live process held the run: this process took it over and carried
+    /// the command out (`summary` is the run at the end).
+    CarriedOut,
+    /// The run had already finished: nothing to do.
+    AlreadyFinished,
+}
+
+/// `promote`, `abort`, `rollback`.
+#[derive(Debug, Serialize)]
+pub struct Command<'a> {
+    pub run_id: &'a str,
+    pub command: &'a str,
+    /// The command was carried out (by the live process or by this one).
+    pub acknowledged: bool,
+    pub result: CommandResult,
+    /// The run's status when it had already finished.
+    pub status: Option<&'a str>,
+    /// The live process that acknowledged it.
+    pub holder: Option<&'a Holder>,
+    /// The run at the end, when this process carried the command out.
+    pub summary: Option<&'a crate::report::RunSummary>,
+}
