@@ -616,7 +616,7 @@ fn lint_vs_squawk() {
         .collect();
     let mut ours: BTreeMap<String, usize> = BTreeMap::new();
     let v: serde_json::Value = serde_json::from_slice(&gout.stdout).unwrap();
-    for f in v[0]["findings"].as_array().unwrap() {
+    for f in v["files"][0]["findings"].as_array().unwrap() {
         let rule = f["rule"].as_str().unwrap().to_string();
         if compat.contains(&rule) {
             *ours.entry(rule).or_default() += 1;

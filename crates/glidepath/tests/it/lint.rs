@@ -279,7 +279,9 @@ fn lint_reports_each_bad_file_and_lints_the_rest() {
 
     let out = run(&["lint", d, "--output", "json"]);
     assert_eq!(out.status.code(), Some(2));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    let v = &doc["files"];
     assert_eq!(v.as_array().unwrap().len(), 4);
     assert!(v[0]["error"].is_null() && v[0]["findings"].as_array().unwrap().is_empty());
     assert!(
@@ -342,7 +344,7 @@ fn lint_command_exit_codes_and_reporters() {
     );
     let out = run(&["lint", d, "--output", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[1]["findings"][0]["class"], "backward_incompatible");
+    assert_eq!(v["files"][1]["findings"][0]["class"], "backward_incompatible");
     std::fs::write(dir.path().join("003.sql"), "CREATE TABLE (\n").unwrap();
     assert_eq!(
         run(&["lint", d]).status.code(),

@@ -4,6 +4,7 @@
 
 mod gates;
 mod harness;
+mod json;
 mod limits;
 mod lint;
 mod plans;

@@ -496,7 +496,9 @@ async fn json_output_reports_refusals_too() {
     std::fs::write(&env.v2.artifact, "tampered").unwrap();
     let out = env.run(&["run", plan.to_str().unwrap(), "--output", "json"]);
     assert_eq!(code(&out), 3);
-    let v: serde_json::Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    // one document on stdout, nothing else
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["schema_version"], 1);
     assert_eq!(v["exit_code"], 3);
     assert!(v["error"].as_str().unwrap().contains("sha256"));
 }

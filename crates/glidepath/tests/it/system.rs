@@ -3,7 +3,7 @@
 
 use crate::harness::*;
 
-fn system_file(env: &Env) -> std::path::PathBuf {
+pub(crate) fn system_file(env: &Env) -> std::path::PathBuf {
     let servers: String = env
         .fleet
         .nodes
