@@ -100,11 +100,15 @@ async fn json_contract_of_run_status_promote_history_and_rollback() {
     let p = plan.to_str().unwrap();
     let child = env.spawn(&["run", p, "--output", "json"]);
     let j = env.journal();
-    wait_until("the run to pause after the canary", Duration::from_secs(60), || {
-        latest_events(&j)
-            .iter()
-            .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
-    })
+    wait_until(
+        "the run to pause after the canary",
+        Duration::from_secs(60),
+        || {
+            latest_events(&j)
+                .iter()
+                .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
+        },
+    )
     .await;
     let run = env.latest_run();
 
@@ -176,7 +180,10 @@ async fn json_contract_of_run_status_promote_history_and_rollback() {
     let (c, v) = run_json(&env, &["promote", &run]);
     assert_eq!(c, 2);
     assert_eq!(v["exit_code"], 2);
-    assert!(v["error"].as_str().unwrap().contains("already finished"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("already finished"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +235,11 @@ async fn json_contract_of_validate_preflight_lint_and_errors() {
     // an invalid plan: the problems, and the error with its exit code
     let bad = env.path().join("bad.toml");
     let text = std::fs::read_to_string(&plan).unwrap();
-    std::fs::write(&bad, text.replacen("[strategy]", "[strategy]\nbogus = 1", 1)).unwrap();
+    std::fs::write(
+        &bad,
+        text.replacen("[strategy]", "[strategy]\nbogus = 1", 1),
+    )
+    .unwrap();
     let (c, v) = run_json(&env, &["validate", bad.to_str().unwrap()]);
     assert_eq!(c, 2);
     assert_eq!(v["valid"], false);
@@ -253,7 +264,10 @@ async fn json_contract_of_validate_preflight_lint_and_errors() {
     .unwrap();
     let (c, v) = run_json(&env, &["lint", sql.to_str().unwrap()]);
     assert_eq!(c, 3);
-    assert_eq!(v["files"][0]["findings"][0]["rule"], "ban-drop-column", "{v}");
+    assert_eq!(
+        v["files"][0]["findings"][0]["rule"], "ban-drop-column",
+        "{v}"
+    );
     let out = env.run(&["lint", sql.to_str().unwrap(), "--reporter", "json"]);
     assert_eq!(doc(&out)["files"], v["files"]);
 
@@ -289,4 +303,32 @@ async fn json_contract_of_inventory_and_plan() {
     assert_eq!(v["reachable"], false);
     assert!(v["reason"].is_string());
     assert_eq!(v["exit_code"], 3);
+}
+
+#[test]
+fn json_contract_of_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("demo");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "demo",
+            "--nodes",
+            "2",
+            "--window",
+            "1s",
+            "--probe-interval",
+            "200ms",
+        ])
+        .args(["--dir", work.to_str().unwrap(), "--output", "json"])
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v = doc(&out);
+    assert_eq!(v["passed"], true, "{v}");
+    assert_eq!(
+        (&v["good"], &v["bad"]),
+        (&"succeeded".into(), &"rolled_back".into())
+    );
 }

@@ -344,7 +344,10 @@ fn lint_command_exit_codes_and_reporters() {
     );
     let out = run(&["lint", d, "--output", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["files"][1]["findings"][0]["class"], "backward_incompatible");
+    assert_eq!(
+        v["files"][1]["findings"][0]["class"],
+        "backward_incompatible"
+    );
     std::fs::write(dir.path().join("003.sql"), "CREATE TABLE (\n").unwrap();
     assert_eq!(
         run(&["lint", d]).status.code(),
