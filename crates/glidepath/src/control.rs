@@ -6,7 +6,7 @@
 
 use crate::drivers::Drivers;
 use crate::executor::{ExecError, Executor, RunResult, StopSignals};
-use crate::journal::{now_ms, Journal, JournalError, RunRecord};
+use crate::journal::{now_ms, JournalError, RunRecord, RunStatus, Store};
 use crate::output::Holder;
 use crate::plan::{self, Plan};
 use crate::report::{summarize, Reporter, RunSummary};
@@ -17,37 +17,15 @@ use std::time::{Duration, Instant};
 /// How long `promote`/`abort`/`rollback` wait for the live process to act.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An operator command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperatorCommand {
-    Promote,
-    Abort,
-    Rollback,
-}
-
-impl OperatorCommand {
-    /// The name journaled in the command queue (and printed).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperatorCommand::Promote => "promote",
-            OperatorCommand::Abort => "abort",
-            OperatorCommand::Rollback => "rollback",
-        }
-    }
-}
-
-impl std::fmt::Display for OperatorCommand {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// An operator command (the journal's command kinds).
+pub use crate::journal::CommandKind as OperatorCommand;
 
 /// What became of a command.
 #[derive(Debug)]
 pub enum Sent {
     /// The run had already finished: nothing to do (abort only; a rollback
     /// of a finished run takes it over, a promote is refused).
-    AlreadyFinished { status: String },
+    AlreadyFinished { status: RunStatus },
     /// The live process journaled it.
     Applied { holder: Holder },
     /// A promote with no live process: queued for `resume`.
@@ -70,7 +48,7 @@ pub enum ControlError {
         command: OperatorCommand,
     },
     #[error("run {run} already finished ({status}): no pause waits for a promote")]
-    PromoteFinished { run: String, status: String },
+    PromoteFinished { run: String, status: RunStatus },
     #[error("run {run} is rolling back; abort would leave nodes half-restored, so the rollback continues (`glidepath status {run}`)")]
     RollingBack { run: String },
     #[error("run {run} is not waiting at a pause point{waits}: promote acts only on a pause that waits now, so nothing was sent\nhint: `glidepath status {run}` shows what the run does; pause points are [strategy] pauses")]
@@ -86,14 +64,6 @@ pub enum ControlError {
         run: String,
         command: OperatorCommand,
     },
-}
-
-/// A run that ended as one of these statuses does not move any more.
-pub fn is_final(status: &str) -> bool {
-    matches!(
-        status,
-        "succeeded" | "rolled_back" | "aborted" | "rollback_failed" | "refused"
-    )
 }
 
 /// The plan a run was started with, as journaled.
@@ -116,7 +86,7 @@ pub fn journaled_plan(rec: &RunRecord) -> Result<Plan, ExecError> {
 
 /// A run's summary from the journal: per node, with reasons, what it waits
 /// for and (with `holder`) the process holding it.
-pub fn summary(j: &Journal, rec: &RunRecord, holder: bool) -> Result<RunSummary, ControlError> {
+pub fn summary(j: &dyn Store, rec: &RunRecord, holder: bool) -> Result<RunSummary, ControlError> {
     let plan = journaled_plan(rec)?;
     let now = now_ms();
     let holder = if holder {
@@ -134,7 +104,7 @@ pub fn summary(j: &Journal, rec: &RunRecord, holder: bool) -> Result<RunSummary,
 }
 
 /// The latest run of the journal, if any.
-pub fn latest(j: &Journal) -> Result<Option<RunRecord>, ControlError> {
+pub fn latest(j: &dyn Store) -> Result<Option<RunRecord>, ControlError> {
     Ok(j.runs(1)?.into_iter().next())
 }
 
@@ -144,7 +114,7 @@ pub fn latest(j: &Journal) -> Result<Option<RunRecord>, ControlError> {
 /// is carried out here: the run is resumed with `reporter` narrating and
 /// `stop` (called only then) installing the signal handlers.
 pub async fn send(
-    j: Journal,
+    j: impl Store + 'static,
     run: &str,
     command: OperatorCommand,
     reason: &str,
@@ -155,16 +125,16 @@ pub async fn send(
     use OperatorCommand::*;
     let rec = j.run(run)?;
     let run = run.to_string();
-    if rec.status == "refused" {
+    if rec.status == RunStatus::Refused {
         return Err(ControlError::RefusedAtPreflight { run, command });
     }
-    if is_final(&rec.status) && command == Promote {
+    if rec.status.is_final() && command == Promote {
         return Err(ControlError::PromoteFinished {
             run,
             status: rec.status,
         });
     }
-    if is_final(&rec.status) && command != Rollback {
+    if rec.status.is_final() && command != Rollback {
         return Ok(Sent::AlreadyFinished { status: rec.status });
     }
     if command != Rollback {
@@ -182,7 +152,7 @@ pub async fn send(
             return Err(ControlError::NotPaused { run, waits });
         }
     }
-    let id = j.push_command(&run, command.as_str(), reason)?;
+    let id = j.push_command(&run, command, reason)?;
     let lease = j.lease_of_run(&run)?;
     if let Some(l) = lease.filter(|l| !l.holder_dead(now_ms())) {
         say(&format!(

@@ -3,6 +3,7 @@ pub mod control;
 pub mod demo;
 pub mod diag;
 pub mod drivers;
+pub mod events;
 pub mod executor;
 pub mod gates;
 pub mod journal;

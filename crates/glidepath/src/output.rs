@@ -17,7 +17,7 @@
 //! any error [`Error`].
 
 use crate::gates::GateResult;
-use crate::journal::{Lease, RunRecord};
+use crate::journal::{Lease, RunRecord, RunStatus};
 use crate::lint::FileReport;
 use serde::Serialize;
 
@@ -105,7 +105,7 @@ pub struct RunEntry {
     pub run_id: String,
     pub fleet: String,
     pub version: String,
-    pub status: String,
+    pub status: RunStatus,
     pub reason: String,
     pub plan_path: String,
     pub plan_hash: String,
@@ -121,7 +121,7 @@ impl From<&RunRecord> for RunEntry {
             run_id: r.id.clone(),
             fleet: r.fleet.clone(),
             version: r.version.clone(),
-            status: r.status.clone(),
+            status: r.status,
             reason: r.reason.clone(),
             plan_path: r.plan_path.clone(),
             plan_hash: r.plan_hash.clone(),
@@ -202,7 +202,7 @@ pub struct Command<'a> {
     /// The command was carried out (by the live process or by this one).
     pub acknowledged: bool,
     pub result: CommandResult,
-    /// The run's status when it had already finished.
+    /// The run's status when it had already finished, or at the end.
     pub status: Option<&'a str>,
     /// The live process that acknowledged it.
     pub holder: Option<&'a Holder>,

@@ -4,7 +4,7 @@
 use super::{outcome_code, print_json, stop_signals, Ctx};
 use crate::{exit, Failure};
 use glidepath::control::{self, OperatorCommand, Sent};
-use glidepath::journal::Journal;
+use glidepath::journal::{Journal, Store};
 use glidepath::output::{Command, CommandResult};
 
 pub async fn run(

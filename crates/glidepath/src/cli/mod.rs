@@ -14,7 +14,7 @@ pub mod validate;
 
 use crate::{exit, Failure, Format};
 use glidepath::executor::RunResult;
-use glidepath::journal::Journal;
+use glidepath::journal::{Journal, Store};
 use glidepath::plan::{self, PlanError};
 use glidepath::report::{Console, Reporter};
 use glidepath_core::{CauseKind, NodeStatus, Outcome};

@@ -5,7 +5,7 @@ use super::{load_plan, print_json, print_result, stop_signals, Ctx};
 use crate::{exit, Failure};
 use glidepath::drivers::Drivers;
 use glidepath::executor::Executor;
-use glidepath::journal::Journal;
+use glidepath::journal::{Journal, Store};
 use std::path::Path;
 
 pub async fn run(
@@ -34,6 +34,7 @@ pub async fn run(
     let opts = glidepath::executor::StartOptions {
         forces,
         stop: Some(stop),
+        ..Default::default()
     };
     let r = Executor::start_with(p, journal, drivers, ctx.reporter(), opts).await?;
     print_result(&jpath, &r, ctx)
@@ -42,7 +43,7 @@ pub async fn run(
 pub async fn resume(ctx: &Ctx, run: &str) -> Result<u8, Failure> {
     let (jpath, journal) = ctx.open_existing()?;
     let rec = journal.run(run)?;
-    if glidepath::control::is_final(&rec.status) && journal.pending_commands(run)?.is_empty() {
+    if rec.status.is_final() && journal.pending_commands(run)?.is_empty() {
         if ctx.json() {
             print_json(glidepath::control::summary(&journal, &rec, true)?);
         } else {

@@ -2,6 +2,7 @@
 
 use super::{print_json, Ctx};
 use crate::{exit, Failure};
+use glidepath::journal::Store;
 use glidepath::output::{History, RunEntry};
 
 pub fn status(ctx: &Ctx, run: Option<&str>) -> Result<u8, Failure> {
