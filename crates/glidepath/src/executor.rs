@@ -1372,10 +1372,25 @@ async fn perform_once(
             };
             let detail = obs
                 .iter()
-                .map(|o| match (&o.error, o.value) {
-                    (Some(e), _) => format!("{}: {e}", o.check),
-                    (None, Some(v)) => format!("{} = {v:.4} (n={})", o.check, o.samples),
-                    (None, None) => format!("{}: no data (n={})", o.check, o.samples),
+                .map(|o| {
+                    let finite: Vec<f64> =
+                        o.series.iter().copied().filter(|v| v.is_finite()).collect();
+                    match (&o.error, o.value) {
+                        (Some(e), _) => format!("{}: {e}", o.check),
+                        (None, Some(v)) => format!("{} = {v:.4} (n={})", o.check, o.samples),
+                        (None, None) if finite.len() == 1 => {
+                            format!("{} = {:.4} (n={})", o.check, finite[0], o.samples)
+                        }
+                        (None, None) if !finite.is_empty() => format!(
+                            "{}: {} series from {:.4} to {:.4} (n={})",
+                            o.check,
+                            finite.len(),
+                            finite.iter().copied().fold(f64::INFINITY, f64::min),
+                            finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                            o.samples
+                        ),
+                        (None, None) => format!("{}: no data (n={})", o.check, o.samples),
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
