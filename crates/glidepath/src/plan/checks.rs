@@ -10,6 +10,31 @@ use glidepath_core::{CheckSpec, InconclusivePolicy};
 use toml_span::value::Table;
 use toml_span::Span;
 
+/// The keys of a check of the scrape source.
+const SCRAPE_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "metric",
+    "label",
+    "error_prefix",
+    "quantile",
+    "max",
+    "min",
+    "min_samples",
+    "on_inconclusive",
+];
+/// The keys of a PromQL check.
+const QUERY_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "query",
+    "samples_query",
+    "max",
+    "min",
+    "min_samples",
+    "on_inconclusive",
+];
+
 /// Every `[[sli.check]]` of `[sli]` (`t`, at `at`), names unique.
 pub(super) fn read(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Vec<CheckCfg> {
     let mut checks = Vec::new();
@@ -51,6 +76,7 @@ pub(super) fn read(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Vec<C
     checks
 }
 
+/// One check of the scrape source (with `prom`, a PromQL one).
 fn read_one(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Option<CheckCfg> {
     if prom {
         return read_query(r, t, at);
@@ -59,30 +85,16 @@ fn read_one(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Option<Check
         r.err(v.span, "`query` needs the prometheus source", "PromQL query", Some("set [sli] source = \"prometheus\" and url = …, or use kind = \"error_ratio\"/\"latency_quantile\" with the scrape source".into()));
         return None;
     }
-    r.known_keys(
-        t,
-        "[[sli.check]]",
-        &[
-            "name",
-            "kind",
-            "metric",
-            "label",
-            "error_prefix",
-            "quantile",
-            "max",
-            "min",
-            "min_samples",
-            "on_inconclusive",
-        ],
-    );
-    let (name, max, min, min_samples, _, policy) = read_common(r, t, at);
+    r.known_keys(t, "[[sli.check]]", SCRAPE_KEYS);
+    let common = read_common(r, t, at);
+    let thresholds = [common.max, common.min];
     let kind = r.req_str(t, at, "[[sli.check]]", "kind", "\"error_ratio\"");
     let metric = r.req_str(t, at, "[[sli.check]]", "metric", "\"http_requests_total\"");
     let (kind_s, kind_span) = kind?;
     let metric = metric.clone();
     let ck = match kind_s.as_str() {
         "error_ratio" => {
-            for (v, s) in [max, min].into_iter().flatten() {
+            for (v, s) in thresholds.into_iter().flatten() {
                 if !(0.0..=1.0).contains(&v) {
                     r.err(
                         s,
@@ -103,7 +115,7 @@ fn read_one(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Option<Check
             }
         }
         "latency_quantile" => {
-            for (v, s) in [max, min].into_iter().flatten() {
+            for (v, s) in thresholds.into_iter().flatten() {
                 if v <= 0.0 {
                     r.err(
                         s,
@@ -145,30 +157,38 @@ fn read_one(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Option<Check
             return None;
         }
     };
+    let min_samples = common.min_samples;
     Some(CheckCfg {
-        spec: CheckSpec {
-            name: name?,
-            max: max.map(|x| x.0),
-            min: min.map(|x| x.0),
-            min_samples,
-            on_inconclusive: policy,
-        },
+        spec: common.spec(min_samples)?,
         kind: ck,
     })
 }
 
-/// Name, thresholds, sample minimum and inconclusive policy of a check:
-/// (name, max, min, min_samples, min_samples given explicitly, policy)
-type CheckCommon = (
-    Option<String>,
-    Option<(f64, Span)>,
-    Option<(f64, Span)>,
-    u64,
-    bool,
-    InconclusivePolicy,
-);
+/// What every check has: a name, thresholds, a sample minimum and an
+/// inconclusive policy.
+struct Common {
+    name: Option<String>,
+    max: Option<(f64, Span)>,
+    min: Option<(f64, Span)>,
+    min_samples: u64,
+    /// `min_samples` is written in the check (not the default).
+    explicit_min_samples: bool,
+    policy: InconclusivePolicy,
+}
 
-fn read_common(r: &mut Reader, t: &Table<'_>, at: Span) -> CheckCommon {
+impl Common {
+    fn spec(self, min_samples: u64) -> Option<CheckSpec> {
+        Some(CheckSpec {
+            name: self.name?,
+            max: self.max.map(|x| x.0),
+            min: self.min.map(|x| x.0),
+            min_samples,
+            on_inconclusive: self.policy,
+        })
+    }
+}
+
+fn read_common(r: &mut Reader, t: &Table<'_>, at: Span) -> Common {
     let name = r
         .req_str(t, at, "[[sli.check]]", "name", "\"error rate\"")
         .map(|x| x.0);
@@ -204,31 +224,25 @@ fn read_common(r: &mut Reader, t: &Table<'_>, at: Span) -> CheckCommon {
             Some("add max = … (breach above) or min = … (breach below)".into()),
         );
     }
-    (name, max, min, min_samples, explicit, policy)
+    Common {
+        name,
+        max,
+        min,
+        min_samples,
+        explicit_min_samples: explicit,
+        policy,
+    }
 }
 
 /// A PromQL check: `query` gives the value, `samples_query` the sample size.
 fn read_query(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
-    r.known_keys(
-        t,
-        "[[sli.check]] (source = \"prometheus\")",
-        &[
-            "name",
-            "kind",
-            "query",
-            "samples_query",
-            "max",
-            "min",
-            "min_samples",
-            "on_inconclusive",
-        ],
-    );
+    r.known_keys(t, "[[sli.check]] (source = \"prometheus\")", QUERY_KEYS);
     if let Some((k, s)) = r.str(t, "kind", "\"query\"") {
         if k != "query" {
             r.err(s, format!("check kind `{k}` is for the scrape source"), "not a PromQL check", Some("with source = \"prometheus\" a check is a `query` (and a `samples_query`); drop `kind`".into()));
         }
     }
-    let (name, max, min, min_samples, explicit, policy) = read_common(r, t, at);
+    let common = read_common(r, t, at);
     let query = r.req_template(t, at, "[[sli.check]]", "query", "'histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket{instance=~\"{instances}\"}[1m])) by (le))'", QUERY_PLACEHOLDERS);
     let samples_query = r.template_str(
         t,
@@ -236,22 +250,16 @@ fn read_query(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
         "'sum(increase(http_requests_total{instance=~\"{instances}\"}[1m]))'",
         QUERY_PLACEHOLDERS,
     );
-    if samples_query.is_none() && (min_samples > 0 && explicit) {
-        r.err(at, format!("check `{}` has min_samples but no samples_query", name.as_deref().unwrap_or("?")), "no way to count samples", Some("add samples_query = 'sum(increase(http_requests_total{instance=~\"{instances}\"}[1m]))'".into()));
+    if samples_query.is_none() && (common.min_samples > 0 && common.explicit_min_samples) {
+        r.err(at, format!("check `{}` has min_samples but no samples_query", common.name.as_deref().unwrap_or("?")), "no way to count samples", Some("add samples_query = 'sum(increase(http_requests_total{instance=~\"{instances}\"}[1m]))'".into()));
     }
     let min_samples = if samples_query.is_none() {
         0
     } else {
-        min_samples
+        common.min_samples
     };
     Some(CheckCfg {
-        spec: CheckSpec {
-            name: name?,
-            max: max.map(|x| x.0),
-            min: min.map(|x| x.0),
-            min_samples,
-            on_inconclusive: policy,
-        },
+        spec: common.spec(min_samples)?,
         kind: CheckKind::Query {
             query: query?.0,
             samples_query: samples_query.map(|x| x.0),
