@@ -319,6 +319,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_section_skeleton() {
+        let src = "fleet = 1\n[strategy]\ncanary = []\nbatchsize = 1\n";
+        let mut doc = toml_span::parse(src).unwrap();
+        let ValueInner::Table(root) = doc.take() else {
+            unreachable!()
+        };
+        let mut r = Reader {
+            src,
+            diags: Vec::new(),
+        };
+        let keys = Keys::Only(&["canary", "batch_size"]);
+        assert!(r
+            .required_section(&root, "release", Keys::ByReader, "add [release]")
+            .is_none());
+        assert!(r
+            .required_section(&root, "fleet", Keys::ByReader, "add [fleet]")
+            .is_none());
+        assert!(r
+            .required_section(&root, "strategy", keys, "add [strategy]")
+            .is_some());
+        assert!(r.section(&root, "journal", Keys::ByReader).is_none());
+        let got: Vec<_> = r
+            .diags
+            .iter()
+            .map(|d| (d.message.as_str(), d.span, d.hint.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "missing [release] section",
+                    Some((0, 0)),
+                    Some("add [release]")
+                ),
+                (
+                    "wrong type for `fleet`: expected a table, found integer",
+                    Some((8, 9)),
+                    Some("for example: fleet = [fleet] section")
+                ),
+                (
+                    "unknown key `batchsize` in [strategy]",
+                    Some((33, 42)),
+                    Some("did you mean `batch_size`?")
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
