@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Termination requests (SIGINT, SIGTERM) the process has received, counted.
+/// Termination requests (SIGINT, SIGTERM, SIGHUP) the process has received, counted.
 /// [`watch_signals`] installs the handlers; the executor reacts to the first
 /// (abort safely, or end a preflight as aborted) from the first instant of a
 /// run, not only once the rollout loop starts.
@@ -92,12 +92,15 @@ pub fn watch_signals(on_second: impl Fn(&'static str) + Send + 'static) -> StopS
     let (tx, rx) = watch::channel((0u32, ""));
     let mut sigint = signal(SignalKind::interrupt()).ok();
     let mut sigterm = signal(SignalKind::terminate()).ok();
+    let mut sighup = signal(SignalKind::hangup()).ok();
     tokio::spawn(async move {
         let mut count = 0;
         loop {
             let name = tokio::select! {
                 Some(_) = async { match sigint.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => "Ctrl-C",
                 Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => "SIGTERM",
+                // the terminal or ssh session went away: stop safely, as for Ctrl-C
+                Some(_) = async { match sighup.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => "SIGHUP",
                 else => return,
             };
             count += 1;
@@ -1372,10 +1375,25 @@ async fn perform_once(
             };
             let detail = obs
                 .iter()
-                .map(|o| match (&o.error, o.value) {
-                    (Some(e), _) => format!("{}: {e}", o.check),
-                    (None, Some(v)) => format!("{} = {v:.4} (n={})", o.check, o.samples),
-                    (None, None) => format!("{}: no data (n={})", o.check, o.samples),
+                .map(|o| {
+                    let finite: Vec<f64> =
+                        o.series.iter().copied().filter(|v| v.is_finite()).collect();
+                    match (&o.error, o.value) {
+                        (Some(e), _) => format!("{}: {e}", o.check),
+                        (None, Some(v)) => format!("{} = {v:.4} (n={})", o.check, o.samples),
+                        (None, None) if finite.len() == 1 => {
+                            format!("{} = {:.4} (n={})", o.check, finite[0], o.samples)
+                        }
+                        (None, None) if !finite.is_empty() => format!(
+                            "{}: {} series from {:.4} to {:.4} (n={})",
+                            o.check,
+                            finite.len(),
+                            finite.iter().copied().fold(f64::INFINITY, f64::min),
+                            finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                            o.samples
+                        ),
+                        (None, None) => format!("{}: no data (n={})", o.check, o.samples),
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
