@@ -61,9 +61,12 @@ pub async fn shell_output(cmd: &str, cwd: &std::path::Path, timeout: Duration) -
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = c
-        .spawn()
-        .map_err(|e| DriverError::Failed(format!("`{cmd}` could not start: {e}")))?;
+    let child = c.spawn().map_err(|e| {
+        DriverError::Failed(format!(
+            "`{}` could not start: {e}",
+            crate::plan::shown(cmd)
+        ))
+    })?;
     let mut group = GroupKiller {
         pgid: child.id().map(|id| id as libc::pid_t),
     };
@@ -71,11 +74,17 @@ pub async fn shell_output(cmd: &str, cwd: &std::path::Path, timeout: Duration) -
         Err(_) => {
             drop(group);
             return Err(DriverError::Failed(format!(
-                "`{cmd}` timed out after {}s (its process group was killed)",
+                "`{}` timed out after {}s (its process group was killed)",
+                crate::plan::shown(cmd),
                 timeout.as_secs_f64()
             )));
         }
-        Ok(Err(e)) => return Err(DriverError::Failed(format!("`{cmd}`: {e}"))),
+        Ok(Err(e)) => {
+            return Err(DriverError::Failed(format!(
+                "`{}`: {e}",
+                crate::plan::shown(cmd)
+            )))
+        }
         Ok(Ok(o)) => {
             group.disarm();
             o
@@ -84,7 +93,8 @@ pub async fn shell_output(cmd: &str, cwd: &std::path::Path, timeout: Duration) -
     if !out.status.success() {
         let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(DriverError::Failed(format!(
-            "`{cmd}` exited with {}: {}",
+            "`{}` exited with {}: {}",
+            crate::plan::shown(cmd),
             out.status,
             tail(&text)
         )));
@@ -142,9 +152,9 @@ pub async fn run_shell(cmd: &str, cwd: &std::path::Path, timeout: Duration) -> D
     let out = shell_output(cmd, cwd, timeout).await?;
     let t = tail(out.trim());
     Ok(if t.is_empty() {
-        format!("`{cmd}` ok")
+        format!("`{}` ok", crate::plan::shown(cmd))
     } else {
-        format!("`{cmd}` ok: {t}")
+        format!("`{}` ok: {t}", crate::plan::shown(cmd))
     })
 }
 
