@@ -8,4 +8,5 @@ pub mod journal;
 pub mod lint;
 pub mod plan;
 pub mod report;
+pub mod shell;
 pub mod system;
