@@ -332,3 +332,126 @@ pub fn same_release(before: &BTreeMap<String, Option<String>>) -> Option<String>
     let first = it.next()?.clone();
     it.all(|v| *v == first).then_some(first)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drivers::{Balancer, DResult, Deployer, HealthProbe, ServiceControl};
+    use crate::plan::Release;
+    use async_trait::async_trait;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Nodes named `*-bare` have no current release; every health probe
+    /// waits until `healthy` probes wait at once, which only happens when
+    /// the nodes are checked concurrently.
+    struct Fake {
+        barrier: tokio::sync::Barrier,
+    }
+
+    #[async_trait]
+    impl Balancer for Fake {
+        async fn drain(&self, _: &Target) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn active(&self, _: &Target) -> DResult<u64> {
+            Ok(0)
+        }
+        async fn enable(&self, _: &Target) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn check_in_rotation(&self, _: &Target) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn preflight(&self, _: &Target) -> DResult<String> {
+            Ok(String::new())
+        }
+    }
+
+    #[async_trait]
+    impl Deployer for Fake {
+        async fn current(&self, t: &Target) -> DResult<Option<String>> {
+            Ok((!t.name.ends_with("-bare")).then(|| "1".to_string()))
+        }
+        async fn stage(&self, _: &Target, _: &Release) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn switch(&self, _: &Target, _: &str) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn has_release(&self, _: &Target, _: &str) -> DResult<bool> {
+            Ok(true)
+        }
+        async fn check_writable(&self, _: &Target) -> DResult<String> {
+            Ok(String::new())
+        }
+    }
+
+    #[async_trait]
+    impl ServiceControl for Fake {
+        async fn restart(&self, _: &Target, _: &str) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn check(&self, _: &Target, _: &str) -> DResult<String> {
+            Ok(String::new())
+        }
+    }
+
+    #[async_trait]
+    impl HealthProbe for Fake {
+        async fn probe(&self, t: &Target, _: Option<&str>) -> DResult<String> {
+            match tokio::time::timeout(Duration::from_secs(5), self.barrier.wait()).await {
+                Ok(_) => Ok("200".into()),
+                Err(_) => Err(crate::drivers::DriverError::Failed(format!(
+                    "{} was probed alone: the nodes are checked one by one",
+                    t.name
+                ))),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_are_checked_concurrently_and_reported_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.bin"), b"binary 2").unwrap();
+        let sha = artifact_sha256(&dir.path().join("app.bin")).unwrap();
+        // plan order is not name order
+        let names = ["n3", "z-bare", "n1", "n4", "a-bare", "n2"];
+        let nodes: String = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(
+                    "  {{ name = \"{n}\", address = \"127.0.0.1:{}\" }},\n",
+                    9001 + i
+                )
+            })
+            .collect();
+        let src = format!(
+            "[release]\nversion = \"2\"\nartifact = \"app.bin\"\nsha256 = \"{sha}\"\n[fleet]\nname = \"t\"\nnodes = [\n{nodes}]\n[strategy]\ncanary = [\"n1\"]\nbatch_size = 2\n[balancer]\nkind = \"none\"\n[deploy]\nkind = \"local\"\ninstall_dir = \"nodes/{{node}}\"\nrestart = \"true\"\n[health]\ntcp = \"{{address}}\"\n[rollback]\non = [\"health\"]\n"
+        );
+        let path = dir.path().join("plan.toml");
+        std::fs::write(&path, src).unwrap();
+        let (plan, _) = crate::plan::load(&path).unwrap();
+        let fake = Arc::new(Fake {
+            barrier: tokio::sync::Barrier::new(4),
+        });
+        let drivers = Drivers {
+            balancer: fake.clone(),
+            deployer: fake.clone(),
+            service: fake.clone(),
+            health: fake,
+            metrics: None,
+        };
+        let (results, before) = builtin_checks(&plan, &drivers).await;
+        let gate = |g: &str| results.iter().find(|r| r.gate == g).unwrap();
+        assert_eq!(gate("health").verdict, Verdict::Pass, "{results:#?}");
+        assert_eq!(gate("health").reason, "4 of 6 nodes healthy");
+        let target = gate("rollback-target");
+        assert_eq!(target.verdict, Verdict::Fail);
+        let a = target.reason.find("a-bare has no current release").unwrap();
+        let z = target.reason.find("z-bare has no current release").unwrap();
+        assert!(a < z, "in name order: {}", target.reason);
+        assert_eq!(before.keys().collect::<Vec<_>>(), ["n1", "n2", "n3", "n4"]);
+    }
+}
