@@ -13,7 +13,7 @@ mod spec;
 mod state;
 
 pub use decide::{awaiting_promotion, decide, Decision};
-pub use sli::{close_window, fails_now, judge, Judgement, Observation, Verdict};
+pub use sli::{close_window, fails_now, judge, Fault, Judgement, Observation, Verdict};
 pub use spec::{
     plan_groups, BatchSize, CheckSpec, DrainTimeoutPolicy, InconclusivePolicy, Millis, RetrySpec,
     RolloutSpec, WindowSpec,

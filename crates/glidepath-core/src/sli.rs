@@ -5,16 +5,61 @@
 use crate::spec::{CheckSpec, InconclusivePolicy};
 use serde::{Deserialize, Serialize};
 
-/// What a metrics source saw for one check at one probe.
+/// What a metrics source saw for one check at one probe. Drivers observe,
+/// the core decides: a source answering several series gives them all in
+/// `series`, and [`judge`] picks the one that decides (the worst against the
+/// limit); a source that computed one value (the scrape source merges the
+/// canaries' histograms) gives `value`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     pub check: String,
-    /// `None` when the source had no data (empty result, 0/0).
+    /// `None` when the source had no data (empty result, 0/0) or gave
+    /// `series` instead.
     pub value: Option<f64>,
     /// Sample size behind the value (e.g. requests in the window).
     pub samples: u64,
-    /// The source could not be read (an infrastructure fault, not a verdict).
+    /// The source could not be read, or refused the query: see `fault`.
     pub error: Option<String>,
+    /// Every series the source answered, raw (non-finite ones included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<f64>,
+    /// Which kind of failure `error` is. `None` with an error (journals
+    /// written before this field) reads as unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+}
+
+/// Why a metrics source gave no observation: kept apart to the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The source did not answer: an infrastructure fault, the window pauses.
+    Unreachable,
+    /// The source answered and refused (a rejected query): not an outage; the
+    /// check is inconclusive, with the source's reason.
+    Failed,
+}
+
+impl Observation {
+    /// An infrastructure fault (the window pauses), as opposed to a refusal.
+    pub fn is_outage(&self) -> bool {
+        self.error.is_some() && self.fault != Some(Fault::Failed)
+    }
+
+    /// The value that decides the check: `value`, else the worst finite
+    /// series against the check's limit (the highest under a `max`, the
+    /// lowest under a `min`).
+    pub fn deciding_value(&self, spec: &CheckSpec) -> Option<f64> {
+        if self.value.is_some() {
+            return self.value;
+        }
+        let finite = self.series.iter().copied().filter(|v| v.is_finite());
+        if spec.max.is_some() || spec.min.is_none() {
+            finite.reduce(f64::max)
+        } else {
+            finite.reduce(f64::min)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,23 +96,30 @@ fn fmt_num(v: f64) -> String {
 /// use glidepath_core::{judge, CheckSpec, InconclusivePolicy, Observation, Verdict};
 /// let spec = CheckSpec { name: "error rate".into(), max: Some(0.05), min: None,
 ///     min_samples: 20, on_inconclusive: InconclusivePolicy::Wait };
-/// let obs = Observation { check: "error rate".into(), value: Some(0.2), samples: 40, error: None };
+/// let obs = Observation { check: "error rate".into(), value: Some(0.2), samples: 40,
+///     error: None, series: vec![], fault: None };
 /// let j = judge(&spec, &obs);
 /// assert_eq!(j.verdict, Verdict::Breach);
 /// assert_eq!(j.reason, "error rate = 0.2 > max 0.05 (40 samples)");
 /// ```
 pub fn judge(spec: &CheckSpec, obs: &Observation) -> Judgement {
+    let decided = obs.deciding_value(spec);
     let mk = |verdict, reason: String| Judgement {
         check: spec.name.clone(),
         verdict,
-        value: obs.value,
+        value: decided,
         samples: obs.samples,
         reason,
     };
     if let Some(err) = &obs.error {
+        let what = if obs.is_outage() {
+            "metrics source failed"
+        } else {
+            "the metrics source refused the query"
+        };
         return mk(
             Verdict::Inconclusive,
-            format!("{}: no data, metrics source failed: {err}", spec.name),
+            format!("{}: no data, {what}: {err}", spec.name),
         );
     }
     if obs.samples < spec.min_samples {
@@ -79,7 +131,7 @@ pub fn judge(spec: &CheckSpec, obs: &Observation) -> Judgement {
             ),
         );
     }
-    let Some(value) = obs.value.filter(|v| v.is_finite()) else {
+    let Some(value) = decided.filter(|v| v.is_finite()) else {
         return mk(
             Verdict::Inconclusive,
             format!("{}: no value ({} samples)", spec.name, obs.samples),
@@ -184,4 +236,59 @@ pub fn close_window(checks: &[CheckSpec], latest: &[Judgement], length_ms: u64) 
         format!("SLI window of {secs}s failed")
     };
     (passed, format!("{head}: {}", parts.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(max: Option<f64>, min: Option<f64>) -> CheckSpec {
+        CheckSpec {
+            name: "q".into(),
+            max,
+            min,
+            min_samples: 1,
+            on_inconclusive: InconclusivePolicy::Wait,
+        }
+    }
+
+    fn obs(series: Vec<f64>) -> Observation {
+        Observation {
+            check: "q".into(),
+            value: None,
+            samples: 10,
+            error: None,
+            series,
+            fault: None,
+        }
+    }
+
+    /// The worst series decides: the highest under a max, the lowest under
+    /// a min; non-finite series never decide.
+    #[test]
+    fn the_core_picks_the_deciding_series() {
+        let o = obs(vec![0.01, f64::NAN, 0.2, 0.03]);
+        let j = judge(&spec(Some(0.1), None), &o);
+        assert_eq!((j.verdict, j.value), (Verdict::Breach, Some(0.2)));
+        let j = judge(&spec(None, Some(0.02)), &o);
+        assert_eq!((j.verdict, j.value), (Verdict::Breach, Some(0.01)));
+        let j = judge(&spec(Some(0.5), None), &obs(vec![f64::INFINITY]));
+        assert_eq!(j.verdict, Verdict::Inconclusive);
+    }
+
+    /// A refused query is not an outage, and says so; an unreachable source
+    /// (or an error journaled before faults were recorded) is.
+    #[test]
+    fn faults_are_kept_apart() {
+        let mut o = obs(vec![]);
+        o.error = Some("bad_data: parse error".into());
+        o.fault = Some(Fault::Failed);
+        assert!(!o.is_outage());
+        let j = judge(&spec(Some(1.0), None), &o);
+        assert!(j.reason.contains("refused the query"), "{}", j.reason);
+        o.fault = Some(Fault::Unreachable);
+        assert!(o.is_outage());
+        o.fault = None;
+        assert!(o.is_outage(), "old journals: an error was an outage");
+    }
 }

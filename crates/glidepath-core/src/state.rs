@@ -854,9 +854,12 @@ impl RunState {
                 };
                 w.last_probe = Some(at);
                 w.probes += 1;
+                // only an unreachable source is an outage; a refused query
+                // is judged (inconclusive, with the source's reason)
                 let errors: Vec<String> = outcome
                     .observations
                     .iter()
+                    .filter(|o| o.is_outage())
                     .filter_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.check)))
                     .collect();
                 if !errors.is_empty() {

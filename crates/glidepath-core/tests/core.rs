@@ -201,6 +201,10 @@ impl World {
                     value: (!self.metrics_down).then_some(self.error_ratio),
                     samples: if self.metrics_down { 0 } else { self.samples },
                     error: self.metrics_down.then(|| "connection refused".to_string()),
+                    series: vec![],
+                    fault: self
+                        .metrics_down
+                        .then_some(glidepath_core::Fault::Unreachable),
                 }],
                 ..Default::default()
             },

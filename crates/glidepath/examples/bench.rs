@@ -22,7 +22,7 @@ use glidepath::demo::fleet::{write_release, LocalFleet, Traffic};
 use glidepath::demo::{plan_text, rollback_timing, DemoPlan};
 use glidepath::drivers::*;
 use glidepath::executor::Executor;
-use glidepath::journal::Journal;
+use glidepath::journal::{Journal, Store};
 use glidepath::plan::Release;
 use glidepath::report::Silent;
 use glidepath_core::Observation;

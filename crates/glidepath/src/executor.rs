@@ -8,7 +8,7 @@
 
 use crate::drivers::{Drivers, Target};
 pub use crate::gates::builtin::{builtin_checks, same_release};
-use crate::journal::{now_ms, Journal, JournalError, RunRecord};
+use crate::journal::{now_ms, CommandKind, JournalError, RunRecord, RunStatus, Store};
 use crate::plan::Plan;
 use crate::report::Reporter;
 use glidepath_core::{
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Termination requests (SIGINT, SIGTERM) the process has received, counted.
+/// Termination requests (SIGINT, SIGTERM, SIGHUP) the process has received, counted.
 /// [`watch_signals`] installs the handlers; the executor reacts to the first
 /// (abort safely, or end a preflight as aborted) from the first instant of a
 /// run, not only once the rollout loop starts.
@@ -33,13 +33,13 @@ pub fn active_run() -> Option<(String, String)> {
     ACTIVE_RUN.lock().ok().and_then(|g| g.clone())
 }
 
-fn set_active_run(run: &str, journal: &Journal) {
+fn set_active_run(run: &str, journal: &dyn Store) {
     if let Ok(mut g) = ACTIVE_RUN.lock() {
-        *g = Some((run.to_string(), journal.path().display().to_string()));
+        *g = Some((run.to_string(), journal.location()));
     }
     let msg = format!(
         "error: the journal {j} failed under a memory-mapped write (SIGBUS: its files were made immutable, truncated or lost their disk); the process stops here; `glidepath resume {run} --journal {j}` finishes the run once the journal is writable again\n",
-        j = journal.path().display()
+        j = journal.location()
     );
     let msg: &'static [u8] = Box::leak(msg.into_bytes().into_boxed_slice());
     SIGBUS_LEN.store(0, std::sync::atomic::Ordering::SeqCst);
@@ -93,12 +93,15 @@ pub fn watch_signals(on_second: impl Fn(&'static str) + Send + 'static) -> StopS
     let (tx, rx) = watch::channel((0u32, ""));
     let mut sigint = signal(SignalKind::interrupt()).ok();
     let mut sigterm = signal(SignalKind::terminate()).ok();
+    let mut sighup = signal(SignalKind::hangup()).ok();
     tokio::spawn(async move {
         let mut count = 0;
         loop {
             let name = tokio::select! {
                 Some(_) = async { match sigint.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => "Ctrl-C",
                 Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => "SIGTERM",
+                // the terminal or ssh session went away: stop safely, as for Ctrl-C
+                Some(_) = async { match sighup.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => "SIGHUP",
                 else => return,
             };
             count += 1;
@@ -203,7 +206,7 @@ impl CrashHook {
 pub struct Executor {
     pub plan: Plan,
     pub spec: RolloutSpec,
-    pub journal: Journal,
+    pub journal: Box<dyn Store>,
     pub run_id: String,
     pub drivers: Drivers,
     pub reporter: Arc<dyn Reporter>,
@@ -215,6 +218,8 @@ pub struct Executor {
     stop: StopSignals,
     /// This machine's locks on the nodes (held while the executor lives).
     _locks: crate::journal::NodeLocks,
+    /// Every journaled event goes to these (the narration first).
+    bus: crate::events::EventBus,
 }
 
 /// What a caller may add to [`Executor::start`]: forced gates and the
@@ -223,6 +228,20 @@ pub struct Executor {
 pub struct StartOptions {
     pub forces: Vec<(String, String)>,
     pub stop: Option<StopSignals>,
+    /// Subscribers to the run's events, besides the narration.
+    pub subscribers: Vec<Arc<dyn crate::events::Subscriber>>,
+}
+
+fn bus(
+    reporter: &Arc<dyn Reporter>,
+    more: Vec<Arc<dyn crate::events::Subscriber>>,
+) -> crate::events::EventBus {
+    let mut b =
+        crate::events::EventBus::with(vec![Arc::new(crate::events::Narration(reporter.clone()))]);
+    for s in more {
+        b.add(s);
+    }
+    b
 }
 
 pub fn new_run_id() -> String {
@@ -237,14 +256,14 @@ pub fn new_run_id() -> String {
 fn node_locks(
     plan: &Plan,
     run: &str,
-    journal: &Journal,
+    journal: &dyn Store,
 ) -> Result<crate::journal::NodeLocks, JournalError> {
     let nodes: Vec<(String, String)> = plan
         .nodes
         .iter()
         .map(|n| (n.name.clone(), n.address.clone()))
         .collect();
-    crate::journal::NodeLocks::acquire(&nodes, run, journal.path())
+    crate::journal::NodeLocks::acquire(&nodes, run, std::path::Path::new(&journal.location()))
 }
 
 fn targets(plan: &Plan) -> BTreeMap<String, Target> {
@@ -267,7 +286,7 @@ impl Executor {
     /// Preflight, then journal the start of a new run and drive it.
     pub async fn start(
         plan: Plan,
-        journal: Journal,
+        journal: impl Store + 'static,
         drivers: Drivers,
         reporter: Arc<dyn Reporter>,
     ) -> Result<RunResult, ExecError> {
@@ -277,11 +296,12 @@ impl Executor {
     /// Like [`Executor::start`], with forced gates and a signal watch.
     pub async fn start_with(
         plan: Plan,
-        mut journal: Journal,
+        journal: impl Store + 'static,
         drivers: Drivers,
         reporter: Arc<dyn Reporter>,
         opts: StartOptions,
     ) -> Result<RunResult, ExecError> {
+        let mut journal: Box<dyn Store> = Box::new(journal);
         // Signals first: a Ctrl-C during preflight must end the run cleanly.
         let stop = opts.stop.unwrap_or_else(|| watch_signals(|_| {}));
         let forces = opts.forces;
@@ -299,24 +319,25 @@ impl Executor {
             plan_hash: plan.hash.clone(),
             plan_source: plan.source.clone(),
             version: plan.release.version.clone(),
-            status: "preflight".into(),
+            status: RunStatus::Preflight,
             reason: String::new(),
             created_at: now_ms(),
             updated_at: now_ms(),
         })?;
         if let Err(e) = journal.acquire_lease(&plan.fleet_name, &run_id, false) {
-            journal.set_status(&run_id, "refused", &e.to_string())?;
+            journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
             return Err(e.into());
         }
-        let locks = match node_locks(&plan, &run_id, &journal) {
+        let locks = match node_locks(&plan, &run_id, journal.as_ref()) {
             Ok(l) => l,
             Err(e) => {
-                journal.set_status(&run_id, "refused", &e.to_string())?;
+                journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
                 journal.release_lease(&plan.fleet_name, &run_id)?;
                 return Err(e.into());
             }
         };
         let state = RunState::new(&spec);
+        let event_bus = bus(&reporter, opts.subscribers);
         let mut ex = Executor {
             targets: targets(&plan),
             plan,
@@ -330,10 +351,11 @@ impl Executor {
             forces,
             stop,
             _locks: locks,
+            bus: event_bus,
         };
-        set_active_run(&ex.run_id, &ex.journal);
+        set_active_run(&ex.run_id, ex.journal.as_ref());
         ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
-        let jp = ex.journal.path().display().to_string();
+        let jp = ex.journal.location();
         ex.reporter.note(&format!(
             "journal {jp} · follow it with: glidepath status {} --journal {jp}",
             ex.run_id
@@ -359,7 +381,7 @@ impl Executor {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 self.journal
-                    .set_status(&self.run_id, "refused", &e.to_string())?;
+                    .set_status(&self.run_id, RunStatus::Refused, &e.to_string())?;
                 self.journal
                     .release_lease(&self.plan.fleet_name, &self.run_id)?;
                 return Err(e);
@@ -373,7 +395,8 @@ impl Executor {
                 );
             }
         };
-        self.journal.set_status(&self.run_id, "running", "")?;
+        self.journal
+            .set_status(&self.run_id, RunStatus::Running, "")?;
         self.record(Event::Started {
             at: now_ms(),
             before,
@@ -406,7 +429,7 @@ impl Executor {
     /// Continue a run from its journal (after a crash, or to carry out an
     /// abort/rollback on a run whose process is gone).
     pub async fn resume(
-        journal: Journal,
+        journal: impl Store + 'static,
         run_id: &str,
         make_drivers: impl FnOnce(&Plan) -> Drivers,
         reporter: Arc<dyn Reporter>,
@@ -416,13 +439,14 @@ impl Executor {
 
     /// Like [`Executor::resume`], with the process's signal watch.
     pub async fn resume_with(
-        mut journal: Journal,
+        journal: impl Store + 'static,
         run_id: &str,
         make_drivers: impl FnOnce(&Plan) -> Drivers,
         reporter: Arc<dyn Reporter>,
         stop: Option<StopSignals>,
     ) -> Result<RunResult, ExecError> {
         let stop = stop.unwrap_or_else(|| watch_signals(|_| {}));
+        let mut journal: Box<dyn Store> = Box::new(journal);
         let rec = journal.run(run_id)?;
         let path = std::path::PathBuf::from(&rec.plan_path);
         let dir = path
@@ -454,7 +478,7 @@ impl Executor {
             }
         }
         journal.acquire_lease(&plan.fleet_name, run_id, true)?;
-        let locks = match node_locks(&plan, run_id, &journal) {
+        let locks = match node_locks(&plan, run_id, journal.as_ref()) {
             Ok(l) => l,
             Err(e) => {
                 journal.release_lease(&plan.fleet_name, run_id)?;
@@ -465,6 +489,7 @@ impl Executor {
         let events = journal.events(run_id)?;
         let state = RunState::replay(&spec, &events);
         let drivers = make_drivers(&plan);
+        let event_bus = bus(&reporter, Vec::new());
         let mut ex = Executor {
             targets: targets(&plan),
             plan,
@@ -478,8 +503,9 @@ impl Executor {
             forces: Vec::new(),
             stop,
             _locks: locks,
+            bus: event_bus,
         };
-        set_active_run(&ex.run_id, &ex.journal);
+        set_active_run(&ex.run_id, ex.journal.as_ref());
         if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
             return ex.resume_before_start(&events).await;
         }
@@ -494,7 +520,7 @@ impl Executor {
                 in_flight,
             })?;
         }
-        ex.journal.set_status(&ex.run_id, "running", "")?;
+        ex.journal.set_status(&ex.run_id, RunStatus::Running, "")?;
         ex.drive().await
     }
 
@@ -506,12 +532,13 @@ impl Executor {
         let pending = self.journal.pending_commands(&self.run_id)?;
         if let Some(c) = pending
             .iter()
-            .find(|c| c.kind == "abort" || c.kind == "rollback")
+            .find(|c| matches!(c.kind, CommandKind::Abort | CommandKind::Rollback))
         {
             for c in &pending {
                 self.journal.consume_command(c.id)?;
             }
-            self.journal.set_status(&self.run_id, "running", "")?;
+            self.journal
+                .set_status(&self.run_id, RunStatus::Running, "")?;
             return self.finish_before_start(
                 Outcome::Aborted,
                 format!(
@@ -532,7 +559,8 @@ impl Executor {
             "run {} never passed preflight (its process died during it): running every gate again before any node changes",
             self.run_id
         ));
-        self.journal.set_status(&self.run_id, "preflight", "")?;
+        self.journal
+            .set_status(&self.run_id, RunStatus::Preflight, "")?;
         self.preflight_then_drive().await
     }
 
@@ -645,15 +673,15 @@ impl Executor {
     /// Journal an event, apply it, report it.
     fn record(&mut self, ev: Event) -> Result<(), ExecError> {
         let ev = crate::journal::bounded(ev);
-        self.journal.append(&self.run_id, &ev)?;
+        let seq = self.journal.append(&self.run_id, &ev)?;
         self.state.apply(&self.spec, &ev);
-        self.reporter.event(&self.state, &ev);
+        self.publish(seq, &ev);
         if let Event::Finished {
             outcome, reason, ..
         } = &ev
         {
             self.journal
-                .set_status(&self.run_id, outcome.as_str(), reason)?;
+                .set_status(&self.run_id, RunStatus::from(*outcome), reason)?;
         }
         match &ev {
             Event::Intent { step, .. } => {
@@ -667,6 +695,17 @@ impl Executor {
             other => self.crash.hit("transition", other.kind(), None),
         }
         Ok(())
+    }
+
+    fn publish(&self, seq: i64, ev: &Event) {
+        self.bus.publish(
+            crate::events::Published {
+                run_id: self.run_id.clone(),
+                seq,
+                event: ev.clone(),
+            },
+            &self.state,
+        );
     }
 
     fn take_commands(&mut self) -> Result<(), ExecError> {
@@ -697,11 +736,12 @@ impl Executor {
                 Event::RollbackRequested { .. } | Event::AbortRequested { .. }
             ) && self.state.is_finished()
             {
-                self.journal.set_status(&self.run_id, "running", "")?;
+                self.journal
+                    .set_status(&self.run_id, RunStatus::Running, "")?;
             }
-            self.journal.append_for_command(&self.run_id, &ev, c.id)?;
+            let seq = self.journal.append_for_command(&self.run_id, &ev, c.id)?;
             self.state.apply(&self.spec, &ev);
-            self.reporter.event(&self.state, &ev);
+            self.publish(seq, &ev);
         }
         Ok(())
     }
@@ -772,7 +812,7 @@ impl Executor {
             }
         }
         ExecError::JournalLost {
-            journal: self.journal.path().display().to_string(),
+            journal: self.journal.location(),
             run: self.run_id.clone(),
             cause: cause.to_string(),
             restored,
@@ -818,7 +858,7 @@ impl Executor {
             if let Some(reason) = self.state.suspended.clone() {
                 // decide suspends only with nothing in flight
                 self.journal
-                    .set_status(&self.run_id, "suspended", &reason)?;
+                    .set_status(&self.run_id, RunStatus::Suspended, &reason)?;
                 self.journal
                     .release_lease(&self.plan.fleet_name, &self.run_id)?;
                 return Err(ExecError::Suspended {
@@ -1115,10 +1155,25 @@ async fn perform_once(
             };
             let detail = obs
                 .iter()
-                .map(|o| match (&o.error, o.value) {
-                    (Some(e), _) => format!("{}: {e}", o.check),
-                    (None, Some(v)) => format!("{} = {v:.4} (n={})", o.check, o.samples),
-                    (None, None) => format!("{}: no data (n={})", o.check, o.samples),
+                .map(|o| {
+                    let finite: Vec<f64> =
+                        o.series.iter().copied().filter(|v| v.is_finite()).collect();
+                    match (&o.error, o.value) {
+                        (Some(e), _) => format!("{}: {e}", o.check),
+                        (None, Some(v)) => format!("{} = {v:.4} (n={})", o.check, o.samples),
+                        (None, None) if finite.len() == 1 => {
+                            format!("{} = {:.4} (n={})", o.check, finite[0], o.samples)
+                        }
+                        (None, None) if !finite.is_empty() => format!(
+                            "{}: {} series from {:.4} to {:.4} (n={})",
+                            o.check,
+                            finite.len(),
+                            finite.iter().copied().fold(f64::INFINITY, f64::min),
+                            finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                            o.samples
+                        ),
+                        (None, None) => format!("{}: no data (n={})", o.check, o.samples),
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("; ");

@@ -2,6 +2,7 @@
 pub mod demo;
 pub mod diag;
 pub mod drivers;
+pub mod events;
 pub mod executor;
 pub mod gates;
 pub mod journal;

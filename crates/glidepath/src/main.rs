@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use glidepath::drivers::Drivers;
 use glidepath::executor::{ExecError, Executor, RunResult};
-use glidepath::journal::{now_ms, Journal, JournalError};
+use glidepath::journal::{now_ms, Journal, JournalError, Store};
 use glidepath::plan::{self, PlanError};
 use glidepath::report::{summarize, Console, Reporter};
 use glidepath_core::{CauseKind, NodeStatus, Outcome};
@@ -553,6 +553,7 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             let opts = glidepath::executor::StartOptions {
                 forces,
                 stop: Some(stop),
+                ..Default::default()
             };
             let r =
                 Executor::start_with(p, journal, drivers, reporter(format, color), opts).await?;
@@ -1109,7 +1110,13 @@ async fn command(
             ));
         }
     }
-    let id = j.push_command(run, kind, reason)?;
+    let id = j.push_command(
+        run,
+        kind.parse().map_err(|e: glidepath::journal::UnknownName| {
+            Failure::new(exit::INTERNAL, e.to_string())
+        })?,
+        reason,
+    )?;
     let lease = j.lease_of_run(run)?;
     if let Some(l) = lease.filter(|l| !l.holder_dead(now_ms())) {
         println!(

@@ -472,7 +472,7 @@ pub fn summarize(
         run_id: rec.id.clone(),
         fleet: rec.fleet.clone(),
         version: rec.version.clone(),
-        status: rec.status.clone(),
+        status: rec.status.to_string(),
         reason: rec.reason.clone(),
         cause: state.cause.clone(),
         started: fmt_time(rec.created_at),

@@ -10,7 +10,7 @@ pub mod node;
 
 use crate::drivers::Drivers;
 use crate::executor::{ExecError, Executor, RunResult};
-use crate::journal::Journal;
+use crate::journal::{Journal, Store};
 use crate::report::{summarize, Console, Reporter};
 use fleet::{write_release, LocalFleet, Traffic};
 use glidepath_core::{Event, Outcome, RolloutSpec, StepKind, Track};

@@ -9,7 +9,7 @@
 use super::{DResult, DriverError, MetricsSource, Target};
 use crate::plan::{render, Auth, CheckCfg, CheckKind, SecretRef};
 use async_trait::async_trait;
-use glidepath_core::Observation;
+use glidepath_core::{Fault, Observation};
 use std::time::Duration;
 
 pub struct PrometheusSource {
@@ -184,15 +184,9 @@ impl MetricsSource for PrometheusSource {
             else {
                 continue;
             };
+            // the driver observes (every series, raw); the core decides
             let obs = async {
-                let values = self.query(&self.render(query, nodes)).await?;
-                let finite: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
-                // several series: judge the worst one
-                let value = if c.spec.max.is_some() {
-                    finite.iter().copied().reduce(f64::max)
-                } else {
-                    finite.iter().copied().reduce(f64::min)
-                };
+                let series = self.query(&self.render(query, nodes)).await?;
                 let samples = match samples_query {
                     Some(sq) => self
                         .query(&self.render(sq, nodes))
@@ -201,30 +195,31 @@ impl MetricsSource for PrometheusSource {
                         .filter(|v| v.is_finite())
                         .sum::<f64>()
                         .max(0.0) as u64,
-                    None => u64::from(value.is_some()),
+                    None => u64::from(series.iter().any(|v| v.is_finite())),
                 };
                 Ok::<_, DriverError>(Observation {
                     check: c.spec.name.clone(),
-                    value,
+                    value: None,
                     samples,
                     error: None,
+                    series,
+                    fault: None,
                 })
             }
             .await;
             out.push(match obs {
                 Ok(o) => o,
-                Err(DriverError::Unreachable(e)) => Observation {
+                Err(e) => Observation {
                     check: c.spec.name.clone(),
                     value: None,
                     samples: 0,
-                    error: Some(e),
-                },
-                // a query Prometheus rejects is a plan problem, reported as no data with the reason
-                Err(DriverError::Failed(e)) => Observation {
-                    check: c.spec.name.clone(),
-                    value: None,
-                    samples: 0,
-                    error: Some(e),
+                    fault: Some(if e.is_infra() {
+                        Fault::Unreachable
+                    } else {
+                        Fault::Failed
+                    }),
+                    error: Some(e.to_string()),
+                    series: vec![],
                 },
             });
         }

@@ -88,6 +88,8 @@ pub fn observe_from(checks: &[CheckCfg], pairs: &[(Vec<Sample>, Vec<Sample>)]) -
                     value: (total > 0.0).then(|| bad / total),
                     samples: total as u64,
                     error: None,
+                    series: vec![],
+                    fault: None,
                 }
             }
             CheckKind::LatencyQuantile { metric, quantile } => {
@@ -104,6 +106,8 @@ pub fn observe_from(checks: &[CheckCfg], pairs: &[(Vec<Sample>, Vec<Sample>)]) -
                     value: h.quantile(*quantile),
                     samples: h.count() as u64,
                     error: None,
+                    series: vec![],
+                    fault: None,
                 }
             }
             CheckKind::Query { .. } => unreachable!("filtered out"),
@@ -145,7 +149,13 @@ impl MetricsSource for ScrapeSource {
                             check: c.spec.name.clone(),
                             value: None,
                             samples: 0,
+                            fault: Some(if e.is_infra() {
+                                glidepath_core::Fault::Unreachable
+                            } else {
+                                glidepath_core::Fault::Failed
+                            }),
                             error: Some(e.to_string()),
+                            series: vec![],
                         })
                         .collect();
                 }

@@ -5,6 +5,7 @@ use glidepath::demo::fleet::{write_release, LocalFleet, Traffic};
 use glidepath::demo::node::Behaviour;
 use glidepath::demo::{plan_text, DemoPlan};
 use glidepath::journal::Journal;
+pub use glidepath::journal::Store;
 use glidepath::plan::Release;
 use glidepath_core::Event;
 use std::path::{Path, PathBuf};

@@ -47,6 +47,16 @@ fn signal(child: &std::process::Child, sig: i32) {
 /// releases the lease and changes nothing; the next run is not locked out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_preflight_aborts_and_releases_the_lease() {
+    signal_during_preflight(libc::SIGTERM).await;
+}
+
+/// A closed terminal or ssh session (SIGHUP) stops a run safely too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_during_preflight_aborts_and_releases_the_lease() {
+    signal_during_preflight(libc::SIGHUP).await;
+}
+
+async fn signal_during_preflight(sig: i32) {
     let env = Env::start(2).await;
     let plan = env.plan(&env.v2, &knobs());
     let marker = env.path().join("gate-started");
@@ -62,7 +72,7 @@ async fn sigterm_during_preflight_aborts_and_releases_the_lease() {
         marker.exists()
     })
     .await;
-    signal(&child, libc::SIGTERM);
+    signal(&child, sig);
     let status = wait_exit(&mut child, Duration::from_secs(20)).await;
     assert_eq!(status.code(), Some(5), "exit 5: aborted during preflight");
     let run = env.latest_run();
@@ -441,7 +451,17 @@ async fn two_copies_or_two_journals_cannot_drive_one_fleet() {
         "{}",
         stderr(&out)
     );
-    // an explicit other journal
+    // an explicit other journal, the nodes spelled differently
+    std::fs::write(
+        &copied,
+        std::fs::read_to_string(&copied)
+            .unwrap()
+            .replace("\"127.0.0.1:", "\"localhost:"),
+    )
+    .unwrap();
+    assert!(std::fs::read_to_string(&copied)
+        .unwrap()
+        .contains("\"localhost:"));
     let other = env.path().join("other.db");
     let out = env.run(&[
         "run",

@@ -1,185 +1,11 @@
-//! The journal: one SQLite database holding every run, every event (each
-//! step's intent before it starts and its outcome after), operator commands,
-//! and the per-fleet lease that keeps two runs off the same fleet.
-//!
-//! Writes are single statements in WAL mode with `synchronous = FULL`, so a
-//! `kill -9` at any moment leaves a consistent journal: an event is either
-//! fully there or absent.
+//! The embedded journal: one SQLite database in WAL mode with
+//! `synchronous = FULL`, so a `kill -9` at any moment leaves it consistent
+//! (an event is either fully there or absent). Every write of a lease holder
+//! is one IMMEDIATE transaction that first checks the fence.
 
-use glidepath_core::Event;
+use super::*;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// Lease heartbeats older than this mean the holder is gone (other hosts,
-/// or a stopped process on this one). `GLIDEPATH_LEASE_TTL` overrides it.
-pub const LEASE_STALE_MS: u64 = 30_000;
-
-/// The lease TTL in force: [`LEASE_STALE_MS`] unless `GLIDEPATH_LEASE_TTL`
-/// (a duration such as `10s`) says otherwise.
-pub fn lease_ttl_ms() -> u64 {
-    std::env::var("GLIDEPATH_LEASE_TTL")
-        .ok()
-        .and_then(|v| humantime::parse_duration(v.trim()).ok())
-        .map_or(LEASE_STALE_MS, |d| (d.as_millis() as u64).max(1_000))
-}
-
-/// The journal used when neither `--journal`, `GLIDEPATH_JOURNAL` nor the
-/// plan's `[journal] path` names one: one per machine and user (so that two
-/// copies of a plan share one lease per fleet), in the XDG state directory:
-/// `$XDG_STATE_HOME/glidepath/journal.db`, else
-/// `~/.local/state/glidepath/journal.db`.
-pub fn default_path() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state"))
-        })
-        .unwrap_or_else(|| {
-            // SAFETY: getuid has no preconditions.
-            PathBuf::from(format!("/var/tmp/glidepath-{}", unsafe { libc::getuid() }))
-        });
-    base.join("glidepath").join("journal.db")
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum JournalError {
-    #[error("journal {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error("journal {path}: event {seq} of run {run} is unreadable: {message}")]
-    Corrupt {
-        path: PathBuf,
-        run: String,
-        seq: i64,
-        message: String,
-    },
-    #[error("no run `{0}` in the journal")]
-    NoSuchRun(String),
-    /// Another journal on this machine drives a run on one of the nodes.
-    #[error("node {node} ({address}) is being rolled out by run {run} (pid {pid}) from another journal, {journal}: two journals cannot see each other's leases")]
-    OtherJournal {
-        node: String,
-        address: String,
-        run: String,
-        pid: u32,
-        journal: String,
-    },
-    #[error("journal file {path} cannot be written: {why}")]
-    NotWritable { path: PathBuf, why: String },
-    #[error("cannot take this machine's node lock {path}: {source}")]
-    NodeLock {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// This process held the fleet's lease and lost it (another process took
-    /// it over after the TTL): it must write nothing more and stop.
-    #[error("run {run} lost the lease of fleet `{fleet}` (epoch {epoch}){}: this process stops without touching the fleet again", match .taken_by { Some(t) => format!(" to {t}"), None => String::new() })]
-    Fenced {
-        fleet: String,
-        run: String,
-        epoch: i64,
-        /// Who holds it now (`run … pid … on host`), if anyone.
-        taken_by: Option<String>,
-    },
-    #[error("fleet `{fleet}` is locked by run {run_id} (pid {pid} on {host}, since {since})")]
-    Locked {
-        fleet: String,
-        run_id: String,
-        pid: u32,
-        host: String,
-        since: String,
-        holder_dead: bool,
-    },
-}
-
-/// A row of the `runs` table.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunRecord {
-    pub id: String,
-    pub fleet: String,
-    pub plan_path: String,
-    pub plan_hash: String,
-    #[serde(skip)]
-    pub plan_source: String,
-    pub version: String,
-    pub status: String,
-    pub reason: String,
-    pub created_at: u64,
-    pub updated_at: u64,
-}
-
-/// A lease row: who holds a fleet.
-#[derive(Debug, Clone, Serialize)]
-pub struct Lease {
-    pub fleet: String,
-    pub run_id: String,
-    pub pid: u32,
-    pub host: String,
-    pub since: u64,
-    pub heartbeat: u64,
-    /// The fencing epoch: increased by every acquisition of the fleet's
-    /// lease, checked by every write of the holder.
-    pub epoch: i64,
-}
-
-impl Lease {
-    /// Is the holder certainly gone? Same host: the process no longer exists
-    /// (or is a zombie). Any host: no heartbeat for [`LEASE_STALE_MS`].
-    pub fn holder_dead(&self, now: u64) -> bool {
-        if now.saturating_sub(self.heartbeat) > lease_ttl_ms() {
-            return true;
-        }
-        self.host == hostname() && !pid_alive(self.pid)
-    }
-}
-
-/// A queued operator command.
-#[derive(Debug, Clone, Serialize)]
-pub struct Command {
-    pub id: i64,
-    pub kind: String,
-    pub reason: String,
-    pub at: u64,
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-/// `kill(pid, 0)` plus a zombie check: a killed child not yet reaped still
-/// answers `kill -0`.
-pub fn pid_alive(pid: u32) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    // SAFETY: kill with signal 0 only checks for existence/permission.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X"))
-        }
-        Err(_) => r == 0,
-    }
-}
+use std::path::Path;
 
 /// Refuse to write when the journal's files were made immutable or
 /// append-only (`chattr +i`): SQLite writes its WAL index through a shared
@@ -213,83 +39,7 @@ fn check_writable(db: &Path) -> Result<(), JournalError> {
     Ok(())
 }
 
-/// The longest text (a reason, a step's detail) kept in the journal.
-pub const MAX_TEXT: usize = 4096;
-/// An event larger than this has its texts clipped to [`MAX_TEXT`].
-pub const MAX_EVENT: usize = 64 * 1024;
-
-/// `s` cut to at most `max` bytes on a char boundary, saying how much went.
-pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= max {
-        return s.into();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}… [{} more bytes not journaled]",
-        &s[..end],
-        s.len() - end
-    )
-    .into()
-}
-
-/// The event as it may be journaled: one over [`MAX_EVENT`] bytes has its
-/// free texts clipped. The executor applies the bounded event, so the state
-/// it folds is the one a replay folds.
-pub fn bounded(ev: Event) -> Event {
-    match serde_json::to_string(&ev) {
-        Ok(s) if s.len() > MAX_EVENT => clip_event(&ev),
-        _ => ev,
-    }
-}
-
-/// The event with every free text clipped to [`MAX_TEXT`].
-fn clip_event(ev: &Event) -> Event {
-    let c = |s: &String| clip(s, MAX_TEXT).into_owned();
-    let mut ev = ev.clone();
-    match &mut ev {
-        Event::Outcome { outcome, step, .. } => {
-            outcome.detail = c(&outcome.detail);
-            step.reason = c(&step.reason);
-            for o in &mut outcome.observations {
-                o.check = c(&o.check);
-                if let Some(e) = &mut o.error {
-                    *e = c(e);
-                }
-            }
-        }
-        Event::Intent { step, .. } => step.reason = c(&step.reason),
-        Event::Finished { reason, .. }
-        | Event::WindowClosed { reason, .. }
-        | Event::GroupStarted { reason, .. }
-        | Event::GateForced { reason, .. }
-        | Event::Promoted { reason, .. }
-        | Event::AbortRequested { reason, .. }
-        | Event::RollbackRequested { reason, .. } => *reason = c(reason),
-        Event::GatesChecked { results, .. } => {
-            for r in results {
-                r.reason = c(&r.reason);
-            }
-        }
-        _ => {}
-    }
-    ev
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub fn fmt_time(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
-pub struct Journal {
+pub struct SqliteJournal {
     /// Dropped by hand (see `Drop`): a journal whose files failed is not
     /// closed, because closing the last connection checkpoints the WAL
     /// through its memory-mapped index, which SIGBUSes on an immutable file.
@@ -353,8 +103,18 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 "#;
 
-impl Journal {
-    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+/// A text column parsed into one of the journal's typed values.
+fn parse_col<T>(r: &rusqlite::Row, i: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr<Err = UnknownName>,
+{
+    r.get::<_, String>(i)?.parse().map_err(|e: UnknownName| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+impl SqliteJournal {
+    pub fn open(path: &Path) -> Result<SqliteJournal, JournalError> {
         let err = |source| JournalError::Sqlite {
             path: path.to_path_buf(),
             source,
@@ -395,7 +155,7 @@ impl Journal {
                 return Err(err(e));
             }
         }
-        Ok(Journal {
+        Ok(SqliteJournal {
             conn: std::mem::ManuallyDrop::new(conn),
             abandoned: Default::default(),
             path: path.to_path_buf(),
@@ -439,18 +199,6 @@ impl Journal {
 
     fn check(&self) -> Result<(), JournalError> {
         check_writable(&self.path).inspect_err(|_| self.abandon())
-    }
-
-    /// Never touch this journal's files again, not even to close it (the
-    /// process ends soon after; the kernel closes the descriptors).
-    pub fn abandon(&self) {
-        self.abandoned
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// The lease epoch this handle writes under, once it holds a lease.
-    pub fn epoch(&self) -> Option<i64> {
-        self.fence.as_ref().map(|f| f.epoch)
     }
 
     /// Run `write` in one IMMEDIATE transaction that first checks the fence:
@@ -508,56 +256,6 @@ impl Journal {
         }
     }
 
-    pub fn create_run(&self, r: &RunRecord) -> Result<(), JournalError> {
-        self.conn()?
-            .execute(
-                "INSERT INTO runs (id, fleet, plan_path, plan_hash, plan_source, version, status, reason, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-                params![r.id, r.fleet, r.plan_path, r.plan_hash, r.plan_source, r.version, r.status, r.reason, r.created_at as i64],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    pub fn set_status(
-        &mut self,
-        run: &str,
-        status: &str,
-        reason: &str,
-    ) -> Result<(), JournalError> {
-        let reason = clip(reason, MAX_TEXT);
-        self.fenced(|tx| {
-            tx.execute(
-                "UPDATE runs SET status = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
-                params![run, status, reason, now_ms() as i64],
-            )
-        })?;
-        Ok(())
-    }
-
-    /// Append the event an operator command produced and mark the command
-    /// consumed, atomically: a crash never applies a command twice.
-    pub fn append_for_command(
-        &mut self,
-        run: &str,
-        event: &Event,
-        command: i64,
-    ) -> Result<i64, JournalError> {
-        self.fenced(|tx| {
-            let seq = Self::insert_event(tx, run, event)?;
-            tx.execute(
-                "UPDATE commands SET consumed_at = ?2, outcome = 'applied' WHERE id = ?1",
-                params![command, now_ms() as i64],
-            )?;
-            Ok(seq)
-        })
-    }
-
-    /// Append an event; returns its sequence number.
-    pub fn append(&mut self, run: &str, event: &Event) -> Result<i64, JournalError> {
-        self.fenced(|tx| Self::insert_event(tx, run, event))
-    }
-
     fn insert_event(conn: &Connection, run: &str, event: &Event) -> rusqlite::Result<i64> {
         let mut data = serde_json::to_string(event).expect("events serialize");
         if data.len() > MAX_EVENT {
@@ -580,30 +278,6 @@ impl Journal {
         )
     }
 
-    pub fn events(&self, run: &str) -> Result<Vec<Event>, JournalError> {
-        let mut stmt = self
-            .conn()?
-            .prepare("SELECT seq, data FROM events WHERE run_id = ?1 ORDER BY seq")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![run], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, data) = row.map_err(|e| self.err(e))?;
-            let ev = serde_json::from_str(&data).map_err(|e| JournalError::Corrupt {
-                path: self.path.clone(),
-                run: run.to_string(),
-                seq,
-                message: e.to_string(),
-            })?;
-            out.push(ev);
-        }
-        Ok(out)
-    }
-
     fn row_to_run(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
         Ok(RunRecord {
             id: r.get(0)?,
@@ -612,7 +286,7 @@ impl Journal {
             plan_hash: r.get(3)?,
             plan_source: r.get(4)?,
             version: r.get(5)?,
-            status: r.get(6)?,
+            status: parse_col(r, 6)?,
             reason: r.get(7)?,
             created_at: r.get::<_, i64>(8)? as u64,
             updated_at: r.get::<_, i64>(9)? as u64,
@@ -635,8 +309,14 @@ impl Journal {
 
     const RUN_COLS: &'static str =
         "id, fleet, plan_path, plan_hash, plan_source, version, status, reason, created_at, updated_at";
+}
 
-    pub fn run(&self, id: &str) -> Result<RunRecord, JournalError> {
+impl Store for SqliteJournal {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn run(&self, id: &str) -> Result<RunRecord, JournalError> {
         self.conn()?
             .query_row(
                 &format!("SELECT {} FROM runs WHERE id = ?1", Self::RUN_COLS),
@@ -648,8 +328,103 @@ impl Journal {
             .ok_or_else(|| JournalError::NoSuchRun(id.to_string()))
     }
 
+    fn events_since(&self, run: &str, after: i64) -> Result<Vec<(i64, Event)>, JournalError> {
+        let mut stmt = self
+            .conn()?
+            .prepare("SELECT seq, data FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run, after], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, data) = row.map_err(|e| self.err(e))?;
+            let ev = serde_json::from_str(&data).map_err(|e| JournalError::Corrupt {
+                path: self.path.clone(),
+                run: run.to_string(),
+                seq,
+                message: e.to_string(),
+            })?;
+            out.push((seq, ev));
+        }
+        Ok(out)
+    }
+
+    /// Never touch this journal's files again, not even to close it (the
+    /// process ends soon after; the kernel closes the descriptors).
+    fn abandon(&self) {
+        self.abandoned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The lease epoch this handle writes under, once it holds a lease.
+    fn epoch(&self) -> Option<i64> {
+        self.fence.as_ref().map(|f| f.epoch)
+    }
+
+    fn create_run(&self, r: &RunRecord) -> Result<(), JournalError> {
+        self.conn()?
+            .execute(
+                "INSERT INTO runs (id, fleet, plan_path, plan_hash, plan_source, version, status, reason, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                params![r.id, r.fleet, r.plan_path, r.plan_hash, r.plan_source, r.version, r.status.as_str(), r.reason, r.created_at as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn set_status(
+        &mut self,
+        run: &str,
+        status: RunStatus,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        let reason = clip(reason, MAX_TEXT);
+        let status = status.as_str();
+        self.fenced(|tx| {
+            tx.execute(
+                "UPDATE runs SET status = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
+                params![run, status, reason, now_ms() as i64],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Append the event an operator command produced and mark the command
+    /// consumed, atomically: a crash never applies a command twice.
+    fn append_for_command(
+        &mut self,
+        run: &str,
+        event: &Event,
+        command: i64,
+    ) -> Result<i64, JournalError> {
+        self.fenced(|tx| {
+            let seq = Self::insert_event(tx, run, event)?;
+            tx.execute(
+                "UPDATE commands SET consumed_at = ?2, outcome = 'applied' WHERE id = ?1",
+                params![command, now_ms() as i64],
+            )?;
+            Ok(seq)
+        })
+    }
+
+    /// Append an event; returns its sequence number.
+    fn append(&mut self, run: &str, event: &Event) -> Result<i64, JournalError> {
+        self.fenced(|tx| Self::insert_event(tx, run, event))
+    }
+
+    fn events(&self, run: &str) -> Result<Vec<Event>, JournalError> {
+        Ok(self
+            .events_since(run, 0)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
     /// Runs, newest first.
-    pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, JournalError> {
+    fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, JournalError> {
         let mut stmt = self
             .conn()?
             .prepare(&format!(
@@ -663,7 +438,7 @@ impl Journal {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    pub fn lease(&self, fleet: &str) -> Result<Option<Lease>, JournalError> {
+    fn lease(&self, fleet: &str) -> Result<Option<Lease>, JournalError> {
         self.conn()?
             .query_row(
                 &format!("SELECT {} FROM leases WHERE fleet = ?1", Self::LEASE_COLS),
@@ -674,15 +449,10 @@ impl Journal {
             .map_err(|e| self.err(e))
     }
 
-    pub fn lease_of_run(&self, run: &str) -> Result<Option<Lease>, JournalError> {
-        let fleet = self.run(run)?.fleet;
-        Ok(self.lease(&fleet)?.filter(|l| l.run_id == run))
-    }
-
     /// Take the fleet's lease for `run`. A lease held by a live process is
     /// refused; one held by a dead process is taken over only when
     /// `take_over_dead` (resume, abort, rollback of that run) is set.
-    pub fn acquire_lease(
+    fn acquire_lease(
         &mut self,
         fleet: &str,
         run: &str,
@@ -755,7 +525,7 @@ impl Journal {
 
     /// Refresh the lease's heartbeat (fenced: a holder that lost the lease
     /// gets [`JournalError::Fenced`]).
-    pub fn heartbeat(&mut self, fleet: &str, run: &str) -> Result<(), JournalError> {
+    fn heartbeat(&mut self, fleet: &str, run: &str) -> Result<(), JournalError> {
         let epoch = self.epoch().unwrap_or(0);
         self.fenced(|tx| {
             tx.execute(
@@ -766,7 +536,7 @@ impl Journal {
         Ok(())
     }
 
-    pub fn release_lease(&mut self, fleet: &str, run: &str) -> Result<(), JournalError> {
+    fn release_lease(&mut self, fleet: &str, run: &str) -> Result<(), JournalError> {
         let epoch = self.epoch();
         self.fenced(|tx| match epoch {
             Some(e) => tx.execute(
@@ -783,11 +553,16 @@ impl Journal {
     }
 
     /// Queue an operator command; returns its id.
-    pub fn push_command(&self, run: &str, kind: &str, reason: &str) -> Result<i64, JournalError> {
+    fn push_command(
+        &self,
+        run: &str,
+        kind: CommandKind,
+        reason: &str,
+    ) -> Result<i64, JournalError> {
         self.conn()?
             .execute(
                 "INSERT INTO commands (run_id, kind, reason, at) VALUES (?1, ?2, ?3, ?4)",
-                params![run, kind, reason, now_ms() as i64],
+                params![run, kind.as_str(), reason, now_ms() as i64],
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn()?.last_insert_rowid())
@@ -795,7 +570,7 @@ impl Journal {
 
     /// Commands not yet acted on, oldest first. Call [`Journal::consume_command`]
     /// after journaling the event each one produced.
-    pub fn pending_commands(&self, run: &str) -> Result<Vec<Command>, JournalError> {
+    fn pending_commands(&self, run: &str) -> Result<Vec<Command>, JournalError> {
         let mut stmt = self.conn()?
             .prepare("SELECT id, kind, reason, at FROM commands WHERE run_id = ?1 AND consumed_at IS NULL ORDER BY id")
             .map_err(|e| self.err(e))?;
@@ -803,7 +578,7 @@ impl Journal {
             .query_map(params![run], |r| {
                 Ok(Command {
                     id: r.get(0)?,
-                    kind: r.get(1)?,
+                    kind: parse_col(r, 1)?,
                     reason: r.get(2)?,
                     at: r.get::<_, i64>(3)? as u64,
                 })
@@ -812,13 +587,13 @@ impl Journal {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    pub fn consume_command(&mut self, id: i64) -> Result<(), JournalError> {
+    fn consume_command(&mut self, id: i64) -> Result<(), JournalError> {
         self.refuse_command(id, "ignored")
     }
 
     /// Mark a command consumed without acting on it, saying why (the
     /// sender prints it and exits non-zero).
-    pub fn refuse_command(&mut self, id: i64, why: &str) -> Result<(), JournalError> {
+    fn refuse_command(&mut self, id: i64, why: &str) -> Result<(), JournalError> {
         self.fenced(|tx| {
             tx.execute(
                 "UPDATE commands SET consumed_at = ?2, outcome = ?3 WHERE id = ?1",
@@ -830,7 +605,7 @@ impl Journal {
 
     /// What became of a command: `None` while it is pending, else
     /// `Some("applied")` or the reason it was refused.
-    pub fn command_outcome(&self, id: i64) -> Result<Option<String>, JournalError> {
+    fn command_outcome(&self, id: i64) -> Result<Option<String>, JournalError> {
         self.conn()?
             .query_row(
                 "SELECT consumed_at, COALESCE(outcome, 'applied') FROM commands WHERE id = ?1",
@@ -843,7 +618,7 @@ impl Journal {
     }
 }
 
-impl Drop for Journal {
+impl Drop for SqliteJournal {
     fn drop(&mut self) {
         if !self.abandoned.load(std::sync::atomic::Ordering::SeqCst) {
             // SAFETY: dropped once, here, and never used after.
@@ -852,87 +627,10 @@ impl Drop for Journal {
     }
 }
 
-/// This machine's locks on the nodes a run drives, one `flock` per node
-/// address under the state directory (`…/glidepath/nodes/`). They close the
-/// gap the per-journal lease leaves: two journals (two plan copies, two
-/// `--journal`s) on one machine rolling out the same nodes. The kernel drops
-/// a lock when its process dies, so a lock is never stale.
-#[derive(Debug, Default)]
-pub struct NodeLocks {
-    _files: Vec<std::fs::File>,
-}
-
-impl NodeLocks {
-    /// Lock every `(node, address)` for `run` of `journal`. A node locked by
-    /// a run of the same journal is left to the lease (a takeover after a
-    /// stopped holder); one locked from another journal is refused.
-    pub fn acquire(
-        nodes: &[(String, String)],
-        run: &str,
-        journal: &Path,
-    ) -> Result<NodeLocks, JournalError> {
-        use std::io::{Read, Seek, Write};
-        use std::os::unix::io::AsRawFd;
-        let dir = default_path()
-            .parent()
-            .map(|p| p.join("nodes"))
-            .unwrap_or_else(|| PathBuf::from("nodes"));
-        let io = |path: &Path, source| JournalError::NodeLock {
-            path: path.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let me = journal
-            .canonicalize()
-            .unwrap_or_else(|_| journal.to_path_buf())
-            .display()
-            .to_string();
-        let mut files = Vec::new();
-        for (node, address) in nodes {
-            let key = &crate::plan::sha256_hex(address.as_bytes())[..24];
-            let path = dir.join(format!("{key}.lock"));
-            let mut f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|e| io(&path, e))?;
-            // SAFETY: flock on a descriptor we own.
-            let got = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-            if !got {
-                let mut held = String::new();
-                let _ = f.read_to_string(&mut held);
-                let mut parts = held.lines();
-                let (other_run, pid, other_journal) = (
-                    parts.next().unwrap_or("?").to_string(),
-                    parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
-                    parts.next().unwrap_or("?").to_string(),
-                );
-                if other_journal == me {
-                    continue; // the same journal: its lease decides
-                }
-                return Err(JournalError::OtherJournal {
-                    node: node.clone(),
-                    address: address.clone(),
-                    run: other_run,
-                    pid,
-                    journal: other_journal,
-                });
-            }
-            let _ = f.set_len(0);
-            let _ = f.rewind();
-            let _ = write!(f, "{run}\n{}\n{me}\n", std::process::id());
-            let _ = f.flush();
-            files.push(f);
-        }
-        Ok(NodeLocks { _files: files })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::{bounded, RunStatus, Store, MAX_EVENT, MAX_TEXT};
     use glidepath_core::{Step, StepKind, StepOutcome};
 
     fn failed(detail: String) -> Event {
@@ -963,7 +661,7 @@ mod tests {
             plan_hash: "h".into(),
             plan_source: String::new(),
             version: "2".into(),
-            status: "running".into(),
+            status: RunStatus::Running,
             reason: String::new(),
             created_at: 1,
             updated_at: 1,
@@ -986,7 +684,8 @@ mod tests {
         let small = failed("fine".into());
         assert_eq!(bounded(small.clone()), small);
         // the run's reason is bounded too
-        j.set_status("r1", "failed", &"y".repeat(1 << 20)).unwrap();
+        j.set_status("r1", RunStatus::RollbackFailed, &"y".repeat(1 << 20))
+            .unwrap();
         assert!(j.run("r1").unwrap().reason.len() < 2 * MAX_TEXT);
     }
 
@@ -1004,7 +703,7 @@ mod tests {
                 plan_hash: "h".into(),
                 plan_source: String::new(),
                 version: "2".into(),
-                status: "running".into(),
+                status: RunStatus::Running,
                 reason: String::new(),
                 created_at: 1,
                 updated_at: 1,
@@ -1023,7 +722,7 @@ mod tests {
             JournalError::Fenced { .. }
         ));
         assert!(matches!(
-            a.set_status("r1", "succeeded", "").unwrap_err(),
+            a.set_status("r1", RunStatus::Succeeded, "").unwrap_err(),
             JournalError::Fenced { .. }
         ));
         assert!(a.release_lease("f", "r1").is_err(), "cannot drop b's lease");

@@ -1,0 +1,469 @@
+//! The journal: every run, every event (each step's intent before it starts
+//! and its outcome after), operator commands, and the per-fleet lease that
+//! keeps two runs off the same fleet.
+//!
+//! [`Store`] is what the executor and the commands need of a journal; the
+//! SQLite implementation ([`sqlite::SqliteJournal`], also exported as
+//! [`Journal`]) is the embedded default, and a shared one (PostgreSQL) is a
+//! second implementation of the same trait. The types here (runs, leases,
+//! commands, statuses) are the journal's vocabulary, whatever holds it.
+
+mod locks;
+pub mod sqlite;
+
+pub use locks::NodeLocks;
+pub use sqlite::{SqliteJournal, SqliteJournal as Journal};
+
+use glidepath_core::Event;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Lease heartbeats older than this mean the holder is gone (other hosts,
+/// or a stopped process on this one). `GLIDEPATH_LEASE_TTL` overrides it.
+pub const LEASE_STALE_MS: u64 = 30_000;
+
+/// The lease TTL in force: [`LEASE_STALE_MS`] unless `GLIDEPATH_LEASE_TTL`
+/// (a duration such as `10s`) says otherwise.
+pub fn lease_ttl_ms() -> u64 {
+    std::env::var("GLIDEPATH_LEASE_TTL")
+        .ok()
+        .and_then(|v| humantime::parse_duration(v.trim()).ok())
+        .map_or(LEASE_STALE_MS, |d| (d.as_millis() as u64).max(1_000))
+}
+
+/// The journal used when neither `--journal`, `GLIDEPATH_JOURNAL` nor the
+/// plan's `[journal] path` names one: one per machine and user (so that two
+/// copies of a plan share one lease per fleet), in the XDG state directory:
+/// `$XDG_STATE_HOME/glidepath/journal.db`, else
+/// `~/.local/state/glidepath/journal.db`.
+pub fn default_path() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions.
+            PathBuf::from(format!("/var/tmp/glidepath-{}", unsafe { libc::getuid() }))
+        });
+    base.join("glidepath").join("journal.db")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("journal {path}: event {seq} of run {run} is unreadable: {message}")]
+    Corrupt {
+        path: PathBuf,
+        run: String,
+        seq: i64,
+        message: String,
+    },
+    #[error("no run `{0}` in the journal")]
+    NoSuchRun(String),
+    /// Another journal on this machine drives a run on one of the nodes.
+    #[error("node {node} ({address}) is being rolled out by run {run} (pid {pid}) from another journal, {journal}: two journals cannot see each other's leases")]
+    OtherJournal {
+        node: String,
+        address: String,
+        run: String,
+        pid: u32,
+        journal: String,
+    },
+    #[error("journal file {path} cannot be written: {why}")]
+    NotWritable { path: PathBuf, why: String },
+    #[error("cannot take this machine's node lock {path}: {source}")]
+    NodeLock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// This process held the fleet's lease and lost it (another process took
+    /// it over after the TTL): it must write nothing more and stop.
+    #[error("run {run} lost the lease of fleet `{fleet}` (epoch {epoch}){}: this process stops without touching the fleet again", match .taken_by { Some(t) => format!(" to {t}"), None => String::new() })]
+    Fenced {
+        fleet: String,
+        run: String,
+        epoch: i64,
+        /// Who holds it now (`run … pid … on host`), if anyone.
+        taken_by: Option<String>,
+    },
+    #[error("fleet `{fleet}` is locked by run {run_id} (pid {pid} on {host}, since {since})")]
+    Locked {
+        fleet: String,
+        run_id: String,
+        pid: u32,
+        host: String,
+        since: String,
+        holder_dead: bool,
+    },
+}
+
+/// Where a run stands, as the journal records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Created; its gates are being checked (nothing changed yet).
+    Preflight,
+    Running,
+    /// Stopped by an infrastructure outage past the retry deadline; resumable.
+    Suspended,
+    Succeeded,
+    RolledBack,
+    Aborted,
+    RollbackFailed,
+    /// Refused by a gate or a lock before anything changed.
+    Refused,
+}
+
+/// A name the journal does not know (a status or a command kind).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown name `{0}` in the journal")]
+pub struct UnknownName(pub String);
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Preflight,
+        RunStatus::Running,
+        RunStatus::Suspended,
+        RunStatus::Succeeded,
+        RunStatus::RolledBack,
+        RunStatus::Aborted,
+        RunStatus::RollbackFailed,
+        RunStatus::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Preflight => "preflight",
+            RunStatus::Running => "running",
+            RunStatus::Suspended => "suspended",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::RolledBack => "rolled_back",
+            RunStatus::Aborted => "aborted",
+            RunStatus::RollbackFailed => "rollback_failed",
+            RunStatus::Refused => "refused",
+        }
+    }
+
+    /// The run ended (nothing will happen unless an operator asks).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded
+                | RunStatus::RolledBack
+                | RunStatus::Aborted
+                | RunStatus::RollbackFailed
+                | RunStatus::Refused
+        )
+    }
+}
+
+impl From<glidepath_core::Outcome> for RunStatus {
+    fn from(o: glidepath_core::Outcome) -> Self {
+        use glidepath_core::Outcome;
+        match o {
+            Outcome::Succeeded => RunStatus::Succeeded,
+            Outcome::RolledBack => RunStatus::RolledBack,
+            Outcome::Aborted => RunStatus::Aborted,
+            Outcome::RollbackFailed => RunStatus::RollbackFailed,
+        }
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownName(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status reads as its journaled name (`"rolled_back"`), so text output
+/// and comparisons with names keep working.
+impl std::ops::Deref for RunStatus {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<&str> for RunStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// An operator command queued for the run's holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    Promote,
+    Abort,
+    Rollback,
+}
+
+impl CommandKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::Promote => "promote",
+            CommandKind::Abort => "abort",
+            CommandKind::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::str::FromStr for CommandKind {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        [
+            CommandKind::Promote,
+            CommandKind::Abort,
+            CommandKind::Rollback,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| UnknownName(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for CommandKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the executor and the commands need of a journal. Every write of a
+/// lease holder is fenced: once another process took the fleet's lease over,
+/// it fails with [`JournalError::Fenced`] and writes nothing.
+pub trait Store: Send {
+    /// Where it lives, for messages (a path, or a URL without secrets).
+    fn location(&self) -> String;
+    fn create_run(&self, r: &RunRecord) -> Result<(), JournalError>;
+    fn set_status(
+        &mut self,
+        run: &str,
+        status: RunStatus,
+        reason: &str,
+    ) -> Result<(), JournalError>;
+    /// Append an event; returns its sequence number.
+    fn append(&mut self, run: &str, event: &Event) -> Result<i64, JournalError>;
+    /// Append the event an operator command produced and mark the command
+    /// applied, atomically: a crash never applies a command twice.
+    fn append_for_command(
+        &mut self,
+        run: &str,
+        event: &Event,
+        command: i64,
+    ) -> Result<i64, JournalError>;
+    fn events(&self, run: &str) -> Result<Vec<Event>, JournalError>;
+    /// Events after sequence number `after` (0: all), with their numbers:
+    /// how another process follows a run.
+    fn events_since(&self, run: &str, after: i64) -> Result<Vec<(i64, Event)>, JournalError>;
+    fn run(&self, id: &str) -> Result<RunRecord, JournalError>;
+    /// Runs, newest first.
+    fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, JournalError>;
+    fn lease(&self, fleet: &str) -> Result<Option<Lease>, JournalError>;
+    /// The lease of the run's fleet, if this run holds it.
+    fn lease_of_run(&self, run: &str) -> Result<Option<Lease>, JournalError> {
+        let fleet = self.run(run)?.fleet;
+        Ok(self.lease(&fleet)?.filter(|l| l.run_id == run))
+    }
+    /// Take the fleet's lease for `run`, with a new epoch. A lease held by a
+    /// live process is refused; one held by a dead process is taken over only
+    /// when `take_over_dead` (resume, abort, rollback of that run).
+    fn acquire_lease(
+        &mut self,
+        fleet: &str,
+        run: &str,
+        take_over_dead: bool,
+    ) -> Result<(), JournalError>;
+    fn heartbeat(&mut self, fleet: &str, run: &str) -> Result<(), JournalError>;
+    fn release_lease(&mut self, fleet: &str, run: &str) -> Result<(), JournalError>;
+    /// The lease epoch this handle writes under, once it holds a lease.
+    fn epoch(&self) -> Option<i64>;
+    /// Never touch the journal again, not even to close it.
+    fn abandon(&self);
+    fn push_command(&self, run: &str, kind: CommandKind, reason: &str)
+        -> Result<i64, JournalError>;
+    /// Commands not yet acted on, oldest first.
+    fn pending_commands(&self, run: &str) -> Result<Vec<Command>, JournalError>;
+    fn consume_command(&mut self, id: i64) -> Result<(), JournalError>;
+    /// Mark a command consumed without acting on it, saying why.
+    fn refuse_command(&mut self, id: i64, why: &str) -> Result<(), JournalError>;
+    /// `None` while pending, else `Some("applied")` or why it was refused.
+    fn command_outcome(&self, id: i64) -> Result<Option<String>, JournalError>;
+}
+
+/// A row of the `runs` table.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub fleet: String,
+    pub plan_path: String,
+    pub plan_hash: String,
+    #[serde(skip)]
+    pub plan_source: String,
+    pub version: String,
+    pub status: RunStatus,
+    pub reason: String,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// A lease row: who holds a fleet.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lease {
+    pub fleet: String,
+    pub run_id: String,
+    pub pid: u32,
+    pub host: String,
+    pub since: u64,
+    pub heartbeat: u64,
+    /// The fencing epoch: increased by every acquisition of the fleet's
+    /// lease, checked by every write of the holder.
+    pub epoch: i64,
+}
+
+impl Lease {
+    /// Is the holder certainly gone? Same host: the process no longer exists
+    /// (or is a zombie). Any host: no heartbeat for [`LEASE_STALE_MS`].
+    pub fn holder_dead(&self, now: u64) -> bool {
+        if now.saturating_sub(self.heartbeat) > lease_ttl_ms() {
+            return true;
+        }
+        self.host == hostname() && !pid_alive(self.pid)
+    }
+}
+
+/// A queued operator command.
+#[derive(Debug, Clone, Serialize)]
+pub struct Command {
+    pub id: i64,
+    pub kind: CommandKind,
+    pub reason: String,
+    pub at: u64,
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// `kill(pid, 0)` plus a zombie check: a killed child not yet reaped still
+/// answers `kill -0`.
+pub fn pid_alive(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks for existence/permission.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X"))
+        }
+        Err(_) => r == 0,
+    }
+}
+
+/// The longest text (a reason, a step's detail) kept in the journal.
+pub const MAX_TEXT: usize = 4096;
+/// An event larger than this has its texts clipped to [`MAX_TEXT`].
+pub const MAX_EVENT: usize = 64 * 1024;
+
+/// `s` cut to at most `max` bytes on a char boundary, saying how much went.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [{} more bytes not journaled]",
+        &s[..end],
+        s.len() - end
+    )
+    .into()
+}
+
+/// The event as it may be journaled: one over [`MAX_EVENT`] bytes has its
+/// free texts clipped. The executor applies the bounded event, so the state
+/// it folds is the one a replay folds.
+pub fn bounded(ev: Event) -> Event {
+    match serde_json::to_string(&ev) {
+        Ok(s) if s.len() > MAX_EVENT => clip_event(&ev),
+        _ => ev,
+    }
+}
+
+/// The event with every free text clipped to [`MAX_TEXT`].
+fn clip_event(ev: &Event) -> Event {
+    let c = |s: &String| clip(s, MAX_TEXT).into_owned();
+    let mut ev = ev.clone();
+    match &mut ev {
+        Event::Outcome { outcome, step, .. } => {
+            outcome.detail = c(&outcome.detail);
+            step.reason = c(&step.reason);
+            for o in &mut outcome.observations {
+                o.check = c(&o.check);
+                if let Some(e) = &mut o.error {
+                    *e = c(e);
+                }
+            }
+        }
+        Event::Intent { step, .. } => step.reason = c(&step.reason),
+        Event::Finished { reason, .. }
+        | Event::WindowClosed { reason, .. }
+        | Event::GroupStarted { reason, .. }
+        | Event::GateForced { reason, .. }
+        | Event::Promoted { reason, .. }
+        | Event::AbortRequested { reason, .. }
+        | Event::RollbackRequested { reason, .. } => *reason = c(reason),
+        Event::GatesChecked { results, .. } => {
+            for r in results {
+                r.reason = c(&r.reason);
+            }
+        }
+        _ => {}
+    }
+    ev
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn fmt_time(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
