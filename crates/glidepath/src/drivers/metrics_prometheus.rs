@@ -7,7 +7,7 @@
 //! Credentials come from an env var or a file at each request, never logged.
 
 use super::{DResult, DriverError, MetricsSource, Target};
-use crate::plan::{render, Auth, CheckCfg, CheckKind, SecretRef};
+use crate::plan::{Auth, CheckCfg, CheckKind, SecretRef, Vars};
 use async_trait::async_trait;
 use glidepath_core::{Fault, Observation};
 use std::time::Duration;
@@ -113,19 +113,13 @@ impl PrometheusSource {
         let instances: Vec<&str> = nodes.iter().map(|t| t.address.as_str()).collect();
         let names: Vec<&str> = nodes.iter().map(|t| t.name.as_str()).collect();
         let first = nodes.first();
-        render(
-            q,
-            &[
-                ("instances", &instances.join("|")),
-                ("nodes", &names.join("|")),
-                ("address", first.map_or("", |t| t.address.as_str())),
-                ("node", first.map_or("", |t| t.name.as_str())),
-                (
-                    "host",
-                    first.map_or("", |t| crate::plan::host_of(&t.address)),
-                ),
-            ],
+        Vars::node(
+            first.map_or("", |t| t.name.as_str()),
+            first.map_or("", |t| t.address.as_str()),
         )
+        .with("instances", instances.join("|"))
+        .with("nodes", names.join("|"))
+        .fill(q)
     }
 }
 
@@ -230,6 +224,24 @@ impl MetricsSource for PrometheusSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_query_placeholder_is_filled() {
+        let src = PrometheusSource::new("http://127.0.0.1:1", None, Duration::from_secs(1), vec![]);
+        let t = |name: &str, address: &str| Target {
+            name: name.into(),
+            address: address.into(),
+            install_dir: "/opt".into(),
+        };
+        let q: String = crate::plan::QUERY_PLACEHOLDERS
+            .iter()
+            .map(|p| format!("{p}={{{p}}} "))
+            .collect();
+        assert_eq!(
+            src.render(&q, &[t("api-1", "10.0.0.1:80"), t("api-2", "10.0.0.2:80")]),
+            "node=api-1 address=10.0.0.1:80 host=10.0.0.1 instances=10.0.0.1:80|10.0.0.2:80 nodes=api-1|api-2 "
+        );
+    }
 
     /// A stand-in HTTP endpoint (unit test only) that demands credentials.
     async fn serve(expect: &'static str) -> String {

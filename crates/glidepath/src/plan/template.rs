@@ -1,0 +1,376 @@
+//! The one template module. A template is a string with `{placeholder}`s:
+//! the placeholder sets each kind of template may use (checked while the
+//! plan is read), [`Vars`] (the only way a set of values is built),
+//! [`render`] for URLs, addresses and paths, and [`render_shell`] (with
+//! [`sq`]) for shell commands, where every value goes in quoted.
+
+use super::reader::{did_you_mean, Reader};
+use toml_span::value::Table;
+use toml_span::Span;
+
+/// Placeholders a shell command template may use (`restart`, `check`,
+/// the health and balancer commands). Every set is checked while the plan
+/// is read (`Reader::template`) and filled from [`Vars`].
+pub const PLACEHOLDERS: &[&str] = &[
+    "node",
+    "address",
+    "host",
+    "version",
+    "install_dir",
+    "plan_dir",
+];
+
+/// What every template of a node may use: what [`Vars::node`] gives (URLs,
+/// probe addresses, the ssh host, the scrape URL).
+pub const NODE_PLACEHOLDERS: &[&str] = &["node", "address", "host"];
+
+/// `install_dir`: the node's placeholders and `{plan_dir}` (what
+/// `Plan::vars` gives).
+pub const INSTALL_DIR_PLACEHOLDERS: &[&str] = &["node", "address", "host", "plan_dir"];
+
+/// The templates of a `kind = "command"` deployer: [`PLACEHOLDERS`], and
+/// the artifact being staged with its checksum.
+pub const DEPLOY_PLACEHOLDERS: &[&str] = &[
+    "node",
+    "address",
+    "host",
+    "version",
+    "install_dir",
+    "plan_dir",
+    "artifact",
+    "sha256",
+];
+
+/// PromQL queries: the first node's placeholders, and `{instances}` and
+/// `{nodes}`, every watched node's address and name joined with `|`.
+pub const QUERY_PLACEHOLDERS: &[&str] = &["node", "address", "host", "instances", "nodes"];
+
+/// The host part of an address (`10.0.0.1:8080` → `10.0.0.1`, `[::1]:80` → `::1`).
+pub fn host_of(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match address.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
+        _ => address,
+    }
+}
+
+/// Fill `{node}`, `{address}`, … in a template, as they are: for URLs,
+/// addresses and paths, never for a shell command (that is
+/// [`render_shell`]). `${VAR}` is left alone.
+pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+/// Quote for a POSIX shell: `'…'`, a `'` inside written `'\''`.
+pub fn sq(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Fill a shell command template: every value goes in single-quoted, so
+/// data never becomes shell. The quoting follows where the placeholder
+/// stands: bare (`cat {install_dir}/pid`), inside `"…"` or `'…'` (the quote
+/// is closed around the value and reopened), or inside `$(…)`/backquotes.
+/// `${VAR}` is left to the shell; unknown `{…}` are left as they are.
+pub fn render_shell(template: &str, vars: &[(&str, &str)]) -> String {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Ctx {
+        Plain,
+        Single,
+        Double,
+        /// `$(…)`, with its open parentheses
+        Sub(usize),
+        Tick,
+    }
+    let b = template.as_bytes();
+    let mut stack = vec![Ctx::Plain];
+    let mut out: Vec<u8> = Vec::with_capacity(b.len() + 16);
+    let mut i = 0;
+    while i < b.len() {
+        let ctx = *stack.last().expect("never empty");
+        let c = b[i];
+        if c == b'{' && (i == 0 || b[i - 1] != b'$') {
+            if let Some(len) = template[i + 1..].find('}') {
+                let name = &template[i + 1..i + 1 + len];
+                if let Some((_, v)) = vars.iter().find(|(k, _)| *k == name) {
+                    let q = sq(v);
+                    match ctx {
+                        Ctx::Single => out.extend(format!("'{q}'").bytes()),
+                        Ctx::Double => out.extend(format!("\"{q}\"").bytes()),
+                        _ => out.extend(q.bytes()),
+                    }
+                    i += len + 2;
+                    continue;
+                }
+            }
+        }
+        let next = b.get(i + 1).copied();
+        let mut take = 1;
+        match ctx {
+            Ctx::Single => {
+                if c == b'\'' {
+                    stack.pop();
+                }
+            }
+            Ctx::Double => match c {
+                b'\\' => take = 2,
+                b'"' => {
+                    stack.pop();
+                }
+                b'$' if next == Some(b'(') => {
+                    stack.push(Ctx::Sub(0));
+                    take = 2;
+                }
+                b'`' => stack.push(Ctx::Tick),
+                _ => {}
+            },
+            Ctx::Plain | Ctx::Sub(_) | Ctx::Tick => match c {
+                b'\\' => take = 2,
+                b'\'' => stack.push(Ctx::Single),
+                b'"' => stack.push(Ctx::Double),
+                b'$' if next == Some(b'(') => {
+                    stack.push(Ctx::Sub(0));
+                    take = 2;
+                }
+                b'`' if ctx == Ctx::Tick => {
+                    stack.pop();
+                }
+                b'`' => stack.push(Ctx::Tick),
+                b'(' => {
+                    if let Some(Ctx::Sub(n)) = stack.last_mut() {
+                        *n += 1;
+                    }
+                }
+                b')' => match stack.last_mut() {
+                    Some(Ctx::Sub(0)) => {
+                        stack.pop();
+                    }
+                    Some(Ctx::Sub(n)) => *n -= 1,
+                    _ => {}
+                },
+                _ => {}
+            },
+        }
+        let end = (i + take).min(b.len());
+        out.extend_from_slice(&b[i..end]);
+        i = end;
+    }
+    String::from_utf8(out).expect("copied from UTF-8 input and quoted UTF-8 values")
+}
+
+/// The placeholder values of every template, built in one place: `{node}`,
+/// `{address}`, `{host}` and `{plan_dir}`, plus `{install_dir}`,
+/// `{version}` (and `{artifact}`, `{sha256}`) where a step has them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vars(Vec<(&'static str, String)>);
+
+impl Vars {
+    /// `{node}`, `{address}` and `{host}`: what every template of a node has.
+    pub fn node(name: &str, address: &str) -> Vars {
+        Vars(vec![
+            ("node", name.to_string()),
+            ("address", address.to_string()),
+            ("host", host_of(address).to_string()),
+        ])
+    }
+
+    /// Add (or replace) one value.
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Vars {
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+        self
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        self.0.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// [`render`] with these values (URLs, addresses, paths).
+    pub fn fill(&self, template: &str) -> String {
+        render(template, &self.pairs())
+    }
+
+    /// [`render_shell`] with these values (shell commands).
+    pub fn shell(&self, template: &str) -> String {
+        render_shell(template, &self.pairs())
+    }
+}
+
+impl Reader<'_> {
+    /// Report the `{…}` in `s` that are not in `allowed` (`${VAR}` is left
+    /// to the shell).
+    pub(crate) fn template(&mut self, s: &str, span: Span, key: &str, allowed: &[&str]) {
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while let Some(off) = s[i..].find('{') {
+            let start = i + off;
+            i = start + 1;
+            if start > 0 && bytes[start - 1] == b'$' {
+                continue; // ${VAR} belongs to the shell
+            }
+            let Some(len) = s[start + 1..].find('}') else {
+                break;
+            };
+            let name = &s[start + 1..start + 1 + len];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                continue;
+            }
+            if !allowed.contains(&name) {
+                let hint = did_you_mean(name, allowed.iter().copied()).unwrap_or_else(|| {
+                    format!(
+                        "placeholders available here: {}",
+                        allowed
+                            .iter()
+                            .map(|p| format!("{{{p}}}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+                self.err(
+                    span,
+                    format!("unknown placeholder `{{{name}}}` in `{key}`"),
+                    "unknown placeholder",
+                    Some(hint),
+                );
+            }
+        }
+    }
+
+    /// An optional template string, its placeholders checked.
+    pub(crate) fn template_str(
+        &mut self,
+        t: &Table<'_>,
+        key: &str,
+        example: &str,
+        allowed: &[&str],
+    ) -> Option<(String, Span)> {
+        let v = self.str(t, key, example);
+        if let Some((s, span)) = &v {
+            self.template(s, *span, key, allowed);
+        }
+        v
+    }
+
+    /// A required template string (missing: reported at `at`, the
+    /// section), its placeholders checked.
+    pub(crate) fn req_template(
+        &mut self,
+        t: &Table<'_>,
+        at: Span,
+        section: &str,
+        key: &str,
+        example: &str,
+        allowed: &[&str],
+    ) -> Option<(String, Span)> {
+        let v = self.req_str(t, at, section, key, example);
+        if let Some((s, span)) = &v {
+            self.template(s, *span, key, allowed);
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_templates_quote_every_value() {
+        let evil = "x'; touch PWNED; echo '$(id)`id`\"";
+        let vars = [("node", "api-1"), ("install_dir", evil)];
+        let run = |tpl: &str| {
+            let cmd = render_shell(tpl, &vars);
+            let tmp = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .current_dir(tmp.path())
+                .output()
+                .unwrap();
+            assert!(
+                !tmp.path().join("PWNED").exists(),
+                "`{cmd}` ran data as shell"
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(
+            run("printf '%s|' {install_dir} {node}"),
+            format!("{evil}|api-1|")
+        );
+        assert_eq!(
+            run("printf '%s|' \"{install_dir}/pid\""),
+            format!("{evil}/pid|")
+        );
+        assert_eq!(
+            run("printf '%s|' 'at {install_dir}!'"),
+            format!("at {evil}!|")
+        );
+        assert_eq!(
+            run("printf '%s|' \"$(printf %s {install_dir})\""),
+            format!("{evil}|")
+        );
+        assert_eq!(run("printf '%s|' `printf %s {node}`"), "api-1|");
+        assert_eq!(
+            run("printf '%s|' ${HOME+set} {unknown} {node}"),
+            "set|{unknown}|api-1|"
+        );
+        assert_eq!(render_shell("echo {node}", &vars), "echo 'api-1'");
+    }
+
+    #[test]
+    fn one_placeholder_set_for_every_template() {
+        let v = Vars::node("api-1", "[::1]:8080")
+            .with("plan_dir", "/plans")
+            .with("version", "2")
+            .with("install_dir", "/opt/api/api-1");
+        assert_eq!(
+            v.fill("{node} {address} {host} {plan_dir} {version} {install_dir}"),
+            "api-1 [::1]:8080 ::1 /plans 2 /opt/api/api-1"
+        );
+        assert_eq!(v.shell("ping {host}"), "ping '::1'");
+        assert_eq!(v.with("version", "3").get("version"), Some("3"));
+    }
+
+    #[test]
+    fn templates_render() {
+        assert_eq!(
+            render(
+                "http://{address}/h?n={node}",
+                &[("address", "a:1"), ("node", "n1")]
+            ),
+            "http://a:1/h?n=n1"
+        );
+        assert_eq!(
+            render("echo ${HOME} {node}", &[("node", "x")]),
+            "echo ${HOME} x"
+        );
+    }
+
+    #[test]
+    fn the_node_placeholder_set_is_what_vars_gives() {
+        let v = Vars::node("api-1", "10.0.0.1:80");
+        let keys: Vec<&str> = v.pairs().iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, NODE_PLACEHOLDERS);
+        let v = v.with("plan_dir", "/p");
+        let keys: Vec<&str> = v.pairs().iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, INSTALL_DIR_PLACEHOLDERS);
+        for p in PLACEHOLDERS {
+            assert!(DEPLOY_PLACEHOLDERS.contains(p), "{p}");
+        }
+    }
+}

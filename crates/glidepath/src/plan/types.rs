@@ -1,0 +1,192 @@
+//! The configuration a plan's sections are read into (the section readers
+//! are `plan/<section>.rs`).
+
+use glidepath_core::{BatchSize, CheckSpec, DrainTimeoutPolicy};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub version: String,
+    pub artifact: PathBuf,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BalancerCfg {
+    None,
+    /// Drain/ready endpoints over HTTP and a JSON state endpoint.
+    Http {
+        drain: String,
+        ready: String,
+        state: String,
+        timeout: Duration,
+    },
+    /// HAProxy's runtime API over a unix socket or TCP.
+    Haproxy {
+        socket: Option<PathBuf>,
+        address: Option<String>,
+        backend: String,
+        /// node name → HAProxy server name (default: the node name).
+        servers: std::collections::BTreeMap<String, String>,
+        /// A URL through the frontend, checked after re-enabling.
+        frontend: Option<String>,
+        timeout: Duration,
+    },
+    /// Shell command templates.
+    Command {
+        drain: String,
+        enable: String,
+        /// Prints the node's active connections (a number).
+        active: String,
+        /// Exit 0 when the node is in rotation.
+        check: Option<String>,
+        timeout: Duration,
+    },
+}
+
+impl BalancerCfg {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BalancerCfg::None => "none",
+            BalancerCfg::Http { .. } => "http",
+            BalancerCfg::Haproxy { .. } => "haproxy",
+            BalancerCfg::Command { .. } => "command",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeployKind {
+    /// This machine's filesystem.
+    Local,
+    /// The system OpenSSH client, with connection reuse.
+    Ssh {
+        /// Host template (default `{host}`: the address without its port).
+        host: String,
+        user: Option<String>,
+        port: Option<u16>,
+        identity_file: Option<PathBuf>,
+        /// Extra `ssh` arguments (e.g. `-o UserKnownHostsFile=…`).
+        options: Vec<String>,
+    },
+    /// Shell command templates for every step.
+    Command {
+        current: String,
+        stage: String,
+        switch: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployCfg {
+    pub kind: DeployKind,
+    pub install_dir: String,
+    pub keep_releases: usize,
+    pub restart: String,
+    pub restart_timeout: Duration,
+    /// Timeout of every other deploy command (ssh/command deployers), and
+    /// of local staging (the copy and its hash).
+    pub command_timeout: Duration,
+    /// Preflight: proves the restart target exists and the privileges work
+    /// (e.g. `systemctl cat api`, `sudo -n true`); runs where `restart` runs.
+    pub check: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCfg {
+    pub http: Option<String>,
+    /// Substring the HTTP body must contain.
+    pub body: Option<String>,
+    pub tcp: Option<String>,
+    pub command: Option<String>,
+    pub version_url: Option<String>,
+    pub deadline: Duration,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// Share of requests whose `label` starts with `prefix` (e.g. 5xx codes).
+    ErrorRatio {
+        metric: String,
+        label: String,
+        prefix: String,
+    },
+    /// A quantile of a histogram (seconds).
+    LatencyQuantile { metric: String, quantile: f64 },
+    /// PromQL instant queries: the value, and the sample size.
+    Query {
+        query: String,
+        samples_query: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckCfg {
+    pub spec: CheckSpec,
+    pub kind: CheckKind,
+}
+
+/// Where a secret comes from; its value is read at use and never logged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl SecretRef {
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretRef::Env(v) => {
+                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
+            }
+            SecretRef::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    Bearer(SecretRef),
+    Basic { user: String, password: SecretRef },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SliSource {
+    Scrape { url: String },
+    Prometheus { url: String, auth: Option<Auth> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliCfg {
+    pub source: SliSource,
+    pub timeout: Duration,
+    pub checks: Vec<CheckCfg>,
+    /// Metrics source failures pause the window (true) or roll back.
+    pub pause_on_error: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Strategy {
+    pub canary: Vec<String>,
+    pub batch: BatchSize,
+    pub max_unavailable: Option<usize>,
+    pub sli_window: Option<Duration>,
+    pub probe_interval: Duration,
+    pub pause_after: Vec<usize>,
+    pub drain_timeout: Duration,
+    pub on_drain_timeout: DrainTimeoutPolicy,
+    /// `retry = { backoff, max_backoff, deadline }`: how infrastructure
+    /// faults are waited out.
+    pub retry: glidepath_core::RetrySpec,
+}
