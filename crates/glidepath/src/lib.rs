@@ -9,4 +9,5 @@ pub mod journal;
 pub mod lint;
 pub mod plan;
 pub mod report;
+pub mod shell;
 pub mod system;

@@ -566,7 +566,8 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             use glidepath::executor::same_release;
             results.extend(
                 glidepath::gates::evaluate(
-                    &p,
+                    &p.gates,
+                    &glidepath::gates::Inputs::of(&p),
                     jiff::Timestamp::now(),
                     same_release(&before).as_deref(),
                 )

@@ -72,8 +72,8 @@ pub fn sq(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// The prefix of the shell variables that carry placeholder values.
-const VAR_PREFIX: &str = "__gp_";
+pub use crate::shell::shown;
+use crate::shell::VAR_PREFIX;
 
 /// Fill a shell command template so that data never becomes shell: the
 /// values are assigned to shell variables on a first line of their own (each
@@ -97,51 +97,6 @@ pub fn render_shell(template: &str, vars: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{VAR_PREFIX}{k}={}", sq(v)))
         .collect();
     format!("{}\n{body}", assigns.join(" "))
-}
-
-/// A command from [`render_shell`] as a person reads it: the values back in
-/// place of their variables, single-quoted (for messages, never to run).
-pub fn shown(script: &str) -> String {
-    let Some((first, body)) = script.split_once('\n') else {
-        return script.to_string();
-    };
-    if !first.starts_with(VAR_PREFIX) {
-        return script.to_string();
-    }
-    // parse back what render_shell wrote: name='value' pairs
-    let mut vals: Vec<(String, String)> = Vec::new();
-    let mut rest = first;
-    while let Some(r) = rest.strip_prefix(VAR_PREFIX) {
-        let Some((name, after)) = r.split_once('=') else {
-            break;
-        };
-        let mut value = String::new();
-        let mut tail = after;
-        // a run of '…' segments and \' escapes
-        loop {
-            if let Some(t) = tail.strip_prefix('\'') {
-                let end = t.find('\'').unwrap_or(t.len());
-                value.push_str(&t[..end]);
-                tail = t.get(end + 1..).unwrap_or("");
-            } else if let Some(t) = tail.strip_prefix("\\'") {
-                value.push('\'');
-                tail = t;
-            } else {
-                break;
-            }
-        }
-        vals.push((name.to_string(), value));
-        rest = tail.trim_start();
-    }
-    let mut out = body.to_string();
-    for (k, v) in &vals {
-        let q = sq(v);
-        out = out
-            .replace(&format!("'\"${{{VAR_PREFIX}{k}}}\"'"), &q)
-            .replace(&format!("\"${{{VAR_PREFIX}{k}}}\""), &q)
-            .replace(&format!("${{{VAR_PREFIX}{k}}}"), v);
-    }
-    out
 }
 
 /// The template with each known placeholder replaced by a reference to its
