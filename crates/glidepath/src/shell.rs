@@ -14,6 +14,22 @@ use std::time::Duration;
 #[error("{0}")]
 pub struct ShellError(pub String);
 
+/// The process groups of the commands running now, so that a process that
+/// must end at once (a second Ctrl-C) takes them with it: [`kill_all`].
+static LIVE: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+/// SIGKILL every command's process group still running (the process is
+/// about to exit without waiting for them).
+pub fn kill_all() {
+    let groups = LIVE.lock().map(|g| g.clone()).unwrap_or_default();
+    for pgid in groups.into_iter().filter(|p| *p > 1) {
+        // SAFETY: signalling process groups this process created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
 /// Kills a command's whole process group when dropped, unless disarmed:
 /// on a timeout, and when the future running the command is dropped.
 struct GroupKiller {
@@ -21,13 +37,28 @@ struct GroupKiller {
 }
 
 impl GroupKiller {
+    fn new(pgid: Option<libc::pid_t>) -> Self {
+        if let (Some(p), Ok(mut live)) = (pgid, LIVE.lock()) {
+            live.push(p);
+        }
+        GroupKiller { pgid }
+    }
+
+    fn forget(&self) {
+        if let (Some(p), Ok(mut live)) = (self.pgid, LIVE.lock()) {
+            live.retain(|x| *x != p);
+        }
+    }
+
     fn disarm(&mut self) {
+        self.forget();
         self.pgid = None;
     }
 }
 
 impl Drop for GroupKiller {
     fn drop(&mut self) {
+        self.forget();
         if let Some(pgid) = self.pgid.filter(|p| *p > 1) {
             // SAFETY: kill(2) with a negative pid signals the process group
             // the command leads (it was spawned with process_group(0)).
@@ -55,9 +86,7 @@ pub async fn shell_output(cmd: &str, cwd: &Path, timeout: Duration) -> Result<St
     let child = c
         .spawn()
         .map_err(|e| ShellError(format!("`{}` could not start: {e}", shown(cmd))))?;
-    let mut group = GroupKiller {
-        pgid: child.id().map(|id| id as libc::pid_t),
-    };
+    let mut group = GroupKiller::new(child.id().map(|id| id as libc::pid_t));
     let out = match tokio::time::timeout(timeout, wait_capped(child)).await {
         Err(_) => {
             drop(group);
@@ -90,37 +119,72 @@ pub async fn shell_output(cmd: &str, cwd: &Path, timeout: Duration) -> Result<St
 /// pipe), and the error or detail says how much was dropped.
 pub const OUTPUT_MAX: usize = 1 << 20;
 
-/// Read up to [`OUTPUT_MAX`] bytes, drain the rest, and note what was cut.
-async fn read_capped(r: Option<impl tokio::io::AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
+/// What a reader has kept of one stream, and how many bytes it dropped.
+type Captured = std::sync::Arc<std::sync::Mutex<(Vec<u8>, usize)>>;
+
+/// Read up to [`OUTPUT_MAX`] bytes into `into`, drain the rest, count it.
+async fn read_capped(
+    r: Option<impl tokio::io::AsyncRead + Unpin>,
+    into: Captured,
+) -> std::io::Result<()> {
     use tokio::io::AsyncReadExt;
     let Some(mut r) = r else {
-        return Ok(Vec::new());
+        return Ok(());
     };
-    let (mut kept, mut dropped) = (Vec::new(), 0usize);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = r.read(&mut buf).await?;
         if n == 0 {
-            break;
+            return Ok(());
         }
-        let room = OUTPUT_MAX.saturating_sub(kept.len()).min(n);
-        kept.extend_from_slice(&buf[..room]);
-        dropped += n - room;
+        let mut c = into.lock().expect("capture lock");
+        let room = OUTPUT_MAX.saturating_sub(c.0.len()).min(n);
+        c.0.extend_from_slice(&buf[..room]);
+        c.1 += n - room;
     }
-    if dropped > 0 {
-        kept.extend_from_slice(format!("\n[{dropped} more bytes of output dropped]\n").as_bytes());
-    }
-    Ok(kept)
 }
 
-/// `wait_with_output` with bounded memory.
+fn captured(c: &Captured, open: bool) -> Vec<u8> {
+    let c = c.lock().expect("capture lock");
+    let mut out = c.0.clone();
+    if c.1 > 0 {
+        out.extend_from_slice(format!("\n[{} more bytes of output dropped]\n", c.1).as_bytes());
+    }
+    if open {
+        out.extend_from_slice(b"\n[output still held open by a background process]\n");
+    }
+    out
+}
+
+/// How long the output pipes may stay open once the shell has exited: a
+/// background process it started (`daemon &`) may hold them for ever.
+const PIPE_GRACE: Duration = Duration::from_millis(500);
+
+/// `wait_with_output` with bounded memory, that ends when the shell ends: a
+/// background child still holding the pipes (a service started with `&`
+/// and no redirection) does not turn a finished command into a timeout.
 async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<std::process::Output> {
     let (out, err) = (child.stdout.take(), child.stderr.take());
-    let (stdout, stderr, status) = tokio::join!(read_capped(out), read_capped(err), child.wait());
+    let (co, ce): (Captured, Captured) = Default::default();
+    let ho = tokio::spawn(read_capped(out, co.clone()));
+    let he = tokio::spawn(read_capped(err, ce.clone()));
+    let status = child.wait().await?;
+    let settle = |h: tokio::task::JoinHandle<std::io::Result<()>>| async move {
+        let abort = h.abort_handle();
+        match tokio::time::timeout(PIPE_GRACE, h).await {
+            Ok(Ok(r)) => r.map(|_| false),
+            Ok(Err(e)) => Err(std::io::Error::other(e)),
+            Err(_) => {
+                abort.abort();
+                Ok(true)
+            }
+        }
+    };
+    let (o, e) = tokio::join!(settle(ho), settle(he));
     Ok(std::process::Output {
-        status: status?,
-        stdout: stdout?,
-        stderr: stderr?,
+        status,
+        stdout: captured(&co, o?),
+        stderr: captured(&ce, e?),
     })
 }
 
@@ -287,5 +351,29 @@ mod tests {
         .unwrap();
         assert!(out.len() < OUTPUT_MAX + 100, "{} bytes kept", out.len());
         assert!(out.contains("more bytes of output dropped"), "says so");
+    }
+
+    /// `daemon &` without redirection keeps the pipes open: the command is
+    /// done when the shell is, not at the timeout.
+    #[tokio::test]
+    async fn a_background_child_holding_the_pipes_does_not_make_a_timeout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = std::time::Instant::now();
+        let out = shell_output(
+            "echo started; sleep 30 & echo $! > bg.pid",
+            tmp.path(),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        assert!(out.starts_with("started"), "{out}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let pid: i32 = std::fs::read_to_string(tmp.path().join("bg.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: the sleep this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }

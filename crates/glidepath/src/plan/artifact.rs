@@ -478,5 +478,4 @@ mod tests {
         std::fs::write(a.join(MARKER), "abc").unwrap();
         assert_eq!(artifact_sha256(&a).unwrap(), clean);
     }
-
 }
