@@ -20,13 +20,32 @@ pub struct Observation {
     pub samples: u64,
     /// The source could not be read, or refused the query: see `fault`.
     pub error: Option<String>,
-    /// Every series the source answered, raw (non-finite ones included).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Every series the source answered, raw. JSON has no NaN or infinity:
+    /// those are journaled as `null` and read back as NaN (never deciding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "nullable_f64s")]
     pub series: Vec<f64>,
     /// Which kind of failure `error` is. `None` with an error (journals
     /// written before this field) reads as unreachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
+}
+
+mod nullable_f64s {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|x| x.is_finite().then_some(*x))
+            .collect::<Vec<Option<f64>>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Option<f64>>::deserialize(d)?
+            .into_iter()
+            .map(|x| x.unwrap_or(f64::NAN))
+            .collect())
+    }
 }
 
 /// Why a metrics source gave no observation: kept apart to the exit code.
@@ -274,6 +293,17 @@ mod tests {
         assert_eq!((j.verdict, j.value), (Verdict::Breach, Some(0.01)));
         let j = judge(&spec(Some(0.5), None), &obs(vec![f64::INFINITY]));
         assert_eq!(j.verdict, Verdict::Inconclusive);
+    }
+
+    /// NaN and infinite series survive the journal (as null, read back as NaN).
+    #[test]
+    fn non_finite_series_round_trip_through_json() {
+        let o = obs(vec![0.5, f64::NAN, f64::INFINITY]);
+        let back: Observation = serde_json::from_str(&serde_json::to_string(&o).unwrap()).unwrap();
+        assert_eq!(back.series[0], 0.5);
+        assert!(back.series[1].is_nan() && back.series[2].is_nan());
+        let j = judge(&spec(Some(1.0), None), &back);
+        assert_eq!((j.verdict, j.value), (Verdict::Pass, Some(0.5)));
     }
 
     /// A refused query is not an outage, and says so; an unreachable source

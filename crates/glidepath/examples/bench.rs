@@ -11,6 +11,11 @@
 //! planner:  `glidepath plan` on 20 components × 50 releases, 10,000 instances.
 //! prometheus: the same behind real HAProxy with SLIs from real Prometheus
 //!           (scrape 1 s, 10 s rate window); needs haproxy and prometheus.
+//! preflight: the preflight gates (built-in + declared) at 100 and 1,000
+//!           local nodes: real install dirs (`releases/1`, `current`), a
+//!           local deployer, `balancer = none`, a health check (tcp against
+//!           one local listener; then `command = "true"`, a process per
+//!           node) and a `[[gates.custom]]` command.
 
 use async_trait::async_trait;
 use glidepath::demo::fleet::{write_release, LocalFleet, Traffic};
@@ -643,6 +648,114 @@ fn lint_vs_squawk() {
     );
 }
 
+/// Preflight at `n` local nodes: the real local deployer on real install
+/// dirs, a tcp health check per node against one listener, and one custom
+/// gate. Returns the wall time of the built-in and declared gates.
+async fn preflight_at(n: usize, command_health: bool) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let rel = write_release(dir.path(), &glidepath::demo::releases()[1]).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            drop(s);
+        }
+    });
+    let mut fleet_nodes = String::new();
+    for i in 1..=n {
+        fleet_nodes.push_str(&format!(
+            "  {{ name = \"n{i}\", address = \"127.0.0.1:{}\" }},\n",
+            20000 + i
+        ));
+        let node = dir.path().join("nodes").join(format!("n{i}"));
+        std::fs::create_dir_all(node.join("releases").join("1")).unwrap();
+        std::os::unix::fs::symlink("releases/1", node.join("current")).unwrap();
+    }
+    let artifact = rel
+        .artifact
+        .strip_prefix(dir.path())
+        .unwrap()
+        .display()
+        .to_string();
+    let plan_src = format!(
+        r#"[release]
+version = "2"
+artifact = "{artifact}"
+sha256 = "{}"
+[fleet]
+name = "bench"
+nodes = [
+{fleet_nodes}]
+[strategy]
+canary = ["n1"]
+batch_size = 20
+[balancer]
+kind = "none"
+[deploy]
+kind = "local"
+install_dir = "nodes/{{node}}"
+restart = "true"
+[health]
+{health}
+[rollback]
+on = ["health"]
+
+[[gates.custom]]
+name = "ticket"
+command = "true"
+"#,
+        rel.sha256,
+        health = if command_health {
+            "command = \"true\"".to_string()
+        } else {
+            format!("tcp = \"127.0.0.1:{port}\"")
+        }
+    );
+    let path = dir.path().join("bench.toml");
+    std::fs::write(&path, plan_src).unwrap();
+    let (plan, _) = glidepath::plan::load(&path).unwrap_or_else(|_| panic!("bench plan invalid"));
+    let drivers = Drivers::for_plan(&plan);
+    let t0 = Instant::now();
+    let (mut results, before) = glidepath::executor::builtin_checks(&plan, &drivers).await;
+    results.extend(
+        glidepath::gates::evaluate(
+            &plan.gates,
+            &glidepath::gates::Inputs::of(&plan),
+            jiff::Timestamp::now(),
+            glidepath::executor::same_release(&before).as_deref(),
+        )
+        .await,
+    );
+    let wall = t0.elapsed().as_secs_f64();
+    accept.abort();
+    let failing: Vec<_> = results
+        .iter()
+        .filter(|r| r.verdict != glidepath::gates::Verdict::Pass)
+        .collect();
+    assert!(failing.is_empty(), "preflight bench: {failing:?}");
+    assert_eq!(before.len(), n);
+    wall
+}
+
+async fn preflight() {
+    for command_health in [false, true] {
+        for n in [100, 1000] {
+            let mut runs = Vec::new();
+            for _ in 0..3 {
+                runs.push(preflight_at(n, command_health).await);
+            }
+            runs.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "preflight: {n} local nodes, health {}: {:.3} s (best of 3; {:.2} ms per node; worst {:.3} s)",
+                if command_health { "command = \"true\"" } else { "tcp" },
+                runs[0],
+                runs[0] * 1000.0 / n as f64,
+                runs[2]
+            );
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
@@ -657,6 +770,9 @@ async fn main() {
     }
     if what == "planner" || what == "all" {
         planner();
+    }
+    if what == "preflight" || what == "all" {
+        preflight().await;
     }
     if what == "prometheus" || what == "all" {
         prometheus(5).await;

@@ -7,8 +7,9 @@
 //! core issues them again (every node step is idempotent).
 
 use crate::drivers::{Drivers, Target};
+pub use crate::gates::builtin::{builtin_checks, same_release};
 use crate::journal::{now_ms, CommandKind, JournalError, RunRecord, RunStatus, Store};
-use crate::plan::{artifact_sha256, Plan};
+use crate::plan::Plan;
 use crate::report::Reporter;
 use glidepath_core::{
     decide, Event, Outcome, Phase, RolloutSpec, RunState, Step, StepKind, StepOutcome,
@@ -570,7 +571,10 @@ impl Executor {
         let (mut results, before) = builtin_checks(&self.plan, &self.drivers).await;
         let deployed = same_release(&before);
         let now = jiff::Timestamp::now();
-        results.extend(crate::gates::evaluate(&self.plan, now, deployed.as_deref()).await);
+        let inputs = crate::gates::Inputs::of(&self.plan);
+        results.extend(
+            crate::gates::evaluate(&self.plan.gates, &inputs, now, deployed.as_deref()).await,
+        );
         let by = format!(
             "{}@{}",
             std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
@@ -629,7 +633,8 @@ impl Executor {
             .filter(|r| r.verdict == crate::gates::Verdict::Fail && r.forced.is_none())
             .collect();
         if failing.is_empty() {
-            let (config_hashes, env) = crate::gates::snapshot(&self.plan);
+            let (config_hashes, env) =
+                crate::gates::snapshot(self.plan.gates.config.as_ref(), &inputs);
             self.record(Event::Snapshot {
                 at: now_ms(),
                 versions: before.clone(),
@@ -955,231 +960,6 @@ impl Executor {
             .filter_map(|(n, v)| self.targets.get(&n).cloned().map(|t| (t, v)))
             .collect()
     }
-}
-
-/// The built-in gates every run passes: artifact checksum, a rollback
-/// target on every node, the balancer, health, and the metrics source.
-/// Returns the results and each node's current release.
-pub async fn builtin_checks(
-    plan: &Plan,
-    drivers: &Drivers,
-) -> (
-    Vec<crate::gates::GateResult>,
-    BTreeMap<String, Option<String>>,
-) {
-    use crate::gates::{GateResult, Verdict};
-    let mut out = Vec::new();
-    let builtin = |mut g: GateResult, infra: bool| {
-        g.builtin = true;
-        g.infra = infra;
-        g
-    };
-    let rel = &plan.release;
-    out.push(match artifact_sha256(&rel.artifact) {
-        Ok(sum) if sum == rel.sha256 => builtin(GateResult::new("artifact", Verdict::Pass, format!("sha256 {}… matches", &sum[..12]), None), false),
-        Ok(sum) => builtin(
-            GateResult::new(
-                "artifact",
-                Verdict::Fail,
-                format!("artifact {} has sha256 {sum}, the plan says {}: refusing to deploy an artifact that is not the one reviewed", rel.artifact.display(), rel.sha256),
-                Some("rebuild or re-download the reviewed artifact, or review this one and put its sha256 in the plan"),
-            ),
-            false,
-        ),
-        Err(e) => builtin(GateResult::new("artifact", Verdict::Fail, format!("cannot read artifact {}: {e}", rel.artifact.display()), None), false),
-    });
-    if let Some(rb) = &plan.rollback_release {
-        match artifact_sha256(&rb.artifact) {
-            Ok(sum) if sum == rb.sha256 => {}
-            Ok(sum) => out.push(builtin(
-                GateResult::new(
-                    "artifact",
-                    Verdict::Fail,
-                    format!(
-                        "the [rollback] artifact {} has sha256 {sum}, the plan says {}",
-                        rb.artifact.display(),
-                        rb.sha256
-                    ),
-                    Some("point [rollback] at the reviewed last-known-good artifact"),
-                ),
-                false,
-            )),
-            Err(e) => out.push(builtin(
-                GateResult::new(
-                    "artifact",
-                    Verdict::Fail,
-                    format!(
-                        "cannot read the [rollback] artifact {}: {e}",
-                        rb.artifact.display()
-                    ),
-                    None,
-                ),
-                false,
-            )),
-        }
-    }
-    let mut before = BTreeMap::new();
-    let (mut lb, mut targets_bad, mut health_bad) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut lb_infra, mut target_infra, mut health_infra) = (true, true, true);
-    let (mut perms, mut perm_infra) = (Vec::new(), true);
-    let mut provided: Vec<String> = Vec::new();
-    for t in targets(plan).values() {
-        if let Err(e) = drivers.balancer.preflight(t).await {
-            lb_infra &= e.is_infra();
-            lb.push(format!("{}: {e}", t.name));
-            continue;
-        }
-        let cur = match drivers.deployer.current(t).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                target_infra = false;
-                targets_bad.push(format!(
-                    "{} has no current release in {}: nothing to roll back to",
-                    t.name,
-                    t.install_dir.display()
-                ));
-                continue;
-            }
-            Err(e) => {
-                target_infra &= e.is_infra();
-                targets_bad.push(format!("{}: {e}", t.name));
-                continue;
-            }
-        };
-        if let Err(e) = drivers.deployer.check_writable(t).await {
-            perm_infra &= e.is_infra();
-            perms.push(format!("{}: {e}", t.name));
-        }
-        if let Some(c) = &plan.deploy.check {
-            if let Err(e) = drivers.service.check(t, c).await {
-                perm_infra &= e.is_infra();
-                perms.push(format!("{}: restart target check failed: {e}", t.name));
-            }
-        }
-        if !drivers.deployer.has_release(t, &cur).await.unwrap_or(false) {
-            if plan
-                .rollback_release
-                .as_ref()
-                .is_some_and(|r| r.version == cur)
-            {
-                provided.push(t.name.clone());
-            } else {
-                target_infra = false;
-                targets_bad.push(format!("{}: the current release {cur} is missing from releases/ (provide it with [rollback] artifact, version and sha256)", t.name));
-                continue;
-            }
-        }
-        if let Err(e) = drivers.health.probe(t, Some(&cur)).await {
-            health_infra &= e.is_infra();
-            health_bad.push(format!("{} is unhealthy before the rollout ({e})", t.name));
-        }
-        before.insert(t.name.clone(), Some(cur));
-    }
-    let n = plan.nodes.len();
-    out.push(if lb.is_empty() {
-        builtin(
-            GateResult::new(
-                "balancer",
-                Verdict::Pass,
-                format!(
-                    "{} balancer(s) answer for all {n} nodes",
-                    plan.balancers.len()
-                ),
-                None,
-            ),
-            false,
-        )
-    } else {
-        builtin(
-            GateResult::new(
-                "balancer",
-                Verdict::Fail,
-                lb.join("; "),
-                Some("check the balancer's address/socket and that it knows each node"),
-            ),
-            lb_infra,
-        )
-    });
-    out.push(if targets_bad.is_empty() {
-        let versions: Vec<String> = before.iter().map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or("-"))).collect();
-        builtin(GateResult::new("rollback-target", Verdict::Pass, if provided.is_empty() {
-                    format!("last-known-good releases: {}", versions.join(" "))
-                } else {
-                    format!("last-known-good releases: {} (restored from the [rollback] artifact on {} if needed)", versions.join(" "), provided.join(", "))
-                }, None), false)
-    } else {
-        builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("install the current release through glidepath (releases/<version> + current) before rolling out")), target_infra)
-    });
-    out.push(if perms.is_empty() {
-        let what = if plan.deploy.check.is_some() {
-            "install dirs writable, restart target checked"
-        } else {
-            "install dirs writable (add [deploy] check = … to prove the restart target)"
-        };
-        builtin(
-            GateResult::new(
-                "permissions",
-                Verdict::Pass,
-                format!("{what} on {} node(s)", before.len()),
-                None,
-            ),
-            false,
-        )
-    } else {
-        builtin(
-            GateResult::new(
-                "permissions",
-                Verdict::Fail,
-                perms.join("; "),
-                Some("fix ownership/sudo rules or the unit name on the node before the rollout"),
-            ),
-            perm_infra,
-        )
-    });
-    out.push(if health_bad.is_empty() {
-        builtin(
-            GateResult::new(
-                "health",
-                Verdict::Pass,
-                format!("{} of {n} nodes healthy", before.len()),
-                None,
-            ),
-            false,
-        )
-    } else {
-        builtin(
-            GateResult::new(
-                "health",
-                Verdict::Fail,
-                health_bad.join("; "),
-                Some("fix the fleet first: a rollout starts from a healthy fleet"),
-            ),
-            health_infra,
-        )
-    });
-    if let Some(m) = &drivers.metrics {
-        let all: Vec<Target> = targets(plan).into_values().collect();
-        out.push(match m.preflight(&all).await {
-            Ok(d) => builtin(GateResult::new("metrics", Verdict::Pass, d, None), false),
-            Err(e) => builtin(
-                GateResult::new(
-                    "metrics",
-                    Verdict::Fail,
-                    format!("metrics source: {e}"),
-                    None,
-                ),
-                e.is_infra(),
-            ),
-        });
-    }
-    (out, before)
-}
-
-/// The release every node runs, when they all run the same one.
-pub fn same_release(before: &BTreeMap<String, Option<String>>) -> Option<String> {
-    let mut it = before.values().flatten();
-    let first = it.next()?.clone();
-    it.all(|v| *v == first).then_some(first)
 }
 
 /// The releases a step may need: the new one, and the last-known-good as

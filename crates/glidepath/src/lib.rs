@@ -11,5 +11,6 @@ pub mod lint;
 pub mod output;
 pub mod plan;
 pub mod report;
+pub mod shell;
 pub mod system;
 pub mod upgrade;

@@ -89,6 +89,8 @@ pub fn stop_signals() -> glidepath::executor::StopSignals {
             }
             None => "no run had started".to_string(),
         };
+        // the commands in flight go with the process (their groups)
+        glidepath::shell::kill_all();
         eprintln!("error: second {name}: stopped immediately; the journal is intact, {hint}");
         std::process::exit(exit::INTERRUPTED as i32);
     })

@@ -12,8 +12,13 @@ pub async fn run(ctx: &Ctx, path: &Path) -> Result<u8, Failure> {
     let (mut results, before) = glidepath::executor::builtin_checks(&p, &drivers).await;
     use glidepath::executor::same_release;
     results.extend(
-        glidepath::gates::evaluate(&p, jiff::Timestamp::now(), same_release(&before).as_deref())
-            .await,
+        glidepath::gates::evaluate(
+            &p.gates,
+            &glidepath::gates::Inputs::of(&p),
+            jiff::Timestamp::now(),
+            same_release(&before).as_deref(),
+        )
+        .await,
     );
     let failing: Vec<_> = results
         .iter()

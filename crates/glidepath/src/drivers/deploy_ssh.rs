@@ -150,8 +150,9 @@ impl Ssh {
                 tail(&stderr)
             ))),
             _ => Err(DriverError::Failed(format!(
-                "on {}: `{remote}` failed ({}): {}",
+                "on {}: `{}` failed ({}): {}",
                 t.name,
+                crate::plan::shown(remote),
                 out.status,
                 tail(&stderr)
             ))),
@@ -420,7 +421,7 @@ impl ServiceControl for SshService {
             .ssh
             .run(t, &cmd, None)
             .await
-            .map(|_| format!("`{cmd}` ok on {}", t.name))
+            .map(|_| format!("`{}` ok on {}", crate::plan::shown(&cmd), t.name))
     }
 
     async fn restart(&self, t: &Target, version: &str) -> DResult<String> {
@@ -430,13 +431,14 @@ impl ServiceControl for SshService {
             Ok(r) => r.map(|o| {
                 let t = tail(o.trim());
                 if t.is_empty() {
-                    format!("`{cmd}` ok on the node")
+                    format!("`{}` ok on the node", crate::plan::shown(&cmd))
                 } else {
-                    format!("`{cmd}` ok on the node: {t}")
+                    format!("`{}` ok on the node: {t}", crate::plan::shown(&cmd))
                 }
             }),
             Err(_) => Err(DriverError::Failed(format!(
-                "`{cmd}` timed out after {:?}",
+                "`{}` timed out after {:?}",
+                crate::plan::shown(&cmd),
                 self.timeout
             ))),
         }

@@ -23,129 +23,22 @@ impl CommandService {
     }
 }
 
-/// Kills a command's whole process group when dropped, unless disarmed:
-/// on a timeout, and when the future running the command is dropped.
-struct GroupKiller {
-    pgid: Option<libc::pid_t>,
-}
+pub use crate::shell::{tail, OUTPUT_MAX};
 
-impl GroupKiller {
-    fn disarm(&mut self) {
-        self.pgid = None;
+impl From<crate::shell::ShellError> for DriverError {
+    fn from(e: crate::shell::ShellError) -> Self {
+        DriverError::Failed(e.0)
     }
 }
 
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.pgid.filter(|p| *p > 1) {
-            // SAFETY: kill(2) with a negative pid signals the process group
-            // the command leads (it was spawned with process_group(0)).
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-/// Run a shell command with a timeout; returns its stdout. A non-zero exit
-/// fails with the tail of its stderr. The command runs in its own process
-/// group, and overrunning the timeout (or dropping the future) kills the
-/// whole group: `sh`, and whatever it started.
+/// [`crate::shell::shell_output`], its failure a [`DriverError::Failed`].
 pub async fn shell_output(cmd: &str, cwd: &std::path::Path, timeout: Duration) -> DResult<String> {
-    let mut c = tokio::process::Command::new("sh");
-    c.arg("-c")
-        .arg(cmd)
-        .current_dir(cwd)
-        .process_group(0)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = c
-        .spawn()
-        .map_err(|e| DriverError::Failed(format!("`{cmd}` could not start: {e}")))?;
-    let mut group = GroupKiller {
-        pgid: child.id().map(|id| id as libc::pid_t),
-    };
-    let out = match tokio::time::timeout(timeout, wait_capped(child)).await {
-        Err(_) => {
-            drop(group);
-            return Err(DriverError::Failed(format!(
-                "`{cmd}` timed out after {}s (its process group was killed)",
-                timeout.as_secs_f64()
-            )));
-        }
-        Ok(Err(e)) => return Err(DriverError::Failed(format!("`{cmd}`: {e}"))),
-        Ok(Ok(o)) => {
-            group.disarm();
-            o
-        }
-    };
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(DriverError::Failed(format!(
-            "`{cmd}` exited with {}: {}",
-            out.status,
-            tail(&text)
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(crate::shell::shell_output(cmd, cwd, timeout).await?)
 }
 
-/// The last 3 lines, joined.
-/// The most of a command's stdout and of its stderr that is kept in memory;
-/// the rest is read and dropped (so the command never blocks on a full
-/// pipe), and the error or detail says how much was dropped.
-pub const OUTPUT_MAX: usize = 1 << 20;
-
-/// Read up to [`OUTPUT_MAX`] bytes, drain the rest, and note what was cut.
-async fn read_capped(r: Option<impl tokio::io::AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
-    let Some(mut r) = r else {
-        return Ok(Vec::new());
-    };
-    let (mut kept, mut dropped) = (Vec::new(), 0usize);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = r.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        let room = OUTPUT_MAX.saturating_sub(kept.len()).min(n);
-        kept.extend_from_slice(&buf[..room]);
-        dropped += n - room;
-    }
-    if dropped > 0 {
-        kept.extend_from_slice(format!("\n[{dropped} more bytes of output dropped]\n").as_bytes());
-    }
-    Ok(kept)
-}
-
-/// `wait_with_output` with bounded memory.
-async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<std::process::Output> {
-    let (out, err) = (child.stdout.take(), child.stderr.take());
-    let (stdout, stderr, status) = tokio::join!(read_capped(out), read_capped(err), child.wait());
-    Ok(std::process::Output {
-        status: status?,
-        stdout: stdout?,
-        stderr: stderr?,
-    })
-}
-
-pub fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(3)..].join(" | ")
-}
-
-/// Run a shell command with a timeout; describe what happened.
+/// [`crate::shell::run_shell`], its failure a [`DriverError::Failed`].
 pub async fn run_shell(cmd: &str, cwd: &std::path::Path, timeout: Duration) -> DResult<String> {
-    let out = shell_output(cmd, cwd, timeout).await?;
-    let t = tail(out.trim());
-    Ok(if t.is_empty() {
-        format!("`{cmd}` ok")
-    } else {
-        format!("`{cmd}` ok: {t}")
-    })
+    Ok(crate::shell::run_shell(cmd, cwd, timeout).await?)
 }
 
 #[async_trait]
@@ -164,87 +57,6 @@ impl ServiceControl for CommandService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Alive and not a zombie waiting to be reaped.
-    fn running(pid: i32) -> bool {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => false,
-            Ok(stat) => {
-                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-                !state.starts_with('Z') && !state.starts_with('X')
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn a_timeout_kills_the_whole_process_group() {
-        let tmp = tempfile::tempdir().unwrap();
-        let err = shell_output(
-            "sleep 300 & echo $! > bg.pid; sh -c 'echo $$ > fg.pid; exec sleep 300'",
-            tmp.path(),
-            Duration::from_millis(500),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("timed out"), "{err}");
-        let pid = |f: &str| -> i32 {
-            std::fs::read_to_string(tmp.path().join(f))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        };
-        let (bg, fg) = (pid("bg.pid"), pid("fg.pid"));
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while running(bg) || running(fg) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "children of the timed-out command still run: bg {bg} {}, fg {fg} {}",
-                running(bg),
-                running(fg)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn dropping_a_running_command_kills_its_process_group() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let task = tokio::spawn(async move {
-            shell_output(
-                "sleep 300 & echo $! > bg.pid; sleep 300",
-                &dir,
-                Duration::from_secs(300),
-            )
-            .await
-        });
-        let file = tmp.path().join("bg.pid");
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let bg: i32 = loop {
-            if let Some(p) = std::fs::read_to_string(&file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                break p;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the command never started"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        task.abort();
-        let _ = task.await;
-        while running(bg) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the background child {bg} outlived the dropped command"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 
     #[tokio::test]
     async fn restart_and_check_fill_host_and_quote_every_value() {
@@ -276,19 +88,5 @@ mod tests {
             format!("127.0.0.1:{}", t.install_dir.display())
         );
         assert!(!plan_dir.join("PWNED").exists() && !tmp.path().join("PWNED").exists());
-    }
-
-    #[tokio::test]
-    async fn a_command_printing_gigabytes_is_read_with_bounded_memory() {
-        let tmp = tempfile::tempdir().unwrap();
-        let out = shell_output(
-            "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo done >&2",
-            tmp.path(),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-        assert!(out.len() < OUTPUT_MAX + 100, "{} bytes kept", out.len());
-        assert!(out.contains("more bytes of output dropped"), "says so");
     }
 }

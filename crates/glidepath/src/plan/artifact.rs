@@ -122,7 +122,15 @@ fn walk_tree(root: &Path) -> std::io::Result<std::collections::BTreeMap<Vec<u8>,
             let e = e?;
             let r = rel.join(e.file_name());
             if rel.as_os_str().is_empty() && e.file_name() == MARKER {
-                continue;
+                // glidepath's own staging marker, a regular file it writes:
+                // anything else under that name would be hashed as absent
+                // and then written through (a link) or trip the staging
+                if std::fs::symlink_metadata(root.join(MARKER))?.is_file() {
+                    continue;
+                }
+                return Err(std::io::Error::other(format!(
+                    "{MARKER:?} is not a regular file: the name is reserved for glidepath's staging marker (rename it)"
+                )));
             }
             let p = root.join(&r);
             let md = std::fs::symlink_metadata(&p)?;
@@ -447,5 +455,27 @@ mod tests {
         std::fs::remove_file(dir.join("through")).unwrap();
         let err = link("loop", "loop/x").unwrap_err();
         assert!(err.contains("which loops"), "{err}");
+    }
+
+    /// The staging marker's name cannot carry a link or a directory into a
+    /// release: such an artifact is refused (it used to hash as if the entry
+    /// were absent, and the marker was then written through the link).
+    #[test]
+    fn a_link_or_directory_named_like_the_marker_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::write(a.join("f"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", a.join(MARKER)).unwrap();
+        let err = artifact_sha256(&a).unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
+        std::fs::remove_file(a.join(MARKER)).unwrap();
+        std::fs::create_dir_all(a.join(MARKER).join("payload")).unwrap();
+        assert!(artifact_sha256(&a).is_err());
+        std::fs::remove_dir_all(a.join(MARKER)).unwrap();
+        // the marker glidepath writes (a regular file) is left out as before
+        let clean = artifact_sha256(&a).unwrap();
+        std::fs::write(a.join(MARKER), "abc").unwrap();
+        assert_eq!(artifact_sha256(&a).unwrap(), clean);
     }
 }

@@ -38,7 +38,7 @@ pub use names::{check_address, check_node_name, check_version, MAX_NAME_LEN};
 pub use reader::parse_duration;
 pub(crate) use reader::{did_you_mean, Reader};
 pub use template::{
-    host_of, render, render_shell, sq, Vars, DEPLOY_PLACEHOLDERS, INSTALL_DIR_PLACEHOLDERS,
+    host_of, render, render_shell, shown, sq, Vars, DEPLOY_PLACEHOLDERS, INSTALL_DIR_PLACEHOLDERS,
     NODE_PLACEHOLDERS, PLACEHOLDERS, QUERY_PLACEHOLDERS,
 };
 pub use types::{

@@ -72,12 +72,40 @@ pub fn sq(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Fill a shell command template: every value goes in single-quoted, so
-/// data never becomes shell. The quoting follows where the placeholder
-/// stands: bare (`cat {install_dir}/pid`), inside `"…"` or `'…'` (the quote
-/// is closed around the value and reopened), or inside `$(…)`/backquotes.
-/// `${VAR}` is left to the shell; unknown `{…}` are left as they are.
+pub use crate::shell::shown;
+use crate::shell::VAR_PREFIX;
+
+/// Fill a shell command template so that data never becomes shell: the
+/// values are assigned to shell variables on a first line of their own (each
+/// single-quoted, in a context that is always plain), and each placeholder
+/// becomes a quoted reference to its variable. A value is then expanded,
+/// never parsed: whatever the template does around it (comments with a `'`,
+/// here-documents, `$'…'`, `case` patterns), the worst a misread context can
+/// do is split a value into words. The reference follows where the
+/// placeholder stands: bare (`"${__gp_x}"`), inside `"…"` (`${__gp_x}`),
+/// inside `'…'` (the quote is closed around it and reopened). `${VAR}` is
+/// left to the shell; unknown `{…}` are left as they are. [`shown`] gives
+/// the command as a person reads it.
 pub fn render_shell(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut used: Vec<(&str, &str)> = Vec::new();
+    let body = render_refs(template, vars, &mut used);
+    if used.is_empty() {
+        return body;
+    }
+    let assigns: Vec<String> = used
+        .iter()
+        .map(|(k, v)| format!("{VAR_PREFIX}{k}={}", sq(v)))
+        .collect();
+    format!("{}\n{body}", assigns.join(" "))
+}
+
+/// The template with each known placeholder replaced by a reference to its
+/// variable; `used` collects the placeholders seen, once each.
+fn render_refs<'v>(
+    template: &str,
+    vars: &[(&'v str, &'v str)],
+    used: &mut Vec<(&'v str, &'v str)>,
+) -> String {
     #[derive(Clone, Copy, PartialEq)]
     enum Ctx {
         Plain,
@@ -91,18 +119,120 @@ pub fn render_shell(template: &str, vars: &[(&str, &str)]) -> String {
     let mut stack = vec![Ctx::Plain];
     let mut out: Vec<u8> = Vec::with_capacity(b.len() + 16);
     let mut i = 0;
+    // here-documents announced on the current line: (delimiter, quoted, strip tabs)
+    let mut pending: Vec<(String, bool, bool)> = Vec::new();
+    // inside a here-document body: (delimiter, quoted, strip tabs)
+    let mut heredoc: Option<(String, bool, bool)> = None;
     while i < b.len() {
         let ctx = *stack.last().expect("never empty");
         let c = b[i];
+        let line_start = i == 0 || b[i - 1] == b'\n';
+        if let Some((delim, quoted, strip)) = heredoc.clone() {
+            if line_start {
+                let end = template[i..].find('\n').map_or(b.len(), |e| i + e);
+                let line = &template[i..end];
+                let line = if strip {
+                    line.trim_start_matches('\t')
+                } else {
+                    line
+                };
+                if line == delim {
+                    heredoc = None;
+                    out.extend_from_slice(&b[i..end]);
+                    i = end;
+                    continue;
+                }
+            }
+            // a body line: an unquoted here-document expands `${…}` (not
+            // quotes); a quoted one expands nothing, so a placeholder there
+            // stays a (visible) reference rather than become text
+            if c == b'{' && (i == 0 || b[i - 1] != b'$') {
+                if let Some(len) = template[i + 1..].find('}') {
+                    let name = &template[i + 1..i + 1 + len];
+                    if let Some(&(k, v)) = vars.iter().find(|(k, _)| *k == name) {
+                        if !used.iter().any(|(u, _)| *u == k) {
+                            used.push((k, v));
+                        }
+                        let _ = quoted;
+                        out.extend(format!("${{{VAR_PREFIX}{k}}}").bytes());
+                        i += len + 2;
+                        continue;
+                    }
+                }
+            }
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        if c == b'\n' && !pending.is_empty() && matches!(ctx, Ctx::Plain | Ctx::Sub(_)) {
+            heredoc = Some(pending.remove(0));
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        // a comment runs to the end of the line: its quotes are not quotes
+        if c == b'#'
+            && matches!(ctx, Ctx::Plain | Ctx::Sub(_))
+            && (i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'('))
+        {
+            let end = template[i..].find('\n').map_or(b.len(), |e| i + e);
+            out.extend_from_slice(&b[i..end]);
+            i = end;
+            continue;
+        }
+        // `<<DELIM`, `<<-DELIM`, `<<'DELIM'`, `<<"DELIM"` (not `<<<`)
+        if c == b'<'
+            && matches!(ctx, Ctx::Plain | Ctx::Sub(_))
+            && b.get(i + 1) == Some(&b'<')
+            && b.get(i + 2) != Some(&b'<')
+        {
+            let mut j = i + 2;
+            let strip = b.get(j) == Some(&b'-');
+            if strip {
+                j += 1;
+            }
+            while matches!(b.get(j), Some(b' ' | b'\t')) {
+                j += 1;
+            }
+            let quote = match b.get(j) {
+                Some(b'\'') => Some('\''),
+                Some(b'"') => Some('"'),
+                _ => None,
+            };
+            let (word, after) = match quote {
+                Some(q) => {
+                    let start = j + 1;
+                    let end = template[start..].find(q).map_or(b.len(), |e| start + e);
+                    (template[start..end].to_string(), (end + 1).min(b.len()))
+                }
+                None => {
+                    let start = j;
+                    let mut end = start;
+                    while end < b.len() && !b" \t\n;&|<>()".contains(&b[end]) {
+                        end += 1;
+                    }
+                    (template[start..end].replace('\\', ""), end)
+                }
+            };
+            if !word.is_empty() {
+                pending.push((word, quote.is_some(), strip));
+                out.extend_from_slice(&b[i..after]);
+                i = after;
+                continue;
+            }
+        }
         if c == b'{' && (i == 0 || b[i - 1] != b'$') {
             if let Some(len) = template[i + 1..].find('}') {
                 let name = &template[i + 1..i + 1 + len];
-                if let Some((_, v)) = vars.iter().find(|(k, _)| *k == name) {
-                    let q = sq(v);
+                if let Some(&(k, v)) = vars.iter().find(|(k, _)| *k == name) {
+                    if !used.iter().any(|(u, _)| *u == k) {
+                        used.push((k, v));
+                    }
+                    let r = format!("${{{VAR_PREFIX}{k}}}");
                     match ctx {
-                        Ctx::Single => out.extend(format!("'{q}'").bytes()),
-                        Ctx::Double => out.extend(format!("\"{q}\"").bytes()),
-                        _ => out.extend(q.bytes()),
+                        Ctx::Single => out.extend(format!("'\"{r}\"'").bytes()),
+                        Ctx::Double => out.extend(r.bytes()),
+                        _ => out.extend(format!("\"{r}\"").bytes()),
                     }
                     i += len + 2;
                     continue;
@@ -329,7 +459,27 @@ mod tests {
             run("printf '%s|' ${HOME+set} {unknown} {node}"),
             "set|{unknown}|api-1|"
         );
-        assert_eq!(render_shell("echo {node}", &vars), "echo 'api-1'");
+        assert_eq!(shown(&render_shell("echo {node}", &vars)), "echo 'api-1'");
+        // a `'` in a comment, a here-document, ANSI-C quotes: still data
+        assert_eq!(
+            run("# it's only a check\nprintf '%s|' {install_dir}"),
+            format!("{evil}|")
+        );
+        assert_eq!(run("cat <<EOF\n{install_dir}|\nEOF"), format!("{evil}|\n"));
+        assert_eq!(
+            run("case {node} in api-*) printf '%s|' {install_dir};; esac"),
+            format!("{evil}|")
+        );
+        // a quoted here-document expands nothing: the reference stays visible
+        assert_eq!(run("cat <<'EOF'\n{node}\nEOF"), "${__gp_node}\n");
+        // what a person reads is the old quoting, values in place
+        assert_eq!(
+            shown(&render_shell(
+                "cat {install_dir}/pid \"{node}\" 'a {node}'",
+                &vars
+            )),
+            format!("cat {}/pid 'api-1' 'a 'api-1''", sq(evil))
+        );
     }
 
     #[test]
@@ -342,7 +492,7 @@ mod tests {
             v.fill("{node} {address} {host} {plan_dir} {version} {install_dir}"),
             "api-1 [::1]:8080 ::1 /plans 2 /opt/api/api-1"
         );
-        assert_eq!(v.shell("ping {host}"), "ping '::1'");
+        assert_eq!(shown(&v.shell("ping {host}")), "ping '::1'");
         assert_eq!(v.with("version", "3").get("version"), Some("3"));
     }
 

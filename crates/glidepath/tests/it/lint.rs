@@ -379,12 +379,12 @@ fn minisign_signature_gate() {
     let keys = vec![trusted.pk.to_base64()];
     let sig = dir.path().join("api-1.0.10.minisig");
     sign(&trusted, b"the reviewed binary", &sig);
-    let r = verify_signature(&art, &sig, &keys);
+    let r = verify_signature(&art, &sig, &keys, glidepath::plan::dir_manifest);
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
     assert!(r.reason.contains("api 1.0.10"), "{}", r.reason);
 
     std::fs::write(&art, "the reviewed binary, plus a backdoor").unwrap();
-    let r = verify_signature(&art, &sig, &keys);
+    let r = verify_signature(&art, &sig, &keys, glidepath::plan::dir_manifest);
     assert_eq!(r.verdict, Verdict::Fail);
     assert!(
         r.reason.contains("does not match the artifact"),
@@ -394,7 +394,7 @@ fn minisign_signature_gate() {
 
     std::fs::write(&art, "the reviewed binary").unwrap();
     sign(&stranger, b"the reviewed binary", &sig);
-    let r = verify_signature(&art, &sig, &keys);
+    let r = verify_signature(&art, &sig, &keys, glidepath::plan::dir_manifest);
     assert_eq!(r.verdict, Verdict::Fail);
     let stranger_id = glidepath::gates::key_id(&stranger.pk.to_base64()).unwrap();
     assert!(
@@ -424,7 +424,13 @@ fn minisign_signature_gate() {
         &dir.path().join("release.minisig"),
     );
     assert_eq!(
-        verify_signature(&d, &dir.path().join("release.minisig"), &keys).verdict,
+        verify_signature(
+            &d,
+            &dir.path().join("release.minisig"),
+            &keys,
+            glidepath::plan::dir_manifest
+        )
+        .verdict,
         Verdict::Pass
     );
 }
@@ -461,9 +467,9 @@ fn a_signature_over_one_tree_does_not_verify_a_forged_one() {
     )
     .unwrap();
     std::fs::write(&sig, s.into_string()).unwrap();
-    let r = verify_signature(&a, &sig, &keys);
+    let r = verify_signature(&a, &sig, &keys, glidepath::plan::dir_manifest);
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
-    let r = verify_signature(&b, &sig, &keys);
+    let r = verify_signature(&b, &sig, &keys, glidepath::plan::dir_manifest);
     assert_eq!(r.verdict, Verdict::Fail, "the forged tree B: {}", r.reason);
     assert_ne!(
         glidepath::plan::artifact_sha256(&a).unwrap(),
@@ -571,7 +577,13 @@ async fn migrations_gate_names_each_bad_file() {
         + &format!("\n[gates.migrations]\ndir = \"{}\"\n", migrations.display());
     let (plan, report) = glidepath::plan::parse(&path, &text, &examples).unwrap();
     assert!(!report.has_errors(), "{}", report.render(false));
-    let results = glidepath::gates::evaluate(&plan, jiff::Timestamp::now(), None).await;
+    let results = glidepath::gates::evaluate(
+        &plan.gates,
+        &glidepath::gates::Inputs::of(&plan),
+        jiff::Timestamp::now(),
+        None,
+    )
+    .await;
     let gate = results.iter().find(|r| r.gate == "migrations").unwrap();
     assert_eq!(gate.verdict, glidepath::gates::Verdict::Fail);
     assert!(

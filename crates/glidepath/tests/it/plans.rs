@@ -472,7 +472,7 @@ fn config_file_templates_share_the_placeholder_set() {
     );
     std::fs::write(dir.path().join("m.toml"), "").unwrap();
     let (plan, _) = parse(Path::new("plan.toml"), &src, dir.path()).unwrap();
-    let files = glidepath::gates::config_files(&plan);
+    let files = glidepath::gates::config_files(&plan.gates, &glidepath::gates::Inputs::of(&plan));
     assert!(
         files
             .iter()

@@ -216,15 +216,24 @@ async fn a_second_signal_always_ends_the_process() {
         .unwrap();
     assert!(err.contains("stopped immediately"), "{err}");
     assert!(err.contains("glidepath resume r"), "names the run: {err}");
-    // our own leftover: the hanging restart command
-    if let Ok(pid) = std::fs::read_to_string(&pidfile)
+    // the hanging restart went with the process (its whole group)
+    let pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
-        .parse::<i32>()
-    {
-        // SAFETY: the sleep this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+        .parse()
+        .unwrap();
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            let st = s.rsplit(')').next().unwrap_or("").trim_start();
+            !st.starts_with('Z') && !st.starts_with('X')
+        })
+    };
+    wait_until(
+        "the restart command to be gone",
+        Duration::from_secs(10),
+        || !alive(pid),
+    )
+    .await;
     // the journal is intact: resume finishes the abort
     let run = env.latest_run();
     let events = env.events(&run);

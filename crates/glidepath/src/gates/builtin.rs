@@ -1,0 +1,457 @@
+//! The built-in gates every run passes, whatever the plan declares: the
+//! artifact's checksum, a rollback target on every node, the balancer,
+//! permissions, health, and the metrics source. They cannot be forced.
+//! The nodes are checked concurrently (at most [`PREFLIGHT_CONCURRENCY`] at
+//! a time); the results are in node-name order, as if checked one by one.
+//!
+//! With `from_plan`, the one part of `gates` that imports `plan` (and
+//! `drivers`): nothing else in `gates` uses it.
+
+use super::{GateResult, Verdict};
+use crate::drivers::{Drivers, Target};
+use crate::plan::{artifact_sha256, Plan};
+use std::collections::BTreeMap;
+
+/// How many nodes preflight checks at once.
+pub const PREFLIGHT_CONCURRENCY: usize = 32;
+
+/// What one node's built-in checks found: each failure with whether it is
+/// the infrastructure's (unreachable).
+#[derive(Debug, Default)]
+struct NodeFindings {
+    /// The balancer does not answer for it (nothing else was checked).
+    balancer: Option<(String, bool)>,
+    /// No rollback target (checking stopped there).
+    target: Option<(String, bool)>,
+    perms: Vec<(String, bool)>,
+    /// Its current release is restored from the `[rollback]` artifact if needed.
+    provided: bool,
+    health: Option<(String, bool)>,
+    /// Its current release, when every check reached it.
+    current: Option<String>,
+}
+
+/// The checks of one node, in the order a person would run them; a
+/// failure that makes the next ones meaningless stops there.
+async fn check_node(
+    drivers: Drivers,
+    t: Target,
+    check: Option<String>,
+    rollback_version: Option<String>,
+) -> NodeFindings {
+    let mut f = NodeFindings::default();
+    if let Err(e) = drivers.balancer.preflight(&t).await {
+        f.balancer = Some((format!("{}: {e}", t.name), e.is_infra()));
+        return f;
+    }
+    let cur = match drivers.deployer.current(&t).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            f.target = Some((
+                format!(
+                    "{} has no current release in {}: nothing to roll back to",
+                    t.name,
+                    t.install_dir.display()
+                ),
+                false,
+            ));
+            return f;
+        }
+        Err(e) => {
+            f.target = Some((format!("{}: {e}", t.name), e.is_infra()));
+            return f;
+        }
+    };
+    if let Err(e) = drivers.deployer.check_writable(&t).await {
+        f.perms.push((format!("{}: {e}", t.name), e.is_infra()));
+    }
+    if let Some(c) = &check {
+        if let Err(e) = drivers.service.check(&t, c).await {
+            f.perms.push((
+                format!("{}: restart target check failed: {e}", t.name),
+                e.is_infra(),
+            ));
+        }
+    }
+    if !drivers
+        .deployer
+        .has_release(&t, &cur)
+        .await
+        .unwrap_or(false)
+    {
+        if rollback_version.as_deref() == Some(cur.as_str()) {
+            f.provided = true;
+        } else {
+            f.target = Some((format!("{}: the current release {cur} is missing from releases/ (provide it with [rollback] artifact, version and sha256)", t.name), false));
+            return f;
+        }
+    }
+    if let Err(e) = drivers.health.probe(&t, Some(&cur)).await {
+        f.health = Some((
+            format!("{} is unhealthy before the rollout ({e})", t.name),
+            e.is_infra(),
+        ));
+    }
+    f.current = Some(cur);
+    f
+}
+
+/// Each node's findings, in the order of `targets`, checking at most
+/// [`PREFLIGHT_CONCURRENCY`] nodes at once.
+async fn check_nodes(plan: &Plan, drivers: &Drivers, targets: &[Target]) -> Vec<NodeFindings> {
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(PREFLIGHT_CONCURRENCY));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, t) in targets.iter().cloned().enumerate() {
+        let permit = sem.clone().acquire_owned().await.expect("never closed");
+        let (drivers, check) = (drivers.clone(), plan.deploy.check.clone());
+        let rollback_version = plan.rollback_release.as_ref().map(|r| r.version.clone());
+        set.spawn(async move {
+            let f = check_node(drivers, t, check, rollback_version).await;
+            drop(permit);
+            (i, f)
+        });
+    }
+    let mut found: Vec<Option<NodeFindings>> = targets.iter().map(|_| None).collect();
+    while let Some(res) = set.join_next().await {
+        match res {
+            Ok((i, f)) => found[i] = Some(f),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("a preflight check was cancelled: {e}"),
+        }
+    }
+    found
+        .into_iter()
+        .map(|f| f.expect("every node checked"))
+        .collect()
+}
+
+/// The built-in gates every run passes: artifact checksum, a rollback
+/// target on every node, the balancer, health, and the metrics source.
+/// Returns the results and each node's current release.
+pub async fn builtin_checks(
+    plan: &Plan,
+    drivers: &Drivers,
+) -> (Vec<GateResult>, BTreeMap<String, Option<String>>) {
+    let mut out = Vec::new();
+    let builtin = |mut g: GateResult, infra: bool| {
+        g.builtin = true;
+        g.infra = infra;
+        g
+    };
+    let rel = &plan.release;
+    out.push(match artifact_sha256(&rel.artifact) {
+        Ok(sum) if sum == rel.sha256 => builtin(GateResult::new("artifact", Verdict::Pass, format!("sha256 {}… matches", &sum[..12]), None), false),
+        Ok(sum) => builtin(
+            GateResult::new(
+                "artifact",
+                Verdict::Fail,
+                format!("artifact {} has sha256 {sum}, the plan says {}: refusing to deploy an artifact that is not the one reviewed", rel.artifact.display(), rel.sha256),
+                Some("rebuild or re-download the reviewed artifact, or review this one and put its sha256 in the plan"),
+            ),
+            false,
+        ),
+        Err(e) => builtin(GateResult::new("artifact", Verdict::Fail, format!("cannot read artifact {}: {e}", rel.artifact.display()), None), false),
+    });
+    if let Some(rb) = &plan.rollback_release {
+        match artifact_sha256(&rb.artifact) {
+            Ok(sum) if sum == rb.sha256 => {}
+            Ok(sum) => out.push(builtin(
+                GateResult::new(
+                    "artifact",
+                    Verdict::Fail,
+                    format!(
+                        "the [rollback] artifact {} has sha256 {sum}, the plan says {}",
+                        rb.artifact.display(),
+                        rb.sha256
+                    ),
+                    Some("point [rollback] at the reviewed last-known-good artifact"),
+                ),
+                false,
+            )),
+            Err(e) => out.push(builtin(
+                GateResult::new(
+                    "artifact",
+                    Verdict::Fail,
+                    format!(
+                        "cannot read the [rollback] artifact {}: {e}",
+                        rb.artifact.display()
+                    ),
+                    None,
+                ),
+                false,
+            )),
+        }
+    }
+    let mut before = BTreeMap::new();
+    let (mut lb, mut targets_bad, mut health_bad) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lb_infra, mut target_infra, mut health_infra) = (true, true, true);
+    let (mut perms, mut perm_infra) = (Vec::new(), true);
+    let mut provided: Vec<String> = Vec::new();
+    let all = targets(plan);
+    for (t, f) in all.iter().zip(check_nodes(plan, drivers, &all).await) {
+        if let Some((m, infra)) = f.balancer {
+            lb_infra &= infra;
+            lb.push(m);
+        }
+        if let Some((m, infra)) = f.target {
+            target_infra &= infra;
+            targets_bad.push(m);
+        }
+        for (m, infra) in f.perms {
+            perm_infra &= infra;
+            perms.push(m);
+        }
+        if f.provided {
+            provided.push(t.name.clone());
+        }
+        if let Some((m, infra)) = f.health {
+            health_infra &= infra;
+            health_bad.push(m);
+        }
+        if let Some(cur) = f.current {
+            before.insert(t.name.clone(), Some(cur));
+        }
+    }
+    let n = plan.nodes.len();
+    out.push(if lb.is_empty() {
+        builtin(
+            GateResult::new(
+                "balancer",
+                Verdict::Pass,
+                format!(
+                    "{} balancer(s) answer for all {n} nodes",
+                    plan.balancers.len()
+                ),
+                None,
+            ),
+            false,
+        )
+    } else {
+        builtin(
+            GateResult::new(
+                "balancer",
+                Verdict::Fail,
+                lb.join("; "),
+                Some("check the balancer's address/socket and that it knows each node"),
+            ),
+            lb_infra,
+        )
+    });
+    out.push(if targets_bad.is_empty() {
+        let versions: Vec<String> = before.iter().map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or("-"))).collect();
+        builtin(GateResult::new("rollback-target", Verdict::Pass, if provided.is_empty() {
+                    format!("last-known-good releases: {}", versions.join(" "))
+                } else {
+                    format!("last-known-good releases: {} (restored from the [rollback] artifact on {} if needed)", versions.join(" "), provided.join(", "))
+                }, None), false)
+    } else {
+        builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("install the current release through glidepath (releases/<version> + current) before rolling out")), target_infra)
+    });
+    out.push(if perms.is_empty() {
+        let what = if plan.deploy.check.is_some() {
+            "install dirs writable, restart target checked"
+        } else {
+            "install dirs writable (add [deploy] check = … to prove the restart target)"
+        };
+        builtin(
+            GateResult::new(
+                "permissions",
+                Verdict::Pass,
+                format!("{what} on {} node(s)", before.len()),
+                None,
+            ),
+            false,
+        )
+    } else {
+        builtin(
+            GateResult::new(
+                "permissions",
+                Verdict::Fail,
+                perms.join("; "),
+                Some("fix ownership/sudo rules or the unit name on the node before the rollout"),
+            ),
+            perm_infra,
+        )
+    });
+    out.push(if health_bad.is_empty() {
+        builtin(
+            GateResult::new(
+                "health",
+                Verdict::Pass,
+                format!("{} of {n} nodes healthy", before.len()),
+                None,
+            ),
+            false,
+        )
+    } else {
+        builtin(
+            GateResult::new(
+                "health",
+                Verdict::Fail,
+                health_bad.join("; "),
+                Some("fix the fleet first: a rollout starts from a healthy fleet"),
+            ),
+            health_infra,
+        )
+    });
+    if let Some(m) = &drivers.metrics {
+        out.push(match m.preflight(&all).await {
+            Ok(d) => builtin(GateResult::new("metrics", Verdict::Pass, d, None), false),
+            Err(e) => builtin(
+                GateResult::new(
+                    "metrics",
+                    Verdict::Fail,
+                    format!("metrics source: {e}"),
+                    None,
+                ),
+                e.is_infra(),
+            ),
+        });
+    }
+    (out, before)
+}
+
+/// The plan's nodes as the drivers see them, in name order.
+fn targets(plan: &Plan) -> Vec<Target> {
+    let mut all: Vec<Target> = plan
+        .nodes
+        .iter()
+        .map(|n| Target {
+            name: n.name.clone(),
+            address: n.address.clone(),
+            install_dir: plan.install_dir(n),
+        })
+        .collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
+}
+
+/// The release every node runs, when they all run the same one.
+pub fn same_release(before: &BTreeMap<String, Option<String>>) -> Option<String> {
+    let mut it = before.values().flatten();
+    let first = it.next()?.clone();
+    it.all(|v| *v == first).then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drivers::{Balancer, DResult, Deployer, HealthProbe, ServiceControl};
+    use crate::plan::Release;
+    use async_trait::async_trait;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Nodes named `*-bare` have no current release; every health probe
+    /// waits until `healthy` probes wait at once, which only happens when
+    /// the nodes are checked concurrently.
+    struct Fake {
+        barrier: tokio::sync::Barrier,
+    }
+
+    #[async_trait]
+    impl Balancer for Fake {
+        async fn drain(&self, _: &Target) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn active(&self, _: &Target) -> DResult<u64> {
+            Ok(0)
+        }
+        async fn enable(&self, _: &Target) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn check_in_rotation(&self, _: &Target) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn preflight(&self, _: &Target) -> DResult<String> {
+            Ok(String::new())
+        }
+    }
+
+    #[async_trait]
+    impl Deployer for Fake {
+        async fn current(&self, t: &Target) -> DResult<Option<String>> {
+            Ok((!t.name.ends_with("-bare")).then(|| "1".to_string()))
+        }
+        async fn stage(&self, _: &Target, _: &Release) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn switch(&self, _: &Target, _: &str) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn has_release(&self, _: &Target, _: &str) -> DResult<bool> {
+            Ok(true)
+        }
+        async fn check_writable(&self, _: &Target) -> DResult<String> {
+            Ok(String::new())
+        }
+    }
+
+    #[async_trait]
+    impl ServiceControl for Fake {
+        async fn restart(&self, _: &Target, _: &str) -> DResult<String> {
+            Ok(String::new())
+        }
+        async fn check(&self, _: &Target, _: &str) -> DResult<String> {
+            Ok(String::new())
+        }
+    }
+
+    #[async_trait]
+    impl HealthProbe for Fake {
+        async fn probe(&self, t: &Target, _: Option<&str>) -> DResult<String> {
+            match tokio::time::timeout(Duration::from_secs(5), self.barrier.wait()).await {
+                Ok(_) => Ok("200".into()),
+                Err(_) => Err(crate::drivers::DriverError::Failed(format!(
+                    "{} was probed alone: the nodes are checked one by one",
+                    t.name
+                ))),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_are_checked_concurrently_and_reported_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.bin"), b"binary 2").unwrap();
+        let sha = artifact_sha256(&dir.path().join("app.bin")).unwrap();
+        // plan order is not name order
+        let names = ["n3", "z-bare", "n1", "n4", "a-bare", "n2"];
+        let nodes: String = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(
+                    "  {{ name = \"{n}\", address = \"127.0.0.1:{}\" }},\n",
+                    9001 + i
+                )
+            })
+            .collect();
+        let src = format!(
+            "[release]\nversion = \"2\"\nartifact = \"app.bin\"\nsha256 = \"{sha}\"\n[fleet]\nname = \"t\"\nnodes = [\n{nodes}]\n[strategy]\ncanary = [\"n1\"]\nbatch_size = 2\n[balancer]\nkind = \"none\"\n[deploy]\nkind = \"local\"\ninstall_dir = \"nodes/{{node}}\"\nrestart = \"true\"\n[health]\ntcp = \"{{address}}\"\n[rollback]\non = [\"health\"]\n"
+        );
+        let path = dir.path().join("plan.toml");
+        std::fs::write(&path, src).unwrap();
+        let (plan, _) = crate::plan::load(&path).unwrap();
+        let fake = Arc::new(Fake {
+            barrier: tokio::sync::Barrier::new(4),
+        });
+        let drivers = Drivers {
+            balancer: fake.clone(),
+            deployer: fake.clone(),
+            service: fake.clone(),
+            health: fake,
+            metrics: None,
+        };
+        let (results, before) = builtin_checks(&plan, &drivers).await;
+        let gate = |g: &str| results.iter().find(|r| r.gate == g).unwrap();
+        assert_eq!(gate("health").verdict, Verdict::Pass, "{results:#?}");
+        assert_eq!(gate("health").reason, "4 of 6 nodes healthy");
+        let target = gate("rollback-target");
+        assert_eq!(target.verdict, Verdict::Fail);
+        let a = target.reason.find("a-bare has no current release").unwrap();
+        let z = target.reason.find("z-bare has no current release").unwrap();
+        assert!(a < z, "in name order: {}", target.reason);
+        assert_eq!(before.keys().collect::<Vec<_>>(), ["n1", "n2", "n3", "n4"]);
+    }
+}

@@ -1,0 +1,75 @@
+//! Where the gates meet the plan module (with [`super::builtin`], the only
+//! part of `gates` importing `plan`; nothing in `gates` uses this module, so
+//! `plan → gates` is the one direction of their dependency): the plan
+//! parser's [`Reader`] as the gates' [`Reading`], and [`Inputs::of`] a plan.
+
+use super::{Inputs, NodeVars, Reading};
+use crate::diag::Diag;
+use crate::plan::{Plan, Reader};
+use std::time::Duration;
+use toml_span::value::Table;
+use toml_span::Span;
+
+impl Reading for Reader<'_> {
+    fn push(&mut self, d: Diag) {
+        self.diags.push(d);
+    }
+    fn known_keys(&mut self, t: &Table<'_>, section: &str, allowed: &[&str]) {
+        Reader::known_keys(self, t, section, allowed)
+    }
+    fn missing(&mut self, at: Span, section: &str, key: &str, example: &str) {
+        Reader::missing(self, at, section, key, example)
+    }
+    fn str(&mut self, t: &Table<'_>, key: &str, example: &str) -> Option<(String, Span)> {
+        Reader::str(self, t, key, example)
+    }
+    fn req_str(
+        &mut self,
+        t: &Table<'_>,
+        at: Span,
+        section: &str,
+        key: &str,
+        example: &str,
+    ) -> Option<(String, Span)> {
+        Reader::req_str(self, t, at, section, key, example)
+    }
+    fn str_list(&mut self, t: &Table<'_>, key: &str, example: &str) -> Option<Vec<(String, Span)>> {
+        Reader::str_list(self, t, key, example)
+    }
+    fn duration(
+        &mut self,
+        t: &Table<'_>,
+        key: &str,
+        default: Option<Duration>,
+    ) -> Option<Duration> {
+        Reader::duration(self, t, key, default)
+    }
+    fn template(&mut self, s: &str, span: Span, key: &str, allowed: &[&str]) {
+        Reader::template(self, s, span, key, allowed)
+    }
+}
+
+impl Inputs {
+    /// What the declared gates need of a plan: its directory, the release,
+    /// and each node's placeholders (the plan's own, plus `{install_dir}`).
+    pub fn of(plan: &Plan) -> Inputs {
+        Inputs {
+            plan_dir: plan.dir.clone(),
+            version: plan.release.version.clone(),
+            artifact: plan.release.artifact.clone(),
+            manifest: crate::plan::dir_manifest,
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|n| {
+                    let dir = plan.install_dir(n).display().to_string();
+                    let vars = plan.vars(n).with("install_dir", dir);
+                    NodeVars {
+                        name: n.name.clone(),
+                        fill: Box::new(move |t: &str| vars.fill(t)),
+                    }
+                })
+                .collect(),
+        }
+    }
+}

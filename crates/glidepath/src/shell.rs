@@ -1,0 +1,379 @@
+//! Running a shell command: `sh -c` in the plan's directory, in its own
+//! process group (killed whole on a timeout or when the future is dropped),
+//! its output read with bounded memory. Used by the command drivers
+//! (`drivers::service_command`, …), `[gates]` (backup, custom) and the
+//! system file; it imports nothing of the crate, so none of them depends on
+//! another through it.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// A command that could not start, timed out, or exited non-zero; the
+/// message names the command and ends with the tail of its stderr.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ShellError(pub String);
+
+/// The process groups of the commands running now, so that a process that
+/// must end at once (a second Ctrl-C) takes them with it: [`kill_all`].
+static LIVE: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+/// SIGKILL every command's process group still running (the process is
+/// about to exit without waiting for them).
+pub fn kill_all() {
+    let groups = LIVE.lock().map(|g| g.clone()).unwrap_or_default();
+    for pgid in groups.into_iter().filter(|p| *p > 1) {
+        // SAFETY: signalling process groups this process created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Kills a command's whole process group when dropped, unless disarmed:
+/// on a timeout, and when the future running the command is dropped.
+struct GroupKiller {
+    pgid: Option<libc::pid_t>,
+}
+
+impl GroupKiller {
+    fn new(pgid: Option<libc::pid_t>) -> Self {
+        if let (Some(p), Ok(mut live)) = (pgid, LIVE.lock()) {
+            live.push(p);
+        }
+        GroupKiller { pgid }
+    }
+
+    fn forget(&self) {
+        if let (Some(p), Ok(mut live)) = (self.pgid, LIVE.lock()) {
+            live.retain(|x| *x != p);
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.forget();
+        self.pgid = None;
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        self.forget();
+        if let Some(pgid) = self.pgid.filter(|p| *p > 1) {
+            // SAFETY: kill(2) with a negative pid signals the process group
+            // the command leads (it was spawned with process_group(0)).
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Run a shell command with a timeout; returns its stdout. A non-zero exit
+/// fails with the tail of its stderr. The command runs in its own process
+/// group, and overrunning the timeout (or dropping the future) kills the
+/// whole group: `sh`, and whatever it started.
+pub async fn shell_output(cmd: &str, cwd: &Path, timeout: Duration) -> Result<String, ShellError> {
+    let mut c = tokio::process::Command::new("sh");
+    c.arg("-c")
+        .arg(cmd)
+        .current_dir(cwd)
+        .process_group(0)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c
+        .spawn()
+        .map_err(|e| ShellError(format!("`{}` could not start: {e}", shown(cmd))))?;
+    let mut group = GroupKiller::new(child.id().map(|id| id as libc::pid_t));
+    let out = match tokio::time::timeout(timeout, wait_capped(child)).await {
+        Err(_) => {
+            drop(group);
+            return Err(ShellError(format!(
+                "`{}` timed out after {}s (its process group was killed)",
+                shown(cmd),
+                timeout.as_secs_f64()
+            )));
+        }
+        Ok(Err(e)) => return Err(ShellError(format!("`{}`: {e}", shown(cmd)))),
+        Ok(Ok(o)) => {
+            group.disarm();
+            o
+        }
+    };
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(ShellError(format!(
+            "`{}` exited with {}: {}",
+            shown(cmd),
+            out.status,
+            tail(&text)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The most of a command's stdout and of its stderr that is kept in memory;
+/// the rest is read and dropped (so the command never blocks on a full
+/// pipe), and the error or detail says how much was dropped.
+pub const OUTPUT_MAX: usize = 1 << 20;
+
+/// What a reader has kept of one stream, and how many bytes it dropped.
+type Captured = std::sync::Arc<std::sync::Mutex<(Vec<u8>, usize)>>;
+
+/// Read up to [`OUTPUT_MAX`] bytes into `into`, drain the rest, count it.
+async fn read_capped(
+    r: Option<impl tokio::io::AsyncRead + Unpin>,
+    into: Captured,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut r) = r else {
+        return Ok(());
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut c = into.lock().expect("capture lock");
+        let room = OUTPUT_MAX.saturating_sub(c.0.len()).min(n);
+        c.0.extend_from_slice(&buf[..room]);
+        c.1 += n - room;
+    }
+}
+
+fn captured(c: &Captured, open: bool) -> Vec<u8> {
+    let c = c.lock().expect("capture lock");
+    let mut out = c.0.clone();
+    if c.1 > 0 {
+        out.extend_from_slice(format!("\n[{} more bytes of output dropped]\n", c.1).as_bytes());
+    }
+    if open {
+        out.extend_from_slice(b"\n[output still held open by a background process]\n");
+    }
+    out
+}
+
+/// How long the output pipes may stay open once the shell has exited: a
+/// background process it started (`daemon &`) may hold them for ever.
+const PIPE_GRACE: Duration = Duration::from_millis(500);
+
+/// `wait_with_output` with bounded memory, that ends when the shell ends: a
+/// background child still holding the pipes (a service started with `&`
+/// and no redirection) does not turn a finished command into a timeout.
+async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<std::process::Output> {
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let (co, ce): (Captured, Captured) = Default::default();
+    let ho = tokio::spawn(read_capped(out, co.clone()));
+    let he = tokio::spawn(read_capped(err, ce.clone()));
+    let status = child.wait().await?;
+    let settle = |h: tokio::task::JoinHandle<std::io::Result<()>>| async move {
+        let abort = h.abort_handle();
+        match tokio::time::timeout(PIPE_GRACE, h).await {
+            Ok(Ok(r)) => r.map(|_| false),
+            Ok(Err(e)) => Err(std::io::Error::other(e)),
+            Err(_) => {
+                abort.abort();
+                Ok(true)
+            }
+        }
+    };
+    let (o, e) = tokio::join!(settle(ho), settle(he));
+    Ok(std::process::Output {
+        status,
+        stdout: captured(&co, o?),
+        stderr: captured(&ce, e?),
+    })
+}
+
+/// The last 3 non-empty lines, joined.
+pub fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// Run a shell command with a timeout; describe what happened.
+pub async fn run_shell(cmd: &str, cwd: &Path, timeout: Duration) -> Result<String, ShellError> {
+    let out = shell_output(cmd, cwd, timeout).await?;
+    let t = tail(out.trim());
+    Ok(if t.is_empty() {
+        format!("`{}` ok", shown(cmd))
+    } else {
+        format!("`{}` ok: {t}", shown(cmd))
+    })
+}
+
+/// The prefix of the shell variables that carry placeholder values (see
+/// `plan::render_shell`).
+pub const VAR_PREFIX: &str = "__gp_";
+
+/// A command from `plan::render_shell` as a person reads it: the values back in
+/// place of their variables, single-quoted (for messages, never to run).
+pub fn shown(script: &str) -> String {
+    let Some((first, body)) = script.split_once('\n') else {
+        return script.to_string();
+    };
+    if !first.starts_with(VAR_PREFIX) {
+        return script.to_string();
+    }
+    // parse back what render_shell wrote: name='value' pairs
+    let mut vals: Vec<(String, String)> = Vec::new();
+    let mut rest = first;
+    while let Some(r) = rest.strip_prefix(VAR_PREFIX) {
+        let Some((name, after)) = r.split_once('=') else {
+            break;
+        };
+        let mut value = String::new();
+        let mut tail = after;
+        // a run of '…' segments and \' escapes
+        loop {
+            if let Some(t) = tail.strip_prefix('\'') {
+                let end = t.find('\'').unwrap_or(t.len());
+                value.push_str(&t[..end]);
+                tail = t.get(end + 1..).unwrap_or("");
+            } else if let Some(t) = tail.strip_prefix("\\'") {
+                value.push('\'');
+                tail = t;
+            } else {
+                break;
+            }
+        }
+        vals.push((name.to_string(), value));
+        rest = tail.trim_start();
+    }
+    let mut out = body.to_string();
+    for (k, v) in &vals {
+        let q = format!("'{}'", v.replace('\'', "'\\''"));
+        out = out
+            .replace(&format!("'\"${{{VAR_PREFIX}{k}}}\"'"), &q)
+            .replace(&format!("\"${{{VAR_PREFIX}{k}}}\""), &q)
+            .replace(&format!("${{{VAR_PREFIX}{k}}}"), v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Alive and not a zombie waiting to be reaped.
+    fn running(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => false,
+            Ok(stat) => {
+                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+                !state.starts_with('Z') && !state.starts_with('X')
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = shell_output(
+            "sleep 300 & echo $! > bg.pid; sh -c 'echo $$ > fg.pid; exec sleep 300'",
+            tmp.path(),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("timed out"), "{err}");
+        let pid = |f: &str| -> i32 {
+            std::fs::read_to_string(tmp.path().join(f))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let (bg, fg) = (pid("bg.pid"), pid("fg.pid"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running(bg) || running(fg) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "children of the timed-out command still run: bg {bg} {}, fg {fg} {}",
+                running(bg),
+                running(fg)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_a_running_command_kills_its_process_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let task = tokio::spawn(async move {
+            shell_output(
+                "sleep 300 & echo $! > bg.pid; sleep 300",
+                &dir,
+                Duration::from_secs(300),
+            )
+            .await
+        });
+        let file = tmp.path().join("bg.pid");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let bg: i32 = loop {
+            if let Some(p) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the command never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        task.abort();
+        let _ = task.await;
+        while running(bg) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background child {bg} outlived the dropped command"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_printing_gigabytes_is_read_with_bounded_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = shell_output(
+            "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo done >&2",
+            tmp.path(),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert!(out.len() < OUTPUT_MAX + 100, "{} bytes kept", out.len());
+        assert!(out.contains("more bytes of output dropped"), "says so");
+    }
+
+    /// `daemon &` without redirection keeps the pipes open: the command is
+    /// done when the shell is, not at the timeout.
+    #[tokio::test]
+    async fn a_background_child_holding_the_pipes_does_not_make_a_timeout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = std::time::Instant::now();
+        let out = shell_output(
+            "echo started; sleep 30 & echo $! > bg.pid",
+            tmp.path(),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        assert!(out.starts_with("started"), "{out}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let pid: i32 = std::fs::read_to_string(tmp.path().join("bg.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: the sleep this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
