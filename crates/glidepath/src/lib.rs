@@ -5,6 +5,7 @@ pub mod diag;
 pub mod drivers;
 pub mod events;
 pub mod executor;
+pub mod files;
 pub mod gates;
 pub mod journal;
 pub mod lint;

@@ -800,7 +800,7 @@ pub fn lint_paths(paths: &[std::path::PathBuf]) -> std::io::Result<Vec<FileRepor
 /// Lint one file from disk.
 pub fn lint_file(path: &std::path::Path) -> FileReport {
     let name = path.display().to_string();
-    match std::fs::read(path) {
+    match crate::files::read_bounded(path, crate::files::SMALL_MAX) {
         Err(e) => FileReport::error(&name, format!("cannot read it: {e}")),
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => lint_sql(&name, &text),

@@ -35,7 +35,8 @@ pub struct Deprecation {
 
 /// Read a deprecation matrix (`[[key]] name, deprecated_in, removed_in, replacement, note`).
 pub fn read_matrix(path: &Path) -> Result<Vec<Deprecation>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = crate::files::read_text(path, crate::files::SMALL_MAX)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut v = toml_span::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let toml_span::value::ValueInner::Table(t) = v.take() else {
         return Err("not a table".into());
@@ -95,7 +96,8 @@ pub fn read_matrix(path: &Path) -> Result<Vec<Deprecation>, String> {
 
 /// Dotted keys of a config file: TOML, JSON, YAML (mappings) or .env.
 pub fn config_keys(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = crate::files::read_text(path, crate::files::SMALL_MAX)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())

@@ -188,7 +188,16 @@ pub fn frozen(freezes: &[Freeze], now: jiff::Timestamp) -> Option<String> {
                 };
                 let local = now.to_zoned(zone);
                 let t = local.time();
-                if weekdays.contains(&local.weekday()) && *start <= t && t < *end {
+                // `end` before `start` runs overnight: from `start` on a listed
+                // day to `end` the next morning
+                let overnight = end < start;
+                let in_force = if overnight {
+                    (weekdays.contains(&local.weekday()) && *start <= t)
+                        || (weekdays.contains(&local.weekday().previous()) && t < *end)
+                } else {
+                    weekdays.contains(&local.weekday()) && *start <= t && t < *end
+                };
+                if in_force {
                     return Some(format!(
                         "`{name}` ({:?} {start}–{end} {tz}; it is {} there)",
                         local.weekday(),
@@ -284,6 +293,31 @@ mod tests {
         assert!(
             frozen(&tokyo, at("2026-11-27T14:00:00Z")).is_some(),
             "Friday 23:00 in Tokyo"
+        );
+    }
+
+    /// `start = "21:00"`, `end = "01:00"` on Sundays: Sunday night into
+    /// Monday morning (it used to be never in force).
+    #[test]
+    fn an_overnight_window_spans_midnight() {
+        let f = vec![Freeze::Recurring {
+            name: "night".into(),
+            weekdays: vec![jiff::civil::Weekday::Sunday],
+            start: "21:00".parse().unwrap(),
+            end: "01:00".parse().unwrap(),
+            tz: "UTC".into(),
+        }];
+        // 2026-11-22 is a Sunday
+        assert!(frozen(&f, at("2026-11-22T20:59:59Z")).is_none());
+        assert!(frozen(&f, at("2026-11-22T21:52:00Z")).is_some());
+        assert!(
+            frozen(&f, at("2026-11-23T00:30:00Z")).is_some(),
+            "Monday 00:30"
+        );
+        assert!(frozen(&f, at("2026-11-23T01:00:00Z")).is_none());
+        assert!(
+            frozen(&f, at("2026-11-21T23:00:00Z")).is_none(),
+            "Saturday night"
         );
     }
 }

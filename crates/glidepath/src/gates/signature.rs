@@ -80,7 +80,12 @@ pub fn key_id(b64: &str) -> Option<String> {
 /// manifest (the text whose sha256 is the plan's `sha256`).
 pub fn signed_bytes(artifact: &Path, manifest: Manifest) -> std::io::Result<Vec<u8>> {
     if artifact.is_file() {
-        std::fs::read(artifact)
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut crate::files::open_regular_following(artifact)?,
+            &mut out,
+        )?;
+        Ok(out)
     } else {
         Ok(manifest(artifact)?.into_bytes())
     }
@@ -94,7 +99,7 @@ pub fn verify_signature(
     manifest: Manifest,
 ) -> GateResult {
     let fail = |why: String, fix: &str| GateResult::new("signature", Verdict::Fail, why, Some(fix));
-    let text = match std::fs::read_to_string(sig_file) {
+    let text = match crate::files::read_text(sig_file, 64 * 1024) {
         Ok(t) => t,
         Err(e) => return fail(format!("no signature at {}: {e}", sig_file.display()), "sign the artifact: minisign -Sm ARTIFACT (for a directory, sign its sha256sum manifest)"),
     };

@@ -24,7 +24,7 @@ pub fn snapshot(config: Option<&ConfigGate>, inputs: &Inputs) -> (Pairs, Pairs) 
         .map(|(label, p)| {
             (
                 label,
-                std::fs::read(&p)
+                crate::files::read_bounded(&p, crate::files::SMALL_MAX)
                     .map(|b| hex::encode(Sha256::digest(&b)))
                     .unwrap_or_else(|e| format!("unreadable: {e}")),
             )
@@ -184,7 +184,7 @@ impl FingerprintKey {
                 "{shown} may be read by others (mode {mode:o}): chmod 600 it"
             ));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+        let text = crate::files::read_text(path, 4096).map_err(|e| format!("{shown}: {e}"))?;
         let key: [u8; 32] = hex::decode(text.trim())
             .ok()
             .and_then(|b| b.try_into().ok())

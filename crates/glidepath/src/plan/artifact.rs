@@ -136,6 +136,17 @@ fn walk_tree(root: &Path) -> std::io::Result<std::collections::BTreeMap<Vec<u8>,
             let md = std::fs::symlink_metadata(&p)?;
             let ft = md.file_type();
             let key = r.as_os_str().as_bytes().to_vec();
+            // the manifest records the type and the owner's exec bit; the
+            // mode bits it does not record must not change what a release
+            // can do, so setuid/setgid/sticky and world-writable are refused
+            let mode = md.permissions().mode();
+            if !ft.is_symlink() && mode & 0o7002 != 0 {
+                return Err(invalid(format!(
+                    "artifact entry {:?} has mode {:o}: setuid, setgid, sticky and world-writable entries are refused (the checksum would not cover them)",
+                    Path::new(".").join(&r),
+                    mode & 0o7777
+                )));
+            }
             if ft.is_symlink() {
                 let target = std::fs::read_link(&p)?;
                 out.insert(key, Entry::Symlink(target.as_os_str().as_bytes().to_vec()));
@@ -477,5 +488,23 @@ mod tests {
         let clean = artifact_sha256(&a).unwrap();
         std::fs::write(a.join(MARKER), "abc").unwrap();
         assert_eq!(artifact_sha256(&a).unwrap(), clean);
+    }
+
+    /// Mode bits the manifest does not record cannot slip in: 0755 and 4777
+    /// used to hash the same.
+    #[test]
+    fn setuid_and_world_writable_entries_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::write(a.join("bin"), "x").unwrap();
+        std::fs::set_permissions(a.join("bin"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        artifact_sha256(&a).unwrap();
+        for bad in [0o4755, 0o2755, 0o777] {
+            std::fs::set_permissions(a.join("bin"), std::fs::Permissions::from_mode(bad)).unwrap();
+            let e = artifact_sha256(&a).unwrap_err().to_string();
+            assert!(e.contains(&format!("mode {bad:o}")), "{e}");
+        }
     }
 }

@@ -647,3 +647,42 @@ async fn an_immutable_journal_stops_the_run_with_a_message_not_sigbus() {
     };
     journal_fault_while_draining(&env, &journal, || files("+i"), || files("-i")).await;
 }
+
+/// Item 3/7: a FIFO where a migration (or any gate input) is expected is
+/// refused at once, named, and the other files are still linted.
+#[test]
+fn lint_refuses_a_fifo_migration_without_hanging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mig");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("001_ok.sql"), "ALTER TABLE t DROP COLUMN c;\n").unwrap();
+    let fifo = dir.join("002_pipe.sql");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let mut child = std::process::Command::new(BIN)
+        .args(["lint", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("lint hung on a FIFO");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("002_pipe.sql") && text.contains("not a regular file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("001_ok.sql"),
+        "the other file is linted: {text}"
+    );
+}

@@ -1,0 +1,626 @@
+//! The executor: asks the core what to do, journals the intent, runs the
+//! step through a driver, journals the outcome, and asks again. It owns the
+//! clock, the signals and the lease; the core owns every decision.
+//!
+//! Resume is the same loop started from a replayed journal: steps that were
+//! in flight when the previous process died are marked interrupted and the
+//! core issues them again (every node step is idempotent).
+//!
+//! `mod.rs` holds the loop (start, resume, journal, commands, the select
+//! over outcomes and signals); `preflight.rs` the gates before `Started`;
+//! `steps.rs` carrying out one step through the drivers; `signals.rs` the
+//! signal watch and the SIGBUS last resort; `crash.rs` the test hook.
+
+mod crash;
+mod preflight;
+mod signals;
+mod steps;
+
+pub use crash::CrashHook;
+use signals::set_active_run;
+pub use signals::{active_run, install_sigbus_handler, watch_signals, StopSignals};
+use steps::perform;
+pub use steps::{events_in_flight, Releases};
+
+use crate::drivers::{Drivers, Target};
+pub use crate::gates::builtin::{builtin_checks, same_release};
+use crate::journal::{now_ms, CommandKind, JournalError, RunRecord, RunStatus, Store};
+use crate::plan::Plan;
+use crate::report::Reporter;
+use glidepath_core::{
+    decide, Event, Outcome, Phase, RolloutSpec, RunState, Step, StepKind, StepOutcome,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A preflight gate refused the run before any node changed.
+    #[error("preflight refused the run: {0}")]
+    Gate(String),
+    /// The infrastructure did not answer during preflight.
+    #[error("infrastructure unreachable: {0}")]
+    Unreachable(String),
+    /// The journal could not be written mid-run: no new step was taken.
+    #[error("the journal {journal} cannot be written ({cause}): no new step was taken{}{}; `glidepath resume {run} --journal {journal}` finishes the run once the journal is writable again",
+        if restored.is_empty() { String::new() } else { format!("; drained but unchanged, back in rotation: {}", restored.join(", ")) },
+        if kept.is_empty() { String::new() } else { format!("; still out of rotation: {}", kept.join(", ")) })]
+    JournalLost {
+        journal: String,
+        run: String,
+        cause: String,
+        restored: Vec<String>,
+        kept: Vec<String>,
+    },
+    #[error("the journaled plan of run {run} no longer parses: {message}")]
+    BadJournaledPlan { run: String, message: String },
+    /// A second Ctrl-C: stopped at once, the journal intact for `resume`.
+    #[error("interrupted twice: stopped immediately; `glidepath resume {0}` finishes the run")]
+    Interrupted(String),
+    /// An infrastructure outage outlasted the retry deadline: the run took
+    /// no new step, let the steps in flight finish, and stopped resumable.
+    #[error("run {run} stopped: {reason}\nno step is in flight; each node is as its last journaled step left it (`glidepath status {run}` shows which are out of rotation); `glidepath resume {run}` continues once the infrastructure answers (`glidepath rollback {run}` restores it instead)")]
+    Suspended { run: String, reason: String },
+}
+
+/// How a run ended, for the CLI.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub run_id: String,
+    pub outcome: Outcome,
+    pub state: RunState,
+}
+
+pub struct Executor {
+    pub plan: Plan,
+    pub spec: RolloutSpec,
+    pub journal: Box<dyn Store>,
+    pub run_id: String,
+    pub drivers: Drivers,
+    pub reporter: Arc<dyn Reporter>,
+    pub state: RunState,
+    pub crash: CrashHook,
+    targets: BTreeMap<String, Target>,
+    /// `--force GATE --reason …` given to `run`.
+    forces: Vec<(String, String)>,
+    stop: StopSignals,
+    /// This machine's locks on the nodes (held while the executor lives).
+    _locks: crate::journal::NodeLocks,
+    /// Every journaled event goes to these (the narration first).
+    bus: crate::events::EventBus,
+}
+
+/// What a caller may add to [`Executor::start`]: forced gates and the
+/// process's signal watch (one is installed when none is given).
+#[derive(Default)]
+pub struct StartOptions {
+    pub forces: Vec<(String, String)>,
+    pub stop: Option<StopSignals>,
+    /// Subscribers to the run's events, besides the narration.
+    pub subscribers: Vec<Arc<dyn crate::events::Subscriber>>,
+}
+
+fn bus(
+    reporter: &Arc<dyn Reporter>,
+    more: Vec<Arc<dyn crate::events::Subscriber>>,
+) -> crate::events::EventBus {
+    let mut b =
+        crate::events::EventBus::with(vec![Arc::new(crate::events::Narration(reporter.clone()))]);
+    for s in more {
+        b.add(s);
+    }
+    b
+}
+
+pub fn new_run_id() -> String {
+    let now = now_ms();
+    let t = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(now))
+        .to_string();
+    let compact: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
+    let salt = (now as u32 ^ std::process::id().wrapping_mul(2654435761)) & 0xffff;
+    format!("r{}-{}-{salt:04x}", &compact[2..8], &compact[8..14])
+}
+
+fn node_locks(
+    plan: &Plan,
+    run: &str,
+    journal: &dyn Store,
+) -> Result<crate::journal::NodeLocks, JournalError> {
+    let nodes: Vec<(String, String)> = plan
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.address.clone()))
+        .collect();
+    crate::journal::NodeLocks::acquire(&nodes, run, std::path::Path::new(&journal.location()))
+}
+
+fn targets(plan: &Plan) -> BTreeMap<String, Target> {
+    plan.nodes
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                Target {
+                    name: n.name.clone(),
+                    address: n.address.clone(),
+                    install_dir: plan.install_dir(n),
+                },
+            )
+        })
+        .collect()
+}
+
+impl Executor {
+    /// Preflight, then journal the start of a new run and drive it.
+    pub async fn start(
+        plan: Plan,
+        journal: impl Store + 'static,
+        drivers: Drivers,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<RunResult, ExecError> {
+        Self::start_with(plan, journal, drivers, reporter, StartOptions::default()).await
+    }
+
+    /// Like [`Executor::start`], with forced gates and a signal watch.
+    pub async fn start_with(
+        plan: Plan,
+        journal: impl Store + 'static,
+        drivers: Drivers,
+        reporter: Arc<dyn Reporter>,
+        opts: StartOptions,
+    ) -> Result<RunResult, ExecError> {
+        let mut journal: Box<dyn Store> = Box::new(journal);
+        // Signals first: a Ctrl-C during preflight must end the run cleanly.
+        let stop = opts.stop.unwrap_or_else(|| watch_signals(|_| {}));
+        let forces = opts.forces;
+        let run_id = new_run_id();
+        let spec = plan.rollout_spec();
+        journal.create_run(&RunRecord {
+            id: run_id.clone(),
+            fleet: plan.fleet_name.clone(),
+            plan_path: plan
+                .path
+                .canonicalize()
+                .unwrap_or_else(|_| plan.path.clone())
+                .display()
+                .to_string(),
+            plan_hash: plan.hash.clone(),
+            plan_source: plan.source.clone(),
+            version: plan.release.version.clone(),
+            status: RunStatus::Preflight,
+            reason: String::new(),
+            created_at: now_ms(),
+            updated_at: now_ms(),
+        })?;
+        if let Err(e) = journal.acquire_lease(&plan.fleet_name, &run_id, false) {
+            journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
+            return Err(e.into());
+        }
+        let locks = match node_locks(&plan, &run_id, journal.as_ref()) {
+            Ok(l) => l,
+            Err(e) => {
+                journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
+                journal.release_lease(&plan.fleet_name, &run_id)?;
+                return Err(e.into());
+            }
+        };
+        let state = RunState::new(&spec);
+        let event_bus = bus(&reporter, opts.subscribers);
+        let mut ex = Executor {
+            targets: targets(&plan),
+            plan,
+            spec,
+            journal,
+            run_id,
+            drivers,
+            reporter,
+            state,
+            crash: CrashHook::from_env(),
+            forces,
+            stop,
+            _locks: locks,
+            bus: event_bus,
+        };
+        set_active_run(&ex.run_id, ex.journal.as_ref());
+        ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
+        let jp = ex.journal.location();
+        ex.reporter.note(&format!(
+            "journal {jp} · follow it with: glidepath status {} --journal {jp}",
+            ex.run_id
+        ));
+        ex.preflight_then_drive().await
+    }
+
+    /// Continue a run from its journal (after a crash, or to carry out an
+    /// abort/rollback on a run whose process is gone).
+    pub async fn resume(
+        journal: impl Store + 'static,
+        run_id: &str,
+        make_drivers: impl FnOnce(&Plan) -> Drivers,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<RunResult, ExecError> {
+        Self::resume_with(journal, run_id, make_drivers, reporter, None).await
+    }
+
+    /// Like [`Executor::resume`], with the process's signal watch.
+    pub async fn resume_with(
+        journal: impl Store + 'static,
+        run_id: &str,
+        make_drivers: impl FnOnce(&Plan) -> Drivers,
+        reporter: Arc<dyn Reporter>,
+        stop: Option<StopSignals>,
+    ) -> Result<RunResult, ExecError> {
+        let stop = stop.unwrap_or_else(|| watch_signals(|_| {}));
+        let mut journal: Box<dyn Store> = Box::new(journal);
+        let rec = journal.run(run_id)?;
+        let path = std::path::PathBuf::from(&rec.plan_path);
+        let dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf();
+        let (plan, _) = crate::plan::parse(&path, &rec.plan_source, &dir).map_err(|e| {
+            ExecError::BadJournaledPlan {
+                run: run_id.to_string(),
+                message: match e {
+                    crate::plan::PlanError::Invalid(r) => r.short(),
+                    other => other.to_string(),
+                },
+            }
+        })?;
+        if let Ok(on_disk) = std::fs::read_to_string(&path) {
+            if crate::plan::sha256_hex(on_disk.as_bytes()) != rec.plan_hash {
+                reporter.note(&format!(
+                    "{} changed since the run started; resuming with the plan journaled at the start",
+                    path.display()
+                ));
+            }
+        }
+        journal.acquire_lease(&plan.fleet_name, run_id, true)?;
+        let locks = match node_locks(&plan, run_id, journal.as_ref()) {
+            Ok(l) => l,
+            Err(e) => {
+                journal.release_lease(&plan.fleet_name, run_id)?;
+                return Err(e.into());
+            }
+        };
+        let spec = plan.rollout_spec();
+        let events = journal.events(run_id)?;
+        let state = RunState::replay(&spec, &events);
+        let drivers = make_drivers(&plan);
+        let event_bus = bus(&reporter, Vec::new());
+        let mut ex = Executor {
+            targets: targets(&plan),
+            plan,
+            spec,
+            journal,
+            run_id: run_id.to_string(),
+            drivers,
+            reporter,
+            state,
+            crash: CrashHook::from_env(),
+            forces: Vec::new(),
+            stop,
+            _locks: locks,
+            bus: event_bus,
+        };
+        set_active_run(&ex.run_id, ex.journal.as_ref());
+        if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
+            return ex.resume_before_start(&events).await;
+        }
+        ex.reporter
+            .run_resumed(&ex.run_id, &ex.plan, &ex.spec, &events);
+        let in_flight: Vec<Step> = events_in_flight(&events);
+        // A run that was not finished lost its process: mark it, so the
+        // journal shows the resume and steps in flight are repeated.
+        if !ex.state.is_finished() {
+            ex.record(Event::Interrupted {
+                at: now_ms(),
+                in_flight,
+            })?;
+        }
+        ex.journal.set_status(&ex.run_id, RunStatus::Running, "")?;
+        ex.drive().await
+    }
+
+    /// Journal an event, apply it, report it.
+    fn record(&mut self, ev: Event) -> Result<(), ExecError> {
+        let ev = crate::journal::bounded(ev);
+        let seq = self.journal.append(&self.run_id, &ev)?;
+        self.state.apply(&self.spec, &ev);
+        self.publish(seq, &ev);
+        if let Event::Finished {
+            outcome, reason, ..
+        } = &ev
+        {
+            self.journal
+                .set_status(&self.run_id, RunStatus::from(*outcome), reason)?;
+        }
+        match &ev {
+            Event::Intent { step, .. } => {
+                self.crash
+                    .hit("intent", step.kind.as_str(), step.node.as_deref())
+            }
+            Event::Outcome { step, .. } => {
+                self.crash
+                    .hit("outcome", step.kind.as_str(), step.node.as_deref())
+            }
+            other => self.crash.hit("transition", other.kind(), None),
+        }
+        Ok(())
+    }
+
+    fn publish(&self, seq: i64, ev: &Event) {
+        self.bus.publish(
+            crate::events::Published {
+                run_id: self.run_id.clone(),
+                seq,
+                event: ev.clone(),
+            },
+            &self.state,
+        );
+    }
+
+    fn take_commands(&mut self) -> Result<(), ExecError> {
+        for c in self.journal.pending_commands(&self.run_id)? {
+            let at = now_ms();
+            let reason = c.reason.clone();
+            let ev = match c.kind.as_str() {
+                "promote" => {
+                    if glidepath_core::awaiting_promotion(&self.spec, &self.state).is_none() {
+                        // never pre-approve a pause that has not come yet
+                        self.journal.refuse_command(
+                            c.id,
+                            "the run is not waiting at a pause point or a held breach now",
+                        )?;
+                        continue;
+                    }
+                    Event::Promoted { at, reason }
+                }
+                "abort" => Event::AbortRequested { at, reason },
+                "rollback" => Event::RollbackRequested { at, reason },
+                _ => {
+                    self.journal.consume_command(c.id)?;
+                    continue;
+                }
+            };
+            if matches!(
+                ev,
+                Event::RollbackRequested { .. } | Event::AbortRequested { .. }
+            ) && self.state.is_finished()
+            {
+                self.journal
+                    .set_status(&self.run_id, RunStatus::Running, "")?;
+            }
+            let seq = self.journal.append_for_command(&self.run_id, &ev, c.id)?;
+            self.state.apply(&self.spec, &ev);
+            self.publish(seq, &ev);
+        }
+        Ok(())
+    }
+
+    /// The rollout loop, and what happens when the journal fails under it:
+    /// no new step, the steps in flight finish, and nodes drained but never
+    /// switched go back into rotation (they still run the old release).
+    async fn drive(&mut self) -> Result<RunResult, ExecError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Step, StepOutcome)>();
+        match self.drive_loop(tx, &mut rx).await {
+            Err(ExecError::Journal(e)) if !matches!(e, JournalError::Fenced { .. }) => {
+                Err(self.journal_lost(e, &mut rx).await)
+            }
+            other => other,
+        }
+    }
+
+    async fn journal_lost(
+        &mut self,
+        cause: JournalError,
+        rx: &mut mpsc::UnboundedReceiver<(Step, StepOutcome)>,
+    ) -> ExecError {
+        self.journal.abandon();
+        self.reporter.note(&format!(
+            "the journal cannot be written ({cause}): taking no new step; waiting for the steps in flight, then putting back nodes drained but not yet changed"
+        ));
+        // outcomes that arrive now cannot be journaled; they still tell us
+        // what each node went through
+        let deadline = tokio::time::Instant::now() + self.journal_lost_wait();
+        while !self.state.in_flight().is_empty() || self.state.run_step_in_flight.is_some() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((step, outcome))) => {
+                    let ev = Event::Outcome {
+                        at: now_ms(),
+                        step,
+                        outcome,
+                    };
+                    self.state.apply(&self.spec, &ev);
+                }
+                _ => break,
+            }
+        }
+        let mut restored = Vec::new();
+        let mut kept = Vec::new();
+        for (name, n) in &self.state.nodes {
+            // a drain in flight may have happened: count it as drained
+            let drained = n.out_of_rotation || n.in_flight == Some(StepKind::Drain);
+            if !drained {
+                continue;
+            }
+            let changed = n.switched
+                || n.in_flight.is_some_and(|k| {
+                    matches!(
+                        k,
+                        StepKind::Switch | StepKind::Restart | StepKind::CheckHealth
+                    )
+                });
+            let Some(t) = self.targets.get(name).cloned() else {
+                continue;
+            };
+            if changed {
+                kept.push(format!("{name} (switched, left out of rotation)"));
+                continue;
+            }
+            match self.drivers.balancer.enable(&t).await {
+                Ok(_) => restored.push(name.clone()),
+                Err(e) => kept.push(format!("{name} (re-enabling failed: {e})")),
+            }
+        }
+        ExecError::JournalLost {
+            journal: self.journal.location(),
+            run: self.run_id.clone(),
+            cause: cause.to_string(),
+            restored,
+            kept,
+        }
+    }
+
+    /// How long the steps in flight may take to finish once the journal failed.
+    fn journal_lost_wait(&self) -> Duration {
+        (self.plan.deploy.restart_timeout + self.plan.deploy.command_timeout)
+            .max(Duration::from_secs(10))
+    }
+
+    async fn drive_loop(
+        &mut self,
+        tx: mpsc::UnboundedSender<(Step, StepOutcome)>,
+        rx: &mut mpsc::UnboundedReceiver<(Step, StepOutcome)>,
+    ) -> Result<RunResult, ExecError> {
+        let mut stop = self.stop.clone();
+        let mut interrupts = 0;
+        // a signal that arrived before the loop (e.g. during preflight's last
+        // step) is acted on now
+        let (n, what) = *stop.borrow_and_update();
+        if n > 0 {
+            interrupts = n;
+            self.interrupted(n, what)?;
+        }
+        let mut last_beat = std::time::Instant::now();
+        let mut last_waiting: Option<String> = None;
+        loop {
+            self.take_commands()?;
+            if let Phase::Finished(outcome) = self.state.phase {
+                if self.state.in_flight().is_empty() {
+                    self.journal
+                        .release_lease(&self.plan.fleet_name, &self.run_id)?;
+                    return Ok(RunResult {
+                        run_id: self.run_id.clone(),
+                        outcome,
+                        state: self.state.clone(),
+                    });
+                }
+            }
+            if let Some(reason) = self.state.suspended.clone() {
+                // decide suspends only with nothing in flight
+                self.journal
+                    .set_status(&self.run_id, RunStatus::Suspended, &reason)?;
+                self.journal
+                    .release_lease(&self.plan.fleet_name, &self.run_id)?;
+                return Err(ExecError::Suspended {
+                    run: self.run_id.clone(),
+                    reason,
+                });
+            }
+            let now = now_ms();
+            let d = decide(&self.spec, &self.state, now);
+            if let Some(ev) = d.transition {
+                self.record(ev)?;
+                continue;
+            }
+            for step in d.steps {
+                self.record(Event::Intent {
+                    at: now_ms(),
+                    step: step.clone(),
+                })?;
+                let fut = perform(
+                    self.drivers.clone(),
+                    self.target_for(&step),
+                    self.run_targets(&step),
+                    Releases {
+                        new: self.plan.release.clone(),
+                        rollback: self.plan.rollback_release.clone(),
+                    },
+                    step.clone(),
+                );
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let outcome = fut.await;
+                    let _ = tx.send((step, outcome));
+                });
+            }
+            if d.waiting != last_waiting {
+                if let Some(w) = &d.waiting {
+                    self.reporter.waiting(&self.run_id, w);
+                }
+                last_waiting = d.waiting.clone();
+            }
+            let wait_ms = d
+                .wake_at
+                .map_or(250, |w| w.saturating_sub(now_ms()))
+                .min(250);
+            tokio::select! {
+                Some((step, outcome)) = rx.recv() => {
+                    self.crash.hit("done", step.kind.as_str(), step.node.as_deref());
+                    self.record(Event::Outcome { at: now_ms(), step, outcome })?;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                Ok(()) = stop.changed() => {
+                    let (n, what) = *stop.borrow_and_update();
+                    if n > interrupts {
+                        interrupts = n;
+                        self.interrupted(n, what)?;
+                    }
+                }
+            }
+            if last_beat.elapsed() > Duration::from_secs(1) {
+                self.journal
+                    .heartbeat(&self.plan.fleet_name, &self.run_id)?;
+                last_beat = std::time::Instant::now();
+            }
+        }
+    }
+
+    fn interrupted(&mut self, count: u32, what: &str) -> Result<(), ExecError> {
+        if count > 1 {
+            return Err(ExecError::Interrupted(self.run_id.clone()));
+        }
+        self.reporter.note(&format!(
+            "{what}: aborting safely (finishing steps in flight, restoring half-deployed nodes); press Ctrl-C again to stop at once"
+        ));
+        self.record(Event::AbortRequested {
+            at: now_ms(),
+            reason: format!("{what} received"),
+        })
+    }
+
+    fn target_for(&self, step: &Step) -> Option<Target> {
+        step.node
+            .as_ref()
+            .and_then(|n| self.targets.get(n).cloned())
+    }
+
+    /// The nodes a run-level step acts on, with the release each should
+    /// serve: the canaries for the SLI window, the peers for `check_peers`.
+    fn run_targets(&self, step: &Step) -> Vec<(Target, Option<String>)> {
+        let named: Vec<(String, Option<String>)> = match step.kind {
+            StepKind::CheckPeers => self.state.peers_to_check(&self.spec),
+            _ => self.spec.groups.first().map_or(vec![], |g| {
+                g.iter()
+                    .map(|n| (n.clone(), Some(self.spec.version.clone())))
+                    .collect()
+            }),
+        };
+        named
+            .into_iter()
+            .filter_map(|(n, v)| self.targets.get(&n).cloned().map(|t| (t, v)))
+            .collect()
+    }
+}

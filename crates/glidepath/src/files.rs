@@ -1,0 +1,87 @@
+//! Reading the small files a plan names (gate inputs, signatures,
+//! migrations, keys): a regular file only (a FIFO or a device is refused
+//! without blocking), and never more than a stated size. It imports nothing
+//! of the crate.
+
+use std::io::Read;
+use std::path::Path;
+
+/// The most glidepath reads of a file a plan names (config files, the
+/// deprecation matrix, a signature, a migration).
+pub const SMALL_MAX: u64 = 16 << 20;
+
+/// Open `p` (following links) for reading if it is a regular file; a FIFO,
+/// socket or device is refused at once, without waiting on it.
+pub fn open_regular_following(p: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)?;
+    let md = f.metadata()?;
+    if !md.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", p.display()),
+        ));
+    }
+    Ok(f)
+}
+
+/// The bytes of a regular file of at most `max` bytes.
+pub fn read_bounded(p: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let f = open_regular_following(p)?;
+    let mut out = Vec::new();
+    f.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is larger than {max} bytes: refusing to read it",
+                p.display()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// [`read_bounded`] as UTF-8 text.
+pub fn read_text(p: &Path, max: u64) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(p, max)?).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not UTF-8: {e}", p.display()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifos_devices_and_huge_files_are_refused_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("f");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let t = std::time::Instant::now();
+        assert!(read_bounded(&fifo, 10).is_err());
+        assert!(read_bounded(Path::new("/dev/zero"), 10).is_err());
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        let big = tmp.path().join("big");
+        std::fs::write(&big, vec![b'x'; 11]).unwrap();
+        let e = read_bounded(&big, 10).unwrap_err().to_string();
+        assert!(e.contains("larger than 10 bytes"), "{e}");
+        std::fs::write(&big, b"0123456789").unwrap();
+        assert_eq!(read_text(&big, 10).unwrap(), "0123456789");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&big, &link).unwrap();
+        assert_eq!(
+            read_text(&link, 10).unwrap(),
+            "0123456789",
+            "links are followed"
+        );
+    }
+}
