@@ -137,6 +137,20 @@ pub async fn send(
     if rec.status.is_final() && command != Rollback {
         return Ok(Sent::AlreadyFinished { status: rec.status });
     }
+    if rec.status.is_final() && command == Rollback {
+        // a finished run with no node on its release: nothing to roll back
+        // (journaling a second finish would only blur the record)
+        let plan = journaled_plan(&rec)?;
+        let spec = plan.rollout_spec();
+        let state = glidepath_core::RunState::replay(&spec, &j.events(&run)?);
+        let changed = state
+            .nodes
+            .values()
+            .any(|n| n.switched || n.status == glidepath_core::NodeStatus::Updated);
+        if !changed {
+            return Ok(Sent::AlreadyFinished { status: rec.status });
+        }
+    }
     if command != Rollback {
         let plan = journaled_plan(&rec)?;
         let spec = plan.rollout_spec();

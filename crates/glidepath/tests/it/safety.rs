@@ -85,6 +85,16 @@ async fn signal_during_preflight(sig: i32) {
     assert!(!events.iter().any(|e| matches!(e, Event::Started { .. })));
     assert!(!events.iter().any(|e| matches!(e, Event::Intent { .. })));
     env.assert_fleet(&["1", "1"]).await;
+    // nothing changed, so there is nothing to roll back (and no second finish)
+    let before = env.events(&run).len();
+    let rb = env.run(&["rollback", &run]);
+    assert_eq!(code(&rb), 0, "{}", stderr(&rb));
+    assert!(
+        stdout(&rb).contains("nothing to rollback"),
+        "{}",
+        stdout(&rb)
+    );
+    assert_eq!(env.events(&run).len(), before);
     // the next attempt is not locked out: it reaches the gates again (and is
     // refused by a failing one, here, to keep the test short)
     std::fs::write(
