@@ -38,6 +38,19 @@ async fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::p
     }
 }
 
+/// A child that is killed (and reaped) if the test ends before it does: a
+/// failing assertion must not leave a `resume` waiting at a pause for ever.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn signal(child: &std::process::Child, sig: i32) {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, sig) };
@@ -364,7 +377,7 @@ fn paused_plan(env: &Env) -> std::path::PathBuf {
 async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
     let env = Env::start(3).await;
     let plan = paused_plan(&env);
-    let mut first = env.spawn(&["run", plan.to_str().unwrap()]);
+    let mut first = Reap(env.spawn(&["run", plan.to_str().unwrap()]));
     let j = env.journal();
     wait_until("the run to pause", Duration::from_secs(60), || {
         latest_events(&j)
@@ -374,27 +387,28 @@ async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
     .await;
     let run = env.latest_run();
     let epoch1 = j.lease("demo").unwrap().unwrap().epoch;
-    signal(&first, libc::SIGSTOP);
+    signal(&first.0, libc::SIGSTOP);
     wait_until("the heartbeat to go stale", Duration::from_secs(30), || {
         j.lease("demo")
             .unwrap()
             .is_some_and(|l| glidepath::journal::now_ms().saturating_sub(l.heartbeat) > 2_500)
     })
     .await;
-    let mut second = env
-        .cmd(&["resume", &run])
-        .env("GLIDEPATH_LEASE_TTL", "2s")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut second = Reap(
+        env.cmd(&["resume", &run])
+            .env("GLIDEPATH_LEASE_TTL", "2s")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     wait_until(
         "resume to take the lease over",
         Duration::from_secs(30),
         || {
             j.lease("demo")
                 .unwrap()
-                .is_some_and(|l| l.pid == second.id() && l.epoch > epoch1)
+                .is_some_and(|l| l.pid == second.0.id() && l.epoch > epoch1)
         },
     )
     .await;
@@ -411,12 +425,13 @@ async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
     // the new holder waits at the pause: from here on it writes nothing
     // until promoted, so every new event would be the old holder's
     let before = env.events(&run).len();
-    signal(&first, libc::SIGCONT);
-    let st = wait_exit(&mut first, Duration::from_secs(20)).await;
+    signal(&first.0, libc::SIGCONT);
+    let st = wait_exit(&mut first.0, Duration::from_secs(20)).await;
     assert_eq!(st.code(), Some(6), "the fenced holder stops with exit 6");
     let mut err = String::new();
     use std::io::Read;
     first
+        .0
         .stderr
         .take()
         .unwrap()
@@ -431,7 +446,7 @@ async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
     let p = env.run(&["promote", &run]);
     assert_eq!(code(&p), 0, "{}", stderr(&p));
     assert_eq!(
-        wait_exit(&mut second, Duration::from_secs(120))
+        wait_exit(&mut second.0, Duration::from_secs(120))
             .await
             .code(),
         Some(0)
