@@ -137,12 +137,12 @@ pub async fn send(
     if rec.status.is_final() && command != Rollback {
         return Ok(Sent::AlreadyFinished { status: rec.status });
     }
+    let plan = journaled_plan(&rec)?;
+    let spec = plan.rollout_spec();
+    let state = glidepath_core::RunState::replay(&spec, &j.events(&run)?);
     if rec.status.is_final() && command == Rollback {
         // a finished run with no node on its release: nothing to roll back
         // (journaling a second finish would only blur the record)
-        let plan = journaled_plan(&rec)?;
-        let spec = plan.rollout_spec();
-        let state = glidepath_core::RunState::replay(&spec, &j.events(&run)?);
         let changed = state
             .nodes
             .values()
@@ -151,20 +151,15 @@ pub async fn send(
             return Ok(Sent::AlreadyFinished { status: rec.status });
         }
     }
-    if command != Rollback {
-        let plan = journaled_plan(&rec)?;
-        let spec = plan.rollout_spec();
-        let state = glidepath_core::RunState::replay(&spec, &j.events(&run)?);
-        if command == Abort && state.phase == glidepath_core::Phase::RollingBack {
-            return Err(ControlError::RollingBack { run });
-        }
-        if command == Promote && glidepath_core::awaiting_promotion(&spec, &state).is_none() {
-            let waits = glidepath_core::decide(&spec, &state, now_ms())
-                .waiting
-                .map(|w| format!(" (it waits for: {w})"))
-                .unwrap_or_default();
-            return Err(ControlError::NotPaused { run, waits });
-        }
+    if command == Abort && state.phase == glidepath_core::Phase::RollingBack {
+        return Err(ControlError::RollingBack { run });
+    }
+    if command == Promote && glidepath_core::awaiting_promotion(&spec, &state).is_none() {
+        let waits = glidepath_core::decide(&spec, &state, now_ms())
+            .waiting
+            .map(|w| format!(" (it waits for: {w})"))
+            .unwrap_or_default();
+        return Err(ControlError::NotPaused { run, waits });
     }
     let id = j.push_command(&run, command, reason)?;
     let lease = j.lease_of_run(&run)?;

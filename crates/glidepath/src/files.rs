@@ -6,6 +6,21 @@
 use std::io::Read;
 use std::path::Path;
 
+/// This user's glidepath state directory: `$XDG_STATE_HOME/glidepath`, else
+/// `~/.local/state/glidepath` (the journal, the fingerprint key). `None`
+/// when neither variable names an absolute directory.
+pub fn state_dir() -> Option<std::path::PathBuf> {
+    let abs = |v: std::ffi::OsString| Some(std::path::PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_STATE_HOME")
+        .and_then(abs)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(abs)
+                .map(|h| h.join(".local/state"))
+        })
+        .map(|d| d.join("glidepath"))
+}
+
 /// The most glidepath reads of a file a plan names (config files, the
 /// deprecation matrix, a signature, a migration).
 pub const SMALL_MAX: u64 = 16 << 20;

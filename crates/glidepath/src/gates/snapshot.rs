@@ -118,14 +118,7 @@ impl std::fmt::Debug for FingerprintKey {
 /// The user's state directory for glidepath: `$XDG_STATE_HOME/glidepath`,
 /// else `$HOME/.local/state/glidepath`.
 pub fn state_dir() -> Result<PathBuf, String> {
-    let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    if let Some(p) = std::env::var_os("XDG_STATE_HOME").and_then(abs) {
-        return Ok(p.join("glidepath"));
-    }
-    match std::env::var_os("HOME").and_then(abs) {
-        Some(h) => Ok(h.join(".local/state/glidepath")),
-        None => Err("no state directory: set XDG_STATE_HOME or HOME".into()),
-    }
+    crate::files::state_dir().ok_or_else(|| "no state directory: set XDG_STATE_HOME or HOME".into())
 }
 
 impl FingerprintKey {

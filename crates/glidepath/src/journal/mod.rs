@@ -38,20 +38,12 @@ pub fn lease_ttl_ms() -> u64 {
 /// `$XDG_STATE_HOME/glidepath/journal.db`, else
 /// `~/.local/state/glidepath/journal.db`.
 pub fn default_path() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state"))
-        })
+    crate::files::state_dir()
         .unwrap_or_else(|| {
             // SAFETY: getuid has no preconditions.
             PathBuf::from(format!("/var/tmp/glidepath-{}", unsafe { libc::getuid() }))
-        });
-    base.join("glidepath").join("journal.db")
+        })
+        .join("journal.db")
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,34 +7,27 @@ use super::*;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
-/// Refuse to write when the journal's files were made immutable or
-/// append-only (`chattr +i`): SQLite writes its WAL index through a shared
-/// memory map, and a write into an immutable file's map is a SIGBUS that
-/// kills the process without a word. Checked before every write; the window
-/// between the check and the write is microseconds.
-fn check_writable(db: &Path) -> Result<(), JournalError> {
+/// Refuse to touch the journal when its WAL index (`-shm`) was made
+/// immutable or append-only (`chattr +i`): SQLite writes that index through
+/// a shared memory map, even to read, and a write into an immutable file's
+/// map is a SIGBUS that kills the process without a word. The database and
+/// the WAL are written with `write(2)`, whose failure SQLite reports as an
+/// error, so only the index needs the check. Checked before every access;
+/// the window between the check and the access is microseconds.
+fn check_writable(shm: &std::ffi::CStr) -> Result<(), JournalError> {
     use std::os::unix::ffi::OsStrExt;
-    let name = db.as_os_str().as_bytes();
-    for suffix in [&b""[..], b"-wal", b"-shm"] {
-        // statx, not open: closing any descriptor of a SQLite file would
-        // drop SQLite's POSIX locks on it
-        let mut c = Vec::with_capacity(name.len() + suffix.len() + 1);
-        c.extend_from_slice(name);
-        c.extend_from_slice(suffix);
-        let Ok(c) = std::ffi::CString::new(c) else {
-            continue;
-        };
-        // SAFETY: a zeroed statx is a valid out-parameter.
-        let mut st: libc::statx = unsafe { std::mem::zeroed() };
-        // SAFETY: c is a valid C string, st a valid out-parameter.
-        let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, 0, &mut st) };
-        let flags = (libc::STATX_ATTR_IMMUTABLE | libc::STATX_ATTR_APPEND) as u64;
-        if r == 0 && st.stx_attributes_mask & flags != 0 && st.stx_attributes & flags != 0 {
-            return Err(JournalError::NotWritable {
-                path: PathBuf::from(std::ffi::OsStr::from_bytes(c.as_bytes())),
-                why: "the file is immutable or append-only (chattr)".into(),
-            });
-        }
+    // statx, not open: closing any descriptor of a SQLite file would drop
+    // SQLite's POSIX locks on it
+    // SAFETY: a zeroed statx is a valid out-parameter.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: shm is a valid C string, st a valid out-parameter.
+    let r = unsafe { libc::statx(libc::AT_FDCWD, shm.as_ptr(), 0, 0, &mut st) };
+    let flags = (libc::STATX_ATTR_IMMUTABLE | libc::STATX_ATTR_APPEND) as u64;
+    if r == 0 && st.stx_attributes_mask & flags != 0 && st.stx_attributes & flags != 0 {
+        return Err(JournalError::NotWritable {
+            path: PathBuf::from(std::ffi::OsStr::from_bytes(shm.to_bytes())),
+            why: "the file is immutable or append-only (chattr)".into(),
+        });
     }
     Ok(())
 }
@@ -46,6 +39,8 @@ pub struct SqliteJournal {
     conn: std::mem::ManuallyDrop<Connection>,
     abandoned: std::sync::atomic::AtomicBool,
     path: PathBuf,
+    /// The WAL index's path, for [`check_writable`].
+    shm: std::ffi::CString,
     /// Set once this handle holds a fleet's lease: every write is then
     /// conditional on the lease still being ours at this epoch.
     fence: Option<Fence>,
@@ -158,6 +153,13 @@ impl SqliteJournal {
         Ok(SqliteJournal {
             conn: std::mem::ManuallyDrop::new(conn),
             abandoned: Default::default(),
+            shm: {
+                use std::os::unix::ffi::OsStrExt;
+                let mut b = path.as_os_str().as_bytes().to_vec();
+                b.extend_from_slice(b"-shm");
+                // a path never holds a NUL byte
+                std::ffi::CString::new(b).unwrap_or_default()
+            },
             path: path.to_path_buf(),
             fence: None,
         })
@@ -198,7 +200,7 @@ impl SqliteJournal {
     }
 
     fn check(&self) -> Result<(), JournalError> {
-        check_writable(&self.path).inspect_err(|_| self.abandon())
+        check_writable(&self.shm).inspect_err(|_| self.abandon())
     }
 
     /// Run `write` in one IMMEDIATE transaction that first checks the fence:
@@ -633,6 +635,21 @@ mod tests {
     use crate::journal::{bounded, RunStatus, Store, MAX_EVENT, MAX_TEXT};
     use glidepath_core::{Step, StepKind, StepOutcome};
 
+    fn run_r1() -> RunRecord {
+        RunRecord {
+            id: "r1".into(),
+            fleet: "f".into(),
+            plan_path: "p".into(),
+            plan_hash: "h".into(),
+            plan_source: String::new(),
+            version: "2".into(),
+            status: RunStatus::Running,
+            reason: String::new(),
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
     fn failed(detail: String) -> Event {
         Event::Outcome {
             at: 1,
@@ -654,19 +671,7 @@ mod tests {
     fn a_huge_answer_is_journaled_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(&dir.path().join("j.db")).unwrap();
-        j.create_run(&RunRecord {
-            id: "r1".into(),
-            fleet: "f".into(),
-            plan_path: "p".into(),
-            plan_hash: "h".into(),
-            plan_source: String::new(),
-            version: "2".into(),
-            status: RunStatus::Running,
-            reason: String::new(),
-            created_at: 1,
-            updated_at: 1,
-        })
-        .unwrap();
+        j.create_run(&run_r1()).unwrap();
         let ev = bounded(failed("x".repeat(20 << 20)));
         j.append("r1", &ev).unwrap();
         let size: i64 = j
@@ -696,19 +701,7 @@ mod tests {
         let mut a = Journal::open(&path).unwrap();
         let mut b = Journal::open(&path).unwrap();
         {
-            a.create_run(&RunRecord {
-                id: "r1".into(),
-                fleet: "f".into(),
-                plan_path: "p".into(),
-                plan_hash: "h".into(),
-                plan_source: String::new(),
-                version: "2".into(),
-                status: RunStatus::Running,
-                reason: String::new(),
-                created_at: 1,
-                updated_at: 1,
-            })
-            .unwrap();
+            a.create_run(&run_r1()).unwrap();
         }
         a.acquire_lease("f", "r1", false).unwrap();
         a.append("r1", &failed("a1".into())).unwrap();

@@ -51,6 +51,16 @@ impl Drop for Reap {
     }
 }
 
+/// Everything a finished child wrote on stderr.
+fn child_stderr(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    err
+}
+
 fn signal(child: &std::process::Child, sig: i32) {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, sig) };
@@ -229,14 +239,7 @@ async fn a_second_signal_always_ends_the_process() {
     let status = wait_exit(&mut child, Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(130));
     assert!(t.elapsed() < Duration::from_secs(10));
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = child_stderr(&mut child);
     assert!(err.contains("stopped immediately"), "{err}");
     assert!(err.contains("glidepath resume r"), "names the run: {err}");
     // the hanging restart went with the process (its whole group)
@@ -428,15 +431,7 @@ async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
     signal(&first.0, libc::SIGCONT);
     let st = wait_exit(&mut first.0, Duration::from_secs(20)).await;
     assert_eq!(st.code(), Some(6), "the fenced holder stops with exit 6");
-    let mut err = String::new();
-    use std::io::Read;
-    first
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = child_stderr(&mut first.0);
     assert!(err.contains("lost the lease"), "{err}");
     assert_eq!(
         env.events(&run).len(),
@@ -588,14 +583,7 @@ async fn journal_fault_while_draining(
     fault();
     std::fs::write(&go, "").unwrap();
     let st = wait_exit(&mut child, Duration::from_secs(90)).await;
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = child_stderr(&mut child);
     assert_eq!(st.code(), Some(8), "{st:?} {err}");
     assert!(err.contains(j), "names the journal: {err}");
     assert!(err.contains("glidepath resume r"), "names the run: {err}");
