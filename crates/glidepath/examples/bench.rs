@@ -716,7 +716,11 @@ command = "true"
     let (plan, _) = glidepath::plan::load(&path).unwrap_or_else(|_| panic!("bench plan invalid"));
     let drivers = Drivers::for_plan(&plan);
     let t0 = Instant::now();
-    let (mut results, before) = glidepath::executor::builtin_checks(&plan, &drivers).await;
+    let (mut results, before) = glidepath::executor::builtin_checks(
+        &glidepath::gates::builtin::BuiltinInputs::of(&plan),
+        &drivers,
+    )
+    .await;
     results.extend(
         glidepath::gates::evaluate(
             &plan.gates,

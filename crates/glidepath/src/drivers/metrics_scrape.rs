@@ -5,7 +5,7 @@
 
 use super::http::{read_text, METRICS_MAX};
 use super::{http_client, send_checked, DResult, DriverError, MetricsSource, Target};
-use crate::plan::{CheckCfg, CheckKind};
+use crate::config::{CheckCfg, CheckKind};
 use async_trait::async_trait;
 use glidepath_core::metrics::{counter_sum_increase, parse_text, Histogram, Sample};
 use glidepath_core::Observation;
