@@ -97,6 +97,9 @@ fn log_sum_exp(terms: impl Iterator<Item = f64> + Clone) -> f64 {
     m + terms.map(|t| (t - m).exp()).sum::<f64>().ln()
 }
 
+/// The log weight of a grid point outside a mixture.
+const EXCLUDED: f64 = -1e300;
+
 /// The mixing weights (log, normalized over the grid points `keep`):
 /// `Beta(kρ, k(1−ρ))` on the share `p = θρ / (θρ + 1 − ρ)`, carried to ln θ
 /// (density ∝ p^{kρ} (1−p)^{k(1−ρ)}).
@@ -104,7 +107,8 @@ fn log_weights(rho: f64, keep: impl Fn(usize) -> bool) -> Vec<f64> {
     let w: Vec<f64> = (0..GRID)
         .map(|i| {
             if !keep(i) {
-                return f64::NEG_INFINITY;
+                // no weight; finite, so that it survives JSON
+                return EXCLUDED;
             }
             let t = theta(i);
             let p = t * rho / (t * rho + 1.0 - rho);
