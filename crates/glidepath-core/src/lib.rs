@@ -5,6 +5,7 @@
 //! with a human-readable reason. This crate does no I/O, reads no clock and
 //! has no async code: every function is deterministic and table-tested.
 
+mod compare;
 pub mod compat;
 mod decide;
 pub mod metrics;
@@ -13,11 +14,14 @@ mod sli;
 mod spec;
 mod state;
 
+pub use compare::{judge_probe, CompareState, Comparison};
 pub use decide::{awaiting_promotion, decide, Decision};
-pub use sli::{close_window, fails_now, judge, Fault, Judgement, Observation, Verdict};
+pub use sli::{
+    close_window, fails_now, judge, Counts, Fault, Group, Judgement, Observation, Verdict,
+};
 pub use spec::{
-    plan_groups, BatchSize, CheckSpec, DrainTimeoutPolicy, InconclusivePolicy, Millis, RetrySpec,
-    RolloutSpec, WindowSpec,
+    plan_groups, BatchSize, CheckSpec, CompareSpec, DrainTimeoutPolicy, IncidentPolicy,
+    InconclusivePolicy, Millis, RetrySpec, RolloutSpec, WindowSpec,
 };
 pub use state::{
     Cause, CauseKind, Event, GateRecord, NodeState, NodeStatus, Outage, Outcome, PeersCheck, Phase,

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 /// the core decides: a source answering several series gives them all in
 /// `series`, and [`judge`] picks the one that decides (the worst against the
 /// limit); a source that computed one value (the scrape source merges the
-/// canaries' histograms) gives `value`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// canaries' histograms) gives `value`. The top-level fields are the canary
+/// group's; `baseline` is the same check read for the baseline group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Observation {
     pub check: String,
     /// `None` when the source had no data (empty result, 0/0) or gave
@@ -28,6 +29,45 @@ pub struct Observation {
     /// written before this field) reads as unreachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
+    /// The canary group's counts since the window started (compare checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+    /// The same check read for the baseline group, over the same span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Group>,
+}
+
+/// One group's reading of a check (the baseline's, beside the canary's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Group {
+    pub value: Option<f64>,
+    pub samples: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "nullable_f64s")]
+    pub series: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+}
+
+/// A group's event counts since the window started: what the sequential
+/// judge tests. Cumulative, so a lost probe loses nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Counts {
+    /// Requests served.
+    pub requests: f64,
+    /// Bad requests (an error-ratio check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad: Option<f64>,
+    /// A latency histogram: `(le, requests at most le)` for each finite
+    /// bucket bound, ascending (the `+Inf` bucket is `requests`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<(f64, f64)>,
+}
+
+impl Group {
+    /// The value that decides a limit: as [`Observation::deciding_value`].
+    pub fn deciding_value(&self, spec: &CheckSpec) -> Option<f64> {
+        deciding(self.value, &self.series, spec)
+    }
 }
 
 mod nullable_f64s {
@@ -69,15 +109,28 @@ impl Observation {
     /// series against the check's limit (the highest under a `max`, the
     /// lowest under a `min`).
     pub fn deciding_value(&self, spec: &CheckSpec) -> Option<f64> {
-        if self.value.is_some() {
-            return self.value;
-        }
-        let finite = self.series.iter().copied().filter(|v| v.is_finite());
-        if spec.max.is_some() || spec.min.is_none() {
-            finite.reduce(f64::max)
-        } else {
-            finite.reduce(f64::min)
-        }
+        deciding(self.value, &self.series, spec)
+    }
+}
+
+fn deciding(value: Option<f64>, series: &[f64], spec: &CheckSpec) -> Option<f64> {
+    if value.is_some() {
+        return value;
+    }
+    let finite = series.iter().copied().filter(|v| v.is_finite());
+    if spec.max.is_some() || spec.min.is_none() {
+        finite.reduce(f64::max)
+    } else {
+        finite.reduce(f64::min)
+    }
+}
+
+/// The limit `value` is past, if any: `("> max", max)` or `("< min", min)`.
+pub(crate) fn past_limit(spec: &CheckSpec, value: f64) -> Option<(&'static str, f64)> {
+    match (spec.max, spec.min) {
+        (Some(max), _) if value > max => Some((">", max)),
+        (_, Some(min)) if value < min => Some(("<", min)),
+        _ => None,
     }
 }
 
@@ -97,9 +150,21 @@ pub struct Judgement {
     pub value: Option<f64>,
     pub samples: u64,
     pub reason: String,
+    /// The baseline group's value, when the source read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_value: Option<f64>,
+    /// The sequential comparison with the baseline (compare checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<crate::compare::Comparison>,
+    /// Canary and baseline are both past the limit: a fleet-wide incident.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incident: bool,
+    /// A shadow check: reported, never acted on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
-fn fmt_num(v: f64) -> String {
+pub(crate) fn fmt_num(v: f64) -> String {
     if v != 0.0 && v.abs() < 0.001 {
         format!("{v:.2e}")
     } else {
@@ -114,9 +179,9 @@ fn fmt_num(v: f64) -> String {
 /// ```
 /// use glidepath_core::{judge, CheckSpec, InconclusivePolicy, Observation, Verdict};
 /// let spec = CheckSpec { name: "error rate".into(), max: Some(0.05), min: None,
-///     min_samples: 20, on_inconclusive: InconclusivePolicy::Wait };
+///     min_samples: 20, on_inconclusive: InconclusivePolicy::Wait, compare: None, shadow: false };
 /// let obs = Observation { check: "error rate".into(), value: Some(0.2), samples: 40,
-///     error: None, series: vec![], fault: None };
+///     ..Observation::default() };
 /// let j = judge(&spec, &obs);
 /// assert_eq!(j.verdict, Verdict::Breach);
 /// assert_eq!(j.reason, "error rate = 0.2 > max 0.05 (40 samples)");
@@ -129,6 +194,10 @@ pub fn judge(spec: &CheckSpec, obs: &Observation) -> Judgement {
         value: decided,
         samples: obs.samples,
         reason,
+        baseline_value: None,
+        comparison: None,
+        incident: false,
+        shadow: spec.shadow,
     };
     if let Some(err) = &obs.error {
         let what = if obs.is_outage() {
@@ -203,6 +272,9 @@ pub fn judge(spec: &CheckSpec, obs: &Observation) -> Judgement {
 
 /// Does this judgement stop the window right away?
 pub fn fails_now(spec: &CheckSpec, j: &Judgement) -> bool {
+    if spec.shadow || j.incident {
+        return false;
+    }
     match j.verdict {
         Verdict::Breach => true,
         Verdict::Inconclusive => spec.on_inconclusive == InconclusivePolicy::Fail,
@@ -216,6 +288,12 @@ pub fn close_window(checks: &[CheckSpec], latest: &[Judgement], length_ms: u64) 
     let mut parts = Vec::new();
     let mut passed = true;
     for spec in checks {
+        if spec.shadow {
+            if let Some(j) = latest.iter().find(|j| j.check == spec.name) {
+                parts.push(format!("{} (shadow check, not acted on)", j.reason));
+            }
+            continue;
+        }
         match latest.iter().find(|j| j.check == spec.name) {
             None => match spec.on_inconclusive {
                 InconclusivePolicy::Pass => {
@@ -268,6 +346,8 @@ mod tests {
             min,
             min_samples: 1,
             on_inconclusive: InconclusivePolicy::Wait,
+            compare: None,
+            shadow: false,
         }
     }
 
@@ -278,7 +358,7 @@ mod tests {
             samples: 10,
             error: None,
             series,
-            fault: None,
+            ..Observation::default()
         }
     }
 

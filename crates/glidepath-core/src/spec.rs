@@ -33,6 +33,46 @@ pub struct CheckSpec {
     /// Fewer samples than this make the probe inconclusive.
     pub min_samples: u64,
     pub on_inconclusive: InconclusivePolicy,
+    /// Judge the canary against its baseline (the nodes still on the old
+    /// release), not only against `max`/`min`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<CompareSpec>,
+    /// Computed and reported, never acted on (`mode = "shadow"`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+}
+
+/// How a check compares the canary group with its baseline: a sequential
+/// test (`crate::seq`) of the canary's rate of bad events (errors, or
+/// requests slower than a bound) against the baseline's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareSpec {
+    /// The smallest regression that counts: a canary whose rate of bad
+    /// events is at most `1 + tolerance` times the baseline's is no worse.
+    pub tolerance: f64,
+    /// This check's share of the rollout's false-regression budget: the
+    /// probability that it ever calls a canary that is no worse a
+    /// regression stays below it, however often it looks.
+    pub alpha: f64,
+    /// The share of requests the canary group should get (its nodes among
+    /// the canary and baseline nodes): the traffic check's reference.
+    pub expected_share: f64,
+    /// For a latency check, the quantile whose bound in the baseline's
+    /// histogram splits slow requests from fast ones (e.g. 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f64>,
+}
+
+/// What a window does when the canary and its baseline are both past a
+/// check's absolute limit: a fleet-wide incident, not a bad release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentPolicy {
+    /// Pause the window (its end moves on) until the fleet recovers.
+    #[default]
+    Pause,
+    /// Roll the canary back.
+    Rollback,
 }
 
 /// The SLI window watched after the canary group.
@@ -47,6 +87,9 @@ pub struct WindowSpec {
     /// verdict): `true` pauses the window until it answers again, `false`
     /// rolls back.
     pub pause_on_metrics_error: bool,
+    /// A fleet-wide incident during the window: pause or roll back.
+    #[serde(default)]
+    pub on_incident: IncidentPolicy,
 }
 
 /// What to do when a drained node still has connections at the drain timeout.

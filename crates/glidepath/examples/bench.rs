@@ -85,10 +85,10 @@ impl HealthProbe for Instant0 {
 
 #[async_trait]
 impl MetricsSource for Instant0 {
-    async fn start_window(&self, _: &[Target]) -> DResult<String> {
+    async fn start_window(&self, _: &[Target], _: &[Target]) -> DResult<String> {
         Ok("baseline".into())
     }
-    async fn observe(&self, _: &[Target]) -> Vec<Observation> {
+    async fn observe(&self, _: &[Target], _: &[Target]) -> Vec<Observation> {
         vec![]
     }
 }

@@ -122,10 +122,13 @@ pub enum CheckKind {
     },
     /// A quantile of a histogram (seconds).
     LatencyQuantile { metric: String, quantile: f64 },
-    /// PromQL instant queries: the value, and the sample size.
+    /// PromQL instant queries: the value, and the sample size; with
+    /// `compare = "baseline"`, `events_query` counts the bad events (and
+    /// `samples_query` the requests) over `{window}`.
     Query {
         query: String,
         samples_query: Option<String>,
+        events_query: Option<String>,
     },
 }
 
@@ -174,6 +177,13 @@ pub struct SliCfg {
     pub checks: Vec<CheckCfg>,
     /// Metrics source failures pause the window (true) or roll back.
     pub pause_on_error: bool,
+    /// The rollout's false-regression budget, split among the compare checks.
+    pub alpha: f64,
+    /// The nodes the canary is compared with (default: every node outside
+    /// the canary group, all untouched while the window runs).
+    pub baseline: Option<Vec<String>>,
+    /// A fleet-wide incident during the window: pause or roll back.
+    pub on_incident: glidepath_core::IncidentPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -38,8 +38,20 @@ pub const DEPLOY_PLACEHOLDERS: &[&str] = &[
 ];
 
 /// PromQL queries: the first node's placeholders, and `{instances}` and
-/// `{nodes}`, every watched node's address and name joined with `|`.
-pub const QUERY_PLACEHOLDERS: &[&str] = &["node", "address", "host", "instances", "nodes"];
+/// `{nodes}`, every watched node's address and name joined with `|`;
+/// `{baseline}` and `{baseline_nodes}`, the same for the baseline nodes;
+/// `{window}`, the time since the SLI window started as a PromQL range
+/// (`37s`).
+pub const QUERY_PLACEHOLDERS: &[&str] = &[
+    "node",
+    "address",
+    "host",
+    "instances",
+    "nodes",
+    "baseline",
+    "baseline_nodes",
+    "window",
+];
 
 /// The host part of an address (`10.0.0.1:8080` → `10.0.0.1`, `[::1]:80` → `::1`).
 pub fn host_of(address: &str) -> &str {

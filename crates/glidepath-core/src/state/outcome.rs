@@ -7,8 +7,9 @@
 use super::event::{Cause, CauseKind, Step, StepKind, StepOutcome};
 use super::node::{abort_node, advance, NodeStatus, Outage, PeersCheck, Track};
 use super::run::{Phase, RunState, WindowState};
-use crate::sli::{fails_now, judge};
-use crate::spec::{DrainTimeoutPolicy, Millis, RolloutSpec};
+use crate::compare::{judge_probe, CompareState};
+use crate::sli::fails_now;
+use crate::spec::{DrainTimeoutPolicy, IncidentPolicy, Millis, RolloutSpec};
 
 impl RunState {
     pub(super) fn apply_outcome(
@@ -33,6 +34,14 @@ impl RunState {
                         outage_reason: String::new(),
                         paused_ms: 0,
                         restarts: 0,
+                        compare: spec
+                            .window
+                            .iter()
+                            .flat_map(|w| &w.checks)
+                            .filter_map(|c| Some(CompareState::new(c, c.compare.as_ref()?)))
+                            .collect(),
+                        incident_since: None,
+                        incident_reason: String::new(),
                     });
                     self.window_start_failed = None;
                 } else {
@@ -113,15 +122,45 @@ impl RunState {
                     w.restarts += 1;
                 }
                 let mut failed = Vec::new();
+                let mut incidents = Vec::new();
                 for check in &wspec.checks {
                     if let Some(obs) = outcome.observations.iter().find(|o| o.check == check.name) {
-                        let j = judge(check, obs);
+                        let cmp = w.compare.iter_mut().find(|c| c.check == check.name);
+                        let j = judge_probe(check, obs, cmp);
                         if fails_now(check, &j) {
                             failed.push(j.reason.clone());
+                        }
+                        if j.incident && !check.shadow {
+                            incidents.push(j.reason.clone());
                         }
                         w.latest.retain(|x| x.check != check.name);
                         w.latest.push(j);
                     }
+                }
+                if failed.is_empty() && !incidents.is_empty() {
+                    match wspec.on_incident {
+                        IncidentPolicy::Pause => {
+                            w.incident_since.get_or_insert(at);
+                            w.incident_reason = incidents.join("; ");
+                        }
+                        IncidentPolicy::Rollback if self.phase == Phase::Rolling => {
+                            let reason = format!(
+                                "SLI window: {} (the plan says on_incident = \"rollback\")",
+                                incidents.join("; ")
+                            );
+                            self.begin_rollback(Cause {
+                                kind: CauseKind::Sli,
+                                node: None,
+                                reason,
+                            });
+                            return;
+                        }
+                        IncidentPolicy::Rollback => {}
+                    }
+                } else if let Some(since) = w.incident_since.take() {
+                    // the fleet recovered: the window's end moves by the pause
+                    w.paused_ms += at.saturating_sub(since);
+                    w.incident_reason.clear();
                 }
                 if !failed.is_empty() && self.phase == Phase::Rolling && self.held.is_none() {
                     let secs = (at.saturating_sub(w.started)) as f64 / 1000.0;

@@ -5,6 +5,7 @@
 
 use super::event::{Cause, CauseKind, Outcome, StepKind};
 use super::node::{abort_node, NodeState, NodeStatus, PeersCheck, Track};
+use crate::compare::CompareState;
 use crate::sli::Judgement;
 use crate::spec::{Millis, RolloutSpec};
 use serde::{Deserialize, Serialize};
@@ -29,13 +30,23 @@ pub struct WindowState {
     /// Times the window started over after a metrics outage.
     #[serde(default)]
     pub restarts: u32,
+    /// The compare checks' evidence so far, one per check.
+    #[serde(default)]
+    pub compare: Vec<CompareState>,
+    /// A fleet-wide incident since then: the window is paused.
+    #[serde(default)]
+    pub incident_since: Option<Millis>,
+    /// What the incident looks like (both groups' values).
+    #[serde(default)]
+    pub incident_reason: String,
 }
 
 impl WindowState {
     /// When the window ends, counting pauses (an ongoing one up to `now`).
     pub fn end(&self, length_ms: u64, now: Millis) -> Millis {
-        let ongoing = self.outage_since.map_or(0, |s| now.saturating_sub(s));
-        self.started + length_ms + self.paused_ms + ongoing
+        let outage = self.outage_since.map_or(0, |s| now.saturating_sub(s));
+        let incident = self.incident_since.map_or(0, |s| now.saturating_sub(s));
+        self.started + length_ms + self.paused_ms + outage.max(incident)
     }
 }
 

@@ -25,9 +25,12 @@ pub(crate) fn spec(nodes: usize, batch: usize, window: bool) -> RolloutSpec {
                 min: None,
                 min_samples: 20,
                 on_inconclusive: InconclusivePolicy::Wait,
+                compare: None,
+                shadow: false,
             }],
             rollback_on_breach: true,
             pause_on_metrics_error: true,
+            on_incident: Default::default(),
         }),
         drain_timeout_ms: 5_000,
         drain_poll_ms: 200,
@@ -55,6 +58,8 @@ pub(crate) struct World {
     pub(crate) active: f64,
     /// Health fails only on the back track (restore).
     pub(crate) restore_fails: bool,
+    /// The baseline group's error ratio, when the source reads it.
+    pub(crate) baseline_ratio: Option<f64>,
     /// The metrics source is down.
     pub(crate) metrics_down: bool,
     /// The balancer does not answer (drain, check_drained, enable, post_check).
@@ -94,6 +99,7 @@ impl World {
             samples: 100,
             active: 0.0,
             restore_fails: false,
+            baseline_ratio: None,
             metrics_down: false,
             balancer_down: false,
             dead: BTreeSet::new(),
@@ -205,6 +211,12 @@ impl World {
                     fault: self
                         .metrics_down
                         .then_some(glidepath_core::Fault::Unreachable),
+                    baseline: self.baseline_ratio.map(|r| Group {
+                        value: Some(r),
+                        samples: self.samples,
+                        ..Group::default()
+                    }),
+                    ..Default::default()
                 }],
                 ..Default::default()
             },

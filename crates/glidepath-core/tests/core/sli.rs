@@ -196,3 +196,68 @@ fn a_metrics_outage_is_bounded_by_the_retry_deadline() {
     assert!(why.contains("metrics source unreachable"), "{why}");
     assert_eq!(sim.state.phase, Phase::Rolling, "no verdict, no rollback");
 }
+
+/// A fleet-wide incident (canary and baseline both past the limit) pauses
+/// the window instead of rolling back; when the fleet recovers, the window
+/// goes on for its remaining time and the run completes.
+#[test]
+fn a_fleet_wide_incident_pauses_the_window_and_the_run_completes() {
+    let mut sim = Sim::new(spec(4, 1, true));
+    let mut w = World::new(4);
+    w.baseline_ratio = Some(0.01);
+    tick_until(&mut sim, &mut w, "two probes", |s| {
+        s.state.window.as_ref().is_some_and(|x| x.probes >= 2)
+    });
+    w.error_ratio = 0.2;
+    w.baseline_ratio = Some(0.25);
+    // 30 s of incident: far past the 10 s window, and no rollback
+    let until = sim.now + 30_000;
+    while sim.now < until {
+        sim.tick(&mut w);
+        assert_eq!(sim.state.phase, Phase::Rolling);
+    }
+    let why = decide(&sim.spec, &sim.state, sim.now).waiting.unwrap();
+    assert!(
+        why.contains("fleet-wide incident") && why.contains("0.25"),
+        "{why}"
+    );
+    assert!(sim.state.windows_passed.is_empty());
+    w.error_ratio = 0.01;
+    w.baseline_ratio = Some(0.01);
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::Succeeded));
+    assert!(sim
+        .log
+        .iter()
+        .any(|e| matches!(e, Event::WindowClosed { passed: true, .. })));
+}
+
+/// The same incident with `on_incident = "rollback"` rolls the canary back,
+/// saying why; a canary alone past the limit is still a breach.
+#[test]
+fn an_incident_rolls_back_when_the_plan_says_so_and_a_lone_canary_breaches() {
+    let mut s = spec(4, 1, true);
+    s.window.as_mut().unwrap().on_incident = IncidentPolicy::Rollback;
+    let mut sim = Sim::new(s);
+    let mut w = World::new(4);
+    w.error_ratio = 0.2;
+    w.baseline_ratio = Some(0.25);
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+    let cause = sim.state.cause.clone().unwrap();
+    assert!(
+        cause.reason.contains("fleet-wide incident"),
+        "{}",
+        cause.reason
+    );
+
+    let mut sim = Sim::new(spec(4, 1, true));
+    let mut w = World::new(4);
+    w.error_ratio = 0.2;
+    w.baseline_ratio = Some(0.01);
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+    let cause = sim.state.cause.clone().unwrap();
+    assert!(
+        cause.reason.contains("error rate = 0.2 > max 0.05"),
+        "{}",
+        cause.reason
+    );
+}

@@ -1,23 +1,61 @@
-//! `source = "prometheus"`: instant PromQL queries over the HTTP API. Each
-//! check has a value query and a sample-size query; `{instances}` (a regex
-//! alternation of the canaries' addresses), `{address}`, `{node}` and
-//! `{nodes}` are filled in. An empty result is *no data* (inconclusive, never
-//! a pass); `NaN` likewise. HTTP errors and timeouts are infrastructure
-//! faults, retried with backoff and then reported as such, not as a verdict.
-//! Credentials come from an env var or a file at each request, never logged.
+//! `source = "prometheus"`: instant PromQL queries over the HTTP API. A
+//! `query` check has a value query and a sample-size query (and, compared
+//! with the baseline, an `events_query`); `{instances}` (a regex alternation
+//! of the watched group's addresses), `{address}`, `{node}`, `{nodes}`,
+//! `{baseline}`, `{baseline_nodes}` and `{window}` (the time since the
+//! window started, as a range) are filled in. An `error_ratio` or
+//! `latency_quantile` check of a metric is turned into PromQL here:
+//! `increase` over the window of the counter, or of the histogram's buckets
+//! by `le`. Every check is read for the canary group and, the same query
+//! with the baseline's instances, for the baseline group.
+//!
+//! An empty result is *no data* (inconclusive, never a pass); `NaN`
+//! likewise. HTTP errors and timeouts are infrastructure faults, retried
+//! with backoff and then reported as such, not as a verdict. Credentials
+//! come from an env var or a file at each request, never logged.
 
 use super::{DResult, DriverError, MetricsSource, Target};
 use crate::config::{Auth, CheckCfg, CheckKind, SecretRef};
 use crate::template::Vars;
 use async_trait::async_trait;
-use glidepath_core::{Fault, Observation};
-use std::time::Duration;
+use glidepath_core::metrics::Histogram;
+use glidepath_core::{Counts, Fault, Group, Observation};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub struct PrometheusSource {
     url: String,
     auth: Option<Auth>,
     checks: Vec<CheckCfg>,
     client: reqwest::Client,
+    /// When the window started (for `{window}`).
+    started: Mutex<Option<Instant>>,
+}
+
+/// Each series' `label` and value (an instant vector).
+pub fn parse_labeled(body: &serde_json::Value, label: &str) -> Result<Vec<(String, f64)>, String> {
+    parse_result(body)?;
+    Ok(body["data"]["result"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| {
+                    let l = s["metric"][label].as_str()?.to_string();
+                    let v = s["value"][1].as_str()?.parse::<f64>().ok()?;
+                    Some((l, v))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The finite sum of a query's values (0 for no data).
+fn total(v: &[f64]) -> f64 {
+    v.iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .sum::<f64>()
+        .max(0.0)
 }
 
 /// The values of an instant query's result (vector or scalar).
@@ -52,11 +90,24 @@ impl PrometheusSource {
             auth,
             checks,
             client: super::http_client(timeout),
+            started: Mutex::new(None),
         }
     }
 
-    /// One instant query, retried on infrastructure faults (3 tries).
+    /// One instant query's values, retried on infrastructure faults.
     pub async fn query(&self, q: &str) -> DResult<Vec<f64>> {
+        let body = self.query_json(q).await?;
+        parse_result(&body).map_err(|e| DriverError::Failed(format!("PromQL `{q}`: {e}")))
+    }
+
+    /// One instant query's series by `label`.
+    async fn query_by(&self, q: &str, label: &str) -> DResult<Vec<(String, f64)>> {
+        let body = self.query_json(q).await?;
+        parse_labeled(&body, label).map_err(|e| DriverError::Failed(format!("PromQL `{q}`: {e}")))
+    }
+
+    /// One instant query's answer, retried on infrastructure faults (3 tries).
+    async fn query_json(&self, q: &str) -> DResult<serde_json::Value> {
         let mut delay = Duration::from_millis(150);
         let mut last = None;
         for attempt in 0..3 {
@@ -72,7 +123,7 @@ impl PrometheusSource {
         Err(last.expect("an error was recorded"))
     }
 
-    async fn query_once(&self, q: &str) -> DResult<Vec<f64>> {
+    async fn query_once(&self, q: &str) -> DResult<serde_json::Value> {
         let endpoint = format!("{}/api/v1/query", self.url);
         let mut req = self.client.get(&endpoint).query(&[("query", q)]);
         match &self.auth {
@@ -107,20 +158,152 @@ impl PrometheusSource {
                 "Prometheus {endpoint}: HTTP {status}"
             )));
         }
-        parse_result(&body).map_err(|e| DriverError::Failed(format!("PromQL `{q}`: {e}")))
+        Ok(body)
     }
 
-    fn render(&self, q: &str, nodes: &[Target]) -> String {
-        let instances: Vec<&str> = nodes.iter().map(|t| t.address.as_str()).collect();
-        let names: Vec<&str> = nodes.iter().map(|t| t.name.as_str()).collect();
+    /// `q` for the group `nodes`, with `baseline` the baseline's nodes and
+    /// `window` the range since the window started.
+    fn render(&self, q: &str, nodes: &[Target], baseline: &[Target], window: &str) -> String {
+        let join =
+            |ts: &[Target], f: fn(&Target) -> &str| ts.iter().map(f).collect::<Vec<_>>().join("|");
         let first = nodes.first();
         Vars::node(
             first.map_or("", |t| t.name.as_str()),
             first.map_or("", |t| t.address.as_str()),
         )
-        .with("instances", instances.join("|"))
-        .with("nodes", names.join("|"))
+        .with("instances", join(nodes, |t| t.address.as_str()))
+        .with("nodes", join(nodes, |t| t.name.as_str()))
+        .with("baseline", join(baseline, |t| t.address.as_str()))
+        .with("baseline_nodes", join(baseline, |t| t.name.as_str()))
+        .with("window", window)
         .fill(q)
+    }
+
+    /// The time since the window started, as a PromQL range (at least 1s).
+    fn window(&self) -> String {
+        let since = self
+            .started
+            .lock()
+            .expect("window lock")
+            .map_or(1, |t| t.elapsed().as_secs_f64().ceil() as u64);
+        format!("{}s", since.max(1))
+    }
+
+    /// One check read for the group `nodes` (the canaries, or the baseline).
+    async fn group(
+        &self,
+        c: &CheckCfg,
+        nodes: &[Target],
+        baseline: &[Target],
+        window: &str,
+    ) -> DResult<Group> {
+        let inst = nodes
+            .iter()
+            .map(|t| t.address.as_str())
+            .collect::<Vec<_>>()
+            .join("|");
+        match &c.kind {
+            CheckKind::Query {
+                query,
+                samples_query,
+                events_query,
+            } => {
+                let render = |q: &str| self.render(q, nodes, baseline, window);
+                // the driver observes (every series, raw); the core decides
+                let series = self.query(&render(query)).await?;
+                let requests = match samples_query {
+                    Some(sq) => Some(total(&self.query(&render(sq)).await?)),
+                    None => None,
+                };
+                let samples = requests
+                    .map_or(u64::from(series.iter().any(|v| v.is_finite())), |r| {
+                        r as u64
+                    });
+                let counts = match (events_query, requests) {
+                    (Some(eq), Some(requests)) if c.spec.compare.is_some() => Some(Counts {
+                        requests,
+                        bad: Some(total(&self.query(&render(eq)).await?)),
+                        buckets: vec![],
+                    }),
+                    _ => None,
+                };
+                Ok(Group {
+                    value: None,
+                    samples,
+                    series,
+                    counts,
+                })
+            }
+            CheckKind::ErrorRatio {
+                metric,
+                label,
+                prefix,
+            } => {
+                let requests = total(
+                    &self
+                        .query(&format!(
+                            "sum(increase({metric}{{instance=~\"{inst}\"}}[{window}]))"
+                        ))
+                        .await?,
+                );
+                let bad = total(&self.query(&format!("sum(increase({metric}{{instance=~\"{inst}\",{label}=~\"{prefix}.*\"}}[{window}]))")).await?);
+                Ok(Group {
+                    value: (requests > 0.0).then(|| bad / requests),
+                    samples: requests as u64,
+                    series: vec![],
+                    counts: Some(Counts {
+                        requests,
+                        bad: Some(bad),
+                        buckets: vec![],
+                    }),
+                })
+            }
+            CheckKind::LatencyQuantile { metric, quantile } => {
+                let rows = self.query_by(&format!("sum by (le) (increase({metric}_bucket{{instance=~\"{inst}\"}}[{window}]))"), "le").await?;
+                let mut buckets: Vec<(f64, f64)> = rows
+                    .into_iter()
+                    .filter_map(|(le, n)| Some((le.parse::<f64>().ok()?, n.max(0.0))))
+                    .collect();
+                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let h = Histogram { buckets };
+                let requests = h.count();
+                Ok(Group {
+                    value: h.quantile(*quantile),
+                    samples: requests as u64,
+                    series: vec![],
+                    counts: Some(Counts {
+                        requests,
+                        bad: None,
+                        buckets: h.buckets.into_iter().filter(|b| b.0.is_finite()).collect(),
+                    }),
+                })
+            }
+        }
+    }
+
+    /// One check for both groups.
+    async fn observe_check(
+        &self,
+        c: &CheckCfg,
+        canary: &[Target],
+        baseline: &[Target],
+        window: &str,
+    ) -> DResult<Observation> {
+        let g = self.group(c, canary, baseline, window).await?;
+        let base = if baseline.is_empty() {
+            None
+        } else {
+            Some(self.group(c, baseline, baseline, window).await?)
+        };
+        Ok(Observation {
+            check: c.spec.name.clone(),
+            value: g.value,
+            samples: g.samples,
+            series: g.series,
+            counts: g.counts,
+            baseline: base,
+            ..Observation::default()
+        })
     }
 }
 
@@ -130,93 +313,51 @@ fn read_secret(s: &SecretRef) -> DResult<String> {
 
 #[async_trait]
 impl MetricsSource for PrometheusSource {
-    async fn start_window(&self, _nodes: &[Target]) -> DResult<String> {
+    async fn start_window(&self, _canary: &[Target], _baseline: &[Target]) -> DResult<String> {
         let v = self.query("vector(1)").await?;
         if v.is_empty() {
             return Err(DriverError::Failed(
                 "Prometheus answered `vector(1)` with no data".into(),
             ));
         }
+        *self.started.lock().expect("window lock") = Some(Instant::now());
         Ok(format!("Prometheus {} answers", self.url))
     }
 
     async fn preflight(&self, nodes: &[Target]) -> DResult<String> {
-        self.start_window(nodes).await?;
+        self.start_window(nodes, &[]).await?;
         let mut n = 0;
         for c in &self.checks {
-            let CheckKind::Query {
-                query,
-                samples_query,
-            } = &c.kind
-            else {
-                continue;
-            };
-            for q in std::iter::once(query).chain(samples_query.iter()) {
-                self.query(&self.render(q, nodes))
-                    .await
-                    .map_err(|e| match e {
-                        DriverError::Failed(m) => {
-                            DriverError::Failed(format!("check `{}`: {m}", c.spec.name))
-                        }
-                        other => other,
-                    })?;
-                n += 1;
-            }
+            self.group(c, nodes, &[], "1m").await.map_err(|e| match e {
+                DriverError::Failed(m) => {
+                    DriverError::Failed(format!("check `{}`: {m}", c.spec.name))
+                }
+                other => other,
+            })?;
+            n += 1;
         }
-        Ok(format!(
-            "Prometheus {} answers all {n} check queries",
-            self.url
-        ))
+        Ok(format!("Prometheus {} answers all {n} check(s)", self.url))
     }
 
-    async fn observe(&self, nodes: &[Target]) -> Vec<Observation> {
+    async fn observe(&self, canary: &[Target], baseline: &[Target]) -> Vec<Observation> {
+        let window = self.window();
         let mut out = Vec::new();
         for c in &self.checks {
-            let CheckKind::Query {
-                query,
-                samples_query,
-            } = &c.kind
-            else {
-                continue;
-            };
-            // the driver observes (every series, raw); the core decides
-            let obs = async {
-                let series = self.query(&self.render(query, nodes)).await?;
-                let samples = match samples_query {
-                    Some(sq) => self
-                        .query(&self.render(sq, nodes))
-                        .await?
-                        .into_iter()
-                        .filter(|v| v.is_finite())
-                        .sum::<f64>()
-                        .max(0.0) as u64,
-                    None => u64::from(series.iter().any(|v| v.is_finite())),
-                };
-                Ok::<_, DriverError>(Observation {
-                    check: c.spec.name.clone(),
-                    value: None,
-                    samples,
-                    error: None,
-                    series,
-                    fault: None,
-                })
-            }
-            .await;
-            out.push(match obs {
-                Ok(o) => o,
-                Err(e) => Observation {
-                    check: c.spec.name.clone(),
-                    value: None,
-                    samples: 0,
-                    fault: Some(if e.is_infra() {
-                        Fault::Unreachable
-                    } else {
-                        Fault::Failed
-                    }),
-                    error: Some(e.to_string()),
-                    series: vec![],
+            out.push(
+                match self.observe_check(c, canary, baseline, &window).await {
+                    Ok(o) => o,
+                    Err(e) => Observation {
+                        check: c.spec.name.clone(),
+                        fault: Some(if e.is_infra() {
+                            Fault::Unreachable
+                        } else {
+                            Fault::Failed
+                        }),
+                        error: Some(e.to_string()),
+                        ..Observation::default()
+                    },
                 },
-            });
+            );
         }
         out
     }
@@ -239,8 +380,13 @@ mod tests {
             .map(|p| format!("{p}={{{p}}} "))
             .collect();
         assert_eq!(
-            src.render(&q, &[t("api-1", "10.0.0.1:80"), t("api-2", "10.0.0.2:80")]),
-            "node=api-1 address=10.0.0.1:80 host=10.0.0.1 instances=10.0.0.1:80|10.0.0.2:80 nodes=api-1|api-2 "
+            src.render(
+                &q,
+                &[t("api-1", "10.0.0.1:80"), t("api-2", "10.0.0.2:80")],
+                &[t("api-3", "10.0.0.3:80")],
+                "12s"
+            ),
+            "node=api-1 address=10.0.0.1:80 host=10.0.0.1 instances=10.0.0.1:80|10.0.0.2:80 nodes=api-1|api-2 baseline=10.0.0.3:80 baseline_nodes=api-3 window=12s "
         );
     }
 

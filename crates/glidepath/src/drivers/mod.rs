@@ -147,13 +147,15 @@ pub trait HealthProbe: Send + Sync {
 /// Reads SLIs for a set of nodes over a window.
 #[async_trait]
 pub trait MetricsSource: Send + Sync {
-    /// Take baselines: the window starts now.
-    async fn start_window(&self, nodes: &[Target]) -> DResult<String>;
-    /// One observation per check, over the window so far.
-    async fn observe(&self, nodes: &[Target]) -> Vec<Observation>;
+    /// Take baselines: the window starts now. `canary` is the group being
+    /// watched, `baseline` the nodes it is compared with (maybe none).
+    async fn start_window(&self, canary: &[Target], baseline: &[Target]) -> DResult<String>;
+    /// One observation per check, over the window so far: the canary
+    /// group's, with the baseline group's beside it when there is one.
+    async fn observe(&self, canary: &[Target], baseline: &[Target]) -> Vec<Observation>;
     /// Before the run: the source answers every check's query.
     async fn preflight(&self, nodes: &[Target]) -> DResult<String> {
-        self.start_window(nodes).await
+        self.start_window(nodes, &[]).await
     }
 }
 

@@ -544,6 +544,7 @@ impl Executor {
                     self.drivers.clone(),
                     self.target_for(&step),
                     self.run_targets(&step),
+                    self.baseline_targets(&step),
                     Releases {
                         new: self.plan.release.clone(),
                         rollback: self.plan.rollback_release.clone(),
@@ -605,6 +606,19 @@ impl Executor {
         step.node
             .as_ref()
             .and_then(|n| self.targets.get(n).cloned())
+    }
+
+    /// The nodes the SLI window compares the canaries with (none for any
+    /// other step).
+    fn baseline_targets(&self, step: &Step) -> Vec<Target> {
+        if !matches!(step.kind, StepKind::StartWindow | StepKind::Probe) {
+            return vec![];
+        }
+        self.plan
+            .baseline_nodes()
+            .iter()
+            .filter_map(|n| self.targets.get(n).cloned())
+            .collect()
     }
 
     /// The nodes a run-level step acts on, with the release each should

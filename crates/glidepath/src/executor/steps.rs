@@ -40,11 +40,13 @@ pub(super) async fn perform(
     d: Drivers,
     target: Option<Target>,
     run_targets: Vec<(Target, Option<String>)>,
+    baseline: Vec<Target>,
     release: Releases,
     step: Step,
 ) -> StepOutcome {
     let bound = step_bound(&step);
-    match tokio::time::timeout(bound, perform_once(d, target, run_targets, release, step)).await {
+    let once = perform_once(d, target, run_targets, baseline, release, step);
+    match tokio::time::timeout(bound, once).await {
         Ok(out) => out,
         Err(_) => StepOutcome {
             ok: false,
@@ -69,6 +71,7 @@ async fn perform_once(
     d: Drivers,
     target: Option<Target>,
     run_targets: Vec<(Target, Option<String>)>,
+    baseline: Vec<Target>,
     release: Releases,
     step: Step,
 ) -> StepOutcome {
@@ -185,12 +188,12 @@ async fn perform_once(
             };
         }
         (StepKind::StartWindow, _) => match &d.metrics {
-            Some(m) => m.start_window(&canaries).await,
+            Some(m) => m.start_window(&canaries, &baseline).await,
             None => Ok("no metrics source".into()),
         },
         (StepKind::Probe, _) => {
             let obs = match &d.metrics {
-                Some(m) => m.observe(&canaries).await,
+                Some(m) => m.observe(&canaries, &baseline).await,
                 None => vec![],
             };
             let detail = obs

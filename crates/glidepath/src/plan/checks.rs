@@ -6,8 +6,9 @@
 use super::reader::{did_you_mean, Reader};
 use super::{CheckCfg, CheckKind};
 use crate::template::QUERY_PLACEHOLDERS;
-use glidepath_core::{CheckSpec, InconclusivePolicy};
+use glidepath_core::{CheckSpec, CompareSpec, InconclusivePolicy};
 use toml_span::value::Table;
+use toml_span::value::ValueInner;
 use toml_span::Span;
 
 /// The keys of a check of the scrape source.
@@ -22,6 +23,9 @@ const SCRAPE_KEYS: &[&str] = &[
     "min",
     "min_samples",
     "on_inconclusive",
+    "compare",
+    "tolerance",
+    "mode",
 ];
 /// The keys of a PromQL check.
 const QUERY_KEYS: &[&str] = &[
@@ -29,10 +33,14 @@ const QUERY_KEYS: &[&str] = &[
     "kind",
     "query",
     "samples_query",
+    "events_query",
     "max",
     "min",
     "min_samples",
     "on_inconclusive",
+    "compare",
+    "tolerance",
+    "mode",
 ];
 
 /// Every `[[sli.check]]` of `[sli]` (`t`, at `at`), names unique.
@@ -76,9 +84,14 @@ pub(super) fn read(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Vec<C
     checks
 }
 
-/// One check of the scrape source (with `prom`, a PromQL one).
+/// One check: a PromQL `query` (the prometheus source), or an
+/// `error_ratio`/`latency_quantile` of a metric (either source).
 fn read_one(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Option<CheckCfg> {
-    if prom {
+    let query_kind = t
+        .get("kind")
+        .and_then(|v| v.as_str())
+        .is_some_and(|k| k == "query");
+    if prom && (t.contains_key("query") || query_kind || !t.contains_key("kind")) {
         return read_query(r, t, at);
     }
     if let Some(v) = t.get("query") {
@@ -91,6 +104,36 @@ fn read_one(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Option<Check
     let kind = r.req_str(t, at, "[[sli.check]]", "kind", "\"error_ratio\"");
     let metric = r.req_str(t, at, "[[sli.check]]", "metric", "\"http_requests_total\"");
     let (kind_s, kind_span) = kind?;
+    // metric and label names, and the error prefix, go into PromQL and
+    // match scraped text: their grammar is Prometheus's
+    for key in ["metric", "label"] {
+        if let Some((v, s)) = t
+            .get(key)
+            .and_then(|v| v.as_str().map(|x| (x.to_string(), v.span)))
+        {
+            if !prom_name(&v) {
+                r.err(
+                    s,
+                    format!("`{key}` {v:?} is not a Prometheus name"),
+                    "letters, digits, _ and :",
+                    Some("e.g. metric = \"http_requests_total\", label = \"code\"".into()),
+                );
+            }
+        }
+    }
+    if let Some((v, s)) = t
+        .get("error_prefix")
+        .and_then(|v| v.as_str().map(|x| (x.to_string(), v.span)))
+    {
+        if !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            r.err(
+                s,
+                format!("`error_prefix` {v:?} may hold only letters, digits and _"),
+                "not a plain prefix",
+                Some("error_prefix = \"5\" counts the codes starting with 5".into()),
+            );
+        }
+    }
     let metric = metric.clone();
     let ck = match kind_s.as_str() {
         "error_ratio" => {
@@ -158,10 +201,11 @@ fn read_one(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Option<Check
         }
     };
     let min_samples = common.min_samples;
-    Some(CheckCfg {
-        spec: common.spec(min_samples)?,
-        kind: ck,
-    })
+    let mut spec = common.spec(min_samples)?;
+    if let (Some(c), CheckKind::LatencyQuantile { quantile, .. }) = (spec.compare.as_mut(), &ck) {
+        c.quantile = Some(*quantile);
+    }
+    Some(CheckCfg { spec, kind: ck })
 }
 
 /// What every check has: a name, thresholds, a sample minimum and an
@@ -174,6 +218,9 @@ struct Common {
     /// `min_samples` is written in the check (not the default).
     explicit_min_samples: bool,
     policy: InconclusivePolicy,
+    /// `compare = "baseline"`, with its `tolerance`.
+    compare: Option<(f64, Span)>,
+    shadow: bool,
 }
 
 impl Common {
@@ -184,8 +231,76 @@ impl Common {
             min: self.min.map(|x| x.0),
             min_samples,
             on_inconclusive: self.policy,
+            // alpha and the expected share are the rollout's: see
+            // `Plan::rollout_spec`
+            compare: self.compare.map(|(tolerance, _)| CompareSpec {
+                tolerance,
+                alpha: 0.0,
+                expected_share: 0.0,
+                quantile: None,
+            }),
+            shadow: self.shadow,
         })
     }
+}
+
+/// `compare`, `tolerance` (a fraction, or a percentage string) and `mode`.
+fn read_compare(r: &mut Reader, t: &Table<'_>) -> (Option<(f64, Span)>, bool) {
+    let compare = match r.str(t, "compare", "\"baseline\"") {
+        None => None,
+        Some((c, s)) if c == "baseline" => Some(s),
+        Some((c, s)) => {
+            r.err(s, format!("unknown `compare` \"{c}\""), "expected \"baseline\"", Some("compare = \"baseline\" judges the canary against the nodes still on the old release".into()));
+            None
+        }
+    };
+    let tolerance = match t.get("tolerance") {
+        None => None,
+        Some(v) => {
+            let parsed = match v.as_ref() {
+                ValueInner::Float(f) => Some(*f),
+                ValueInner::Integer(i) => Some(*i as f64),
+                ValueInner::String(s) => s
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|p| p.trim().parse::<f64>().ok())
+                    .map(|p| p / 100.0),
+                _ => None,
+            };
+            match parsed {
+                Some(x) if (0.0..=10.0).contains(&x) => Some((x, v.span)),
+                _ => {
+                    r.err(v.span, "`tolerance` must be a fraction or a percentage from 0 to 1000 %", "not a tolerance", Some("tolerance = \"10%\" (or 0.1): a canary at most 10 % worse than its baseline passes".into()));
+                    None
+                }
+            }
+        }
+    };
+    if let (Some((_, s)), None) = (tolerance, compare) {
+        r.err(
+            s,
+            "`tolerance` without `compare = \"baseline\"`",
+            "nothing to compare",
+            Some("add compare = \"baseline\", or drop tolerance".into()),
+        );
+    }
+    let shadow = match r.str(t, "mode", "\"enforce\"") {
+        None => false,
+        Some((m, s)) => match m.as_str() {
+            "enforce" => false,
+            "shadow" => true,
+            _ => {
+                r.err(
+                    s,
+                    format!("unknown `mode` \"{m}\""),
+                    "expected enforce or shadow",
+                    Some("\"shadow\" computes and reports the check without acting on it".into()),
+                );
+                false
+            }
+        },
+    };
+    (compare.map(|s| (tolerance.map_or(0.1, |t| t.0), s)), shadow)
 }
 
 fn read_common(r: &mut Reader, t: &Table<'_>, at: Span) -> Common {
@@ -213,7 +328,8 @@ fn read_common(r: &mut Reader, t: &Table<'_>, at: Span) -> Common {
             }
         }
     };
-    if max.is_none() && min.is_none() {
+    let (compare, shadow) = read_compare(r, t);
+    if max.is_none() && min.is_none() && compare.is_none() {
         r.err(
             at,
             format!(
@@ -221,7 +337,10 @@ fn read_common(r: &mut Reader, t: &Table<'_>, at: Span) -> Common {
                 name.as_deref().unwrap_or("?")
             ),
             "no max or min",
-            Some("add max = … (breach above) or min = … (breach below)".into()),
+            Some(
+                "add max = … (breach above) or min = … (breach below), or compare = \"baseline\""
+                    .into(),
+            ),
         );
     }
     Common {
@@ -231,6 +350,8 @@ fn read_common(r: &mut Reader, t: &Table<'_>, at: Span) -> Common {
         min_samples,
         explicit_min_samples: explicit,
         policy,
+        compare,
+        shadow,
     }
 }
 
@@ -239,7 +360,7 @@ fn read_query(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
     r.known_keys(t, "[[sli.check]] (source = \"prometheus\")", QUERY_KEYS);
     if let Some((k, s)) = r.str(t, "kind", "\"query\"") {
         if k != "query" {
-            r.err(s, format!("check kind `{k}` is for the scrape source"), "not a PromQL check", Some("with source = \"prometheus\" a check is a `query` (and a `samples_query`); drop `kind`".into()));
+            r.err(s, format!("check kind `{k}` does not go with `query`"), "a PromQL check", Some("a check is a `query` (with `samples_query`), or a kind = \"error_ratio\"/\"latency_quantile\" of a `metric`; not both".into()));
         }
     }
     let common = read_common(r, t, at);
@@ -253,6 +374,24 @@ fn read_query(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
     if samples_query.is_none() && (common.min_samples > 0 && common.explicit_min_samples) {
         r.err(at, format!("check `{}` has min_samples but no samples_query", common.name.as_deref().unwrap_or("?")), "no way to count samples", Some("add samples_query = 'sum(increase(http_requests_total{instance=~\"{instances}\"}[1m]))'".into()));
     }
+    let events_query = r.template_str(
+        t,
+        "events_query",
+        "'sum(increase(http_requests_total{instance=~\"{instances}\",code=~\"5..\"}[{window}]))'",
+        QUERY_PLACEHOLDERS,
+    );
+    if let Some((_, s)) = common.compare {
+        if events_query.is_none() || samples_query.is_none() {
+            r.err(s, format!("check `{}` compares with the baseline but has no `events_query` and `samples_query` to count with", common.name.as_deref().unwrap_or("?")), "nothing to count", Some("add events_query = 'sum(increase(http_requests_total{instance=~\"{instances}\",code=~\"5..\"}[{window}]))' and samples_query = 'sum(increase(http_requests_total{instance=~\"{instances}\"}[{window}]))', or use kind = \"error_ratio\"/\"latency_quantile\" with a metric".into()));
+        }
+    } else if let Some((_, s)) = &events_query {
+        r.err(
+            *s,
+            "`events_query` without `compare = \"baseline\"`",
+            "nothing to compare",
+            Some("add compare = \"baseline\", or drop events_query".into()),
+        );
+    }
     let min_samples = if samples_query.is_none() {
         0
     } else {
@@ -263,6 +402,15 @@ fn read_query(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
         kind: CheckKind::Query {
             query: query?.0,
             samples_query: samples_query.map(|x| x.0),
+            events_query: events_query.map(|x| x.0),
         },
     })
+}
+
+/// A Prometheus metric or label name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+fn prom_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
 }

@@ -15,9 +15,10 @@ impl Plan {
             (Some(sli), Some(w)) => Some(WindowSpec {
                 length_ms: w.as_millis() as u64,
                 interval_ms: self.strategy.probe_interval.as_millis() as u64,
-                checks: sli.checks.iter().map(|c| c.spec.clone()).collect(),
+                checks: self.window_checks(sli, groups.first().map_or(0, |g| g.len())),
                 rollback_on_breach: self.rollback_on.iter().any(|o| o == "sli"),
                 pause_on_metrics_error: sli.pause_on_error,
+                on_incident: sli.on_incident,
             }),
             _ => None,
         };
@@ -34,6 +35,50 @@ impl Plan {
             health_interval_ms: self.health.interval.as_millis() as u64,
             retry: self.strategy.retry,
         }
+    }
+
+    /// The nodes the canary group is compared with: `[sli] baseline`, or
+    /// every node outside the canary group.
+    pub fn baseline_nodes(&self) -> Vec<String> {
+        match self.sli.as_ref().and_then(|s| s.baseline.clone()) {
+            Some(b) => b,
+            None => self
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .filter(|n| !self.strategy.canary.contains(n))
+                .collect(),
+        }
+    }
+
+    /// The window's checks as the core sees them: each compare check gets
+    /// an equal share of `[sli] alpha` (the rollout's false-regression
+    /// budget; shadow checks spend none of it) and the canary group's
+    /// expected share of the traffic (its nodes among canary and baseline).
+    fn window_checks(
+        &self,
+        sli: &crate::config::SliCfg,
+        canaries: usize,
+    ) -> Vec<glidepath_core::CheckSpec> {
+        let enforcing = sli
+            .checks
+            .iter()
+            .filter(|c| c.spec.compare.is_some() && !c.spec.shadow)
+            .count()
+            .max(1);
+        let baseline = self.baseline_nodes().len();
+        let share = canaries as f64 / (canaries + baseline).max(1) as f64;
+        sli.checks
+            .iter()
+            .map(|c| {
+                let mut spec = c.spec.clone();
+                if let Some(cmp) = spec.compare.as_mut() {
+                    cmp.alpha = sli.alpha / enforcing as f64;
+                    cmp.expected_share = share;
+                }
+                spec
+            })
+            .collect()
     }
 
     /// What `run` would do, in order, for `validate`.

@@ -142,6 +142,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     let health = health::read(&mut r, &root);
     let sli = sli::read(&mut r, &root, dir);
     sli::check_window(&mut r, &root, sli.as_ref(), &strategy);
+    sli::check_baseline(&mut r, &root, sli.as_ref(), &fleet.nodes, &strategy);
     let rollback = rollback::read(&mut r, &root, dir).unwrap_or_default();
     let gates = r
         .section(&root, "gates", Keys::ByReader)

@@ -6,12 +6,22 @@
 use super::reader::{did_you_mean, Keys, Reader};
 use super::{checks, Auth, SecretRef, SliCfg, SliSource, Strategy};
 use crate::template::NODE_PLACEHOLDERS;
+use glidepath_core::IncidentPolicy;
 use std::path::Path;
 use std::time::Duration;
 use toml_span::value::Table;
 use toml_span::Span;
 
-const KEYS: &[&str] = &["source", "url", "timeout", "on_error", "check"];
+const KEYS: &[&str] = &[
+    "source",
+    "url",
+    "timeout",
+    "on_error",
+    "check",
+    "alpha",
+    "baseline",
+    "on_incident",
+];
 /// The prometheus source's own keys: its auth.
 const PROMETHEUS_KEYS: &[&str] = &[
     "bearer_token_env",
@@ -77,12 +87,38 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<SliCf
             }
         },
     };
+    let on_incident = match r.str(t, "on_incident", "\"pause\"") {
+        None => IncidentPolicy::Pause,
+        Some((p, s)) => match p.as_str() {
+            "pause" => IncidentPolicy::Pause,
+            "rollback" => IncidentPolicy::Rollback,
+            _ => {
+                r.err(s, format!("unknown `on_incident` \"{p}\""), "expected pause or rollback", Some("\"pause\" waits while the canary and its baseline are both past a limit (a fleet-wide incident), then goes on; \"rollback\" rolls the canary back".into()));
+                IncidentPolicy::Pause
+            }
+        },
+    };
+    let alpha = match r.num(t, "alpha") {
+        None => 0.01,
+        Some((a, s)) => {
+            if !(a > 0.0 && a <= 0.2) {
+                r.err(s, format!("alpha {a} is out of range"), "must be above 0 and at most 0.2", Some("alpha is the chance of ever calling a good canary a regression: 0.01 means 1 %".into()));
+            }
+            a
+        }
+    };
+    let baseline = r
+        .str_list(t, "baseline", "[\"api-5\", \"api-6\"]")
+        .map(|l| l.into_iter().map(|x| x.0).collect());
     let checks = checks::read(r, t, at, prom);
     Some(SliCfg {
         source: source?,
         timeout: timeout?,
         checks,
         pause_on_error,
+        alpha,
+        baseline,
+        on_incident,
     })
 }
 
@@ -187,5 +223,52 @@ pub(super) fn check_window(
             r.err(probe_span.or(window_span).unwrap_or(head), "`probe_interval` is longer than `sli_window`", "no probe would run inside the window", Some("probe several times per window, e.g. sli_window = \"10m\", probe_interval = \"30s\"".into()));
         }
         _ => {}
+    }
+}
+
+/// `[sli] baseline` names nodes of the fleet outside the canary group, and
+/// a compare check has a baseline to compare with.
+pub(super) fn check_baseline(
+    r: &mut Reader,
+    root: &Table<'_>,
+    sli: Option<&SliCfg>,
+    nodes: &[super::Node],
+    strategy: &Strategy,
+) {
+    let Some(sli) = sli else { return };
+    let sli_t = root.get("sli").and_then(|v| v.as_table());
+    let at = sli_t
+        .and_then(|t| t.get("baseline"))
+        .map(|v| v.span)
+        .or_else(|| root.get("sli").map(|v| v.span))
+        .unwrap_or(Span::new(0, 0));
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    for b in sli.baseline.iter().flatten() {
+        if !names.contains(&b.as_str()) {
+            let hint = did_you_mean(b, names.iter().copied())
+                .unwrap_or_else(|| "baseline nodes are nodes of [fleet]".into());
+            r.err(
+                at,
+                format!("baseline node `{b}` is not in the fleet"),
+                "unknown node",
+                Some(hint),
+            );
+        } else if strategy.canary.contains(b) {
+            r.err(
+                at,
+                format!("baseline node `{b}` is a canary"),
+                "a canary cannot be its own baseline",
+                Some("list nodes that stay on the old release while the window runs".into()),
+            );
+        }
+    }
+    let baseline = match &sli.baseline {
+        Some(b) => b.len(),
+        None => nodes.len().saturating_sub(strategy.canary.len()),
+    };
+    if baseline == 0 {
+        if let Some(c) = sli.checks.iter().find(|c| c.spec.compare.is_some()) {
+            r.err(at, format!("check `{}` compares the canary with its baseline, but no node is left outside the canary group", c.spec.name), "no baseline", Some("keep at least one node out of `canary`, or drop compare = \"baseline\"".into()));
+        }
     }
 }

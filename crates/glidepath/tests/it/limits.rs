@@ -133,7 +133,7 @@ async fn a_huge_metrics_answer_is_refused_at_the_cap() {
         let srv = Huge::start(OVER, true, announce).await;
         let src = ScrapeSource::new("http://{address}/metrics", T, vec![]);
         let e = src
-            .start_window(&[target(&srv.addr)])
+            .start_window(&[target(&srv.addr)], &[])
             .await
             .unwrap_err()
             .to_string();
