@@ -251,4 +251,8 @@ pub struct RunSummary {
     pub holder: Option<Holder>,
     pub nodes: Vec<NodeSummary>,
     pub decisions: Vec<String>,
+    /// Each SLI check's latest verdict, with the figures behind it (for a
+    /// compare check, both groups' counts, the ratio with its confidence
+    /// interval, and the e-value against 1/alpha).
+    pub sli: Vec<glidepath_core::Judgement>,
 }

@@ -35,6 +35,9 @@ struct ConsoleState {
     start: Option<u64>,
     intents: HashMap<(Option<String>, StepKind), u64>,
     last_fail: HashMap<(Option<String>, StepKind), String>,
+    /// Each SLI check's last narrated verdict (and whether it was an
+    /// incident): a line is printed when it changes.
+    verdicts: HashMap<String, (glidepath_core::Verdict, bool)>,
     announced: bool,
 }
 
@@ -56,6 +59,7 @@ impl Console {
                 start: None,
                 intents: HashMap::new(),
                 last_fail: HashMap::new(),
+                verdicts: HashMap::new(),
                 announced: false,
             }),
         }
@@ -194,6 +198,26 @@ impl Reporter for Console {
                 let who = step.node.as_deref().unwrap_or("-");
                 if step.kind == StepKind::Probe {
                     self.line(*at, who, "probe", &outcome.detail);
+                    for j in &state.sli {
+                        let now = (j.verdict, j.incident);
+                        let before = self
+                            .st
+                            .lock()
+                            .expect("console lock")
+                            .verdicts
+                            .insert(j.check.clone(), now);
+                        if before == Some(now) {
+                            continue;
+                        }
+                        let (code, mark) = match (j.verdict, j.incident) {
+                            (_, true) => ("33", "⚠"),
+                            (glidepath_core::Verdict::Breach, _) => ("31", "✗"),
+                            (glidepath_core::Verdict::Pass, _) => ("32", "✓"),
+                            (glidepath_core::Verdict::Inconclusive, _) => ("2", "…"),
+                        };
+                        let shadow = if j.shadow { " (shadow check, not acted on)" } else { "" };
+                        self.line(*at, "-", "sli", &self.paint(code, &format!("{mark} {}{shadow}", j.reason)));
+                    }
                     if let Some(w) = state
                         .window
                         .as_ref()
@@ -446,6 +470,7 @@ pub fn summarize(
         holder,
         nodes,
         decisions,
+        sli: state.sli.clone(),
     }
 }
 
@@ -512,6 +537,22 @@ impl RunSummary {
                 },
                 last
             ));
+        }
+        if !self.sli.is_empty() {
+            s.push_str("SLI checks (latest probe):\n");
+            for j in &self.sli {
+                let what = match (j.verdict, j.incident, j.shadow) {
+                    (_, true, _) => "incident",
+                    (v, _, true) => match v {
+                        glidepath_core::Verdict::Breach => "shadow: would breach",
+                        _ => "shadow",
+                    },
+                    (glidepath_core::Verdict::Pass, ..) => "pass",
+                    (glidepath_core::Verdict::Breach, ..) => "BREACH",
+                    (glidepath_core::Verdict::Inconclusive, ..) => "inconclusive",
+                };
+                s.push_str(&format!("  - [{what}] {}\n", j.reason));
+            }
         }
         if !self.decisions.is_empty() {
             s.push_str("decisions:\n");

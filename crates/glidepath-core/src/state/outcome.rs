@@ -137,6 +137,7 @@ impl RunState {
                         w.latest.push(j);
                     }
                 }
+                self.sli = w.latest.clone();
                 if failed.is_empty() && !incidents.is_empty() {
                     match wspec.on_incident {
                         IncidentPolicy::Pause => {

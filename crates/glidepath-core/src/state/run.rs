@@ -78,6 +78,10 @@ pub struct RunState {
     /// The last attempt to start the SLI window failed (when, why).
     #[serde(default)]
     pub window_start_failed: Option<(Millis, String)>,
+    /// The latest verdict of each SLI check, kept after the window closes:
+    /// what `status` explains.
+    #[serde(default)]
+    pub sli: Vec<Judgement>,
     /// A run-level step (start_window, probe, check_peers) in flight.
     #[serde(default)]
     pub run_step_in_flight: Option<StepKind>,
@@ -109,6 +113,7 @@ impl RunState {
             started_at: None,
             finished_reason: None,
             window_start_failed: None,
+            sli: Vec::new(),
             run_step_in_flight: None,
             suspended: None,
             down: BTreeMap::new(),

@@ -2,7 +2,10 @@
 //! behaves like the release in `<dir>/current/release.toml` (version, error
 //! rate, latency), with `/health`, `/version`, Prometheus `/metrics` (a
 //! latency histogram and status-code counters), and a drain endpoint pair
-//! speaking the `http` balancer protocol. SIGHUP restarts it in place: it
+//! speaking the `http` balancer protocol. `POST /admin/incident?error_rate=
+//! 0.03&latency_ms=60` makes it worse whatever its release (an outside
+//! incident: a slow database, a noisy neighbour) until `POST
+//! /admin/recover`. SIGHUP restarts it in place: it
 //! re-reads `current`, resets its counters (as a restarted process does) and
 //! reports unhealthy while "booting".
 
@@ -76,6 +79,9 @@ struct Node {
     /// when traffic did or did not reach this node.
     arrivals: Mutex<std::collections::VecDeque<u64>>,
     behaviour: Mutex<Option<Behaviour>>,
+    /// An outside incident: extra error rate and latency (ms) on top of
+    /// the release's.
+    incident: Mutex<Option<(f64, f64)>>,
     metrics: Mutex<Metrics>,
     active: AtomicU64,
     drained: AtomicBool,
@@ -127,9 +133,15 @@ async fn work(State(n): State<Arc<Node>>) -> (StatusCode, [(&'static str, String
     let Some(b) = n.behaviour.lock().expect("lock").clone() else {
         return (StatusCode::SERVICE_UNAVAILABLE, hdr, "no release".into());
     };
+    let (extra_errors, extra_ms) = n.incident.lock().expect("lock").unwrap_or((0.0, 0.0));
     let jitter = 0.5 + n.random();
-    tokio::time::sleep(Duration::from_secs_f64(b.latency_ms * jitter / 1000.0)).await;
-    let code = if n.random() < b.error_rate { 500 } else { 200 };
+    let ms = b.latency_ms * jitter + extra_ms;
+    tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+    let code = if n.random() < b.error_rate + extra_errors {
+        500
+    } else {
+        200
+    };
     let secs = start.elapsed().as_secs_f64();
     {
         let mut m = n.metrics.lock().expect("lock");
@@ -218,6 +230,35 @@ async fn metrics(State(n): State<Arc<Node>>) -> String {
     s
 }
 
+#[derive(serde::Deserialize)]
+struct Incident {
+    #[serde(default)]
+    error_rate: f64,
+    #[serde(default)]
+    latency_ms: f64,
+}
+
+/// Start an outside incident on this node (see the module docs).
+async fn incident(
+    State(n): State<Arc<Node>>,
+    axum::extract::Query(i): axum::extract::Query<Incident>,
+) -> (StatusCode, &'static str) {
+    let ok = (0.0..=1.0).contains(&i.error_rate) && (0.0..=60_000.0).contains(&i.latency_ms);
+    if !ok {
+        return (
+            StatusCode::BAD_REQUEST,
+            "error_rate in [0, 1], latency_ms in [0, 60000]\n",
+        );
+    }
+    *n.incident.lock().expect("lock") = Some((i.error_rate, i.latency_ms));
+    (StatusCode::OK, "incident\n")
+}
+
+async fn recover(State(n): State<Arc<Node>>) -> &'static str {
+    *n.incident.lock().expect("lock") = None;
+    "recovered\n"
+}
+
 async fn drain(State(n): State<Arc<Node>>) -> &'static str {
     n.drained.store(true, Ordering::SeqCst);
     "drained\n"
@@ -253,6 +294,7 @@ pub async fn serve(dir: PathBuf, listen: &str, boot_ms: u64) -> std::io::Result<
         arrivals: Mutex::new(std::collections::VecDeque::new()),
         dir: dir.clone(),
         behaviour: Mutex::new(None),
+        incident: Mutex::new(None),
         metrics: Mutex::new(Metrics::default()),
         active: AtomicU64::new(0),
         drained: AtomicBool::new(false),
@@ -269,6 +311,8 @@ pub async fn serve(dir: PathBuf, listen: &str, boot_ms: u64) -> std::io::Result<
         .route("/admin/drain", post(drain))
         .route("/admin/ready", post(ready))
         .route("/admin/state", get(state))
+        .route("/admin/incident", post(incident))
+        .route("/admin/recover", post(recover))
         .route("/admin/arrivals", get(arrivals))
         .with_state(node.clone());
     let listener = tokio::net::TcpListener::bind(listen).await?;

@@ -201,7 +201,7 @@ async fn perform_once(
                 .map(|o| {
                     let finite: Vec<f64> =
                         o.series.iter().copied().filter(|v| v.is_finite()).collect();
-                    match (&o.error, o.value) {
+                    let canary = match (&o.error, o.value) {
                         (Some(e), _) => format!("{}: {e}", o.check),
                         (None, Some(v)) => format!("{} = {v:.4} (n={})", o.check, o.samples),
                         (None, None) if finite.len() == 1 => {
@@ -216,7 +216,18 @@ async fn perform_once(
                             o.samples
                         ),
                         (None, None) => format!("{}: no data (n={})", o.check, o.samples),
-                    }
+                    };
+                    let base = match o.baseline.as_ref().filter(|_| o.error.is_none()) {
+                        Some(b) => {
+                            let finite = b.series.iter().copied().filter(|v| v.is_finite());
+                            match b.value.or_else(|| finite.reduce(f64::max)) {
+                                Some(v) => format!(", baseline {v:.4} (n={})", b.samples),
+                                None => format!(", baseline no data (n={})", b.samples),
+                            }
+                        }
+                        None => String::new(),
+                    };
+                    format!("{canary}{base}")
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
