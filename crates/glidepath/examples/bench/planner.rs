@@ -16,6 +16,18 @@ pub fn planner() {
         capabilities: BTreeSet::new(),
     };
     let v = |k: usize| format!("1.{k}");
+    // a client of the server on `axis`: protocol 1 up to release 29, then 2
+    let follower = |name: String, axis: &str| ComponentSpec {
+        name,
+        releases: (0..50)
+            .map(|k| {
+                let p = if k < 30 { 1 } else { 2 };
+                rel(v(k), &[(axis, p, p)], false)
+            })
+            .collect(),
+        stateful: false,
+        talks_to: vec!["server".into()],
+    };
     let mut comps = Vec::new();
     // the server: a bridge from 25 to 39 speaks both api/agent protocol 1 and 2
     comps.push(ComponentSpec {
@@ -45,44 +57,10 @@ pub fn planner() {
         talks_to: vec!["db".into(), "cache".into()],
     });
     for i in 0..12 {
-        comps.push(ComponentSpec {
-            name: format!("client-{i}"),
-            releases: (0..50)
-                .map(|k| {
-                    rel(
-                        v(k),
-                        &[(
-                            "api",
-                            if k < 30 { 1 } else { 2 },
-                            if k < 30 { 1 } else { 2 },
-                        )],
-                        false,
-                    )
-                })
-                .collect(),
-            stateful: false,
-            talks_to: vec!["server".into()],
-        });
+        comps.push(follower(format!("client-{i}"), "api"));
     }
     for i in 0..5 {
-        comps.push(ComponentSpec {
-            name: format!("agent-{i}"),
-            releases: (0..50)
-                .map(|k| {
-                    rel(
-                        v(k),
-                        &[(
-                            "agent",
-                            if k < 30 { 1 } else { 2 },
-                            if k < 30 { 1 } else { 2 },
-                        )],
-                        false,
-                    )
-                })
-                .collect(),
-            stateful: false,
-            talks_to: vec!["server".into()],
-        });
+        comps.push(follower(format!("agent-{i}"), "agent"));
     }
     comps.push(ComponentSpec {
         name: "db".into(),

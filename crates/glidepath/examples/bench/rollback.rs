@@ -36,6 +36,12 @@ async fn timed_rollback(plan: &Plan) -> RollbackTiming {
         .expect("the bad canary was rolled back")
 }
 
+/// The median and the maximum of durations in ms, in seconds.
+fn median_max(mut v: Vec<u64>) -> (f64, f64) {
+    v.sort();
+    (v[v.len() / 2] as f64 / 1e3, *v.last().unwrap() as f64 / 1e3)
+}
+
 pub async fn rollback(runs: usize) {
     let bin = crate::glidepath_bin();
     assert!(
@@ -64,15 +70,10 @@ pub async fn rollback(runs: usize) {
         restore.push(t.restore_ms);
         traffic.stop().await;
     }
-    detect.sort();
-    restore.sort();
-    let med = |v: &Vec<u64>| v[v.len() / 2] as f64 / 1e3;
+    let ((dm, dx), (rm, rx)) = (median_max(detect), median_max(restore));
     println!(
         "rollback (probe interval 1s, 200 req/s over 4 nodes, {runs} runs): bad release serving → decision median {:.2}s (max {:.2}s); → previous release serving median {:.2}s (max {:.2}s); goal ≤ 5s",
-        med(&detect),
-        *detect.last().unwrap() as f64 / 1e3,
-        med(&restore),
-        *restore.last().unwrap() as f64 / 1e3
+        dm, dx, rm, rx
     );
 }
 
@@ -131,14 +132,9 @@ pub async fn prometheus(runs: usize) {
         restore.push(t.restore_ms);
     }
     traffic.stop().await;
-    detect.sort();
-    restore.sort();
-    let med = |v: &Vec<u64>| v[v.len() / 2] as f64 / 1e3;
+    let ((dm, dx), (rm, rx)) = (median_max(detect), median_max(restore));
     println!(
         "prometheus (scrape 1s, rate window 10s, probe 1s, {runs} runs): bad release serving → decision median {:.2}s (max {:.2}s; goal ≤ 12s = window + 2 scrapes); → previous release serving median {:.2}s (max {:.2}s)",
-        med(&detect),
-        *detect.last().unwrap() as f64 / 1e3,
-        med(&restore),
-        *restore.last().unwrap() as f64 / 1e3
+        dm, dx, rm, rx
     );
 }

@@ -28,6 +28,9 @@ pub fn release_and_fleet(release: &Release, artifact: &str, fleet: &str, nodes: 
     )
 }
 
+/// `[balancer]` for the demo nodes' own drain API (`kind = "http"`).
+pub const HTTP_BALANCER: &str = "[balancer]\nkind  = \"http\"\ndrain = \"http://{address}/admin/drain\"\nready = \"http://{address}/admin/ready\"\nstate = \"http://{address}/admin/state\"\n";
+
 /// Knobs of the demo plan (tests and benchmarks change them).
 #[derive(Debug, Clone)]
 pub struct DemoPlan {
@@ -92,12 +95,7 @@ sli_window     = "{window}"
 probe_interval = "{interval}"
 drain_timeout  = "10s"
 {pauses}
-[balancer]
-kind  = "http"
-drain = "http://{{address}}/admin/drain"
-ready = "http://{{address}}/admin/ready"
-state = "http://{{address}}/admin/state"
-
+{balancer}
 [deploy]
 kind          = "local"
 install_dir   = "nodes/{{node}}"
@@ -134,6 +132,7 @@ on = ["health", "sli"]
 "#,
         version = release.version,
         head = release_and_fleet(release, artifact, "demo", &fleet.plan_nodes()),
+        balancer = HTTP_BALANCER,
         batch = knobs.batch_size,
         window = knobs.window,
         interval = knobs.probe_interval,

@@ -76,12 +76,7 @@ impl Env {
     /// Run glidepath to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         let out = self.cmd(args).output().expect("glidepath runs");
-        eprintln!(
-            "--- glidepath {args:?} → {:?}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        log_output(&format!("{args:?}"), &out);
         out
     }
 
@@ -125,6 +120,18 @@ impl Env {
         wait_until(what, timeout, || latest_events(&j).iter().any(&pred)).await;
     }
 
+    /// Start `glidepath run <plan> [extra…]` (a plan paused after the
+    /// canary) and wait until its window passed and the pause waits; returns
+    /// the child and the run's id.
+    pub async fn run_to_pause(&self, plan: &Path, extra: &[&str]) -> (Running, String) {
+        let mut args = vec!["run", plan.to_str().unwrap()];
+        args.extend(extra);
+        let child = self
+            .spawn_until(&args, "the run to pause after the canary", window_passed)
+            .await;
+        (child, self.latest_run())
+    }
+
     /// Start glidepath with `args` in the background and wait (up to 60 s)
     /// until the newest run's journal holds an event for which `pred` holds.
     pub async fn spawn_until(
@@ -156,24 +163,31 @@ impl Env {
         self.journal().events(run).unwrap()
     }
 
+    /// (version served, drained) of node `i`, asked from the node itself.
+    pub async fn node_state(&self, i: usize) -> (String, bool) {
+        let v: serde_json::Value = reqwest::Client::new()
+            .get(format!(
+                "http://{}/admin/state",
+                self.fleet.nodes[i].address
+            ))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            v["version"].as_str().unwrap_or("none").to_string(),
+            v["drained"].as_bool().unwrap(),
+        )
+    }
+
     /// (version served, drained) per node, asked from the nodes themselves.
     pub async fn fleet_state(&self) -> Vec<(String, bool)> {
-        let client = reqwest::Client::new();
         let mut out = Vec::new();
-        for n in &self.fleet.nodes {
-            let v: serde_json::Value = client
-                .get(format!("http://{}/admin/state", n.address))
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            out.push((
-                v["version"].as_str().unwrap_or("none").to_string(),
-                v["drained"].as_bool().unwrap(),
-            ));
+        for i in 0..self.fleet.nodes.len() {
+            out.push(self.node_state(i).await);
         }
         out
     }
@@ -211,6 +225,16 @@ pub fn latest_events(j: &Journal) -> Vec<Event> {
         .map_or(vec![], |r| j.events(&r.id).unwrap())
 }
 
+/// What a glidepath run printed, for the test's log.
+fn log_output(what: &str, out: &Output) {
+    eprintln!(
+        "--- glidepath {what} → {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
@@ -233,11 +257,6 @@ pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
 /// The canary's SLI window passed (a pause after the canary waits now).
 pub fn window_passed(e: &Event) -> bool {
     matches!(e, Event::WindowClosed { passed: true, .. })
-}
-
-/// The canary's SLI window closed, passed or not.
-pub fn window_closed(e: &Event) -> bool {
-    matches!(e, Event::WindowClosed { .. })
 }
 
 /// A probe of the SLI window came back.
@@ -317,12 +336,7 @@ pub async fn wait_output(child: Running, limit: Duration) -> Output {
     match tokio::time::timeout(limit, waiter).await {
         Ok(out) => {
             let out = out.unwrap().unwrap();
-            eprintln!(
-                "--- glidepath (spawned) → {:?}\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            log_output("(spawned)", &out);
             out
         }
         Err(_) => {

@@ -83,15 +83,7 @@ fn assert_summary(v: &Value, run: &str) {
 async fn json_contract_of_run_status_promote_history_and_rollback() {
     let env = Env::start(2).await;
     let plan = env.plan(&env.v2, &knobs().paused_after_canary());
-    let p = plan.to_str().unwrap();
-    let child = env
-        .spawn_until(
-            &["run", p, "--output", "json"],
-            "the run to pause after the canary",
-            window_passed,
-        )
-        .await;
-    let run = env.latest_run();
+    let (child, run) = env.run_to_pause(&plan, &["--output", "json"]).await;
 
     // status of a live run: the holder is an object, alive
     let (c, v) = run_json(&env, &["status", &run]);

@@ -12,14 +12,7 @@ use std::time::Duration;
 async fn second_run_is_refused_while_one_holds_the_fleet_and_promote_continues_it() {
     let env = Env::start(3).await;
     let plan = env.plan(&env.v2, &knobs().paused_after_canary());
-    let mut first = env
-        .spawn_until(
-            &["run", plan.to_str().unwrap()],
-            "the first run to pause after the canary",
-            window_passed,
-        )
-        .await;
-    let run = env.latest_run();
+    let (mut first, run) = env.run_to_pause(&plan, &[]).await;
     let second = env.run(&["run", plan.to_str().unwrap()]);
     assert_eq!(code(&second), 6, "exit 6: fleet locked");
     let err = stderr(&second);
@@ -53,14 +46,7 @@ async fn second_run_is_refused_while_one_holds_the_fleet_and_promote_continues_i
 async fn lease_of_a_dead_process_is_detected_and_taken_over_by_resume() {
     let env = Env::start(3).await;
     let plan = env.plan(&env.v2, &knobs().paused_after_canary());
-    let mut first = env
-        .spawn_until(
-            &["run", plan.to_str().unwrap()],
-            "the run to pause",
-            window_closed,
-        )
-        .await;
-    let run = env.latest_run();
+    let (mut first, run) = env.run_to_pause(&plan, &[]).await;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let again = env.run(&["run", plan.to_str().unwrap()]);
@@ -84,14 +70,7 @@ async fn lease_of_a_dead_process_is_detected_and_taken_over_by_resume() {
 async fn abort_stops_safely_at_a_pause_point() {
     let env = Env::start(3).await;
     let plan = env.plan(&env.v2, &knobs().paused_after_canary());
-    let mut first = env
-        .spawn_until(
-            &["run", plan.to_str().unwrap()],
-            "the run to pause",
-            window_closed,
-        )
-        .await;
-    let run = env.latest_run();
+    let (mut first, run) = env.run_to_pause(&plan, &[]).await;
     let a = env.run(&["abort", &run, "--reason", "change freeze"]);
     assert_eq!(code(&a), 0);
     assert_eq!(first.wait().unwrap().code(), Some(5), "exit 5: aborted");
@@ -186,19 +165,10 @@ async fn a_peer_that_dies_mid_rollout_is_found_down_and_the_run_stops_resumable(
         "{status}"
     );
     // no success claimed, nothing half-way: node-1 and node-2 serve 2 in rotation
-    let client = reqwest::Client::new();
-    for n in &env.fleet.nodes[..2] {
-        let s: serde_json::Value = client
-            .get(format!("http://{}/admin/state", n.address))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    for (i, n) in env.fleet.nodes[..2].iter().enumerate() {
         assert_eq!(
-            (s["version"].as_str(), s["drained"].as_bool()),
-            (Some("2"), Some(false)),
+            env.node_state(i).await,
+            ("2".to_string(), false),
             "{}",
             n.name
         );

@@ -357,35 +357,23 @@ async fn migrations_since_a_git_revision() {
         "-qm",
         "1.0.10",
     ]);
-    let text = std::fs::read_to_string(&plan).unwrap()
-        + "\n[gates.migrations]\ndir = \"migrations\"\nsince_git = \"v1\"\n";
-    std::fs::write(&plan, &text).unwrap();
-    let out = env.run(&["preflight", plan.to_str().unwrap()]);
-    assert_eq!(code(&out), 0, "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("migrations             pass     1 file(s) safe"),
-        "{}",
-        stdout(&out)
-    );
-    // the release the fleet runs now (1) names the tag: v{deployed} = v1
-    std::fs::write(
-        &plan,
-        text.replace("since_git = \"v1\"", "since_git = \"v{deployed}\""),
-    )
-    .unwrap();
-    let out = env.run(&["preflight", plan.to_str().unwrap()]);
-    assert_eq!(code(&out), 0, "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("migrations             pass     1 file(s) safe"),
-        "{}",
-        stdout(&out)
-    );
-    std::fs::write(
-        &plan,
-        text.replace("since_git = \"v1\"", "since_git = \"no-such-tag\""),
-    )
-    .unwrap();
-    let out = env.run(&["preflight", plan.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let preflight_since = |since: &str| {
+        let gate = format!("\n[gates.migrations]\ndir = \"migrations\"\nsince_git = \"{since}\"\n");
+        std::fs::write(&plan, text.clone() + &gate).unwrap();
+        env.run(&["preflight", plan.to_str().unwrap()])
+    };
+    // the tag, then the release the fleet runs now (1) naming it: v{deployed} = v1
+    for since in ["v1", "v{deployed}"] {
+        let out = preflight_since(since);
+        assert_eq!(code(&out), 0, "{since}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("migrations             pass     1 file(s) safe"),
+            "{since}: {}",
+            stdout(&out)
+        );
+    }
+    let out = preflight_since("no-such-tag");
     assert_eq!(code(&out), 3);
     assert!(
         stdout(&out).contains("git diff no-such-tag"),

@@ -3,16 +3,25 @@
 //! batch of two restarts. An outage is waited out, never a verdict.
 
 use crate::harness::*;
-use crate::real::{assert_in_rotation, available, real, real_plan};
+use crate::real::{assert_in_rotation, available, real, real_plan, Real};
 use glidepath_core::{Event, StepKind};
+use std::path::Path;
 use std::time::Duration;
 
 /// A short retry budget for the outage tests.
 const RETRY: &str = r#"retry = { backoff = "200ms", max_backoff = "1s", deadline = "60s" }"#;
 
-/// node-2, the first node of batch 1, was drained.
-fn node2_drained(e: &Event) -> bool {
-    matches!(e, Event::Outcome { step, outcome, .. } if step.kind == StepKind::Drain && step.node.as_deref() == Some("node-2") && outcome.ok)
+/// Start the run of `plan` and kill HAProxy once node-2, the first node of
+/// batch 1, is drained.
+async fn kill_haproxy_once_node2_drained(r: &mut Real, plan: &Path) -> Running {
+    let child = r.env.spawn(&["run", plan.to_str().unwrap()]);
+    r.env
+        .wait_event("node-2 (batch 1) drained", Duration::from_secs(90), |e| {
+            matches!(e, Event::Outcome { step, outcome, .. } if step.kind == StepKind::Drain && step.node.as_deref() == Some("node-2") && outcome.ok)
+        })
+        .await;
+    r.front.haproxy.kill();
+    child
 }
 
 fn infra_faults(events: &[Event], node: &str) -> usize {
@@ -29,15 +38,7 @@ async fn haproxy_killed_mid_batch_pauses_the_run_and_it_finishes_when_back() {
     }
     let mut r = real(3).await;
     let plan = real_plan(&r, &r.env.v2, "3s", RETRY);
-    let child = r.env.spawn(&["run", plan.to_str().unwrap()]);
-    r.env
-        .wait_event(
-            "node-2 (batch 1) drained",
-            Duration::from_secs(90),
-            node2_drained,
-        )
-        .await;
-    r.front.haproxy.kill();
+    let child = kill_haproxy_once_node2_drained(&mut r, &plan).await;
     let run = r.env.latest_run();
     let j = r.env.journal();
     wait_until(
@@ -81,15 +82,7 @@ async fn haproxy_down_past_the_retry_deadline_stops_resumable_then_resume_finish
         "3s",
         r#"retry = { backoff = "200ms", max_backoff = "500ms", deadline = "3s" }"#,
     );
-    let child = r.env.spawn(&["run", plan.to_str().unwrap()]);
-    r.env
-        .wait_event(
-            "node-2 (batch 1) drained",
-            Duration::from_secs(90),
-            node2_drained,
-        )
-        .await;
-    r.front.haproxy.kill();
+    let child = kill_haproxy_once_node2_drained(&mut r, &plan).await;
     let out = wait_output(child, Duration::from_secs(60)).await;
     assert_eq!(out.status.code(), Some(4), "exit 4: resumable");
     let err = stderr(&out);

@@ -6,7 +6,7 @@ use crate::harness::*;
 use crate::real::available;
 use glidepath::demo::infra::Sshd;
 use glidepath::demo::node::{release_toml, Behaviour};
-use glidepath::demo::plans::{relative_artifact, release_and_fleet};
+use glidepath::demo::plans::{relative_artifact, release_and_fleet, HTTP_BALANCER};
 use glidepath::plan::Release;
 use std::path::Path;
 
@@ -54,12 +54,7 @@ async fn deploy_over_ssh_through_a_real_sshd() {
 canary     = ["node-1"]
 batch_size = 2
 
-[balancer]
-kind  = "http"
-drain = "http://{{address}}/admin/drain"
-ready = "http://{{address}}/admin/ready"
-state = "http://{{address}}/admin/state"
-
+{balancer}
 [deploy]
 kind          = "ssh"
 host          = "127.0.0.1"
@@ -80,6 +75,7 @@ interval    = "100ms"
 [rollback]
 on = ["health"]
 "#,
+            balancer = HTTP_BALANCER,
             port = sshd.port,
             key = sshd.client_key.display(),
             known = known_hosts.display(),

@@ -319,15 +319,8 @@ fn paused_plan(env: &Env) -> std::path::PathBuf {
 async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
     let env = Env::start(3).await;
     let plan = paused_plan(&env);
-    let mut first = env
-        .spawn_until(
-            &["run", plan.to_str().unwrap()],
-            "the run to pause",
-            window_passed,
-        )
-        .await;
+    let (mut first, run) = env.run_to_pause(&plan, &[]).await;
     let j = env.journal();
-    let run = env.latest_run();
     let epoch1 = j.lease("demo").unwrap().unwrap().epoch;
     signal(&first, libc::SIGSTOP);
     wait_until("the heartbeat to go stale", Duration::from_secs(30), || {
@@ -396,14 +389,7 @@ async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
 async fn two_copies_or_two_journals_cannot_drive_one_fleet() {
     let env = Env::start(2).await;
     let plan = paused_plan(&env);
-    let mut first = env
-        .spawn_until(
-            &["run", plan.to_str().unwrap()],
-            "the run to pause",
-            window_passed,
-        )
-        .await;
-    let run = env.latest_run();
+    let (mut first, run) = env.run_to_pause(&plan, &[]).await;
     // a second checkout of the same plan
     let copy = env.path().join("checkout-2");
     std::fs::create_dir_all(&copy).unwrap();
