@@ -8,6 +8,7 @@
 pub mod compat;
 mod decide;
 pub mod metrics;
+pub mod seq;
 mod sli;
 mod spec;
 mod state;

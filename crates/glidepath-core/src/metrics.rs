@@ -111,6 +111,22 @@ impl Histogram {
     }
 
     /// Total observations (the `+Inf` bucket).
+    /// Several histograms (e.g. each canary's window) as one, bucket by
+    /// bucket.
+    pub fn merge(hs: &[Histogram]) -> Histogram {
+        let mut out: Vec<(f64, f64)> = Vec::new();
+        for h in hs {
+            for &(le, c) in &h.buckets {
+                match out.iter_mut().find(|b| b.0 == le) {
+                    Some(b) => b.1 += c,
+                    None => out.push((le, c)),
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Histogram { buckets: out }
+    }
+
     pub fn count(&self) -> f64 {
         self.buckets.last().map_or(0.0, |b| b.1)
     }
@@ -239,6 +255,19 @@ mod tests {
         let s = parse_text(r#"m{a="x\"y", b="2"} 1.5e3 1700000000"#);
         assert_eq!(s[0].labels["a"], "x\"y");
         assert_eq!(s[0].value, 1500.0);
+    }
+
+    #[test]
+    fn merged_histograms_add_bucket_by_bucket() {
+        let a = parse_text("h_bucket{le=\"0.1\"} 8\nh_bucket{le=\"+Inf\"} 10\n");
+        let b = parse_text("h_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 10\n");
+        let m = Histogram::merge(&[
+            Histogram::from_samples(&a, "h"),
+            Histogram::from_samples(&b, "h"),
+        ]);
+        assert_eq!(m.count(), 20.0);
+        let les: Vec<f64> = m.buckets.iter().map(|b| b.0).collect();
+        assert_eq!(les, vec![0.1, 0.5, f64::INFINITY]);
     }
 
     #[test]

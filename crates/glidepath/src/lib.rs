@@ -1,4 +1,6 @@
 //! glidepath: executable, provable upgrade runbooks.
+pub mod artifact;
+pub mod config;
 pub mod control;
 pub mod demo;
 pub mod diag;
@@ -9,9 +11,14 @@ pub mod files;
 pub mod gates;
 pub mod journal;
 pub mod lint;
+pub mod names;
 pub mod output;
 pub mod plan;
 pub mod report;
 pub mod shell;
 pub mod system;
+pub mod template;
 pub mod upgrade;
+
+#[cfg(test)]
+mod layers;

@@ -10,7 +10,7 @@
 //!
 //! The bodies, per command: `validate` [`Valid`] or [`Invalid`];
 //! `preflight` [`Preflight`]; `run`, `resume` and `status`
-//! [`crate::report::RunSummary`]; `history` [`History`]; `promote`,
+//! [`RunSummary`]; `history` [`History`]; `promote`,
 //! `abort`, `rollback` [`Command`]; `inventory`
 //! [`crate::upgrade::Inventory`]; `plan` [`crate::upgrade::UpgradePlan`] or
 //! [`PlanUnreachable`]; `lint` [`Lint`]; `demo` [`crate::demo::DemoReport`];
@@ -19,6 +19,7 @@
 use crate::gates::GateResult;
 use crate::journal::{Lease, RunRecord, RunStatus};
 use crate::lint::FileReport;
+use glidepath_core::Cause;
 use serde::Serialize;
 
 /// Bumped when a key is renamed or removed, or changes meaning.
@@ -207,5 +208,47 @@ pub struct Command<'a> {
     /// The live process that acknowledged it.
     pub holder: Option<&'a Holder>,
     /// The run at the end, when this process carried the command out.
-    pub summary: Option<&'a crate::report::RunSummary>,
+    pub summary: Option<&'a RunSummary>,
+}
+
+/// Per-node summary of a run. `now` is what the journal says the node
+/// should run (intent: where `current` points); `seen` is what was last
+/// observed (the release a preflight, health, post-check or peers check
+/// confirmed), which differs while a step's effect is unconfirmed.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSummary {
+    pub node: String,
+    pub before: Option<String>,
+    pub now: Option<String>,
+    pub seen: Option<String>,
+    /// `out` while the run holds it out of rotation.
+    pub rotation: &'static str,
+    /// What the last peers check saw, if it found the node down.
+    pub down: Option<String>,
+    pub status: String,
+    pub steps: usize,
+    pub busy_ms: u64,
+    pub last: String,
+}
+
+/// A run as `status` and `history` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub fleet: String,
+    pub version: String,
+    pub status: String,
+    pub reason: String,
+    pub cause: Option<Cause>,
+    #[serde(with = "rfc3339")]
+    pub started_at: u64,
+    /// The last journaled event (or the record's last change).
+    #[serde(with = "rfc3339")]
+    pub updated_at: u64,
+    pub duration_ms: u64,
+    pub waiting: Option<String>,
+    /// The process holding the run's fleet lease, if any.
+    pub holder: Option<Holder>,
+    pub nodes: Vec<NodeSummary>,
+    pub decisions: Vec<String>,
 }

@@ -4,9 +4,9 @@
 
 use crate::journal::{fmt_time, RunRecord};
 use crate::output::Holder;
+pub use crate::output::{NodeSummary, RunSummary};
 use crate::plan::Plan;
-use glidepath_core::{Cause, CauseKind, Event, NodeStatus, Phase, RolloutSpec, RunState, StepKind};
-use serde::Serialize;
+use glidepath_core::{CauseKind, Event, NodeStatus, Phase, RolloutSpec, RunState, StepKind};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
@@ -358,48 +358,6 @@ impl Console {
             );
         }
     }
-}
-
-/// Per-node summary of a run. `now` is what the journal says the node
-/// should run (intent: where `current` points); `seen` is what was last
-/// observed (the release a preflight, health, post-check or peers check
-/// confirmed), which differs while a step's effect is unconfirmed.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeSummary {
-    pub node: String,
-    pub before: Option<String>,
-    pub now: Option<String>,
-    pub seen: Option<String>,
-    /// `out` while the run holds it out of rotation.
-    pub rotation: &'static str,
-    /// What the last peers check saw, if it found the node down.
-    pub down: Option<String>,
-    pub status: String,
-    pub steps: usize,
-    pub busy_ms: u64,
-    pub last: String,
-}
-
-/// A run as `status` and `history` show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    pub run_id: String,
-    pub fleet: String,
-    pub version: String,
-    pub status: String,
-    pub reason: String,
-    pub cause: Option<Cause>,
-    #[serde(with = "crate::output::rfc3339")]
-    pub started_at: u64,
-    /// The last journaled event (or the record's last change).
-    #[serde(with = "crate::output::rfc3339")]
-    pub updated_at: u64,
-    pub duration_ms: u64,
-    pub waiting: Option<String>,
-    /// The process holding the run's fleet lease, if any.
-    pub holder: Option<Holder>,
-    pub nodes: Vec<NodeSummary>,
-    pub decisions: Vec<String>,
 }
 
 /// Build a summary from the journal's record and events.

@@ -32,7 +32,11 @@ async fn preflight_at(n: usize, command_health: bool) -> f64 {
     let (plan, _) = glidepath::plan::load(&path).unwrap_or_else(|_| panic!("bench plan invalid"));
     let drivers = Drivers::for_plan(&plan);
     let t0 = Instant::now();
-    let (mut results, before) = glidepath::executor::builtin_checks(&plan, &drivers).await;
+    let (mut results, before) = glidepath::executor::builtin_checks(
+        &glidepath::gates::builtin::BuiltinInputs::of(&plan),
+        &drivers,
+    )
+    .await;
     results.extend(
         glidepath::gates::evaluate(
             &plan.gates,

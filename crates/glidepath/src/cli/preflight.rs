@@ -9,7 +9,11 @@ use std::path::Path;
 pub async fn run(ctx: &Ctx, path: &Path) -> Result<u8, Failure> {
     let p = load_plan(path, ctx)?;
     let drivers = Drivers::for_plan(&p);
-    let (mut results, before) = glidepath::executor::builtin_checks(&p, &drivers).await;
+    let (mut results, before) = glidepath::executor::builtin_checks(
+        &glidepath::gates::builtin::BuiltinInputs::of(&p),
+        &drivers,
+    )
+    .await;
     use glidepath::executor::same_release;
     results.extend(
         glidepath::gates::evaluate(

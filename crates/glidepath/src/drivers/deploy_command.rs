@@ -5,7 +5,7 @@
 
 use super::service_command::shell_output;
 use super::{reported_version, DResult, Deployer, Target};
-use crate::plan::Release;
+use crate::config::Release;
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -7,7 +7,8 @@
 //! half-written `releases/<version>`.
 
 use super::{reported_version, DResult, Deployer, DriverError, Target};
-use crate::plan::{artifact_sha256, open_regular, Release, MARKER};
+use crate::artifact::{artifact_sha256, open_regular, MARKER};
+use crate::config::Release;
 use async_trait::async_trait;
 use std::fs;
 use std::path::Path;

@@ -11,8 +11,9 @@
 
 use super::service_command::tail;
 use super::{reported_version, DResult, Deployer, DriverError, ServiceControl, Target};
-pub use crate::plan::sq;
-use crate::plan::{Release, DIR_SHA256_PIPELINE};
+use crate::artifact::DIR_SHA256_PIPELINE;
+use crate::config::Release;
+pub use crate::template::sq;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -152,7 +153,7 @@ impl Ssh {
             _ => Err(DriverError::Failed(format!(
                 "on {}: `{}` failed ({}): {}",
                 t.name,
-                crate::plan::shown(remote),
+                crate::shell::shown(remote),
                 out.status,
                 tail(&stderr)
             ))),
@@ -180,7 +181,7 @@ enum Staged {
 }
 
 /// The remote command hashing the release directory `d` the way
-/// [`crate::plan::artifact_sha256`] does: the manifest recipe for a
+/// [`crate::artifact::artifact_sha256`] does: the manifest recipe for a
 /// directory artifact; for a file artifact, the number of entries (besides
 /// the marker) and the file's sha256.
 fn hash_command(d: &str, r: &Release) -> String {
@@ -421,7 +422,7 @@ impl ServiceControl for SshService {
             .ssh
             .run(t, &cmd, None)
             .await
-            .map(|_| format!("`{}` ok on {}", crate::plan::shown(&cmd), t.name))
+            .map(|_| format!("`{}` ok on {}", crate::shell::shown(&cmd), t.name))
     }
 
     async fn restart(&self, t: &Target, version: &str) -> DResult<String> {
@@ -431,14 +432,14 @@ impl ServiceControl for SshService {
             Ok(r) => r.map(|o| {
                 let t = tail(o.trim());
                 if t.is_empty() {
-                    format!("`{}` ok on the node", crate::plan::shown(&cmd))
+                    format!("`{}` ok on the node", crate::shell::shown(&cmd))
                 } else {
-                    format!("`{}` ok on the node: {t}", crate::plan::shown(&cmd))
+                    format!("`{}` ok on the node: {t}", crate::shell::shown(&cmd))
                 }
             }),
             Err(_) => Err(DriverError::Failed(format!(
                 "`{}` timed out after {:?}",
-                crate::plan::shown(&cmd),
+                crate::shell::shown(&cmd),
                 self.timeout
             ))),
         }

@@ -5,7 +5,7 @@
 use super::http::{read_text, SMALL_MAX};
 use super::service_command::shell_output;
 use super::{http_client, send_checked, DResult, DriverError, HealthProbe, Target};
-use crate::plan::HealthCfg;
+use crate::config::HealthCfg;
 use async_trait::async_trait;
 use std::path::PathBuf;
 

@@ -7,7 +7,8 @@
 //! Credentials come from an env var or a file at each request, never logged.
 
 use super::{DResult, DriverError, MetricsSource, Target};
-use crate::plan::{Auth, CheckCfg, CheckKind, SecretRef, Vars};
+use crate::config::{Auth, CheckCfg, CheckKind, SecretRef};
+use crate::template::Vars;
 use async_trait::async_trait;
 use glidepath_core::{Fault, Observation};
 use std::time::Duration;
@@ -233,7 +234,7 @@ mod tests {
             address: address.into(),
             install_dir: "/opt".into(),
         };
-        let q: String = crate::plan::QUERY_PLACEHOLDERS
+        let q: String = crate::template::QUERY_PLACEHOLDERS
             .iter()
             .map(|p| format!("{p}={{{p}}} "))
             .collect();

@@ -5,7 +5,7 @@
 
 use super::http::{read_text, METRICS_MAX};
 use super::{http_client, send_checked, DResult, DriverError, MetricsSource, Target};
-use crate::plan::{CheckCfg, CheckKind};
+use crate::config::{CheckCfg, CheckKind};
 use async_trait::async_trait;
 use glidepath_core::metrics::{counter_sum_increase, parse_text, Histogram, Sample};
 use glidepath_core::Observation;
@@ -49,21 +49,6 @@ impl ScrapeSource {
     }
 }
 
-/// Merge histograms of several nodes bucket by bucket.
-fn merge(hs: &[Histogram]) -> Histogram {
-    let mut out: Vec<(f64, f64)> = Vec::new();
-    for h in hs {
-        for &(le, c) in &h.buckets {
-            match out.iter_mut().find(|b| b.0 == le) {
-                Some(b) => b.1 += c,
-                None => out.push((le, c)),
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Histogram { buckets: out }
-}
-
 /// Observations for `checks` from (baseline, now) scrapes of every node.
 pub fn observe_from(checks: &[CheckCfg], pairs: &[(Vec<Sample>, Vec<Sample>)]) -> Vec<Observation> {
     checks
@@ -100,7 +85,7 @@ pub fn observe_from(checks: &[CheckCfg], pairs: &[(Vec<Sample>, Vec<Sample>)]) -
                             .since(&Histogram::from_samples(b, metric))
                     })
                     .collect();
-                let h = merge(&deltas);
+                let h = Histogram::merge(&deltas);
                 Observation {
                     check: c.spec.name.clone(),
                     value: h.quantile(*quantile),

@@ -32,7 +32,8 @@ pub use metrics_prometheus::PrometheusSource;
 pub use metrics_scrape::ScrapeSource;
 pub use service_command::CommandService;
 
-use crate::plan::{BalancerCfg, DeployKind, Plan, Release, SliSource, Vars};
+use crate::config::Release;
+use crate::template::Vars;
 use async_trait::async_trait;
 use glidepath_core::Observation;
 use std::path::PathBuf;
@@ -67,7 +68,7 @@ impl Target {
 /// A release a node reports (its `current`), checked before any use: it is
 /// data from the node, on its way into paths and commands.
 pub fn reported_version(t: &Target, what: &str, v: &str) -> DResult<String> {
-    crate::plan::check_version(v).map_err(|why| {
+    crate::names::check_version(v).map_err(|why| {
         DriverError::Failed(format!(
             "node {} reports {v:?} as its current release ({what}), refused: {why}",
             t.name
@@ -190,47 +191,6 @@ pub(crate) fn http_err(what: &str, e: reqwest::Error) -> DriverError {
     }
 }
 
-fn balancer(cfg: &BalancerCfg, plan: &Plan) -> Arc<dyn Balancer> {
-    match cfg {
-        BalancerCfg::None => Arc::new(NoBalancer),
-        BalancerCfg::Http {
-            drain,
-            ready,
-            state,
-            timeout,
-        } => Arc::new(HttpBalancer::new(drain, ready, state, *timeout)),
-        BalancerCfg::Haproxy {
-            socket,
-            address,
-            backend,
-            servers,
-            frontend,
-            timeout,
-        } => Arc::new(HaproxyBalancer::new(
-            socket.as_ref().map(|s| plan.dir.join(s)),
-            address.clone(),
-            backend.clone(),
-            servers.clone(),
-            frontend.clone(),
-            *timeout,
-        )),
-        BalancerCfg::Command {
-            drain,
-            enable,
-            active,
-            check,
-            timeout,
-        } => Arc::new(CommandBalancer {
-            drain: drain.clone(),
-            enable: enable.clone(),
-            active: active.clone(),
-            check: check.clone(),
-            timeout: *timeout,
-            plan_dir: plan.dir.clone(),
-        }),
-    }
-}
-
 /// Send a request; a connection problem or timeout is `http_err`'s, a
 /// non-2xx answer is `on_status("METHOD URL: HTTP …")`.
 pub(crate) async fn send_checked(
@@ -243,94 +203,4 @@ pub(crate) async fn send_checked(
         return Err(on_status(format!("{what}: HTTP {}", resp.status())));
     }
     Ok(resp)
-}
-
-impl Drivers {
-    /// The real drivers a plan asks for.
-    pub fn for_plan(plan: &Plan) -> Drivers {
-        let balancer: Arc<dyn Balancer> = match plan.balancers.as_slice() {
-            [one] => balancer(one, plan),
-            many => Arc::new(MultiBalancer(
-                many.iter().map(|b| balancer(b, plan)).collect(),
-            )),
-        };
-        let d = &plan.deploy;
-        let (deployer, service): (Arc<dyn Deployer>, Arc<dyn ServiceControl>) = match &d.kind {
-            DeployKind::Local => (
-                Arc::new(
-                    LocalDeployer::new(d.keep_releases)
-                        .with_timeout(d.command_timeout)
-                        .with_releases(plan.known_releases()),
-                ),
-                Arc::new(CommandService::new(
-                    &d.restart,
-                    d.restart_timeout,
-                    plan.dir.clone(),
-                )),
-            ),
-            DeployKind::Command {
-                current,
-                stage,
-                switch,
-            } => (
-                Arc::new(CommandDeployer {
-                    current: current.clone(),
-                    stage: stage.clone(),
-                    switch: switch.clone(),
-                    timeout: d.command_timeout,
-                    plan_dir: plan.dir.clone(),
-                }),
-                Arc::new(CommandService::new(
-                    &d.restart,
-                    d.restart_timeout,
-                    plan.dir.clone(),
-                )),
-            ),
-            DeployKind::Ssh {
-                host,
-                user,
-                port,
-                identity_file,
-                options,
-            } => {
-                let ssh = Arc::new(SshDeployer {
-                    ssh: Ssh::new(
-                        host.clone(),
-                        user.clone(),
-                        *port,
-                        identity_file.clone(),
-                        options.clone(),
-                        d.command_timeout,
-                    ),
-                    keep: d.keep_releases,
-                    known: plan.known_releases(),
-                });
-                let service = Arc::new(SshService {
-                    ssh: ssh.clone(),
-                    template: d.restart.clone(),
-                    timeout: d.restart_timeout,
-                    plan_dir: plan.dir.clone(),
-                });
-                (ssh, service)
-            }
-        };
-        Drivers {
-            balancer,
-            deployer,
-            service,
-            health: Arc::new(Health::new(plan.health.clone(), plan.dir.clone())),
-            metrics: plan.sli.as_ref().map(|s| match &s.source {
-                SliSource::Scrape { url } => {
-                    Arc::new(ScrapeSource::new(url, s.timeout, s.checks.clone()))
-                        as Arc<dyn MetricsSource>
-                }
-                SliSource::Prometheus { url, auth } => Arc::new(PrometheusSource::new(
-                    url,
-                    auth.clone(),
-                    s.timeout,
-                    s.checks.clone(),
-                )) as Arc<dyn MetricsSource>,
-            }),
-        }
-    }
 }

@@ -116,7 +116,11 @@ impl Executor {
     pub(super) async fn preflight(
         &mut self,
     ) -> Result<BTreeMap<String, Option<String>>, ExecError> {
-        let (mut results, before) = builtin_checks(&self.plan, &self.drivers).await;
+        let (mut results, before) = builtin_checks(
+            &crate::gates::builtin::BuiltinInputs::of(&self.plan),
+            &self.drivers,
+        )
+        .await;
         let deployed = same_release(&before);
         let now = jiff::Timestamp::now();
         let inputs = crate::gates::Inputs::of(&self.plan);

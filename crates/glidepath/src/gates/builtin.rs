@@ -4,16 +4,32 @@
 //! The nodes are checked concurrently (at most [`PREFLIGHT_CONCURRENCY`] at
 //! a time); the results are in node-name order, as if checked one by one.
 //!
-//! With `from_plan`, the one part of `gates` that imports `plan` (and
-//! `drivers`): nothing else in `gates` uses it.
+//! They see the plan only as [`BuiltinInputs`] (built by `plan`, in
+//! `plan/gates.rs`) and the fleet only through `drivers`.
 
 use super::{GateResult, Verdict};
+use crate::artifact::artifact_sha256;
+use crate::config::Release;
 use crate::drivers::{Drivers, Target};
-use crate::plan::{artifact_sha256, Plan};
 use std::collections::BTreeMap;
 
 /// How many nodes preflight checks at once.
 pub const PREFLIGHT_CONCURRENCY: usize = 32;
+
+/// What the built-in gates need of a plan.
+#[derive(Debug, Clone)]
+pub struct BuiltinInputs {
+    /// The release to deploy (its artifact and reviewed sha256).
+    pub release: Release,
+    /// The `[rollback]` artifact, if the plan gives one.
+    pub rollback: Option<Release>,
+    /// `[deploy] check`: the command proving the restart target.
+    pub check: Option<String>,
+    /// Every node, in name order.
+    pub targets: Vec<Target>,
+    /// How many balancers the plan declares.
+    pub balancers: usize,
+}
 
 /// What one node's built-in checks found: each failure with whether it is
 /// the infrastructure's (unreachable).
@@ -98,13 +114,14 @@ async fn check_node(
 
 /// Each node's findings, in the order of `targets`, checking at most
 /// [`PREFLIGHT_CONCURRENCY`] nodes at once.
-async fn check_nodes(plan: &Plan, drivers: &Drivers, targets: &[Target]) -> Vec<NodeFindings> {
+async fn check_nodes(inputs: &BuiltinInputs, drivers: &Drivers) -> Vec<NodeFindings> {
+    let targets = &inputs.targets;
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(PREFLIGHT_CONCURRENCY));
     let mut set = tokio::task::JoinSet::new();
     for (i, t) in targets.iter().cloned().enumerate() {
         let permit = sem.clone().acquire_owned().await.expect("never closed");
-        let (drivers, check) = (drivers.clone(), plan.deploy.check.clone());
-        let rollback_version = plan.rollback_release.as_ref().map(|r| r.version.clone());
+        let (drivers, check) = (drivers.clone(), inputs.check.clone());
+        let rollback_version = inputs.rollback.as_ref().map(|r| r.version.clone());
         set.spawn(async move {
             let f = check_node(drivers, t, check, rollback_version).await;
             drop(permit);
@@ -129,7 +146,7 @@ async fn check_nodes(plan: &Plan, drivers: &Drivers, targets: &[Target]) -> Vec<
 /// target on every node, the balancer, health, and the metrics source.
 /// Returns the results and each node's current release.
 pub async fn builtin_checks(
-    plan: &Plan,
+    inputs: &BuiltinInputs,
     drivers: &Drivers,
 ) -> (Vec<GateResult>, BTreeMap<String, Option<String>>) {
     let mut out = Vec::new();
@@ -138,7 +155,7 @@ pub async fn builtin_checks(
         g.infra = infra;
         g
     };
-    let rel = &plan.release;
+    let rel = &inputs.release;
     out.push(match artifact_sha256(&rel.artifact) {
         Ok(sum) if sum == rel.sha256 => builtin(GateResult::new("artifact", Verdict::Pass, format!("sha256 {}… matches", &sum[..12]), None), false),
         Ok(sum) => builtin(
@@ -152,7 +169,7 @@ pub async fn builtin_checks(
         ),
         Err(e) => builtin(GateResult::new("artifact", Verdict::Fail, format!("cannot read artifact {}: {e}", rel.artifact.display()), None), false),
     });
-    if let Some(rb) = &plan.rollback_release {
+    if let Some(rb) = &inputs.rollback {
         match artifact_sha256(&rb.artifact) {
             Ok(sum) if sum == rb.sha256 => {}
             Ok(sum) => out.push(builtin(
@@ -187,8 +204,8 @@ pub async fn builtin_checks(
     let (mut lb_infra, mut target_infra, mut health_infra) = (true, true, true);
     let (mut perms, mut perm_infra) = (Vec::new(), true);
     let mut provided: Vec<String> = Vec::new();
-    let all = targets(plan);
-    for (t, f) in all.iter().zip(check_nodes(plan, drivers, &all).await) {
+    let all = &inputs.targets;
+    for (t, f) in all.iter().zip(check_nodes(inputs, drivers).await) {
         if let Some((m, infra)) = f.balancer {
             lb_infra &= infra;
             lb.push(m);
@@ -212,16 +229,13 @@ pub async fn builtin_checks(
             before.insert(t.name.clone(), Some(cur));
         }
     }
-    let n = plan.nodes.len();
+    let n = all.len();
     out.push(if lb.is_empty() {
         builtin(
             GateResult::new(
                 "balancer",
                 Verdict::Pass,
-                format!(
-                    "{} balancer(s) answer for all {n} nodes",
-                    plan.balancers.len()
-                ),
+                format!("{} balancer(s) answer for all {n} nodes", inputs.balancers),
                 None,
             ),
             false,
@@ -248,7 +262,7 @@ pub async fn builtin_checks(
         builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("install the current release through glidepath (releases/<version> + current) before rolling out")), target_infra)
     });
     out.push(if perms.is_empty() {
-        let what = if plan.deploy.check.is_some() {
+        let what = if inputs.check.is_some() {
             "install dirs writable, restart target checked"
         } else {
             "install dirs writable (add [deploy] check = … to prove the restart target)"
@@ -295,7 +309,7 @@ pub async fn builtin_checks(
         )
     });
     if let Some(m) = &drivers.metrics {
-        out.push(match m.preflight(&all).await {
+        out.push(match m.preflight(all).await {
             Ok(d) => builtin(GateResult::new("metrics", Verdict::Pass, d, None), false),
             Err(e) => builtin(
                 GateResult::new(
@@ -311,21 +325,6 @@ pub async fn builtin_checks(
     (out, before)
 }
 
-/// The plan's nodes as the drivers see them, in name order.
-fn targets(plan: &Plan) -> Vec<Target> {
-    let mut all: Vec<Target> = plan
-        .nodes
-        .iter()
-        .map(|n| Target {
-            name: n.name.clone(),
-            address: n.address.clone(),
-            install_dir: plan.install_dir(n),
-        })
-        .collect();
-    all.sort_by(|a, b| a.name.cmp(&b.name));
-    all
-}
-
 /// The release every node runs, when they all run the same one.
 pub fn same_release(before: &BTreeMap<String, Option<String>>) -> Option<String> {
     let mut it = before.values().flatten();
@@ -336,8 +335,8 @@ pub fn same_release(before: &BTreeMap<String, Option<String>>) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Release;
     use crate::drivers::{Balancer, DResult, Deployer, HealthProbe, ServiceControl};
-    use crate::plan::Release;
     use async_trait::async_trait;
     use std::sync::Arc;
     use std::time::Duration;
@@ -443,7 +442,7 @@ mod tests {
             health: fake,
             metrics: None,
         };
-        let (results, before) = builtin_checks(&plan, &drivers).await;
+        let (results, before) = builtin_checks(&BuiltinInputs::of(&plan), &drivers).await;
         let gate = |g: &str| results.iter().find(|r| r.gate == g).unwrap();
         assert_eq!(gate("health").verdict, Verdict::Pass, "{results:#?}");
         assert_eq!(gate("health").reason, "4 of 6 nodes healthy");

@@ -13,15 +13,14 @@
 //! The declared gates never see `Plan`: the plan parser hands them its
 //! reader as a [`Reading`], and a run hands them [`Inputs`] (the plan
 //! directory, the release, each node's placeholders), built from a plan by
-//! [`Inputs::of`] in `from_plan`, which with [`builtin`] is the only part of
-//! `gates` that imports `plan`.
+//! `Inputs::of` in `plan/gates.rs`. Nothing in `gates` imports `plan`: the
+//! built-in gates get [`builtin::BuiltinInputs`] the same way.
 
 pub mod backup;
 pub mod builtin;
 pub mod config;
 pub mod custom;
 pub mod freeze;
-mod from_plan;
 pub mod migrations;
 pub mod signature;
 pub mod snapshot;
@@ -124,7 +123,7 @@ pub struct Context<'a> {
 
 /// The plan parser's reader, as the gates use it: typed reads of a TOML
 /// table that report each problem (with its span and a hint) instead of
-/// stopping. Implemented by `plan::Reader` (in `from_plan`).
+/// stopping. Implemented by `plan::Reader` (in `plan/gates.rs`).
 pub trait Reading {
     fn push(&mut self, d: Diag);
     /// Report keys that are not in `allowed`.

@@ -45,7 +45,7 @@ impl NodeLocks {
             })
             .collect();
         for (node, address, key) in keys {
-            let key = &crate::plan::sha256_hex(key.as_bytes())[..24];
+            let key = &crate::artifact::sha256_hex(key.as_bytes())[..24];
             let path = dir.join(format!("{key}.lock"));
             use std::os::unix::fs::OpenOptionsExt;
             let opened = std::fs::OpenOptions::new()
@@ -124,7 +124,7 @@ pub fn lock_dir() -> Result<PathBuf, (PathBuf, std::io::Error)> {
 /// locked under its lowercase spelling.
 pub fn node_keys(address: &str) -> Vec<String> {
     use std::net::ToSocketAddrs;
-    let host = crate::plan::host_of(address).to_ascii_lowercase();
+    let host = crate::template::host_of(address).to_ascii_lowercase();
     let port = address
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok())

@@ -2,8 +2,8 @@
 //! reader per kind (`haproxy`, `http`, `command`, `none`).
 
 use super::reader::{did_you_mean, Reader};
-use super::template::{NODE_PLACEHOLDERS, PLACEHOLDERS};
 use super::BalancerCfg;
+use crate::template::{NODE_PLACEHOLDERS, PLACEHOLDERS};
 use std::path::PathBuf;
 use std::time::Duration;
 use toml_span::value::{Table, ValueInner};

@@ -4,8 +4,8 @@
 //! the prometheus source.
 
 use super::reader::{did_you_mean, Reader};
-use super::template::QUERY_PLACEHOLDERS;
 use super::{CheckCfg, CheckKind};
+use crate::template::QUERY_PLACEHOLDERS;
 use glidepath_core::{CheckSpec, InconclusivePolicy};
 use toml_span::value::Table;
 use toml_span::Span;

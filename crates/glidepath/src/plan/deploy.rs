@@ -3,10 +3,10 @@
 //! timeouts.
 
 use super::reader::{did_you_mean, Keys, Reader};
-use super::template::{
+use super::{DeployCfg, DeployKind, Node};
+use crate::template::{
     DEPLOY_PLACEHOLDERS, INSTALL_DIR_PLACEHOLDERS, NODE_PLACEHOLDERS, PLACEHOLDERS,
 };
-use super::{DeployCfg, DeployKind, Node};
 use std::path::Path;
 use std::time::Duration;
 use toml_span::value::Table;

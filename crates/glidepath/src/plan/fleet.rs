@@ -1,8 +1,8 @@
 //! `[fleet]`: the fleet's name and its nodes (unique names and addresses).
 
-use super::names::{check_address, check_node_name};
 use super::reader::{Keys, Reader};
 use super::Node;
+use crate::names::{check_address, check_node_name};
 use toml_span::value::Table;
 
 const KEYS: &[&str] = &["name", "nodes"];

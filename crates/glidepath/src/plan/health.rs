@@ -2,8 +2,8 @@
 //! the version URL, and the deadline, interval and timeout.
 
 use super::reader::{Keys, Reader};
-use super::template::{NODE_PLACEHOLDERS, PLACEHOLDERS};
 use super::HealthCfg;
+use crate::template::{NODE_PLACEHOLDERS, PLACEHOLDERS};
 use std::time::Duration;
 use toml_span::value::Table;
 

@@ -13,38 +13,37 @@
 //! releases; `names` holds the grammars of node names, versions and
 //! addresses; `describe` has `Plan::rollout_spec` and `Plan::describe`.
 
-mod artifact;
 mod balancer;
 mod checks;
 mod deploy;
 mod describe;
+mod drivers;
 mod fleet;
+mod gates;
 mod health;
 mod journal;
-mod names;
+mod placeholders;
 mod reader;
 mod release;
 mod rollback;
 mod sli;
 mod strategy;
 mod system;
-mod template;
-mod types;
 
-pub use artifact::{
+pub use crate::artifact::{
     artifact_sha256, dir_manifest, open_regular, sha256_hex, DIR_SHA256_PIPELINE, MARKER,
 };
-pub use names::{check_address, check_node_name, check_version, MAX_NAME_LEN};
-pub use reader::parse_duration;
-pub(crate) use reader::{did_you_mean, Reader};
-pub use template::{
-    host_of, render, render_shell, shown, sq, Vars, DEPLOY_PLACEHOLDERS, INSTALL_DIR_PLACEHOLDERS,
-    NODE_PLACEHOLDERS, PLACEHOLDERS, QUERY_PLACEHOLDERS,
-};
-pub use types::{
+pub use crate::config::{
     Auth, BalancerCfg, CheckCfg, CheckKind, DeployCfg, DeployKind, HealthCfg, Node, Release,
     SecretRef, SliCfg, SliSource, Strategy,
 };
+pub use crate::names::{check_address, check_node_name, check_version, MAX_NAME_LEN};
+pub use crate::template::{
+    host_of, render, render_shell, shown, sq, Vars, DEPLOY_PLACEHOLDERS, INSTALL_DIR_PLACEHOLDERS,
+    NODE_PLACEHOLDERS, PLACEHOLDERS, QUERY_PLACEHOLDERS,
+};
+pub use reader::parse_duration;
+pub(crate) use reader::{did_you_mean, Reader};
 
 use crate::diag::{Diag, Report, Severity};
 use reader::{sp, Keys};

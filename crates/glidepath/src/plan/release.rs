@@ -1,8 +1,8 @@
 //! `[release]`: the version to roll out, its artifact and its sha256.
 
-use super::names::check_version;
 use super::reader::{Keys, Reader};
 use super::Release;
+use crate::names::check_version;
 use std::path::Path;
 use toml_span::value::Table;
 

@@ -1,10 +1,10 @@
 //! `[rollback]`: what triggers a rollback (`health` always, `sli`
 //! optionally), and the last-known-good release as an artifact.
 
-use super::names::check_version;
 use super::reader::{did_you_mean, Keys, Reader};
 use super::Release;
 use crate::diag::Severity;
+use crate::names::check_version;
 use std::path::Path;
 use toml_span::value::Table;
 use toml_span::Span;

@@ -4,8 +4,8 @@
 //! agree.
 
 use super::reader::{did_you_mean, Keys, Reader};
-use super::template::NODE_PLACEHOLDERS;
 use super::{checks, Auth, SecretRef, SliCfg, SliSource, Strategy};
+use crate::template::NODE_PLACEHOLDERS;
 use std::path::Path;
 use std::time::Duration;
 use toml_span::value::Table;

@@ -1,11 +1,13 @@
-//! Where the gates meet the plan module (with [`super::builtin`], the only
-//! part of `gates` importing `plan`; nothing in `gates` uses this module, so
-//! `plan → gates` is the one direction of their dependency): the plan
-//! parser's [`Reader`] as the gates' [`Reading`], and [`Inputs::of`] a plan.
+//! Where the plan meets the gates (`plan → gates` is the one direction of
+//! their dependency): the plan parser's [`Reader`] as the gates'
+//! [`Reading`], and what a run hands the declared gates ([`Inputs::of`] a
+//! plan) and the built-in ones ([`BuiltinInputs::of`] a plan).
 
-use super::{Inputs, NodeVars, Reading};
+use super::{Plan, Reader};
 use crate::diag::Diag;
-use crate::plan::{Plan, Reader};
+use crate::drivers::Target;
+use crate::gates::builtin::BuiltinInputs;
+use crate::gates::{Inputs, NodeVars, Reading};
 use std::time::Duration;
 use toml_span::value::Table;
 use toml_span::Span;
@@ -57,7 +59,7 @@ impl Inputs {
             plan_dir: plan.dir.clone(),
             version: plan.release.version.clone(),
             artifact: plan.release.artifact.clone(),
-            manifest: crate::plan::dir_manifest,
+            manifest: crate::artifact::dir_manifest,
             nodes: plan
                 .nodes
                 .iter()
@@ -70,6 +72,31 @@ impl Inputs {
                     }
                 })
                 .collect(),
+        }
+    }
+}
+
+impl BuiltinInputs {
+    /// What the built-in gates need of a plan: the release and `[rollback]`
+    /// artifacts, `[deploy] check`, the nodes (in name order) and how many
+    /// balancers it declares.
+    pub fn of(plan: &Plan) -> BuiltinInputs {
+        let mut targets: Vec<Target> = plan
+            .nodes
+            .iter()
+            .map(|n| Target {
+                name: n.name.clone(),
+                address: n.address.clone(),
+                install_dir: plan.install_dir(n),
+            })
+            .collect();
+        targets.sort_by(|a, b| a.name.cmp(&b.name));
+        BuiltinInputs {
+            release: plan.release.clone(),
+            rollback: plan.rollback_release.clone(),
+            check: plan.deploy.check.clone(),
+            targets,
+            balancers: plan.balancers.len(),
         }
     }
 }

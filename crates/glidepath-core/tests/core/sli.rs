@@ -1,0 +1,198 @@
+//! The SLI window: the table of verdicts, a breach on the first probe, a
+//! breach held for the operator, and metrics outages (paused window,
+//! rollback when the plan says so, bounded by the retry deadline).
+
+use crate::sim::{spec, tick_until, Sim, World};
+use glidepath_core::*;
+use NodeStatus::*;
+
+#[test]
+fn table_of_sli_outcomes() {
+    // (error ratio, samples, policy, expected outcome, reason fragment)
+    let cases = [
+        (
+            0.20,
+            100,
+            InconclusivePolicy::Wait,
+            Outcome::RolledBack,
+            "error rate = 0.2 > max 0.05 (100 samples)",
+        ),
+        (
+            0.01,
+            100,
+            InconclusivePolicy::Wait,
+            Outcome::Succeeded,
+            "all 4 nodes run 2",
+        ),
+        (
+            0.20,
+            5,
+            InconclusivePolicy::Wait,
+            Outcome::RolledBack,
+            "inconclusive at the end of the window",
+        ),
+        (
+            0.20,
+            5,
+            InconclusivePolicy::Fail,
+            Outcome::RolledBack,
+            "5 samples, need at least 20",
+        ),
+        (
+            0.20,
+            5,
+            InconclusivePolicy::Pass,
+            Outcome::Succeeded,
+            "all 4 nodes run 2",
+        ),
+        (
+            0.05,
+            20,
+            InconclusivePolicy::Wait,
+            Outcome::Succeeded,
+            "all 4 nodes run 2",
+        ),
+    ];
+    for (ratio, samples, policy, expected, fragment) in cases {
+        let mut s = spec(4, 1, true);
+        s.window.as_mut().unwrap().checks[0].on_inconclusive = policy;
+        let mut sim = Sim::new(s);
+        let mut w = World::new(4);
+        w.error_ratio = ratio;
+        w.samples = samples;
+        let got = sim.run(&mut w, 10_000);
+        assert_eq!(got, Some(expected), "case {ratio} {samples} {policy:?}");
+        let reason = format!(
+            "{} {}",
+            sim.state.finished_reason.clone().unwrap(),
+            sim.state
+                .cause
+                .as_ref()
+                .map(|c| c.reason.clone())
+                .unwrap_or_default()
+        );
+        assert!(
+            reason.contains(fragment),
+            "case {ratio} {samples} {policy:?}: {reason}"
+        );
+        if expected == Outcome::RolledBack {
+            // peers never touched, canary back on 1, nobody drained
+            assert_eq!(
+                sim.statuses(),
+                vec![RolledBack, Untouched, Untouched, Untouched]
+            );
+            assert!(w.current.values().all(|v| v == "1"));
+            assert!(w.drained.values().all(|d| !d));
+        }
+    }
+}
+
+#[test]
+fn breach_rolls_back_on_first_probe() {
+    let mut sim = Sim::new(spec(3, 1, true));
+    let mut w = World::new(3);
+    w.error_ratio = 0.3;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+    let probes = sim
+        .log
+        .iter()
+        .filter(|e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe))
+        .count();
+    assert_eq!(probes, 1);
+    assert_eq!(sim.state.cause.as_ref().unwrap().kind, CauseKind::Sli);
+}
+
+#[test]
+fn sli_breach_without_auto_rollback_holds_for_the_operator() {
+    let mut s = spec(3, 1, true);
+    s.window.as_mut().unwrap().rollback_on_breach = false;
+    let mut sim = Sim::new(s);
+    let mut w = World::new(3);
+    w.error_ratio = 0.5;
+    assert_eq!(sim.run(&mut w, 10_000), None);
+    let d = decide(&sim.spec, &sim.state, sim.now);
+    assert!(d.waiting.unwrap().contains("automatic rollback is off"));
+    sim.push(Event::RollbackRequested {
+        at: sim.now,
+        reason: "confirmed bad".into(),
+    });
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+}
+
+#[test]
+fn metrics_outage_pauses_the_window_instead_of_rolling_back() {
+    let mut sim = Sim::new(spec(3, 1, true));
+    let mut w = World::new(3);
+    while sim.state.window.as_ref().is_none_or(|x| x.probes < 3) {
+        sim.tick(&mut w);
+    }
+    let started = sim.state.window.as_ref().unwrap().started;
+    w.metrics_down = true;
+    // 30 s of outage: far past the 10 s window, and no rollback
+    let until = sim.now + 30_000;
+    while sim.now < until {
+        sim.tick(&mut w);
+        assert_eq!(sim.state.phase, Phase::Rolling);
+    }
+    let d = decide(&sim.spec, &sim.state, sim.now);
+    assert!(
+        d.waiting
+            .unwrap()
+            .contains("metrics source unreachable since"),
+        "the run says why it waits"
+    );
+    assert!(
+        sim.state.nodes["n2"].status == NodeStatus::Untouched,
+        "peers wait"
+    );
+    w.metrics_down = false;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::Succeeded));
+    // the window closed only after 10 s of *observed* time
+    let closed = sim
+        .log
+        .iter()
+        .find_map(|e| match e {
+            Event::WindowClosed { at, .. } => Some(*at),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        closed >= started + 10_000 + 29_000,
+        "pause time is added to the window: closed {}ms after the start",
+        closed - started
+    );
+}
+
+#[test]
+fn metrics_outage_rolls_back_when_the_plan_says_so() {
+    let mut s = spec(3, 1, true);
+    s.window.as_mut().unwrap().pause_on_metrics_error = false;
+    let mut sim = Sim::new(s);
+    let mut w = World::new(3);
+    w.metrics_down = true;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+    assert_eq!(sim.state.cause.as_ref().unwrap().kind, CauseKind::Infra);
+}
+
+#[test]
+fn a_metrics_outage_is_bounded_by_the_retry_deadline() {
+    let mut sim = Sim::new(spec(3, 1, true));
+    let mut w = World::new(3);
+    tick_until(&mut sim, &mut w, "two probes", |s| {
+        s.state.window.as_ref().is_some_and(|x| x.probes >= 2)
+    });
+    w.metrics_down = true;
+    let from = sim.now;
+    assert_eq!(sim.run(&mut w, 100_000), None);
+    let (at, why) = sim
+        .log
+        .iter()
+        .find_map(|e| match e {
+            Event::Suspended { at, reason } => Some((*at, reason.clone())),
+            _ => None,
+        })
+        .expect("suspended");
+    assert!(at - from >= 60_000 && at - from < 62_000, "{}", at - from);
+    assert!(why.contains("metrics source unreachable"), "{why}");
+    assert_eq!(sim.state.phase, Phase::Rolling, "no verdict, no rollback");
+}

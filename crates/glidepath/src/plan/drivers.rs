@@ -1,0 +1,140 @@
+//! The drivers a plan asks for: its balancer(s), deployer, service
+//! control, health probe and metrics source, built from its sections (the
+//! one place `plan` meets `drivers`; the drivers themselves only know the
+//! config types of `crate::config`).
+
+use super::Plan;
+use crate::config::{BalancerCfg, DeployKind, SliSource};
+use crate::drivers::*;
+use std::sync::Arc;
+
+impl Drivers {
+    /// The real drivers a plan asks for.
+    pub fn for_plan(plan: &Plan) -> Drivers {
+        let balancer: Arc<dyn Balancer> = match plan.balancers.as_slice() {
+            [one] => balancer(one, plan),
+            many => Arc::new(MultiBalancer(
+                many.iter().map(|b| balancer(b, plan)).collect(),
+            )),
+        };
+        let d = &plan.deploy;
+        let (deployer, service): (Arc<dyn Deployer>, Arc<dyn ServiceControl>) = match &d.kind {
+            DeployKind::Local => (
+                Arc::new(
+                    LocalDeployer::new(d.keep_releases)
+                        .with_timeout(d.command_timeout)
+                        .with_releases(plan.known_releases()),
+                ),
+                Arc::new(CommandService::new(
+                    &d.restart,
+                    d.restart_timeout,
+                    plan.dir.clone(),
+                )),
+            ),
+            DeployKind::Command {
+                current,
+                stage,
+                switch,
+            } => (
+                Arc::new(CommandDeployer {
+                    current: current.clone(),
+                    stage: stage.clone(),
+                    switch: switch.clone(),
+                    timeout: d.command_timeout,
+                    plan_dir: plan.dir.clone(),
+                }),
+                Arc::new(CommandService::new(
+                    &d.restart,
+                    d.restart_timeout,
+                    plan.dir.clone(),
+                )),
+            ),
+            DeployKind::Ssh {
+                host,
+                user,
+                port,
+                identity_file,
+                options,
+            } => {
+                let ssh = Arc::new(SshDeployer {
+                    ssh: Ssh::new(
+                        host.clone(),
+                        user.clone(),
+                        *port,
+                        identity_file.clone(),
+                        options.clone(),
+                        d.command_timeout,
+                    ),
+                    keep: d.keep_releases,
+                    known: plan.known_releases(),
+                });
+                let service = Arc::new(SshService {
+                    ssh: ssh.clone(),
+                    template: d.restart.clone(),
+                    timeout: d.restart_timeout,
+                    plan_dir: plan.dir.clone(),
+                });
+                (ssh, service)
+            }
+        };
+        Drivers {
+            balancer,
+            deployer,
+            service,
+            health: Arc::new(Health::new(plan.health.clone(), plan.dir.clone())),
+            metrics: plan.sli.as_ref().map(|s| match &s.source {
+                SliSource::Scrape { url } => {
+                    Arc::new(ScrapeSource::new(url, s.timeout, s.checks.clone()))
+                        as Arc<dyn MetricsSource>
+                }
+                SliSource::Prometheus { url, auth } => Arc::new(PrometheusSource::new(
+                    url,
+                    auth.clone(),
+                    s.timeout,
+                    s.checks.clone(),
+                )) as Arc<dyn MetricsSource>,
+            }),
+        }
+    }
+}
+
+fn balancer(cfg: &BalancerCfg, plan: &Plan) -> Arc<dyn Balancer> {
+    match cfg {
+        BalancerCfg::None => Arc::new(NoBalancer),
+        BalancerCfg::Http {
+            drain,
+            ready,
+            state,
+            timeout,
+        } => Arc::new(HttpBalancer::new(drain, ready, state, *timeout)),
+        BalancerCfg::Haproxy {
+            socket,
+            address,
+            backend,
+            servers,
+            frontend,
+            timeout,
+        } => Arc::new(HaproxyBalancer::new(
+            socket.as_ref().map(|s| plan.dir.join(s)),
+            address.clone(),
+            backend.clone(),
+            servers.clone(),
+            frontend.clone(),
+            *timeout,
+        )),
+        BalancerCfg::Command {
+            drain,
+            enable,
+            active,
+            check,
+            timeout,
+        } => Arc::new(CommandBalancer {
+            drain: drain.clone(),
+            enable: enable.clone(),
+            active: active.clone(),
+            check: check.clone(),
+            timeout: *timeout,
+            plan_dir: plan.dir.clone(),
+        }),
+    }
+}
