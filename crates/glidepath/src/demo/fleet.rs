@@ -25,6 +25,36 @@ pub fn write_release(dist: &Path, b: &Behaviour) -> std::io::Result<Release> {
     })
 }
 
+/// The body of a plan's `nodes` array: one inline table per (name, address).
+pub fn plan_nodes<'a>(nodes: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    nodes
+        .into_iter()
+        .map(|(name, address)| format!("  {{ name = \"{name}\", address = \"{address}\" }},\n"))
+        .collect()
+}
+
+/// The demo's releases 1 (installed), 2 (healthy) and 3 (broken) written
+/// under `root/dist`, and a [`LocalFleet`] of `n` nodes serving release 1.
+pub struct DemoFleet {
+    pub fleet: LocalFleet,
+    pub v1: Release,
+    pub v2: Release,
+    pub v3: Release,
+}
+
+impl DemoFleet {
+    /// `bin` is the glidepath executable (it runs the nodes).
+    pub fn start(bin: &Path, root: &Path, n: usize) -> std::io::Result<DemoFleet> {
+        let dist = root.join("dist");
+        let [b1, b2, b3] = super::releases();
+        let v1 = write_release(&dist, &b1)?;
+        let v2 = write_release(&dist, &b2)?;
+        let v3 = write_release(&dist, &b3)?;
+        let fleet = LocalFleet::start(bin, root, n, &v1)?;
+        Ok(DemoFleet { fleet, v1, v2, v3 })
+    }
+}
+
 pub struct FleetNode {
     pub name: String,
     pub address: String,
@@ -123,15 +153,24 @@ impl LocalFleet {
 
     /// `[[fleet.nodes]]` entries for a plan.
     pub fn plan_nodes(&self) -> String {
+        plan_nodes(
+            self.nodes
+                .iter()
+                .map(|n| (n.name.as_str(), n.address.as_str())),
+        )
+    }
+
+    /// (name, address) of every node: the servers of a balancer in front.
+    pub fn servers(&self) -> Vec<(String, String)> {
         self.nodes
             .iter()
-            .map(|n| {
-                format!(
-                    "  {{ name = \"{}\", address = \"{}\" }},\n",
-                    n.name, n.address
-                )
-            })
+            .map(|n| (n.name.clone(), n.address.clone()))
             .collect()
+    }
+
+    /// Traffic at `rps` requests/s straight at the nodes in rotation.
+    pub fn traffic(&self, rps: u32) -> Traffic {
+        Traffic::start(self.servers(), rps)
     }
 
     pub fn stop(&mut self) {

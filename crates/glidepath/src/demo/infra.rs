@@ -298,6 +298,34 @@ impl Drop for Prometheus {
     }
 }
 
+/// A local fleet's front: real HAProxy with two backends of every node
+/// (`api`, behind the frontend, and `api_internal`) and real Prometheus
+/// scraping every node, as `plans::haproxy_prometheus_plan` expects them.
+pub struct Front {
+    pub haproxy: Haproxy,
+    pub prom: Prometheus,
+}
+
+impl Front {
+    /// Started in `dir/haproxy` and `dir/prometheus`.
+    pub async fn start(dir: &Path, fleet: &super::fleet::LocalFleet) -> std::io::Result<Front> {
+        let servers = fleet.servers();
+        let haproxy = Haproxy::start(
+            &dir.join("haproxy"),
+            &[("api", servers.clone()), ("api_internal", servers.clone())],
+        )
+        .await?;
+        let addresses: Vec<String> = servers.into_iter().map(|s| s.1).collect();
+        let prom = Prometheus::start(&dir.join("prometheus"), &addresses).await?;
+        Ok(Front { haproxy, prom })
+    }
+
+    /// Traffic at `rps` requests/s through HAProxy's frontend.
+    pub fn traffic(&self, rps: u32) -> super::fleet::Traffic {
+        super::fleet::Traffic::through(&format!("{}/", self.haproxy.frontend), rps)
+    }
+}
+
 /// OpenSSH's sshd on 127.0.0.1 accepting one client key, and the client
 /// side's files (key, known_hosts with the server's real host key).
 pub struct Sshd {

@@ -10,15 +10,7 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_follows_a_run_event_by_event() {
     let env = Env::start(3).await;
-    let plan = env.plan(
-        &env.v2,
-        &DemoPlan {
-            window: "2s".into(),
-            probe_interval: "500ms".into(),
-            min_samples: 5,
-            ..Default::default()
-        },
-    );
+    let plan = env.plan(&env.v2, &DemoPlan::quick("2s", 5));
     let mut child = env.spawn(&["run", plan.to_str().unwrap()]);
     let j = env.journal();
     wait_until("the run to exist", Duration::from_secs(60), || {

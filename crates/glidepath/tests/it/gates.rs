@@ -120,14 +120,7 @@ fn every_wrong_shape_in_gates_is_a_diagnostic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_values_are_fingerprinted_never_journaled_in_clear() {
     let env = Env::start(2).await;
-    let knobs = DemoPlan {
-        window: "2s".into(),
-        probe_interval: "500ms".into(),
-        batch_size: "2".into(),
-        min_samples: 5,
-        health_deadline: "10s".into(),
-        ..Default::default()
-    };
+    let knobs = DemoPlan::quick("2s", 5);
     std::fs::write(env.path().join("deprecations.toml"), "").unwrap();
     let gates = "\n[gates.config]\nmatrix = \"deprecations.toml\"\nenv = [\"DB_PASS\", \"DATABASE_URL\", \"SENTRY_DSN\", \"APP_SESSION_COOKIE\", \"LOG_LEVEL\", \"NOT_SET_HERE\"]\nenv_clear = [\"LOG_LEVEL\"]\n";
     let plan_for = |rel: &glidepath::plan::Release| {

@@ -1,13 +1,14 @@
 //! Test fleet: demo nodes, releases, plans, and helpers that wait on
 //! conditions with deadlines (never fixed sleeps).
 
-use glidepath::demo::fleet::{write_release, LocalFleet, Traffic};
+use glidepath::demo::fleet::{write_release, DemoFleet, LocalFleet, Traffic};
 use glidepath::demo::node::Behaviour;
-use glidepath::demo::{plan_text, DemoPlan};
+use glidepath::demo::{plan_text, relative_artifact, DemoPlan};
 use glidepath::journal::Journal;
 pub use glidepath::journal::Store;
 use glidepath::plan::Release;
-use glidepath_core::Event;
+use glidepath_core::{Event, StepKind};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -31,20 +32,9 @@ impl Env {
             .prefix("glidepath-it-")
             .tempdir()
             .expect("tempdir");
-        let dist = dir.path().join("dist");
-        let [b1, b2, b3] = glidepath::demo::releases();
-        let v1 = write_release(&dist, &b1).unwrap();
-        let v2 = write_release(&dist, &b2).unwrap();
-        let v3 = write_release(&dist, &b3).unwrap();
-        let fleet = LocalFleet::start(Path::new(BIN), dir.path(), n, &v1).expect("fleet starts");
-        let traffic = Some(Traffic::start(
-            fleet
-                .nodes
-                .iter()
-                .map(|n| (n.name.clone(), n.address.clone()))
-                .collect(),
-            150,
-        ));
+        let DemoFleet { fleet, v1, v2, v3 } =
+            DemoFleet::start(Path::new(BIN), dir.path(), n).expect("fleet starts");
+        let traffic = Some(fleet.traffic(150));
         Env {
             dir,
             fleet,
@@ -65,12 +55,7 @@ impl Env {
 
     /// Write a plan rolling out `rel`; returns its path.
     pub fn plan(&self, rel: &Release, knobs: &DemoPlan) -> PathBuf {
-        let artifact = rel
-            .artifact
-            .strip_prefix(self.path())
-            .unwrap()
-            .display()
-            .to_string();
+        let artifact = relative_artifact(rel, self.path());
         let path = self.path().join(format!("plan-{}.toml", rel.version));
         std::fs::write(&path, plan_text(&self.fleet, rel, &artifact, knobs)).unwrap();
         path
@@ -91,12 +76,7 @@ impl Env {
     /// Run glidepath to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         let out = self.cmd(args).output().expect("glidepath runs");
-        eprintln!(
-            "--- glidepath {args:?} → {:?}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        log_output(&format!("{args:?}"), &out);
         out
     }
 
@@ -122,12 +102,47 @@ impl Env {
         out
     }
 
-    pub fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn glidepath")
+    /// Start glidepath in the background, its output piped.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        Running::from(
+            self.cmd(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn glidepath"),
+        )
+    }
+
+    /// Wait (up to `timeout`) until the newest run's journal holds an event
+    /// for which `pred` holds.
+    pub async fn wait_event(&self, what: &str, timeout: Duration, pred: impl Fn(&Event) -> bool) {
+        let j = self.journal();
+        wait_until(what, timeout, || latest_events(&j).iter().any(&pred)).await;
+    }
+
+    /// Start `glidepath run <plan> [extra…]` (a plan paused after the
+    /// canary) and wait until its window passed and the pause waits; returns
+    /// the child and the run's id.
+    pub async fn run_to_pause(&self, plan: &Path, extra: &[&str]) -> (Running, String) {
+        let mut args = vec!["run", plan.to_str().unwrap()];
+        args.extend(extra);
+        let child = self
+            .spawn_until(&args, "the run to pause after the canary", window_passed)
+            .await;
+        (child, self.latest_run())
+    }
+
+    /// Start glidepath with `args` in the background and wait (up to 60 s)
+    /// until the newest run's journal holds an event for which `pred` holds.
+    pub async fn spawn_until(
+        &self,
+        args: &[&str],
+        what: &str,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Running {
+        let child = self.spawn(args);
+        self.wait_event(what, Duration::from_secs(60), pred).await;
+        child
     }
 
     /// The journal the commands use by default (this machine's, which the
@@ -148,24 +163,31 @@ impl Env {
         self.journal().events(run).unwrap()
     }
 
+    /// (version served, drained) of node `i`, asked from the node itself.
+    pub async fn node_state(&self, i: usize) -> (String, bool) {
+        let v: serde_json::Value = reqwest::Client::new()
+            .get(format!(
+                "http://{}/admin/state",
+                self.fleet.nodes[i].address
+            ))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            v["version"].as_str().unwrap_or("none").to_string(),
+            v["drained"].as_bool().unwrap(),
+        )
+    }
+
     /// (version served, drained) per node, asked from the nodes themselves.
     pub async fn fleet_state(&self) -> Vec<(String, bool)> {
-        let client = reqwest::Client::new();
         let mut out = Vec::new();
-        for n in &self.fleet.nodes {
-            let v: serde_json::Value = client
-                .get(format!("http://{}/admin/state", n.address))
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            out.push((
-                v["version"].as_str().unwrap_or("none").to_string(),
-                v["drained"].as_bool().unwrap(),
-            ));
+        for i in 0..self.fleet.nodes.len() {
+            out.push(self.node_state(i).await);
         }
         out
     }
@@ -203,6 +225,16 @@ pub fn latest_events(j: &Journal) -> Vec<Event> {
         .map_or(vec![], |r| j.events(&r.id).unwrap())
 }
 
+/// What a glidepath run printed, for the test's log.
+fn log_output(what: &str, out: &Output) {
+    eprintln!(
+        "--- glidepath {what} → {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
@@ -215,15 +247,103 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Poll until `f` holds, or panic at the deadline.
+/// Poll until `f` holds, or panic at the deadline (the kit's `demo::wait_for`).
 pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    glidepath::demo::wait_for(what, timeout, || f().then_some(()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The canary's SLI window passed (a pause after the canary waits now).
+pub fn window_passed(e: &Event) -> bool {
+    matches!(e, Event::WindowClosed { passed: true, .. })
+}
+
+/// A probe of the SLI window came back.
+pub fn probed(e: &Event) -> bool {
+    matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe)
+}
+
+/// A glidepath started in the background, killed (and reaped) if the test
+/// ends before it does: a failing assertion must not leave a run waiting at
+/// a pause for ever.
+pub struct Running(Option<Child>);
+
+impl From<Child> for Running {
+    fn from(child: Child) -> Running {
+        Running(Some(child))
+    }
+}
+
+impl Running {
+    /// The child, no longer guarded.
+    pub fn into_inner(mut self) -> Child {
+        self.0.take().expect("a child")
+    }
+}
+
+impl Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("a child")
+    }
+}
+
+impl DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("a child")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            if c.try_wait().ok().flatten().is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Send `sig` to our own child.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: signalling our own child, by its PID.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// Wait for a child to exit, or kill it and panic at the deadline.
+pub async fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child did not exit within {timeout:?}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Wait for a child to exit and collect its output, or kill it and panic
+/// at the deadline (a step hangs).
+pub async fn wait_output(child: Running, limit: Duration) -> Output {
+    let child = child.into_inner();
+    let pid = child.id();
+    let waiter = tokio::task::spawn_blocking(move || child.wait_with_output());
+    match tokio::time::timeout(limit, waiter).await {
+        Ok(out) => {
+            let out = out.unwrap().unwrap();
+            log_output("(spawned)", &out);
+            out
+        }
+        Err(_) => {
+            // SAFETY: killing the child we spawned, by its PID.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("glidepath did not end within {limit:?}: a step hangs");
+        }
     }
 }
 

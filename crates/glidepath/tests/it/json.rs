@@ -5,20 +5,12 @@
 
 use crate::harness::*;
 use glidepath::demo::DemoPlan;
-use glidepath_core::Event;
 use serde_json::Value;
 use std::process::Output;
 use std::time::Duration;
 
 fn knobs() -> DemoPlan {
-    DemoPlan {
-        window: "2s".into(),
-        probe_interval: "500ms".into(),
-        batch_size: "2".into(),
-        min_samples: 3,
-        health_deadline: "10s".into(),
-        ..Default::default()
-    }
+    DemoPlan::quick("2s", 3)
 }
 
 /// Keys that the contract replaced: a run is `run_id`, times are `…_at`.
@@ -90,27 +82,8 @@ fn assert_summary(v: &Value, run: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_contract_of_run_status_promote_history_and_rollback() {
     let env = Env::start(2).await;
-    let plan = env.plan(
-        &env.v2,
-        &DemoPlan {
-            pauses: "pauses = [\"after-canary\"]".into(),
-            ..knobs()
-        },
-    );
-    let p = plan.to_str().unwrap();
-    let child = env.spawn(&["run", p, "--output", "json"]);
-    let j = env.journal();
-    wait_until(
-        "the run to pause after the canary",
-        Duration::from_secs(60),
-        || {
-            latest_events(&j)
-                .iter()
-                .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
-        },
-    )
-    .await;
-    let run = env.latest_run();
+    let plan = env.plan(&env.v2, &knobs().paused_after_canary());
+    let (child, run) = env.run_to_pause(&plan, &["--output", "json"]).await;
 
     // status of a live run: the holder is an object, alive
     let (c, v) = run_json(&env, &["status", &run]);
@@ -130,10 +103,7 @@ async fn json_contract_of_run_status_promote_history_and_rollback() {
     assert_eq!(v["holder"]["pid"], child.id(), "{v}");
 
     // run: the summary at the end, nothing else on stdout
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = wait_output(child, Duration::from_secs(120)).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v = doc(&out);
     assert_summary(&v, &run);

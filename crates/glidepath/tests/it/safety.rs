@@ -8,47 +8,12 @@ use glidepath_core::{Event, StepKind};
 use std::time::{Duration, Instant};
 
 fn knobs() -> DemoPlan {
-    DemoPlan {
-        window: "2s".into(),
-        probe_interval: "500ms".into(),
-        batch_size: "2".into(),
-        min_samples: 5,
-        health_deadline: "10s".into(),
-        ..Default::default()
-    }
+    DemoPlan::quick("2s", 5)
 }
 
 fn append(plan: &std::path::Path, text: &str) {
     let src = std::fs::read_to_string(plan).unwrap() + text;
     std::fs::write(plan, src).unwrap();
-}
-
-/// Wait for a child to exit, or panic at the deadline.
-async fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the child did not exit within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A child that is killed (and reaped) if the test ends before it does: a
-/// failing assertion must not leave a `resume` waiting at a pause for ever.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// Everything a finished child wrote on stderr.
@@ -59,11 +24,6 @@ fn child_stderr(child: &mut std::process::Child) -> String {
         e.read_to_string(&mut err).unwrap();
     }
     err
-}
-
-fn signal(child: &std::process::Child, sig: i32) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, sig) };
 }
 
 /// Item 1: SIGTERM while a gate runs ends the run as aborted (exit 5),
@@ -222,12 +182,9 @@ async fn a_second_signal_always_ends_the_process() {
         std::fs::read_to_string(&pidfile).is_ok_and(|s| !s.trim().is_empty())
     })
     .await;
-    let j = env.journal();
     signal(&child, libc::SIGTERM);
-    wait_until("the abort to be journaled", Duration::from_secs(20), || {
-        latest_events(&j)
-            .iter()
-            .any(|e| matches!(e, Event::AbortRequested { .. }))
+    env.wait_event("the abort to be journaled", Duration::from_secs(20), |e| {
+        matches!(e, Event::AbortRequested { .. })
     })
     .await;
     assert!(
@@ -273,22 +230,14 @@ async fn a_second_signal_always_ends_the_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_is_refused_unless_a_pause_waits_now() {
     let env = Env::start(3).await;
-    let plan = env.plan(
-        &env.v2,
-        &DemoPlan {
-            window: "4s".into(),
-            pauses: "pauses = [\"after-canary\"]".into(),
-            ..knobs()
-        },
-    );
-    let mut child = env.spawn(&["run", plan.to_str().unwrap()]);
-    let j = env.journal();
-    wait_until("the SLI window to run", Duration::from_secs(60), || {
-        latest_events(&j)
-            .iter()
-            .any(|e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe))
-    })
-    .await;
+    let plan = env.plan(&env.v2, &DemoPlan::quick("4s", 5).paused_after_canary());
+    let mut child = env
+        .spawn_until(
+            &["run", plan.to_str().unwrap()],
+            "the SLI window to run",
+            probed,
+        )
+        .await;
     let run = env.latest_run();
     let early = env.run(&["promote", &run]);
     assert_eq!(code(&early), 2, "refused: nothing waits yet");
@@ -297,14 +246,10 @@ async fn promote_is_refused_unless_a_pause_waits_now() {
         "{}",
         stderr(&early)
     );
-    wait_until(
+    env.wait_event(
         "the pause after the canary",
         Duration::from_secs(60),
-        || {
-            latest_events(&j)
-                .iter()
-                .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
-        },
+        window_passed,
     )
     .await;
     let status = env.run(&["status", &run]);
@@ -364,13 +309,7 @@ async fn a_closed_pipe_ends_output_quietly() {
 }
 
 fn paused_plan(env: &Env) -> std::path::PathBuf {
-    env.plan(
-        &env.v2,
-        &DemoPlan {
-            pauses: "pauses = [\"after-canary\"]".into(),
-            ..knobs()
-        },
-    )
+    env.plan(&env.v2, &knobs().paused_after_canary())
 }
 
 /// Item 5: a runner stopped (SIGSTOP) past the lease TTL loses the lease to
@@ -380,24 +319,17 @@ fn paused_plan(env: &Env) -> std::path::PathBuf {
 async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
     let env = Env::start(3).await;
     let plan = paused_plan(&env);
-    let mut first = Reap(env.spawn(&["run", plan.to_str().unwrap()]));
+    let (mut first, run) = env.run_to_pause(&plan, &[]).await;
     let j = env.journal();
-    wait_until("the run to pause", Duration::from_secs(60), || {
-        latest_events(&j)
-            .iter()
-            .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
-    })
-    .await;
-    let run = env.latest_run();
     let epoch1 = j.lease("demo").unwrap().unwrap().epoch;
-    signal(&first.0, libc::SIGSTOP);
+    signal(&first, libc::SIGSTOP);
     wait_until("the heartbeat to go stale", Duration::from_secs(30), || {
         j.lease("demo")
             .unwrap()
             .is_some_and(|l| glidepath::journal::now_ms().saturating_sub(l.heartbeat) > 2_500)
     })
     .await;
-    let mut second = Reap(
+    let mut second = Running::from(
         env.cmd(&["resume", &run])
             .env("GLIDEPATH_LEASE_TTL", "2s")
             .stdout(std::process::Stdio::piped())
@@ -411,7 +343,7 @@ async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
         || {
             j.lease("demo")
                 .unwrap()
-                .is_some_and(|l| l.pid == second.0.id() && l.epoch > epoch1)
+                .is_some_and(|l| l.pid == second.id() && l.epoch > epoch1)
         },
     )
     .await;
@@ -428,10 +360,10 @@ async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
     // the new holder waits at the pause: from here on it writes nothing
     // until promoted, so every new event would be the old holder's
     let before = env.events(&run).len();
-    signal(&first.0, libc::SIGCONT);
-    let st = wait_exit(&mut first.0, Duration::from_secs(20)).await;
+    signal(&first, libc::SIGCONT);
+    let st = wait_exit(&mut first, Duration::from_secs(20)).await;
     assert_eq!(st.code(), Some(6), "the fenced holder stops with exit 6");
-    let err = child_stderr(&mut first.0);
+    let err = child_stderr(&mut first);
     assert!(err.contains("lost the lease"), "{err}");
     assert_eq!(
         env.events(&run).len(),
@@ -441,7 +373,7 @@ async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
     let p = env.run(&["promote", &run]);
     assert_eq!(code(&p), 0, "{}", stderr(&p));
     assert_eq!(
-        wait_exit(&mut second.0, Duration::from_secs(120))
+        wait_exit(&mut second, Duration::from_secs(120))
             .await
             .code(),
         Some(0)
@@ -457,15 +389,7 @@ async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
 async fn two_copies_or_two_journals_cannot_drive_one_fleet() {
     let env = Env::start(2).await;
     let plan = paused_plan(&env);
-    let mut first = env.spawn(&["run", plan.to_str().unwrap()]);
-    let j = env.journal();
-    wait_until("the run to pause", Duration::from_secs(60), || {
-        latest_events(&j)
-            .iter()
-            .any(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
-    })
-    .await;
-    let run = env.latest_run();
+    let (mut first, run) = env.run_to_pause(&plan, &[]).await;
     // a second checkout of the same plan
     let copy = env.path().join("checkout-2");
     std::fs::create_dir_all(&copy).unwrap();

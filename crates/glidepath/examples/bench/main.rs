@@ -1,0 +1,60 @@
+//! Benchmarks that print figures (README "Performance").
+//!
+//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|all]
+//!
+//! engine:   CPU time per node step of the executor + core + SQLite journal,
+//!           with drivers that return at once (no waits on a fleet).
+//! rollback: the demo's broken release with a 1 s probe interval, several
+//!           times: from the bad release serving to the rollback decision and
+//!           to the canary serving the previous release again.
+//! lint:     `glidepath lint` vs squawk's CLI on a 20,000-statement file.
+//! planner:  `glidepath plan` on 20 components × 50 releases, 10,000 instances.
+//! prometheus: the same behind real HAProxy with SLIs from real Prometheus
+//!           (scrape 1 s, 10 s rate window); needs haproxy and prometheus.
+//! preflight: the preflight gates (built-in + declared) at 100 and 1,000
+//!           local nodes: real install dirs (`releases/1`, `current`), a
+//!           local deployer, `balancer = none`, a health check (tcp against
+//!           one local listener; then `command = "true"`, a process per
+//!           node) and a `[[gates.custom]]` command.
+
+mod engine;
+mod lint;
+mod planner;
+mod preflight;
+mod rollback;
+
+use std::path::PathBuf;
+
+/// The release build of the glidepath binary, next to this example.
+fn glidepath_bin() -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("glidepath")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if what == "engine" || what == "all" {
+        engine::engine().await;
+    }
+    if what == "rollback" || what == "all" {
+        rollback::rollback(5).await;
+    }
+    if what == "lint" || what == "all" {
+        lint::lint_vs_squawk();
+    }
+    if what == "planner" || what == "all" {
+        planner::planner();
+    }
+    if what == "preflight" || what == "all" {
+        preflight::preflight().await;
+    }
+    if what == "prometheus" || what == "all" {
+        rollback::prometheus(5).await;
+    }
+}
