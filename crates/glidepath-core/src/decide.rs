@@ -429,7 +429,7 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                                 ));
                             } else if let Some(since) = ws.incident_since {
                                 d.waiting = Some(format!(
-                                    "{:.1}s into the SLI window, {}: the window is paused and goes on when the fleet recovers (`glidepath rollback RUN` to give up)",
+                                    "{:.1}s into the SLI window, {}: the window is paused and goes on when the fleet recovers (`glidepath status RUN` shows both groups' figures; `glidepath rollback RUN` to give up)",
                                     since.saturating_sub(ws.started) as f64 / 1000.0,
                                     ws.incident_reason
                                 ));

@@ -131,7 +131,7 @@ impl RunState {
                             failed.push(j.reason.clone());
                         }
                         if j.incident && !check.shadow {
-                            incidents.push(j.reason.clone());
+                            incidents.push(check.name.clone());
                         }
                         w.latest.retain(|x| x.check != check.name);
                         w.latest.push(j);
@@ -142,12 +142,23 @@ impl RunState {
                     match wspec.on_incident {
                         IncidentPolicy::Pause => {
                             w.incident_since.get_or_insert(at);
-                            w.incident_reason = incidents.join("; ");
+                            // stable while it lasts (the figures are in
+                            // each check's verdict)
+                            w.incident_reason = format!(
+                                "a fleet-wide incident: {} past the limit on the canary and its baseline alike",
+                                incidents.join(", ")
+                            );
                         }
                         IncidentPolicy::Rollback if self.phase == Phase::Rolling => {
+                            let figures: Vec<String> = w
+                                .latest
+                                .iter()
+                                .filter(|j| j.incident)
+                                .map(|j| j.reason.clone())
+                                .collect();
                             let reason = format!(
                                 "SLI window: {} (the plan says on_incident = \"rollback\")",
-                                incidents.join("; ")
+                                figures.join("; ")
                             );
                             self.begin_rollback(Cause {
                                 kind: CauseKind::Sli,

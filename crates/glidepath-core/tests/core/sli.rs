@@ -218,8 +218,15 @@ fn a_fleet_wide_incident_pauses_the_window_and_the_run_completes() {
     }
     let why = decide(&sim.spec, &sim.state, sim.now).waiting.unwrap();
     assert!(
-        why.contains("fleet-wide incident") && why.contains("0.25"),
+        why.contains("fleet-wide incident") && why.contains("error rate"),
         "{why}"
+    );
+    // the figures of both groups are in the check's verdict
+    let j = &sim.state.sli[0];
+    assert!(
+        j.incident && j.reason.contains("0.25") && j.reason.contains("0.2 "),
+        "{}",
+        j.reason
     );
     assert!(sim.state.windows_passed.is_empty());
     w.error_ratio = 0.01;

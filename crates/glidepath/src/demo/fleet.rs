@@ -40,18 +40,26 @@ pub struct DemoFleet {
     pub v1: Release,
     pub v2: Release,
     pub v3: Release,
+    pub v4: Release,
 }
 
 impl DemoFleet {
     /// `bin` is the glidepath executable (it runs the nodes).
     pub fn start(bin: &Path, root: &Path, n: usize) -> std::io::Result<DemoFleet> {
         let dist = root.join("dist");
-        let [b1, b2, b3] = super::releases();
+        let [b1, b2, b3, b4] = super::releases();
         let v1 = write_release(&dist, &b1)?;
         let v2 = write_release(&dist, &b2)?;
         let v3 = write_release(&dist, &b3)?;
+        let v4 = write_release(&dist, &b4)?;
         let fleet = LocalFleet::start(bin, root, n, &v1)?;
-        Ok(DemoFleet { fleet, v1, v2, v3 })
+        Ok(DemoFleet {
+            fleet,
+            v1,
+            v2,
+            v3,
+            v4,
+        })
     }
 }
 
@@ -171,6 +179,31 @@ impl LocalFleet {
     /// Traffic at `rps` requests/s straight at the nodes in rotation.
     pub fn traffic(&self, rps: u32) -> Traffic {
         Traffic::start(self.servers(), rps)
+    }
+
+    /// An outside incident on every node (whatever their release): extra
+    /// errors and latency until [`LocalFleet::recover`].
+    pub async fn incident(&self, error_rate: f64, latency_ms: f64) -> anyhow::Result<()> {
+        self.admin(&format!(
+            "incident?error_rate={error_rate}&latency_ms={latency_ms}"
+        ))
+        .await
+    }
+
+    /// End the incident on every node.
+    pub async fn recover(&self) -> anyhow::Result<()> {
+        self.admin("recover").await
+    }
+
+    async fn admin(&self, what: &str) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        for n in &self.nodes {
+            let url = format!("http://{}/admin/{what}", n.address);
+            client.post(&url).send().await?.error_for_status()?;
+        }
+        Ok(())
     }
 
     pub fn stop(&mut self) {

@@ -2,7 +2,10 @@
 //! fleet of demo nodes, drives traffic at them, and runs two real rollouts
 //! through the same plan parser, executor, journal and drivers as `run`:
 //! a healthy release promoted everywhere, then a broken one that the SLI
-//! window catches on the canary and rolls back automatically.
+//! window catches on the canary and rolls back automatically, then a
+//! healthy one whose SLI window sees the whole fleet degrade (an outside
+//! incident): the canary, compared with its baseline, is not blamed; the
+//! window pauses until the fleet recovers, and the release goes out.
 
 pub mod fleet;
 pub mod infra;
@@ -21,8 +24,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The three demo releases: 1 (installed), 2 (healthy), 3 (broken: 25% 5xx, 8× latency).
-pub fn releases() -> [Behaviour; 3] {
+/// The demo releases: 1 (installed), 2 (healthy), 3 (broken: 25% 5xx, 8×
+/// latency), 4 (healthy: rolled out through a fleet-wide incident).
+pub fn releases() -> [Behaviour; 4] {
     [
         Behaviour {
             version: "1".into(),
@@ -38,6 +42,11 @@ pub fn releases() -> [Behaviour; 3] {
             version: "3".into(),
             error_rate: 0.25,
             latency_ms: 80.0,
+        },
+        Behaviour {
+            version: "4".into(),
+            error_rate: 0.0,
+            latency_ms: 10.0,
         },
     ]
 }
@@ -102,6 +111,10 @@ pub struct DemoOptions {
 pub struct DemoReport {
     pub good: String,
     pub bad: String,
+    /// Rehearsal 3: the healthy release rolled out through an incident.
+    pub incident: String,
+    /// Rehearsal 3's window paused for the incident.
+    pub incident_paused: bool,
     pub timing: Option<RollbackTiming>,
     pub dir: PathBuf,
     pub passed: bool,
@@ -192,6 +205,8 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let early = |dir: &Path| DemoReport {
         good: "not run".into(),
         bad: "not run".into(),
+        incident: "not run".into(),
+        incident_paused: false,
         timing: None,
         dir: dir.to_path_buf(),
         passed: false,
@@ -206,6 +221,7 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         mut fleet,
         v2: rel2,
         v3: rel3,
+        v4: rel4,
         ..
     } = DemoFleet::start(bin, &dir, opts.nodes)?;
     for n in &fleet.nodes {
@@ -257,9 +273,42 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
     say("━━ rehearsal 2: release 3 (broken: 25% errors, 8× latency) — the canary must be caught and rolled back");
     let (bad, bad_events, bad_summary, bad_spec) =
         rollout(&fleet, &dir, &rel3, &opts.knobs, reporter("bad")).await?;
+    if bad.outcome == Outcome::Aborted || stopped() {
+        let _ = traffic.stop().await;
+        fleet.stop();
+        say("demo interrupted: fleet stopped, nothing left running");
+        return Ok(DemoReport {
+            good: good.outcome.as_str().into(),
+            bad: bad.outcome.as_str().into(),
+            ..early(&dir)
+        });
+    }
+    say("");
+    say("━━ rehearsal 3: release 4 (healthy) — the whole fleet degrades during its SLI window (+10% errors, +100 ms: an outside incident)");
+    let knobs = DemoPlan {
+        compare: true,
+        ..opts.knobs.clone()
+    };
+    let (incident, incident_events, incident_summary, incident_spec) = {
+        let journal = dir.join("glidepath.db");
+        let run = rollout(&fleet, &dir, &rel4, &knobs, reporter("incident"));
+        let storm = incident_during_window(&fleet, &journal, &rel4.version, &say);
+        let (res, storm) = tokio::join!(run, storm);
+        if let Err(e) = storm {
+            say(&format!("  (the incident could not be staged: {e})"));
+        }
+        res?
+    };
+    let incident_paused = {
+        let mut st = glidepath_core::RunState::new(&incident_spec);
+        incident_events.iter().any(|e| {
+            st.apply(&incident_spec, e);
+            st.window.as_ref().is_some_and(|w| w.incident_since.is_some())
+        })
+    };
     let stats = traffic.stop().await;
     fleet.stop();
-    if bad.outcome == Outcome::Aborted || stopped() {
+    if incident.outcome == Outcome::Aborted || stopped() {
         say("demo interrupted: fleet stopped, nothing left running");
         return Ok(DemoReport {
             good: good.outcome.as_str().into(),
@@ -274,7 +323,10 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         .iter()
         .filter(|(n, _)| n.as_str() != "node-1")
         .all(|(_, s)| s.status == glidepath_core::NodeStatus::Untouched && s.track == Track::Idle);
-    let passed = bad.outcome == Outcome::RolledBack && peers_untouched;
+    let passed = bad.outcome == Outcome::RolledBack
+        && peers_untouched
+        && incident.outcome == Outcome::Succeeded
+        && incident_paused;
 
     say("\n━━ summary");
     say(&format!(
@@ -284,6 +336,10 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
     say(&format!(
         "rehearsal 2 (release 3):\n{}",
         indent(&bad_summary)
+    ));
+    say(&format!(
+        "rehearsal 3 (release 4, through an incident):\n{}",
+        indent(&incident_summary)
     ));
     if let Some(t) = &timing {
         say(&format!(
@@ -299,7 +355,7 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
     }
     say(&tl);
     say(&format!(
-        "{}: healthy release promoted on every node; broken release {} on the canary, peers {}",
+        "{}: healthy release promoted on every node; broken release {} on the canary, peers {}; through a fleet-wide incident the window {} and the healthy release {}",
         if passed { "demo passed" } else { "DEMO FAILED" },
         if bad.outcome == Outcome::RolledBack {
             "rolled back"
@@ -310,6 +366,16 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
             "never touched"
         } else {
             "TOUCHED"
+        },
+        if incident_paused {
+            "paused"
+        } else {
+            "did NOT pause"
+        },
+        if incident.outcome == Outcome::Succeeded {
+            "went out"
+        } else {
+            "did NOT go out"
         }
     ));
     if opts.keep {
@@ -322,11 +388,48 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
     Ok(DemoReport {
         good: good.outcome.as_str().into(),
         bad: bad.outcome.as_str().into(),
+        incident: incident.outcome.as_str().into(),
+        incident_paused,
         timing,
         dir,
         passed,
         interrupted: false,
     })
+}
+
+/// Rehearsal 3's incident: once the SLI window of `version`'s run has
+/// probed twice, every node gets +10% errors and +100 ms (past both
+/// limits, on the canary and its baseline alike) for a few probes, then
+/// recovers.
+async fn incident_during_window(
+    fleet: &LocalFleet,
+    journal: &Path,
+    version: &str,
+    say: &impl Fn(&str),
+) -> anyhow::Result<()> {
+    let probed = |n: usize| -> Option<()> {
+        let j = Journal::open(journal).ok()?;
+        let run = j.runs(1).ok()?.into_iter().next()?;
+        if run.version != version {
+            return None;
+        }
+        let probes = j
+            .events(&run.id)
+            .ok()?
+            .iter()
+            .filter(|e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::Probe))
+            .count();
+        (probes >= n).then_some(())
+    };
+    wait_for("two probes of the SLI window", Duration::from_secs(120), || probed(2)).await?;
+    fleet.incident(0.10, 100.0).await?;
+    say("  ⚡ incident: every node now answers with +10% errors and +100 ms (canary and baseline alike)");
+    // The incident lasts a few probes (what it lasts is the scenario here,
+    // not a synchronization: the run decides on its own).
+    wait_for("four probes into the incident", Duration::from_secs(120), || probed(6)).await?;
+    fleet.recover().await?;
+    say("  ⚡ incident over: the fleet recovers");
+    Ok(())
 }
 
 fn indent(s: &str) -> String {

@@ -40,6 +40,8 @@ pub struct DemoPlan {
     pub pauses: String,
     pub min_samples: u32,
     pub health_deadline: String,
+    /// The SLI checks compare the canary with its baseline.
+    pub compare: bool,
 }
 
 impl Default for DemoPlan {
@@ -51,6 +53,7 @@ impl Default for DemoPlan {
             pauses: String::new(),
             min_samples: 20,
             health_deadline: "10s".into(),
+            compare: false,
         }
     }
 }
@@ -118,7 +121,7 @@ kind        = "error_ratio"
 metric      = "demo_http_requests_total"
 max         = 0.05
 min_samples = {min_samples}
-
+{compare}
 [[sli.check]]
 name        = "p95 latency"
 kind        = "latency_quantile"
@@ -126,7 +129,7 @@ metric      = "demo_http_request_duration_seconds"
 quantile    = 0.95
 max         = 0.1
 min_samples = {min_samples}
-
+{compare}
 [rollback]
 on = ["health", "sli"]
 "#,
@@ -139,6 +142,11 @@ on = ["health", "sli"]
         pauses = knobs.pauses,
         min_samples = knobs.min_samples,
         deadline = knobs.health_deadline,
+        compare = if knobs.compare {
+            "compare     = \"baseline\"\ntolerance   = \"10%\"\n"
+        } else {
+            ""
+        },
     )
 }
 

@@ -32,7 +32,9 @@ impl Env {
             .prefix("glidepath-it-")
             .tempdir()
             .expect("tempdir");
-        let DemoFleet { fleet, v1, v2, v3 } =
+        let DemoFleet {
+            fleet, v1, v2, v3, ..
+        } =
             DemoFleet::start(Path::new(BIN), dir.path(), n).expect("fleet starts");
         let traffic = Some(fleet.traffic(150));
         Env {
