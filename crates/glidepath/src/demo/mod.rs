@@ -19,7 +19,10 @@ use crate::report::{summarize, Console, Reporter};
 use fleet::{DemoFleet, LocalFleet};
 use glidepath_core::{Event, Outcome, RolloutSpec, StepKind, Track};
 use node::Behaviour;
-pub use plans::{haproxy_prometheus_plan, plan_text, relative_artifact, DemoPlan};
+pub use plans::{
+    haproxy_prometheus_compare_plan, haproxy_prometheus_plan, plan_text, relative_artifact,
+    DemoPlan,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -303,7 +306,9 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         let mut st = glidepath_core::RunState::new(&incident_spec);
         incident_events.iter().any(|e| {
             st.apply(&incident_spec, e);
-            st.window.as_ref().is_some_and(|w| w.incident_since.is_some())
+            st.window
+                .as_ref()
+                .is_some_and(|w| w.incident_since.is_some())
         })
     };
     let stats = traffic.stop().await;
@@ -421,12 +426,22 @@ async fn incident_during_window(
             .count();
         (probes >= n).then_some(())
     };
-    wait_for("two probes of the SLI window", Duration::from_secs(120), || probed(2)).await?;
+    wait_for(
+        "two probes of the SLI window",
+        Duration::from_secs(120),
+        || probed(2),
+    )
+    .await?;
     fleet.incident(0.10, 100.0).await?;
     say("  ⚡ incident: every node now answers with +10% errors and +100 ms (canary and baseline alike)");
     // The incident lasts a few probes (what it lasts is the scenario here,
     // not a synchronization: the run decides on its own).
-    wait_for("four probes into the incident", Duration::from_secs(120), || probed(6)).await?;
+    wait_for(
+        "four probes into the incident",
+        Duration::from_secs(120),
+        || probed(6),
+    )
+    .await?;
     fleet.recover().await?;
     say("  ⚡ incident over: the fleet recovers");
     Ok(())

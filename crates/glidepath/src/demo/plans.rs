@@ -162,6 +162,78 @@ pub fn haproxy_prometheus_plan(
     window: &str,
     extra_strategy: &str,
 ) -> String {
+    let checks = r#"[[sli.check]]
+name          = "error rate"
+query         = '(sum(rate(demo_http_requests_total{instance=~"{instances}",code=~"5.."}[10s])) or vector(0)) / sum(rate(demo_http_requests_total{instance=~"{instances}"}[10s]))'
+samples_query = 'sum(increase(demo_http_requests_total{instance=~"{instances}"}[10s]))'
+max           = 0.005
+min_samples   = 20
+
+[[sli.check]]
+name          = "p95 latency"
+query         = 'histogram_quantile(0.95, sum(rate(demo_http_request_duration_seconds_bucket{instance=~"{instances}"}[10s])) by (le))'
+samples_query = 'sum(increase(demo_http_request_duration_seconds_count{instance=~"{instances}"}[10s]))'
+max           = 0.1
+min_samples   = 20
+"#;
+    haproxy_prometheus_plan_with(
+        fleet,
+        front,
+        release,
+        artifact,
+        window,
+        extra_strategy,
+        checks,
+    )
+}
+
+/// The same fleet and front, with checks that compare the canary with its
+/// baseline: the error ratio and the p95 latency of the demo's metrics,
+/// `tolerance` 10 %, `max` as guard rails, and `extra_sli` (`alpha`,
+/// `on_incident`, …) in `[sli]`.
+pub fn haproxy_prometheus_compare_plan(
+    fleet: &LocalFleet,
+    front: &Front,
+    release: &Release,
+    artifact: &str,
+    window: &str,
+    (error_max, p95_max): (f64, f64),
+    extra_sli: &str,
+) -> String {
+    let checks = format!(
+        r#"{extra_sli}
+[[sli.check]]
+name        = "error rate"
+kind        = "error_ratio"
+metric      = "demo_http_requests_total"
+max         = {error_max:?}
+min_samples = 50
+compare     = "baseline"
+tolerance   = "10%"
+
+[[sli.check]]
+name        = "p95 latency"
+kind        = "latency_quantile"
+metric      = "demo_http_request_duration_seconds"
+quantile    = 0.95
+max         = {p95_max:?}
+min_samples = 50
+compare     = "baseline"
+tolerance   = "10%"
+"#
+    );
+    haproxy_prometheus_plan_with(fleet, front, release, artifact, window, "", &checks)
+}
+
+fn haproxy_prometheus_plan_with(
+    fleet: &LocalFleet,
+    front: &Front,
+    release: &Release,
+    artifact: &str,
+    window: &str,
+    extra_strategy: &str,
+    checks: &str,
+) -> String {
     format!(
         r#"{head}
 [strategy]
@@ -197,21 +269,7 @@ interval    = "100ms"
 [sli]
 source = "prometheus"
 url    = "{prom}"
-
-[[sli.check]]
-name          = "error rate"
-query         = '(sum(rate(demo_http_requests_total{{instance=~"{{instances}}",code=~"5.."}}[10s])) or vector(0)) / sum(rate(demo_http_requests_total{{instance=~"{{instances}}"}}[10s]))'
-samples_query = 'sum(increase(demo_http_requests_total{{instance=~"{{instances}}"}}[10s]))'
-max           = 0.005
-min_samples   = 20
-
-[[sli.check]]
-name          = "p95 latency"
-query         = 'histogram_quantile(0.95, sum(rate(demo_http_request_duration_seconds_bucket{{instance=~"{{instances}}"}}[10s])) by (le))'
-samples_query = 'sum(increase(demo_http_request_duration_seconds_count{{instance=~"{{instances}}"}}[10s]))'
-max           = 0.1
-min_samples   = 20
-
+{checks}
 [rollback]
 on = ["health", "sli"]
 "#,

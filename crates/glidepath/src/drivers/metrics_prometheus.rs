@@ -49,6 +49,13 @@ pub fn parse_labeled(body: &serde_json::Value, label: &str) -> Result<Vec<(Strin
         .unwrap_or_default())
 }
 
+/// The range of the values checked against `max`/`min`: the window so far,
+/// at most [`super::metrics_scrape::RECENT`] (counts span the whole window).
+fn recent_range(window: &str) -> String {
+    let secs: u64 = window.trim_end_matches('s').parse().unwrap_or(1);
+    format!("{}s", secs.min(super::metrics_scrape::RECENT.as_secs()))
+}
+
 /// The finite sum of a query's values (0 for no data).
 fn total(v: &[f64]) -> f64 {
     v.iter()
@@ -239,17 +246,29 @@ impl PrometheusSource {
                 label,
                 prefix,
             } => {
-                let requests = total(
-                    &self
-                        .query(&format!(
-                            "sum(increase({metric}{{instance=~\"{inst}\"}}[{window}]))"
-                        ))
-                        .await?,
-                );
-                let bad = total(&self.query(&format!("sum(increase({metric}{{instance=~\"{inst}\",{label}=~\"{prefix}.*\"}}[{window}]))")).await?);
+                let count = |range: &str, bad: bool| {
+                    let filter = if bad {
+                        format!(",{label}=~\"{prefix}.*\"")
+                    } else {
+                        String::new()
+                    };
+                    format!("sum(increase({metric}{{instance=~\"{inst}\"{filter}}}[{range}]))")
+                };
+                let requests = total(&self.query(&count(window, false)).await?);
+                let bad = total(&self.query(&count(window, true)).await?);
+                // the value checked against max/min: over the last RECENT
+                let recent = recent_range(window);
+                let (rr, rb) = if recent == window {
+                    (requests, bad)
+                } else {
+                    (
+                        total(&self.query(&count(&recent, false)).await?),
+                        total(&self.query(&count(&recent, true)).await?),
+                    )
+                };
                 Ok(Group {
-                    value: (requests > 0.0).then(|| bad / requests),
-                    samples: requests as u64,
+                    value: (rr > 0.0).then(|| rb / rr),
+                    samples: rr as u64,
                     series: vec![],
                     counts: Some(Counts {
                         requests,
@@ -259,26 +278,42 @@ impl PrometheusSource {
                 })
             }
             CheckKind::LatencyQuantile { metric, quantile } => {
-                let rows = self.query_by(&format!("sum by (le) (increase({metric}_bucket{{instance=~\"{inst}\"}}[{window}]))"), "le").await?;
-                let mut buckets: Vec<(f64, f64)> = rows
-                    .into_iter()
-                    .filter_map(|(le, n)| Some((le.parse::<f64>().ok()?, n.max(0.0))))
-                    .collect();
-                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let h = Histogram { buckets };
-                let requests = h.count();
+                let whole = self.histogram(metric, &inst, window).await?;
+                let recent = recent_range(window);
+                let last = if recent == window {
+                    whole.clone()
+                } else {
+                    self.histogram(metric, &inst, &recent).await?
+                };
                 Ok(Group {
-                    value: h.quantile(*quantile),
-                    samples: requests as u64,
+                    value: last.quantile(*quantile),
+                    samples: last.count() as u64,
                     series: vec![],
                     counts: Some(Counts {
-                        requests,
+                        requests: whole.count(),
                         bad: None,
-                        buckets: h.buckets.into_iter().filter(|b| b.0.is_finite()).collect(),
+                        buckets: whole
+                            .buckets
+                            .into_iter()
+                            .filter(|b| b.0.is_finite())
+                            .collect(),
                     }),
                 })
             }
         }
+    }
+
+    /// A histogram's increase over `range` on the instances `inst`.
+    async fn histogram(&self, metric: &str, inst: &str, range: &str) -> DResult<Histogram> {
+        let q = format!("sum by (le) (increase({metric}_bucket{{instance=~\"{inst}\"}}[{range}]))");
+        let mut buckets: Vec<(f64, f64)> = self
+            .query_by(&q, "le")
+            .await?
+            .into_iter()
+            .filter_map(|(le, n)| Some((le.parse::<f64>().ok()?, n.max(0.0))))
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(Histogram { buckets })
     }
 
     /// One check for both groups.

@@ -133,7 +133,12 @@ fn group_of(c: &CheckCfg, nodes: &[Scrapes]) -> Group {
                 counts: Some(Counts {
                     requests: window.count(),
                     bad: None,
-                    buckets: window.buckets.iter().copied().filter(|b| b.0.is_finite()).collect(),
+                    buckets: window
+                        .buckets
+                        .iter()
+                        .copied()
+                        .filter(|b| b.0.is_finite())
+                        .collect(),
                 }),
             }
         }
@@ -143,7 +148,11 @@ fn group_of(c: &CheckCfg, nodes: &[Scrapes]) -> Group {
 
 /// Observations for `checks` from the scrapes of every canary, and of
 /// every baseline node when there are any.
-pub fn observe_from(checks: &[CheckCfg], canary: &[Scrapes], baseline: &[Scrapes]) -> Vec<Observation> {
+pub fn observe_from(
+    checks: &[CheckCfg],
+    canary: &[Scrapes],
+    baseline: &[Scrapes],
+) -> Vec<Observation> {
     checks
         .iter()
         .filter(|c| !matches!(c.kind, CheckKind::Query { .. }))

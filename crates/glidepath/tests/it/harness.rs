@@ -34,8 +34,7 @@ impl Env {
             .expect("tempdir");
         let DemoFleet {
             fleet, v1, v2, v3, ..
-        } =
-            DemoFleet::start(Path::new(BIN), dir.path(), n).expect("fleet starts");
+        } = DemoFleet::start(Path::new(BIN), dir.path(), n).expect("fleet starts");
         let traffic = Some(fleet.traffic(150));
         Env {
             dir,

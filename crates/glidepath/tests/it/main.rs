@@ -6,6 +6,7 @@ mod follow;
 mod gates;
 mod harness;
 mod json;
+mod judge;
 mod limits;
 mod lint;
 mod operator;
