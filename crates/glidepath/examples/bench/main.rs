@@ -1,6 +1,6 @@
 //! Benchmarks that print figures (README "Performance").
 //!
-//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|all]
+//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|lint|planner|preflight|judge|prometheus|all]
 //!
 //! engine:   CPU time per node step of the executor + core + SQLite journal,
 //!           with drivers that return at once (no waits on a fleet).
@@ -11,6 +11,10 @@
 //! planner:  `glidepath plan` on 20 components × 50 releases, 10,000 instances.
 //! prometheus: the same behind real HAProxy with SLIs from real Prometheus
 //!           (scrape 1 s, 10 s rate window); needs haproxy and prometheus.
+//! judge:    the canary judge's detection budget by simulation: events (and
+//!           seconds at the demo's rate) to call a 1.5×/2×/5× error-rate
+//!           and a +20 %/+50 % p95 regression at a 10 % traffic share,
+//!           beside a fixed-horizon test of the same power.
 //! preflight: the preflight gates (built-in + declared) at 100 and 1,000
 //!           local nodes: real install dirs (`releases/1`, `current`), a
 //!           local deployer, `balancer = none`, a health check (tcp against
@@ -18,6 +22,7 @@
 //!           node) and a `[[gates.custom]]` command.
 
 mod engine;
+mod judge;
 mod lint;
 mod planner;
 mod preflight;
@@ -53,6 +58,9 @@ async fn main() {
     }
     if what == "preflight" || what == "all" {
         preflight::preflight().await;
+    }
+    if what == "judge" || what == "all" {
+        judge::judge();
     }
     if what == "prometheus" || what == "all" {
         rollback::prometheus(5).await;
