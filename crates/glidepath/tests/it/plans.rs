@@ -483,3 +483,97 @@ fn config_file_templates_share_the_placeholder_set() {
     let out = diagnose(dir.path(), &bad);
     assert!(out.contains("unknown placeholder `{hots}`"), "{out}");
 }
+
+/// `compare = "baseline"` and its keys: a valid plan, what `rollout_spec`
+/// makes of it (alpha split between the enforcing checks, the canary's
+/// expected share), and every wrong shape refused with its place and hint.
+#[test]
+fn compare_checks_and_their_diagnostics() {
+    let (dir, good) = setup();
+    let base = good
+        .replace(
+            "[sli]\nsource = \"scrape\"",
+            "[sli]\nsource = \"scrape\"\nalpha  = 0.02\nbaseline = [\"api-2\", \"api-3\"]\non_incident = \"pause\"",
+        )
+        .replace(
+            "max         = 0.01\nmin_samples = 50",
+            "max         = 0.01\nmin_samples = 50\ncompare     = \"baseline\"\ntolerance   = \"10%\"",
+        )
+        .replace(
+            "quantile = 0.95\nmax      = 0.5",
+            "quantile = 0.95\nmax      = 0.5\ncompare  = \"baseline\"\ntolerance = 0.2\nmode     = \"shadow\"",
+        );
+    let (plan, _) = parse(Path::new("plan.toml"), &base, dir.path()).expect("valid");
+    let w = plan.rollout_spec().window.unwrap();
+    let (errors, latency) = (&w.checks[0], &w.checks[1]);
+    let c = errors.compare.as_ref().unwrap();
+    // the shadow check spends none of the budget: alpha 0.02 is the error check's
+    assert_eq!((c.tolerance, c.alpha, c.expected_share), (0.1, 0.02, 1.0 / 3.0));
+    let l = latency.compare.as_ref().unwrap();
+    assert_eq!((l.tolerance, l.quantile, latency.shadow), (0.2, Some(0.95), true));
+    assert_eq!(plan.baseline_nodes(), vec!["api-2", "api-3"]);
+
+    let cases: &[(&str, &str, &str)] = &[
+        ("compare_typo", "compare     = \"baseline\"", "compare     = \"baselin\""),
+        ("tolerance_not_a_percentage", "tolerance   = \"10%\"", "tolerance   = \"ten\""),
+        ("tolerance_out_of_range", "tolerance   = \"10%\"", "tolerance   = -0.5"),
+        (
+            "tolerance_without_compare",
+            "compare     = \"baseline\"\ntolerance   = \"10%\"",
+            "tolerance   = \"10%\"",
+        ),
+        ("mode_typo", "mode     = \"shadow\"", "mode     = \"shaddow\""),
+        ("alpha_out_of_range", "alpha  = 0.02", "alpha  = 5"),
+        ("baseline_unknown_node", "baseline = [\"api-2\", \"api-3\"]", "baseline = [\"api-2\", \"api-9\"]"),
+        ("baseline_is_the_canary", "baseline = [\"api-2\", \"api-3\"]", "baseline = [\"api-1\"]"),
+        ("on_incident_typo", "on_incident = \"pause\"", "on_incident = \"ignore\""),
+        (
+            "metric_not_a_prometheus_name",
+            "metric      = \"http_requests_total\"",
+            "metric      = \"http requests\"",
+        ),
+        (
+            "error_prefix_with_regex",
+            "metric      = \"http_requests_total\"",
+            "metric      = \"http_requests_total\"\nerror_prefix = \"5.*|2\"",
+        ),
+        (
+            "no_baseline_left",
+            "canary         = [\"api-1\"]",
+            "canary         = [\"api-1\", \"api-2\", \"api-3\"]",
+        ),
+    ];
+    let mut all = String::new();
+    for (name, from, to) in cases {
+        assert!(base.contains(from), "case {name}: `{from}` not in the plan");
+        let src = base.replacen(from, to, 1);
+        // the baseline names must leave the canary out for the last case
+        let src = if *name == "no_baseline_left" {
+            src.replace("baseline = [\"api-2\", \"api-3\"]\n", "")
+        } else {
+            src
+        };
+        let out = diagnose(dir.path(), &src);
+        assert_ne!(out, "valid", "case {name} must be refused");
+        all.push_str(&format!("## {name}\n{out}\n"));
+    }
+    // a PromQL check compared with its baseline counts with events_query
+    let prom = base
+        .replace("[sli]\nsource = \"scrape\"", "[sli]\nsource = \"prometheus\"\nurl    = \"http://prom:9090\"")
+        .replace(
+            "kind        = \"error_ratio\"\nmetric      = \"http_requests_total\"",
+            "query         = 'sum(rate(http_requests_total{code=~\"5..\",instance=~\"{instances}\"}[1m])) / sum(rate(http_requests_total{instance=~\"{instances}\"}[1m]))'\nsamples_query = 'sum(increase(http_requests_total{instance=~\"{instances}\"}[{window}]))'",
+        );
+    assert_eq!(
+        diagnose(dir.path(), &prom.replacen(
+            "samples_query",
+            "events_query = 'sum(increase(http_requests_total{code=~\"5..\",instance=~\"{instances}\"}[{window}]))'\nsamples_query",
+            1
+        )),
+        "valid"
+    );
+    all.push_str(&format!("## query_compare_without_events_query\n{}\n", diagnose(dir.path(), &prom)));
+    let fixed = prom.replacen("compare     = \"baseline\"\ntolerance   = \"10%\"", "events_query = 'x'", 1);
+    all.push_str(&format!("## events_query_without_compare\n{}\n", diagnose(dir.path(), &fixed)));
+    insta::assert_snapshot!("compare_checks", all);
+}
