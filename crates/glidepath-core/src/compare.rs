@@ -242,11 +242,11 @@ pub fn judge_probe(
         None => "errors".to_string(),
     };
     let figures = format!(
-        "canary {}/{} vs baseline {}/{} {what}: canary {}× the baseline's rate (confidence interval {}–{}), evidence e = {} against 1/alpha = {}",
-        fmt_num(cmp.canary_bad),
-        fmt_num(cmp.canary_requests),
-        fmt_num(cmp.baseline_bad),
-        fmt_num(cmp.baseline_requests),
+        "canary {:.0}/{:.0} vs baseline {:.0}/{:.0} {what}: canary {}× the baseline's rate (confidence interval {}–{}), evidence e = {} against 1/alpha = {}",
+        cmp.canary_bad,
+        cmp.canary_requests,
+        cmp.baseline_bad,
+        cmp.baseline_requests,
         fmt_num(cmp.ratio),
         fmt_num(cmp.ratio_low),
         fmt_num(cmp.ratio_high),
@@ -281,18 +281,14 @@ pub fn judge_probe(
     } else if waiting_bound {
         j.verdict = Verdict::Inconclusive;
         j.reason = format!(
-            "{}: {} baseline requests, need {} to fix the latency bound",
-            spec.name,
-            fmt_num(bc.requests),
-            spec.min_samples
+            "{}: {:.0} baseline requests, need {} to fix the latency bound",
+            spec.name, bc.requests, spec.min_samples
         );
     } else if !enough(counted as u64) {
         j.verdict = Verdict::Inconclusive;
         j.reason = format!(
-            "{}: {} canary requests counted, need at least {} before any verdict",
-            spec.name,
-            fmt_num(counted),
-            spec.min_samples
+            "{}: {:.0} canary requests counted, need at least {} before any verdict",
+            spec.name, counted, spec.min_samples
         );
     } else {
         j.verdict = Verdict::Pass;

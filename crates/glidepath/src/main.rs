@@ -97,7 +97,7 @@ enum ColorChoice {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Rehearse a good and a bad release on a local fleet (needs nothing installed).
+    /// Rehearse a good release, a bad one, and a good one through a fleet-wide incident, on a local fleet (needs nothing installed).
     Demo {
         /// Number of demo nodes (at least 2).
         #[arg(long, default_value_t = 4)]

@@ -1,4 +1,4 @@
-//! `demo` (the two rehearsals) and `demo-node` (one demo service).
+//! `demo` (the three rehearsals) and `demo-node` (one demo service).
 
 use super::{print_json, Ctx};
 use crate::{exit, Failure};

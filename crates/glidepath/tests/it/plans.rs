@@ -508,25 +508,59 @@ fn compare_checks_and_their_diagnostics() {
     let (errors, latency) = (&w.checks[0], &w.checks[1]);
     let c = errors.compare.as_ref().unwrap();
     // the shadow check spends none of the budget: alpha 0.02 is the error check's
-    assert_eq!((c.tolerance, c.alpha, c.expected_share), (0.1, 0.02, 1.0 / 3.0));
+    assert_eq!(
+        (c.tolerance, c.alpha, c.expected_share),
+        (0.1, 0.02, 1.0 / 3.0)
+    );
     let l = latency.compare.as_ref().unwrap();
-    assert_eq!((l.tolerance, l.quantile, latency.shadow), (0.2, Some(0.95), true));
+    assert_eq!(
+        (l.tolerance, l.quantile, latency.shadow),
+        (0.2, Some(0.95), true)
+    );
     assert_eq!(plan.baseline_nodes(), vec!["api-2", "api-3"]);
 
     let cases: &[(&str, &str, &str)] = &[
-        ("compare_typo", "compare     = \"baseline\"", "compare     = \"baselin\""),
-        ("tolerance_not_a_percentage", "tolerance   = \"10%\"", "tolerance   = \"ten\""),
-        ("tolerance_out_of_range", "tolerance   = \"10%\"", "tolerance   = -0.5"),
+        (
+            "compare_typo",
+            "compare     = \"baseline\"",
+            "compare     = \"baselin\"",
+        ),
+        (
+            "tolerance_not_a_percentage",
+            "tolerance   = \"10%\"",
+            "tolerance   = \"ten\"",
+        ),
+        (
+            "tolerance_out_of_range",
+            "tolerance   = \"10%\"",
+            "tolerance   = -0.5",
+        ),
         (
             "tolerance_without_compare",
             "compare     = \"baseline\"\ntolerance   = \"10%\"",
             "tolerance   = \"10%\"",
         ),
-        ("mode_typo", "mode     = \"shadow\"", "mode     = \"shaddow\""),
+        (
+            "mode_typo",
+            "mode     = \"shadow\"",
+            "mode     = \"shaddow\"",
+        ),
         ("alpha_out_of_range", "alpha  = 0.02", "alpha  = 5"),
-        ("baseline_unknown_node", "baseline = [\"api-2\", \"api-3\"]", "baseline = [\"api-2\", \"api-9\"]"),
-        ("baseline_is_the_canary", "baseline = [\"api-2\", \"api-3\"]", "baseline = [\"api-1\"]"),
-        ("on_incident_typo", "on_incident = \"pause\"", "on_incident = \"ignore\""),
+        (
+            "baseline_unknown_node",
+            "baseline = [\"api-2\", \"api-3\"]",
+            "baseline = [\"api-2\", \"api-9\"]",
+        ),
+        (
+            "baseline_is_the_canary",
+            "baseline = [\"api-2\", \"api-3\"]",
+            "baseline = [\"api-1\"]",
+        ),
+        (
+            "on_incident_typo",
+            "on_incident = \"pause\"",
+            "on_incident = \"ignore\"",
+        ),
         (
             "metric_not_a_prometheus_name",
             "metric      = \"http_requests_total\"",
@@ -572,8 +606,18 @@ fn compare_checks_and_their_diagnostics() {
         )),
         "valid"
     );
-    all.push_str(&format!("## query_compare_without_events_query\n{}\n", diagnose(dir.path(), &prom)));
-    let fixed = prom.replacen("compare     = \"baseline\"\ntolerance   = \"10%\"", "events_query = 'x'", 1);
-    all.push_str(&format!("## events_query_without_compare\n{}\n", diagnose(dir.path(), &fixed)));
+    all.push_str(&format!(
+        "## query_compare_without_events_query\n{}\n",
+        diagnose(dir.path(), &prom)
+    ));
+    let fixed = prom.replacen(
+        "compare     = \"baseline\"\ntolerance   = \"10%\"",
+        "events_query = 'x'",
+        1,
+    );
+    all.push_str(&format!(
+        "## events_query_without_compare\n{}\n",
+        diagnose(dir.path(), &fixed)
+    ));
     insta::assert_snapshot!("compare_checks", all);
 }
