@@ -115,7 +115,16 @@ impl Plan {
                                 (None, Some(m)) => format!("≥ {m}"),
                                 _ => String::new(),
                             };
-                            format!("{} {t} (min {} samples)", c.name, c.min_samples)
+                            let cmp = match &c.compare {
+                                Some(cmp) => format!(
+                                    ", compared with the baseline: more than {}% worse at alpha {} is a breach",
+                                    cmp.tolerance * 100.0,
+                                    cmp.alpha
+                                ),
+                                None => String::new(),
+                            };
+                            let shadow = if c.shadow { ", shadow: reported, never acted on" } else { "" };
+                            format!("{} {t} (min {} samples{cmp}{shadow})", c.name, c.min_samples)
                         })
                         .collect();
                     out.push(format!(
@@ -129,6 +138,17 @@ impl Plan {
                             "pauses for an operator"
                         }
                     ));
+                    let baseline = self.baseline_nodes();
+                    if !baseline.is_empty() {
+                        out.push(format!(
+                            "each check is read for the canary and its baseline ({}); both past a limit is a fleet-wide incident: {}",
+                            baseline.join(", "),
+                            match w.on_incident {
+                                glidepath_core::IncidentPolicy::Pause => "the window pauses until the fleet recovers",
+                                glidepath_core::IncidentPolicy::Rollback => "the canary is rolled back",
+                            }
+                        ));
+                    }
                 }
             }
             if spec.pause_after.contains(&i) {
