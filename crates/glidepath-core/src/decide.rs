@@ -217,6 +217,16 @@ fn overdue(spec: &RolloutSpec, state: &RunState, now: Millis) -> Option<String> 
                 secs(deadline)
             ));
         }
+        // An incident that does not end may be the canary's own doing (a
+        // shared dependency it overloads): stop and leave it to a person.
+        if let Some(since) = ws.incident_since.filter(|s| late(*s)) {
+            return Some(format!(
+                "{} for {}, past the retry deadline of {}: if the canary could be its cause, `glidepath rollback RUN`; once the fleet recovers, `glidepath resume RUN` watches the window again",
+                ws.incident_reason,
+                secs(now.saturating_sub(since)),
+                secs(deadline)
+            ));
+        }
     }
     None
 }

@@ -268,3 +268,34 @@ fn an_incident_rolls_back_when_the_plan_says_so_and_a_lone_canary_breaches() {
         cause.reason
     );
 }
+
+/// An incident that does not end (it may be the canary's own doing: a
+/// shared dependency it overloads) is bounded by the retry deadline like an
+/// outage: the run stops resumable and says a rollback is the person's call.
+#[test]
+fn an_endless_incident_is_bounded_by_the_retry_deadline() {
+    let mut sim = Sim::new(spec(3, 1, true));
+    let mut w = World::new(3);
+    w.baseline_ratio = Some(0.01);
+    tick_until(&mut sim, &mut w, "two probes", |s| {
+        s.state.window.as_ref().is_some_and(|x| x.probes >= 2)
+    });
+    w.error_ratio = 0.3;
+    w.baseline_ratio = Some(0.3);
+    let from = sim.now;
+    assert_eq!(sim.run(&mut w, 100_000), None);
+    let (at, why) = sim
+        .log
+        .iter()
+        .find_map(|e| match e {
+            Event::Suspended { at, reason } => Some((*at, reason.clone())),
+            _ => None,
+        })
+        .expect("suspended");
+    assert!(at - from >= 60_000 && at - from < 62_000, "{}", at - from);
+    assert!(
+        why.contains("fleet-wide incident") && why.contains("glidepath rollback RUN"),
+        "{why}"
+    );
+    assert_eq!(sim.state.phase, Phase::Rolling, "no verdict, no rollback");
+}
