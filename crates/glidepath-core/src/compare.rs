@@ -111,7 +111,10 @@ impl CompareState {
     fn feed(&mut self, c: &CompareSpec, canary: &Counts, baseline: &Counts, min_samples: u64) {
         let latency = c.quantile.is_some();
         if let (Some(q), None) = (c.quantile, self.bound) {
-            if baseline.requests >= min_samples.max(1) as f64 {
+            // enough baseline requests that the bound rests on about 20
+            // requests above it, not on a handful
+            let need = (min_samples as f64).max((20.0 / (1.0 - q)).ceil());
+            if baseline.requests >= need {
                 self.bound = bound_at(baseline, q);
             }
             if self.bound.is_some() {
@@ -278,11 +281,23 @@ pub fn judge_probe(
             pct(cmp.share),
             pct(cmp.expected_share)
         );
+    } else if let (Some((v, (op, limit))), None) = (canary_past, baseline_past) {
+        // the SLO guard rail: never a pass while the canary alone is past
+        // it; not a breach on one reading either (a compared check breaches
+        // on evidence): inconclusive, which fails the window if it lasts
+        j.verdict = Verdict::Inconclusive;
+        j.reason = format!(
+            "{}: the canary's {} is {op} {} while its baseline's is {}, not yet significantly worse: {figures}",
+            spec.name,
+            fmt_num(v),
+            fmt_num(limit),
+            j.baseline_value.map_or("-".to_string(), fmt_num)
+        );
     } else if waiting_bound {
         j.verdict = Verdict::Inconclusive;
         j.reason = format!(
-            "{}: {:.0} baseline requests, need {} to fix the latency bound",
-            spec.name, bc.requests, spec.min_samples
+            "{}: {:.0} baseline requests so far, not yet enough to fix the latency bound",
+            spec.name, bc.requests
         );
     } else if !enough(counted as u64) {
         j.verdict = Verdict::Inconclusive;
@@ -292,17 +307,8 @@ pub fn judge_probe(
         );
     } else {
         j.verdict = Verdict::Pass;
-        let note = match canary_past {
-            Some((v, (op, limit))) => format!(
-                " (the canary's {} is {op} {}, but it is not significantly worse than its baseline's {})",
-                fmt_num(v),
-                fmt_num(limit),
-                j.baseline_value.map_or("-".to_string(), fmt_num)
-            ),
-            None => String::new(),
-        };
         j.reason = format!(
-            "{}: not significantly worse than the baseline (tolerance {}): {figures}{note}",
+            "{}: not significantly worse than the baseline (tolerance {}): {figures}",
             spec.name,
             pct(c.tolerance)
         );
@@ -391,13 +397,14 @@ mod tests {
                 false,
             ),
             // a compare check: 8 % vs 1 % on 100 requests (10 errors) is not
-            // yet evidence; on 1,000 requests it is
+            // yet evidence, but the canary alone is past the guard rail:
+            // never a pass; on 1,000 requests it is a breach
             (
                 "canary alone, compare, 10 errors",
                 true,
                 (100.0, 8.0),
                 (200.0, 2.0),
-                Verdict::Pass,
+                Verdict::Inconclusive,
                 false,
             ),
             (
@@ -502,12 +509,23 @@ mod tests {
             }),
             ..Observation::default()
         };
-        // probe 1: the baseline's p95 lies in (0.025, 0.05]: the bound is 0.025
-        let j = judge_probe(
+        // probe 1: 100 baseline requests are too few to fix a p95 bound
+        // (about 20 above it are needed: 400)
+        judge_probe(
             &spec,
             &o(
                 hist(50.0, [40.0, 49.0, 50.0]),
                 hist(100.0, [80.0, 97.0, 100.0]),
+            ),
+            Some(&mut st),
+        );
+        assert_eq!(st.bound, None);
+        // probe 2: the baseline's p95 lies in (0.025, 0.05]: the bound is 0.025
+        let j = judge_probe(
+            &spec,
+            &o(
+                hist(200.0, [160.0, 196.0, 200.0]),
+                hist(400.0, [320.0, 388.0, 400.0]),
             ),
             Some(&mut st),
         );
@@ -517,8 +535,8 @@ mod tests {
         let j = judge_probe(
             &spec,
             &o(
-                hist(350.0, [60.0, 300.0, 350.0]),
-                hist(700.0, [560.0, 680.0, 700.0]),
+                hist(500.0, [180.0, 450.0, 500.0]),
+                hist(1000.0, [800.0, 970.0, 1000.0]),
             ),
             Some(&mut st),
         );

@@ -209,7 +209,8 @@ impl ShareTest {
             .filter(|&g| self.log_e_two_sided(&w, g) < bound)
             .collect();
         match (kept.first(), kept.last()) {
-            (Some(&lo), Some(&hi)) => (theta(lo), theta(hi)),
+            // one grid step outward: θ between two grid points is covered
+            (Some(&lo), Some(&hi)) => (theta(lo.saturating_sub(1)), theta((hi + 1).min(GRID - 1))),
             _ => {
                 let e = self.estimate();
                 (e, e)

@@ -184,6 +184,9 @@ pub struct SliCfg {
     pub baseline: Option<Vec<String>>,
     /// A fleet-wide incident during the window: pause or roll back.
     pub on_incident: glidepath_core::IncidentPolicy,
+    /// The span of the values checked against `max`/`min` (the counts the
+    /// judge tests span the whole window).
+    pub recent: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

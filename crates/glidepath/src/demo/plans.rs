@@ -114,6 +114,7 @@ interval    = "100ms"
 [sli]
 source = "scrape"
 url    = "http://{{address}}/metrics"
+recent = "10s"
 
 [[sli.check]]
 name        = "error rate"
@@ -201,7 +202,8 @@ pub fn haproxy_prometheus_compare_plan(
     extra_sli: &str,
 ) -> String {
     let checks = format!(
-        r#"{extra_sli}
+        r#"recent = "10s"
+{extra_sli}
 [[sli.check]]
 name        = "error rate"
 kind        = "error_ratio"

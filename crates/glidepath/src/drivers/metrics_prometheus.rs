@@ -14,12 +14,14 @@
 //! with backoff and then reported as such, not as a verdict. Credentials
 //! come from an env var or a file at each request, never logged.
 
+use super::metrics_scrape::{observe_from, Readings, Scrapes, RECENT};
 use super::{DResult, DriverError, MetricsSource, Target};
 use crate::config::{Auth, CheckCfg, CheckKind, SecretRef};
 use crate::template::Vars;
 use async_trait::async_trait;
-use glidepath_core::metrics::Histogram;
-use glidepath_core::{Counts, Fault, Group, Observation};
+use glidepath_core::metrics::Sample;
+use glidepath_core::{Counts, Group, Observation};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,30 +32,46 @@ pub struct PrometheusSource {
     client: reqwest::Client,
     /// When the window started (for `{window}`).
     started: Mutex<Option<Instant>>,
+    /// The raw counters of the `error_ratio`/`latency_quantile` checks, by
+    /// node: differenced like scrapes (never `increase`, which extrapolates).
+    readings: Readings,
+    /// A compared `query` check's counter totals at the window's start:
+    /// (canary events, canary requests, baseline events, baseline requests).
+    starts: Mutex<HashMap<String, [f64; 4]>>,
 }
 
 /// Each series' `label` and value (an instant vector).
 pub fn parse_labeled(body: &serde_json::Value, label: &str) -> Result<Vec<(String, f64)>, String> {
+    Ok(parse_series(body)?
+        .into_iter()
+        .filter_map(|s| Some((s.labels.get(label)?.clone(), s.value)))
+        .collect())
+}
+
+/// Every series of an instant vector, as samples (`__name__` as the name).
+pub fn parse_series(body: &serde_json::Value) -> Result<Vec<Sample>, String> {
     parse_result(body)?;
     Ok(body["data"]["result"]
         .as_array()
         .map(|a| {
             a.iter()
                 .filter_map(|s| {
-                    let l = s["metric"][label].as_str()?.to_string();
-                    let v = s["value"][1].as_str()?.parse::<f64>().ok()?;
-                    Some((l, v))
+                    let mut labels: BTreeMap<String, String> = s["metric"]
+                        .as_object()?
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect();
+                    let name = labels.remove("__name__").unwrap_or_default();
+                    let value = s["value"][1].as_str()?.parse::<f64>().ok()?;
+                    Some(Sample {
+                        name,
+                        labels,
+                        value,
+                    })
                 })
                 .collect()
         })
         .unwrap_or_default())
-}
-
-/// The range of the values checked against `max`/`min`: the window so far,
-/// at most [`super::metrics_scrape::RECENT`] (counts span the whole window).
-fn recent_range(window: &str) -> String {
-    let secs: u64 = window.trim_end_matches('s').parse().unwrap_or(1);
-    format!("{}s", secs.min(super::metrics_scrape::RECENT.as_secs()))
 }
 
 /// The finite sum of a query's values (0 for no data).
@@ -63,6 +81,14 @@ fn total(v: &[f64]) -> f64 {
         .filter(|x| x.is_finite())
         .sum::<f64>()
         .max(0.0)
+}
+
+/// The time of a probe's queries: now, in Unix seconds. Every query of one
+/// probe is evaluated at it, so they describe the same instant.
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The values of an instant query's result (vector or scalar).
@@ -98,23 +124,29 @@ impl PrometheusSource {
             checks,
             client: super::http_client(timeout),
             started: Mutex::new(None),
+            readings: Readings::new(RECENT),
+            starts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The span of the values checked against `max`/`min`.
+    pub fn with_recent(mut self, recent: Duration) -> Self {
+        self.readings = Readings::new(recent);
+        self
     }
 
     /// One instant query's values, retried on infrastructure faults.
     pub async fn query(&self, q: &str) -> DResult<Vec<f64>> {
-        let body = self.query_json(q).await?;
+        self.query_at(q, None).await
+    }
+
+    async fn query_at(&self, q: &str, at: Option<f64>) -> DResult<Vec<f64>> {
+        let body = self.query_json(q, at).await?;
         parse_result(&body).map_err(|e| DriverError::Failed(format!("PromQL `{q}`: {e}")))
     }
 
-    /// One instant query's series by `label`.
-    async fn query_by(&self, q: &str, label: &str) -> DResult<Vec<(String, f64)>> {
-        let body = self.query_json(q).await?;
-        parse_labeled(&body, label).map_err(|e| DriverError::Failed(format!("PromQL `{q}`: {e}")))
-    }
-
     /// One instant query's answer, retried on infrastructure faults (3 tries).
-    async fn query_json(&self, q: &str) -> DResult<serde_json::Value> {
+    async fn query_json(&self, q: &str, at: Option<f64>) -> DResult<serde_json::Value> {
         let mut delay = Duration::from_millis(150);
         let mut last = None;
         for attempt in 0..3 {
@@ -122,7 +154,7 @@ impl PrometheusSource {
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
-            match self.query_once(q).await {
+            match self.query_once(q, at).await {
                 Err(e @ DriverError::Unreachable(_)) => last = Some(e),
                 other => return other,
             }
@@ -130,9 +162,12 @@ impl PrometheusSource {
         Err(last.expect("an error was recorded"))
     }
 
-    async fn query_once(&self, q: &str) -> DResult<serde_json::Value> {
+    async fn query_once(&self, q: &str, at: Option<f64>) -> DResult<serde_json::Value> {
         let endpoint = format!("{}/api/v1/query", self.url);
         let mut req = self.client.get(&endpoint).query(&[("query", q)]);
+        if let Some(t) = at {
+            req = req.query(&[("time", format!("{t:.3}"))]);
+        }
         match &self.auth {
             None => {}
             Some(Auth::Bearer(s)) => req = req.bearer_auth(read_secret(s)?),
@@ -196,149 +231,166 @@ impl PrometheusSource {
         format!("{}s", since.max(1))
     }
 
-    /// One check read for the group `nodes` (the canaries, or the baseline).
-    async fn group(
-        &self,
-        c: &CheckCfg,
-        nodes: &[Target],
-        baseline: &[Target],
-        window: &str,
-    ) -> DResult<Group> {
+    /// The series the `error_ratio`/`latency_quantile` checks read.
+    fn kind_metrics(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .checks
+            .iter()
+            .filter_map(|c| match &c.kind {
+                CheckKind::ErrorRatio { metric, .. } => Some(metric.clone()),
+                CheckKind::LatencyQuantile { metric, .. } => Some(format!("{metric}_bucket")),
+                CheckKind::Query { .. } => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The raw series of the kind checks for `nodes` at `at`, by node name
+    /// (Prometheus's `instance` label is the node's address). A node with
+    /// no series is absent.
+    async fn raw(&self, nodes: &[Target], at: f64) -> DResult<HashMap<String, Vec<Sample>>> {
+        let mut by_node: HashMap<String, Vec<Sample>> = HashMap::new();
+        let metrics = self.kind_metrics();
+        if metrics.is_empty() || nodes.is_empty() {
+            return Ok(by_node);
+        }
         let inst = nodes
             .iter()
             .map(|t| t.address.as_str())
             .collect::<Vec<_>>()
             .join("|");
-        match &c.kind {
-            CheckKind::Query {
-                query,
-                samples_query,
-                events_query,
-            } => {
-                let render = |q: &str| self.render(q, nodes, baseline, window);
-                // the driver observes (every series, raw); the core decides
-                let series = self.query(&render(query)).await?;
-                let requests = match samples_query {
-                    Some(sq) => Some(total(&self.query(&render(sq)).await?)),
-                    None => None,
+        for m in metrics {
+            let q = format!("{m}{{instance=~\"{inst}\"}}");
+            let body = self.query_json(&q, Some(at)).await?;
+            let series = parse_series(&body)
+                .map_err(|e| DriverError::Failed(format!("PromQL `{q}`: {e}")))?;
+            for s in series {
+                let Some(t) = nodes
+                    .iter()
+                    .find(|t| s.labels.get("instance") == Some(&t.address))
+                else {
+                    continue;
                 };
-                let samples = requests
-                    .map_or(u64::from(series.iter().any(|v| v.is_finite())), |r| {
-                        r as u64
-                    });
-                let counts = match (events_query, requests) {
-                    (Some(eq), Some(requests)) if c.spec.compare.is_some() => Some(Counts {
-                        requests,
-                        bad: Some(total(&self.query(&render(eq)).await?)),
-                        buckets: vec![],
-                    }),
-                    _ => None,
-                };
-                Ok(Group {
-                    value: None,
-                    samples,
-                    series,
-                    counts,
-                })
-            }
-            CheckKind::ErrorRatio {
-                metric,
-                label,
-                prefix,
-            } => {
-                let count = |range: &str, bad: bool| {
-                    let filter = if bad {
-                        format!(",{label}=~\"{prefix}.*\"")
-                    } else {
-                        String::new()
-                    };
-                    format!("sum(increase({metric}{{instance=~\"{inst}\"{filter}}}[{range}]))")
-                };
-                let requests = total(&self.query(&count(window, false)).await?);
-                let bad = total(&self.query(&count(window, true)).await?);
-                // the value checked against max/min: over the last RECENT
-                let recent = recent_range(window);
-                let (rr, rb) = if recent == window {
-                    (requests, bad)
-                } else {
-                    (
-                        total(&self.query(&count(&recent, false)).await?),
-                        total(&self.query(&count(&recent, true)).await?),
-                    )
-                };
-                Ok(Group {
-                    value: (rr > 0.0).then(|| rb / rr),
-                    samples: rr as u64,
-                    series: vec![],
-                    counts: Some(Counts {
-                        requests,
-                        bad: Some(bad),
-                        buckets: vec![],
-                    }),
-                })
-            }
-            CheckKind::LatencyQuantile { metric, quantile } => {
-                let whole = self.histogram(metric, &inst, window).await?;
-                let recent = recent_range(window);
-                let last = if recent == window {
-                    whole.clone()
-                } else {
-                    self.histogram(metric, &inst, &recent).await?
-                };
-                Ok(Group {
-                    value: last.quantile(*quantile),
-                    samples: last.count() as u64,
-                    series: vec![],
-                    counts: Some(Counts {
-                        requests: whole.count(),
-                        bad: None,
-                        buckets: whole
-                            .buckets
-                            .into_iter()
-                            .filter(|b| b.0.is_finite())
-                            .collect(),
-                    }),
-                })
+                by_node.entry(t.name.clone()).or_default().push(s);
             }
         }
+        Ok(by_node)
     }
 
-    /// A histogram's increase over `range` on the instances `inst`.
-    async fn histogram(&self, metric: &str, inst: &str, range: &str) -> DResult<Histogram> {
-        let q = format!("sum by (le) (increase({metric}_bucket{{instance=~\"{inst}\"}}[{range}]))");
-        let mut buckets: Vec<(f64, f64)> = self
-            .query_by(&q, "le")
-            .await?
-            .into_iter()
-            .filter_map(|(le, n)| Some((le.parse::<f64>().ok()?, n.max(0.0))))
-            .collect();
-        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        Ok(Histogram { buckets })
-    }
-
-    /// One check for both groups.
-    async fn observe_check(
+    /// A `query` check read for the group `nodes` at `at`: the value query
+    /// (every series, raw: the core decides), the sample size, and for a
+    /// compared check the counter totals of `events_query`/`samples_query`.
+    async fn query_group(
         &self,
         c: &CheckCfg,
+        nodes: &[Target],
+        baseline: &[Target],
+        window: &str,
+        at: f64,
+    ) -> DResult<(Group, Option<(f64, f64)>)> {
+        let CheckKind::Query {
+            query,
+            samples_query,
+            events_query,
+        } = &c.kind
+        else {
+            return Ok((Group::default(), None));
+        };
+        let render = |q: &str| self.render(q, nodes, baseline, window);
+        let series = self.query_at(&render(query), Some(at)).await?;
+        let requests = match samples_query {
+            Some(sq) => Some(total(&self.query_at(&render(sq), Some(at)).await?)),
+            None => None,
+        };
+        let totals = match (events_query, requests) {
+            (Some(eq), Some(r)) if c.spec.compare.is_some() => {
+                Some((total(&self.query_at(&render(eq), Some(at)).await?), r))
+            }
+            _ => None,
+        };
+        let samples = match (totals, requests) {
+            // compared: the requests since the window started (set by the caller)
+            (Some(_), _) => 0,
+            (None, Some(r)) => r as u64,
+            (None, None) => u64::from(series.iter().any(|v| v.is_finite())),
+        };
+        Ok((
+            Group {
+                value: None,
+                samples,
+                series,
+                counts: None,
+            },
+            totals,
+        ))
+    }
+
+    /// The `query` checks for both groups at `at`.
+    async fn observe_queries(
+        &self,
         canary: &[Target],
         baseline: &[Target],
         window: &str,
-    ) -> DResult<Observation> {
-        let g = self.group(c, canary, baseline, window).await?;
-        let base = if baseline.is_empty() {
-            None
-        } else {
-            Some(self.group(c, baseline, baseline, window).await?)
-        };
-        Ok(Observation {
-            check: c.spec.name.clone(),
-            value: g.value,
-            samples: g.samples,
-            series: g.series,
-            counts: g.counts,
-            baseline: base,
-            ..Observation::default()
-        })
+        at: f64,
+    ) -> Vec<Observation> {
+        let mut out = Vec::new();
+        for c in &self.checks {
+            if !matches!(c.kind, CheckKind::Query { .. }) {
+                continue;
+            }
+            let read = async {
+                let (mut g, ct) = self.query_group(c, canary, baseline, window, at).await?;
+                let (mut b, bt) = if baseline.is_empty() {
+                    (None, None)
+                } else {
+                    let (b, bt) = self.query_group(c, baseline, baseline, window, at).await?;
+                    (Some(b), bt)
+                };
+                if let (Some((ce, cr)), Some((be, br)), Some(bg)) = (ct, bt, b.as_mut()) {
+                    // counts since the window started: the totals' differences
+                    let start = self
+                        .starts
+                        .lock()
+                        .expect("starts lock")
+                        .get(&c.spec.name)
+                        .copied();
+                    let [sce, scr, sbe, sbr] = start.unwrap_or([ce, cr, be, br]);
+                    g.counts = Some(Counts {
+                        requests: cr - scr,
+                        bad: Some(ce - sce),
+                        buckets: vec![],
+                    });
+                    g.samples = (cr - scr).max(0.0) as u64;
+                    bg.counts = Some(Counts {
+                        requests: br - sbr,
+                        bad: Some(be - sbe),
+                        buckets: vec![],
+                    });
+                    bg.samples = (br - sbr).max(0.0) as u64;
+                    if start.is_none() {
+                        self.starts
+                            .lock()
+                            .expect("starts lock")
+                            .insert(c.spec.name.clone(), [ce, cr, be, br]);
+                    }
+                }
+                Ok::<_, DriverError>(Observation {
+                    check: c.spec.name.clone(),
+                    value: g.value,
+                    samples: g.samples,
+                    series: g.series,
+                    counts: g.counts,
+                    baseline: b,
+                    ..Observation::default()
+                })
+            };
+            out.push(read.await.unwrap_or_else(|e| {
+                super::metrics_scrape::failed(std::slice::from_ref(c), &e).remove(0)
+            }));
+        }
+        out
     }
 }
 
@@ -348,53 +400,98 @@ fn read_secret(s: &SecretRef) -> DResult<String> {
 
 #[async_trait]
 impl MetricsSource for PrometheusSource {
-    async fn start_window(&self, _canary: &[Target], _baseline: &[Target]) -> DResult<String> {
+    async fn start_window(&self, canary: &[Target], baseline: &[Target]) -> DResult<String> {
         let v = self.query("vector(1)").await?;
         if v.is_empty() {
             return Err(DriverError::Failed(
                 "Prometheus answered `vector(1)` with no data".into(),
             ));
         }
+        let at = now_secs();
+        let all: Vec<Target> = canary.iter().chain(baseline).cloned().collect();
+        let raw = self.raw(&all, at).await?;
+        self.readings.start(raw.into_iter().collect());
+        self.starts.lock().expect("starts lock").clear();
+        // the compared query checks' counter totals now
+        for c in &self.checks {
+            if c.spec.compare.is_none() || baseline.is_empty() {
+                continue;
+            }
+            let (_, ct) = self.query_group(c, canary, baseline, "1s", at).await?;
+            let (_, bt) = self.query_group(c, baseline, baseline, "1s", at).await?;
+            if let (Some((ce, cr)), Some((be, br))) = (ct, bt) {
+                self.starts
+                    .lock()
+                    .expect("starts lock")
+                    .insert(c.spec.name.clone(), [ce, cr, be, br]);
+            }
+        }
         *self.started.lock().expect("window lock") = Some(Instant::now());
         Ok(format!("Prometheus {} answers", self.url))
     }
 
     async fn preflight(&self, nodes: &[Target]) -> DResult<String> {
-        self.start_window(nodes, &[]).await?;
-        let mut n = 0;
+        self.query("vector(1)").await?;
+        let at = now_secs();
+        let raw = self.raw(nodes, at).await?;
+        let mut n = self.kind_metrics().len();
         for c in &self.checks {
-            self.group(c, nodes, &[], "1m").await.map_err(|e| match e {
-                DriverError::Failed(m) => {
-                    DriverError::Failed(format!("check `{}`: {m}", c.spec.name))
-                }
-                other => other,
-            })?;
+            if !matches!(c.kind, CheckKind::Query { .. }) {
+                continue;
+            }
+            self.query_group(c, nodes, &[], "1m", at)
+                .await
+                .map_err(|e| match e {
+                    DriverError::Failed(m) => {
+                        DriverError::Failed(format!("check `{}`: {m}", c.spec.name))
+                    }
+                    other => other,
+                })?;
             n += 1;
         }
-        Ok(format!("Prometheus {} answers all {n} check(s)", self.url))
+        let seen = raw.len();
+        Ok(format!(
+            "Prometheus {} answers all {n} check queries ({seen} of {} node(s) have the checks' series)",
+            self.url,
+            nodes.len()
+        ))
     }
 
     async fn observe(&self, canary: &[Target], baseline: &[Target]) -> Vec<Observation> {
         let window = self.window();
-        let mut out = Vec::new();
-        for c in &self.checks {
-            out.push(
-                match self.observe_check(c, canary, baseline, &window).await {
-                    Ok(o) => o,
-                    Err(e) => Observation {
-                        check: c.spec.name.clone(),
-                        fault: Some(if e.is_infra() {
-                            Fault::Unreachable
-                        } else {
-                            Fault::Failed
-                        }),
-                        error: Some(e.to_string()),
-                        ..Observation::default()
-                    },
-                },
-            );
-        }
-        out
+        let at = now_secs();
+        let all: Vec<Target> = canary.iter().chain(baseline).cloned().collect();
+        let mut raw = match self.raw(&all, at).await {
+            Ok(r) => r,
+            Err(e) => return super::metrics_scrape::failed(&self.checks, &e),
+        };
+        // a node without series this time keeps its last reading
+        let mut group = |nodes: &[Target]| -> Vec<Scrapes> {
+            nodes
+                .iter()
+                .filter_map(|t| self.readings.probe(&t.name, raw.remove(&t.name)))
+                .collect()
+        };
+        let (c, b) = (group(canary), group(baseline));
+        let kinds: Vec<CheckCfg> = self
+            .checks
+            .iter()
+            .filter(|c| !matches!(c.kind, CheckKind::Query { .. }))
+            .cloned()
+            .collect();
+        let by_kind = observe_from(&kinds, &c, if baseline.is_empty() { &[] } else { &b });
+        let queries = self.observe_queries(canary, baseline, &window, at).await;
+        // in the plan's order
+        self.checks
+            .iter()
+            .filter_map(|c| {
+                by_kind
+                    .iter()
+                    .chain(&queries)
+                    .find(|o| o.check == c.spec.name)
+                    .cloned()
+            })
+            .collect()
     }
 }
 

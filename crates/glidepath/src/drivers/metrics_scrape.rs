@@ -17,17 +17,18 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The span of the values checked against `max`/`min`.
-pub const RECENT: Duration = Duration::from_secs(10);
+/// The default span of the values checked against `max`/`min`
+/// (`[sli] recent`).
+pub const RECENT: Duration = Duration::from_secs(60);
 
-/// One node's scrapes: at the window's start, and those of the last
-/// [`RECENT`] (oldest first; never empty).
-struct NodeScrapes {
+/// One node's readings: at the window's start, and those of the last
+/// `recent` span (oldest first; never empty).
+struct NodeReadings {
     start: Vec<Sample>,
     recent: VecDeque<(Instant, Vec<Sample>)>,
 }
 
-/// A node's scrapes for one probe: at the window's start, [`RECENT`] ago
+/// A node's readings for one probe: at the window's start, `recent` ago
 /// (or at the start, if later), and now.
 pub struct Scrapes {
     pub start: Vec<Sample>,
@@ -35,11 +36,82 @@ pub struct Scrapes {
     pub now: Vec<Sample>,
 }
 
+/// Every node's readings over a window, by node name: what both metrics
+/// sources difference. A node that does not answer a probe has its last
+/// reading carried forward (its span counts nothing), so its counters are
+/// never counted twice when it answers again.
+pub struct Readings {
+    recent: Duration,
+    nodes: Mutex<HashMap<String, NodeReadings>>,
+}
+
+impl Readings {
+    pub fn new(recent: Duration) -> Readings {
+        Readings {
+            recent,
+            nodes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The window starts: these are the nodes' first readings (a node not
+    /// among them counts from its first reading at a probe).
+    pub fn start(&self, readings: Vec<(String, Vec<Sample>)>) {
+        let now = Instant::now();
+        *self.nodes.lock().expect("readings lock") = readings
+            .into_iter()
+            .map(|(n, s)| {
+                (
+                    n,
+                    NodeReadings {
+                        start: s.clone(),
+                        recent: VecDeque::from([(now, s)]),
+                    },
+                )
+            })
+            .collect();
+    }
+
+    /// One node's readings at this probe; `None` if it did not answer (its
+    /// last reading stands in). `None` back when it has nothing to count yet.
+    pub fn probe(&self, node: &str, now: Option<Vec<Sample>>) -> Option<Scrapes> {
+        let mut all = self.nodes.lock().expect("readings lock");
+        let Some(n) = all.get_mut(node) else {
+            let s = now?;
+            all.insert(
+                node.to_string(),
+                NodeReadings {
+                    start: s.clone(),
+                    recent: VecDeque::from([(Instant::now(), s)]),
+                },
+            );
+            return None;
+        };
+        let now = match now {
+            Some(s) => s,
+            None => n.recent.back().map_or(&n.start, |r| &r.1).clone(),
+        };
+        let out = Scrapes {
+            start: n.start.clone(),
+            recent: n.recent.front().map_or(&n.start, |r| &r.1).clone(),
+            now: now.clone(),
+        };
+        n.recent.push_back((Instant::now(), now));
+        while n.recent.len() > 1
+            && n.recent
+                .front()
+                .is_some_and(|r| r.0.elapsed() > self.recent)
+        {
+            n.recent.pop_front();
+        }
+        Some(out)
+    }
+}
+
 pub struct ScrapeSource {
     url: String,
     checks: Vec<CheckCfg>,
     client: reqwest::Client,
-    nodes: Mutex<HashMap<String, NodeScrapes>>,
+    readings: Readings,
 }
 
 impl ScrapeSource {
@@ -48,8 +120,14 @@ impl ScrapeSource {
             url: url.into(),
             checks,
             client: http_client(timeout),
-            nodes: Mutex::new(HashMap::new()),
+            readings: Readings::new(RECENT),
         }
+    }
+
+    /// The span of the values checked against `max`/`min`.
+    pub fn with_recent(mut self, recent: Duration) -> Self {
+        self.readings = Readings::new(recent);
+        self
     }
 
     /// Whether a sample is one a check reads.
@@ -170,56 +248,25 @@ pub fn observe_from(
         .collect()
 }
 
-impl ScrapeSource {
-    /// Each node's scrapes for this probe (scraping it now).
-    async fn scrapes(&self, nodes: &[Target]) -> DResult<Vec<Scrapes>> {
-        let mut out = Vec::new();
-        for t in nodes {
-            let now = self.scrape(t).await?;
-            let mut all = self.nodes.lock().expect("scrapes lock");
-            let Some(n) = all.get_mut(&t.name) else {
-                // not scraped at the window's start: it counts from now
-                all.insert(
-                    t.name.clone(),
-                    NodeScrapes {
-                        start: now.clone(),
-                        recent: VecDeque::from([(Instant::now(), now)]),
-                    },
-                );
-                continue;
-            };
-            let recent = n.recent.front().map_or(&n.start, |r| &r.1).clone();
-            out.push(Scrapes {
-                start: n.start.clone(),
-                recent,
-                now: now.clone(),
-            });
-            n.recent.push_back((Instant::now(), now));
-            while n.recent.len() > 1 && n.recent.front().is_some_and(|r| r.0.elapsed() > RECENT) {
-                n.recent.pop_front();
-            }
-        }
-        Ok(out)
-    }
-}
-
 #[async_trait]
 impl MetricsSource for ScrapeSource {
     async fn start_window(&self, canary: &[Target], baseline: &[Target]) -> DResult<String> {
-        let mut got = HashMap::new();
-        for t in canary.iter().chain(baseline) {
-            let s = self.scrape(t).await?;
-            got.insert(
-                t.name.clone(),
-                NodeScrapes {
-                    start: s.clone(),
-                    recent: VecDeque::from([(Instant::now(), s)]),
-                },
-            );
+        let mut got = Vec::new();
+        for t in canary {
+            got.push((t.name.clone(), self.scrape(t).await?));
         }
-        *self.nodes.lock().expect("scrapes lock") = got;
+        // a baseline node that does not answer (it may be down, within
+        // max_unavailable: the peers check judges that) is left out
+        let mut answered = 0;
+        for t in baseline {
+            if let Ok(s) = self.scrape(t).await {
+                got.push((t.name.clone(), s));
+                answered += 1;
+            }
+        }
+        self.readings.start(got);
         Ok(format!(
-            "baseline scraped from {} canary and {} baseline node(s)",
+            "baseline scraped from {} canary and {answered} of {} baseline node(s)",
             canary.len(),
             baseline.len()
         ))
@@ -233,30 +280,36 @@ impl MetricsSource for ScrapeSource {
     }
 
     async fn observe(&self, canary: &[Target], baseline: &[Target]) -> Vec<Observation> {
-        // A baseline node that does not answer (it may have died: the peers
-        // check is the judge of that) leaves the baseline to the others.
-        let mut answered = Vec::new();
-        for t in baseline {
-            if let Ok(p) = self.scrapes(std::slice::from_ref(t)).await {
-                answered.extend(p);
+        let mut c = Vec::new();
+        for t in canary {
+            match self.scrape(t).await {
+                Ok(now) => c.extend(self.readings.probe(&t.name, Some(now))),
+                Err(e) => return failed(&self.checks, &e),
             }
         }
-        match self.scrapes(canary).await {
-            Ok(c) => observe_from(&self.checks, &c, &answered),
-            Err(e) => self
-                .checks
-                .iter()
-                .map(|c| Observation {
-                    check: c.spec.name.clone(),
-                    fault: Some(if e.is_infra() {
-                        glidepath_core::Fault::Unreachable
-                    } else {
-                        glidepath_core::Fault::Failed
-                    }),
-                    error: Some(e.to_string()),
-                    ..Observation::default()
-                })
-                .collect(),
+        // a baseline node that does not answer keeps its last reading
+        let mut b = Vec::new();
+        for t in baseline {
+            let now = self.scrape(t).await.ok();
+            b.extend(self.readings.probe(&t.name, now));
         }
+        observe_from(&self.checks, &c, &b)
     }
+}
+
+/// Every check's observation when the source failed.
+pub fn failed(checks: &[CheckCfg], e: &DriverError) -> Vec<Observation> {
+    checks
+        .iter()
+        .map(|c| Observation {
+            check: c.spec.name.clone(),
+            fault: Some(if e.is_infra() {
+                glidepath_core::Fault::Unreachable
+            } else {
+                glidepath_core::Fault::Failed
+            }),
+            error: Some(e.to_string()),
+            ..Observation::default()
+        })
+        .collect()
 }

@@ -29,7 +29,7 @@ pub use deploy_local::LocalDeployer;
 pub use deploy_ssh::{Ssh, SshDeployer, SshService};
 pub use health_http::Health;
 pub use metrics_prometheus::PrometheusSource;
-pub use metrics_scrape::ScrapeSource;
+pub use metrics_scrape::{ScrapeSource, RECENT};
 pub use service_command::CommandService;
 
 use crate::config::Release;

@@ -377,12 +377,26 @@ fn read_query(r: &mut Reader, t: &Table<'_>, at: Span) -> Option<CheckCfg> {
     let events_query = r.template_str(
         t,
         "events_query",
-        "'sum(increase(http_requests_total{instance=~\"{instances}\",code=~\"5..\"}[{window}]))'",
+        "'sum(http_requests_total{instance=~\"{instances}\",code=~\"5..\"})'",
         QUERY_PLACEHOLDERS,
     );
     if let Some((_, s)) = common.compare {
         if events_query.is_none() || samples_query.is_none() {
-            r.err(s, format!("check `{}` compares with the baseline but has no `events_query` and `samples_query` to count with", common.name.as_deref().unwrap_or("?")), "nothing to count", Some("add events_query = 'sum(increase(http_requests_total{instance=~\"{instances}\",code=~\"5..\"}[{window}]))' and samples_query = 'sum(increase(http_requests_total{instance=~\"{instances}\"}[{window}]))', or use kind = \"error_ratio\"/\"latency_quantile\" with a metric".into()));
+            r.err(s, format!("check `{}` compares with the baseline but has no `events_query` and `samples_query` to count with", common.name.as_deref().unwrap_or("?")), "nothing to count", Some("add the counter totals events_query = 'sum(http_requests_total{instance=~\"{instances}\",code=~\"5..\"})' and samples_query = 'sum(http_requests_total{instance=~\"{instances}\"})', or use kind = \"error_ratio\"/\"latency_quantile\" with a metric".into()));
+        }
+        // counter totals: glidepath differences them between probes
+        for (key, q) in [
+            ("events_query", &events_query),
+            ("samples_query", &samples_query),
+        ] {
+            if let Some((text, span)) = q {
+                let ranged = ["rate(", "increase(", "irate(", "delta(", "["]
+                    .iter()
+                    .any(|f| text.contains(f));
+                if ranged {
+                    r.err(*span, format!("`{key}` of a compared check must be a counter total, without a range or rate"), "a range or rate", Some(format!("{key} = 'sum(http_requests_total{{instance=~\"{{instances}}\"}})': glidepath takes the differences between probes itself (a range such as [1m] would count events twice, and increase() extrapolates)")));
+                }
+            }
         }
     } else if let Some((_, s)) = &events_query {
         r.err(

@@ -83,16 +83,13 @@ impl Drivers {
             service,
             health: Arc::new(Health::new(plan.health.clone(), plan.dir.clone())),
             metrics: plan.sli.as_ref().map(|s| match &s.source {
-                SliSource::Scrape { url } => {
-                    Arc::new(ScrapeSource::new(url, s.timeout, s.checks.clone()))
-                        as Arc<dyn MetricsSource>
-                }
-                SliSource::Prometheus { url, auth } => Arc::new(PrometheusSource::new(
-                    url,
-                    auth.clone(),
-                    s.timeout,
-                    s.checks.clone(),
-                )) as Arc<dyn MetricsSource>,
+                SliSource::Scrape { url } => Arc::new(
+                    ScrapeSource::new(url, s.timeout, s.checks.clone()).with_recent(s.recent),
+                ) as Arc<dyn MetricsSource>,
+                SliSource::Prometheus { url, auth } => Arc::new(
+                    PrometheusSource::new(url, auth.clone(), s.timeout, s.checks.clone())
+                        .with_recent(s.recent),
+                ) as Arc<dyn MetricsSource>,
             }),
         }
     }

@@ -21,6 +21,7 @@ const KEYS: &[&str] = &[
     "alpha",
     "baseline",
     "on_incident",
+    "recent",
 ];
 /// The prometheus source's own keys: its auth.
 const PROMETHEUS_KEYS: &[&str] = &[
@@ -107,6 +108,12 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<SliCf
             a
         }
     };
+    let recent = r.duration(t, "recent", Some(crate::drivers::RECENT));
+    if let (Some(d), Some(v)) = (recent, t.get("recent")) {
+        if d < Duration::from_secs(1) {
+            r.err(v.span, "`recent` is shorter than 1s", "too short", Some("the values checked against max/min span the last `recent`: a few scrape intervals at least, e.g. \"1m\"".into()));
+        }
+    }
     let baseline = r
         .str_list(t, "baseline", "[\"api-5\", \"api-6\"]")
         .map(|l| l.into_iter().map(|x| x.0).collect());
@@ -119,6 +126,7 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<SliCf
         alpha,
         baseline,
         on_incident,
+        recent: recent?,
     })
 }
 

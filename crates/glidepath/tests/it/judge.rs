@@ -159,7 +159,9 @@ async fn a_canary_fifty_percent_slower_than_its_baseline_is_rolled_back() {
         error_rate: 0.0,
         latency_ms: 15.0, // release 1 answers in 10 ms (± 50 %)
     };
-    let (run, reason) = canary_regression(&r, slow, 0.0, "15s").await;
+    // the bound waits for ~400 baseline requests (20 above a p95), then
+    // the comparison takes a few seconds: a 30 s window leaves room
+    let (run, reason) = canary_regression(&r, slow, 0.0, "30s").await;
     assert!(
         reason.contains("p95 latency: the canary is significantly worse than its baseline"),
         "{reason}"
@@ -170,7 +172,8 @@ async fn a_canary_fifty_percent_slower_than_its_baseline_is_rolled_back() {
         c["e_value"].as_f64().unwrap() >= c["threshold"].as_f64().unwrap(),
         "{v}"
     );
-    assert!(c["ratio_low"].as_f64().unwrap() > 1.1, "{v}");
+    // the two-sided confidence interval lies above 1
+    assert!(c["ratio_low"].as_f64().unwrap() > 1.0, "{v}");
     assert!(c["bound"].as_f64().is_some(), "{v}");
 }
 

@@ -596,16 +596,21 @@ fn compare_checks_and_their_diagnostics() {
         .replace("[sli]\nsource = \"scrape\"", "[sli]\nsource = \"prometheus\"\nurl    = \"http://prom:9090\"")
         .replace(
             "kind        = \"error_ratio\"\nmetric      = \"http_requests_total\"",
-            "query         = 'sum(rate(http_requests_total{code=~\"5..\",instance=~\"{instances}\"}[1m])) / sum(rate(http_requests_total{instance=~\"{instances}\"}[1m]))'\nsamples_query = 'sum(increase(http_requests_total{instance=~\"{instances}\"}[{window}]))'",
+            "query         = 'sum(rate(http_requests_total{code=~\"5..\",instance=~\"{instances}\"}[1m])) / sum(rate(http_requests_total{instance=~\"{instances}\"}[1m]))'\nsamples_query = 'sum(http_requests_total{instance=~\"{instances}\"})'",
         );
-    assert_eq!(
-        diagnose(dir.path(), &prom.replacen(
-            "samples_query",
-            "events_query = 'sum(increase(http_requests_total{code=~\"5..\",instance=~\"{instances}\"}[{window}]))'\nsamples_query",
-            1
-        )),
-        "valid"
+    let counted = prom.replacen(
+        "samples_query",
+        "events_query = 'sum(http_requests_total{code=~\"5..\",instance=~\"{instances}\"})'\nsamples_query",
+        1,
     );
+    assert_eq!(diagnose(dir.path(), &counted), "valid");
+    // counter totals: a range or a rate would count events twice
+    let ranged = counted.replacen(
+        "sum(http_requests_total{code=~\"5..\",instance=~\"{instances}\"})",
+        "sum(increase(http_requests_total{code=~\"5..\",instance=~\"{instances}\"}[{window}]))",
+        1,
+    );
+    all.push_str(&format!("## events_query_with_a_range\n{}\n", diagnose(dir.path(), &ranged)));
     all.push_str(&format!(
         "## query_compare_without_events_query\n{}\n",
         diagnose(dir.path(), &prom)
