@@ -17,7 +17,7 @@
 //!   than its baseline is a breach.
 
 use crate::seq::ShareTest;
-use crate::sli::{fmt_num, judge, past_limit, Counts, Judgement, Observation, Verdict};
+use crate::sli::{at_limit, fmt_num, judge, past_limit, Counts, Judgement, Observation, Verdict};
 use crate::spec::{CheckSpec, CompareSpec};
 use serde::{Deserialize, Serialize};
 
@@ -203,16 +203,18 @@ pub fn judge_probe(
         .value
         .filter(|v| v.is_finite() && enough(obs.samples))
         .and_then(|v| past_limit(spec, v).map(|l| (v, l)));
+    // the baseline past the limit, or at it (a fleet hovering at its limit:
+    // the canary's noisier reading crossing it alone is no evidence)
     let baseline_past = obs
         .baseline
         .as_ref()
         .filter(|b| enough(b.samples))
         .and_then(|b| b.deciding_value(spec))
         .filter(|v| v.is_finite())
-        .and_then(|v| past_limit(spec, v).map(|l| (v, l)));
+        .and_then(|v| at_limit(spec, v).map(|l| (v, l)));
     let incident = match (canary_past, baseline_past) {
         (Some((cv, (op, limit))), Some((bv, _))) => Some(format!(
-            "fleet-wide incident: {} is {} on the canary and {} on the baseline, both {op} {} (not the release's doing: the window waits for the fleet to recover)",
+            "fleet-wide incident: {} is {} on the canary and {} on the baseline, both {op} {} or within 10 % of it (not the release's doing: the window waits for the fleet to recover)",
             spec.name,
             fmt_num(cv),
             fmt_num(bv),
@@ -384,6 +386,16 @@ mod tests {
                 true,
                 (100.0, 8.0),
                 (200.0, 16.0),
+                Verdict::Inconclusive,
+                true,
+            ),
+            // a fleet hovering at its limit (baseline 4.8 %, max 5 %): the
+            // canary's 6 % alone is no breach, it is the fleet's incident
+            (
+                "fleet at its limit, fixed",
+                false,
+                (100.0, 6.0),
+                (500.0, 24.0),
                 Verdict::Inconclusive,
                 true,
             ),

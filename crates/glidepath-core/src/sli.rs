@@ -125,6 +125,20 @@ fn deciding(value: Option<f64>, series: &[f64], spec: &CheckSpec) -> Option<f64>
     }
 }
 
+/// How close to a limit counts as at it, for the baseline in the incident
+/// rule: within 10 % of the limit. A fleet hovering at its limit makes the
+/// canary's noisier reading cross it alone half the time.
+pub const AT_LIMIT: f64 = 0.1;
+
+/// The limit `value` is past or at (within [`AT_LIMIT`] of it), if any.
+pub(crate) fn at_limit(spec: &CheckSpec, value: f64) -> Option<(&'static str, f64)> {
+    match (spec.max, spec.min) {
+        (Some(max), _) if value > max - AT_LIMIT * max.abs() => Some((">", max)),
+        (_, Some(min)) if value < min + AT_LIMIT * min.abs() => Some(("<", min)),
+        _ => None,
+    }
+}
+
 /// The limit `value` is past, if any: `("> max", max)` or `("< min", min)`.
 pub(crate) fn past_limit(spec: &CheckSpec, value: f64) -> Option<(&'static str, f64)> {
     match (spec.max, spec.min) {

@@ -610,7 +610,10 @@ fn compare_checks_and_their_diagnostics() {
         "sum(increase(http_requests_total{code=~\"5..\",instance=~\"{instances}\"}[{window}]))",
         1,
     );
-    all.push_str(&format!("## events_query_with_a_range\n{}\n", diagnose(dir.path(), &ranged)));
+    all.push_str(&format!(
+        "## events_query_with_a_range\n{}\n",
+        diagnose(dir.path(), &ranged)
+    ));
     all.push_str(&format!(
         "## query_compare_without_events_query\n{}\n",
         diagnose(dir.path(), &prom)
