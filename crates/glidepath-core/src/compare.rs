@@ -97,6 +97,15 @@ impl CompareState {
         }
     }
 
+    /// The same, expecting the watched group to get `share` of the
+    /// requests (a bake after a batch watches more nodes than the canary).
+    pub fn with_share(mut self, share: f64) -> CompareState {
+        let theta0 = self.test.theta0;
+        self.test = ShareTest::new(theta0, share);
+        self.traffic = ShareTest::new(2.0, 1.0 - share);
+        self
+    }
+
     /// A group's bad events: its errors, or its requests above the bound.
     fn bad(&self, c: &Counts, latency: bool) -> Option<f64> {
         if !latency {
@@ -222,6 +231,9 @@ pub fn judge_probe(
         )),
         _ => None,
     };
+    // no baseline to compare with (the watch after the last batch: every
+    // node runs the release): the limits alone decide
+    let state = state.filter(|_| obs.baseline.is_some());
     let (Some(c), Some(st)) = (spec.compare.as_ref(), state) else {
         if let Some(why) = incident {
             j.verdict = Verdict::Inconclusive;

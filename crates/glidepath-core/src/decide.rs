@@ -179,6 +179,29 @@ fn finish(at: Millis, outcome: Outcome, reason: String) -> Event {
     }
 }
 
+/// Why an SLI window starts after group `g`.
+fn window_reason(spec: &RolloutSpec, g: usize, length_ms: u64, interval_ms: u64) -> String {
+    let (len, every) = (length_ms as f64 / 1000.0, interval_ms as f64 / 1000.0);
+    if g == 0 {
+        format!(
+            "canary {} runs {}: watch SLIs for {len}s, probing every {every}s",
+            spec.groups[0].join(", "),
+            spec.version
+        )
+    } else if g + 1 == spec.groups.len() {
+        format!(
+            "every node runs {}: watch the whole fleet for {len}s, probing every {every}s (a breach reverts every node)",
+            spec.version
+        )
+    } else {
+        let upgraded: usize = spec.groups[..=g].iter().map(|x| x.len()).sum();
+        format!(
+            "batch {g} done: bake, watching the {upgraded} upgraded node(s) for {len}s before batch {} (a breach rolls them all back)",
+            g + 1
+        )
+    }
+}
+
 fn secs(ms: u64) -> String {
     format!("{}s", ms as f64 / 1000.0)
 }
@@ -399,8 +422,12 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                 advance_nodes(spec, state, now, group, &mut d);
                 return d;
             }
-            if let Some(w) = spec.window.as_ref().filter(|_| state.group == 0) {
-                if !state.windows_passed.contains(&0) {
+            let window = spec
+                .window
+                .as_ref()
+                .and_then(|w| Some((w, w.length_after(state.group, spec.groups.len())?)));
+            if let Some((w, length_ms)) = window {
+                if !state.windows_passed.contains(&state.group) {
                     if state.run_step_in_flight.is_some() {
                         return d; // one probe at a time
                     }
@@ -421,16 +448,10 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                             kind: StepKind::StartWindow,
                             node: None,
                             version: None,
-                            reason: format!(
-                                "canary {} runs {}: watch SLIs for {}s, probing every {}s",
-                                group.join(", "),
-                                spec.version,
-                                w.length_ms as f64 / 1000.0,
-                                w.interval_ms as f64 / 1000.0
-                            ),
+                            reason: window_reason(spec, state.group, length_ms, w.interval_ms),
                         }),
                         Some(ws) => {
-                            let end = ws.end(w.length_ms, now);
+                            let end = ws.end(length_ms, now);
                             if let Some(since) = ws.outage_since {
                                 d.waiting = Some(format!(
                                     "metrics source unreachable since {:.1}s into the SLI window ({}): the window is paused and resumes when it answers (`glidepath rollback RUN` to give up)",
@@ -447,7 +468,7 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                             let last = ws.last_probe.unwrap_or(ws.started);
                             if now >= end && last >= end {
                                 let (passed, reason) =
-                                    close_window(&w.checks, &ws.latest, w.length_ms);
+                                    close_window(&w.checks, &ws.latest, length_ms);
                                 d.transition = Some(Event::WindowClosed {
                                     at: now,
                                     passed,
@@ -464,7 +485,7 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                                             "probe {} of the SLI window ({:.1}s of {}s elapsed)",
                                             ws.probes + 1,
                                             now.saturating_sub(ws.started) as f64 / 1000.0,
-                                            w.length_ms as f64 / 1000.0
+                                            length_ms as f64 / 1000.0
                                         ),
                                     });
                                 } else {
@@ -536,10 +557,13 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                     format!("all {} nodes run {}{down}", state.nodes.len(), spec.version),
                 ));
             } else {
-                let why = if state.group == 0 && spec.window.is_some() {
+                let watched = state.windows_passed.contains(&state.group);
+                let why = if state.group == 0 && watched {
                     "canary healthy and SLI window passed".to_string()
                 } else if state.group == 0 {
                     "canary healthy".to_string()
+                } else if watched {
+                    format!("batch {} done and baked", state.group)
                 } else {
                     format!("batch {} done", state.group)
                 };
@@ -573,9 +597,22 @@ pub fn awaiting_promotion(spec: &RolloutSpec, state: &RunState) -> Option<String
     let complete = group
         .iter()
         .all(|n| state.nodes.get(n).map(|s| s.status) == Some(NodeStatus::Updated));
-    let window_due =
-        state.group == 0 && spec.window.is_some() && !state.windows_passed.contains(&0);
-    if !complete || window_due {
+    let window = spec
+        .window
+        .as_ref()
+        .and_then(|w| w.length_after(state.group, spec.groups.len()));
+    let window_due = window.is_some() && !state.windows_passed.contains(&state.group);
+    if !complete {
+        return None;
+    }
+    // the watch after the last batch may be ended early
+    let last = state.group + 1 == spec.groups.len() && state.group > 0;
+    if window_due && last && state.window.is_some() {
+        return Some(
+            "watching the whole fleet after the last batch: `promote` ends the watch early".into(),
+        );
+    }
+    if window_due {
         return None;
     }
     if spec.pause_after.contains(&state.group) && !state.promoted.contains(&state.group) {

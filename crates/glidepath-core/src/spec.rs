@@ -90,6 +90,36 @@ pub struct WindowSpec {
     /// A fleet-wide incident during the window: pause or roll back.
     #[serde(default)]
     pub on_incident: IncidentPolicy,
+    /// After each batch but the last, watch the nodes upgraded so far this
+    /// long before the next batch starts (`batch_bake`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_ms: Option<u64>,
+    /// After the last batch, watch the whole fleet this long before the run
+    /// succeeds (`watch_after`): a breach reverts every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_ms: Option<u64>,
+}
+
+impl WindowSpec {
+    /// How long the SLI window after group `g` (of `groups`) lasts, if
+    /// there is one: the canary's window, a bake after a batch, or the
+    /// watch after the last batch.
+    ///
+    /// ```
+    /// use glidepath_core::WindowSpec;
+    /// let w = WindowSpec { length_ms: 10, interval_ms: 1, checks: vec![], rollback_on_breach: true,
+    ///     pause_on_metrics_error: true, on_incident: Default::default(), bake_ms: Some(5), watch_ms: Some(30) };
+    /// assert_eq!([0, 1, 2, 3].map(|g| w.length_after(g, 4)), [Some(10), Some(5), Some(5), Some(30)]);
+    /// ```
+    pub fn length_after(&self, g: usize, groups: usize) -> Option<u64> {
+        if g == 0 {
+            Some(self.length_ms)
+        } else if g + 1 == groups {
+            self.watch_ms.or(self.bake_ms)
+        } else {
+            self.bake_ms
+        }
+    }
 }
 
 /// What to do when a drained node still has connections at the drain timeout.

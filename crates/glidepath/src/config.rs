@@ -202,4 +202,8 @@ pub struct Strategy {
     /// `retry = { backoff, max_backoff, deadline }`: how infrastructure
     /// faults are waited out.
     pub retry: glidepath_core::RetrySpec,
+    /// `batch_bake`: watch the upgraded nodes this long after each batch.
+    pub batch_bake: Option<Duration>,
+    /// `watch_after`: watch the whole fleet this long after the last batch.
+    pub watch_after: Option<Duration>,
 }

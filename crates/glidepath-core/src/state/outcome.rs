@@ -38,7 +38,21 @@ impl RunState {
                             .window
                             .iter()
                             .flat_map(|w| &w.checks)
-                            .filter_map(|c| Some(CompareState::new(c, c.compare.as_ref()?)))
+                            .filter_map(|c| {
+                                let st = CompareState::new(c, c.compare.as_ref()?);
+                                // after a batch, the upgraded nodes share the traffic
+                                Some(if self.group == 0 {
+                                    st
+                                } else {
+                                    let all: usize = spec.groups.iter().map(|g| g.len()).sum();
+                                    let up: usize = spec.groups
+                                        [..=self.group.min(spec.groups.len() - 1)]
+                                        .iter()
+                                        .map(|g| g.len())
+                                        .sum();
+                                    st.with_share(up as f64 / all.max(1) as f64)
+                                })
+                            })
                             .collect(),
                         incident_since: None,
                         incident_reason: String::new(),

@@ -31,6 +31,8 @@ pub(crate) fn spec(nodes: usize, batch: usize, window: bool) -> RolloutSpec {
             rollback_on_breach: true,
             pause_on_metrics_error: true,
             on_incident: Default::default(),
+            bake_ms: None,
+            watch_ms: None,
         }),
         drain_timeout_ms: 5_000,
         drain_poll_ms: 200,

@@ -299,3 +299,106 @@ fn an_endless_incident_is_bounded_by_the_retry_deadline() {
     );
     assert_eq!(sim.state.phase, Phase::Rolling, "no verdict, no rollback");
 }
+
+fn with_windows(nodes: usize, bake: Option<u64>, watch: Option<u64>) -> RolloutSpec {
+    let mut s = spec(nodes, 1, true);
+    let w = s.window.as_mut().unwrap();
+    w.bake_ms = bake;
+    w.watch_ms = watch;
+    s
+}
+
+/// A release that degrades only after the canary's window (a leak) is
+/// caught by the watch after the last batch, and every node is reverted.
+#[test]
+fn the_watch_after_the_last_batch_reverts_every_node() {
+    let mut sim = Sim::new(with_windows(4, None, Some(30_000)));
+    let mut w = World::new(4);
+    tick_until(&mut sim, &mut w, "the last batch", |s| s.state.group == 3);
+    tick_until(&mut sim, &mut w, "the watch", |s| s.state.window.is_some());
+    assert!(sim.state.nodes.values().all(|n| n.status == Updated));
+    let why = sim
+        .log
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Intent { step, .. } if step.kind == StepKind::StartWindow => {
+                Some(step.reason.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(why.contains("watch the whole fleet for 30s"), "{why}");
+    // the leak shows now
+    w.error_ratio = 0.3;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+    assert_eq!(sim.statuses(), vec![RolledBack; 4], "every node reverted");
+    assert!(w.current.values().all(|v| v == "1"));
+    let cause = sim.state.cause.clone().unwrap();
+    assert_eq!(cause.kind, CauseKind::Sli);
+}
+
+/// Without a leak, the run succeeds only after the watch; `promote` ends
+/// the watch early.
+#[test]
+fn the_run_succeeds_after_the_watch_and_promote_ends_it_early() {
+    let mut sim = Sim::new(with_windows(3, None, Some(60_000)));
+    let mut w = World::new(3);
+    tick_until(&mut sim, &mut w, "the watch", |s| {
+        s.state.group == 2 && s.state.window.is_some()
+    });
+    let started = sim.now;
+    assert!(awaiting_promotion(&sim.spec, &sim.state).is_some());
+    tick_until(&mut sim, &mut w, "ten seconds of watch", |s| {
+        s.now >= started + 10_000
+    });
+    assert!(!sim.state.is_finished());
+    sim.push(Event::Promoted {
+        at: sim.now,
+        reason: "looks good".into(),
+    });
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::Succeeded));
+    assert!(sim.now < started + 60_000, "ended early");
+
+    // and without promote, the whole watch
+    let mut sim = Sim::new(with_windows(3, None, Some(60_000)));
+    let mut w = World::new(3);
+    assert_eq!(sim.run(&mut w, 100_000), Some(Outcome::Succeeded));
+    let closed = sim
+        .log
+        .iter()
+        .filter(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
+        .count();
+    assert_eq!(closed, 2, "the canary's window and the watch");
+}
+
+/// `batch_bake`: after each batch the upgraded nodes are watched before the
+/// next batch; a breach during a bake rolls back every upgraded node and
+/// leaves the rest untouched.
+#[test]
+fn a_breach_during_a_bake_rolls_back_the_upgraded_nodes() {
+    let mut sim = Sim::new(with_windows(4, Some(20_000), None));
+    let mut w = World::new(4);
+    tick_until(&mut sim, &mut w, "the bake after batch 1", |s| {
+        s.state.group == 1 && s.state.window.is_some()
+    });
+    w.error_ratio = 0.3;
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::RolledBack));
+    assert_eq!(
+        sim.statuses(),
+        vec![RolledBack, RolledBack, Untouched, Untouched]
+    );
+    // a clean run bakes after every batch but the last, then finishes
+    let mut sim = Sim::new(with_windows(4, Some(20_000), None));
+    let mut w = World::new(4);
+    assert_eq!(sim.run(&mut w, 100_000), Some(Outcome::Succeeded));
+    let windows = sim
+        .log
+        .iter()
+        .filter(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
+        .count();
+    assert_eq!(
+        windows, 4,
+        "canary, batches 1 and 2, and the last batch's bake"
+    );
+}

@@ -35,21 +35,25 @@ pub fn releases() -> [Behaviour; 4] {
             version: "1".into(),
             error_rate: 0.0,
             latency_ms: 10.0,
+            leak_after_s: None,
         },
         Behaviour {
             version: "2".into(),
             error_rate: 0.0,
             latency_ms: 10.0,
+            leak_after_s: None,
         },
         Behaviour {
             version: "3".into(),
             error_rate: 0.25,
             latency_ms: 80.0,
+            leak_after_s: None,
         },
         Behaviour {
             version: "4".into(),
             error_rate: 0.0,
             latency_ms: 10.0,
+            leak_after_s: None,
         },
     ]
 }

@@ -1,6 +1,7 @@
 //! The bundled demo service (`glidepath demo-node`): a small HTTP server that
 //! behaves like the release in `<dir>/current/release.toml` (version, error
-//! rate, latency), with `/health`, `/version`, Prometheus `/metrics` (a
+//! rate, latency, and a leak: `leak_after_s`, after which half of its
+//! requests fail), with `/health`, `/version`, Prometheus `/metrics` (a
 //! latency histogram and status-code counters), and a drain endpoint pair
 //! speaking the `http` balancer protocol. `POST /admin/incident?error_rate=
 //! 0.03&latency_ms=60` makes it worse whatever its release (an outside
@@ -24,13 +25,20 @@ pub struct Behaviour {
     pub version: String,
     pub error_rate: f64,
     pub latency_ms: f64,
+    /// A leak: from this many seconds after the release starts serving,
+    /// half of its requests fail.
+    pub leak_after_s: Option<f64>,
 }
 
 /// Write a demo release file.
 pub fn release_toml(b: &Behaviour) -> String {
     format!(
-        "# a glidepath demo release\nversion = \"{}\"\nerror_rate = {:?}\nlatency_ms = {:?}\n",
-        b.version, b.error_rate, b.latency_ms
+        "# a glidepath demo release\nversion = \"{}\"\nerror_rate = {:?}\nlatency_ms = {:?}\n{}",
+        b.version,
+        b.error_rate,
+        b.latency_ms,
+        b.leak_after_s
+            .map_or(String::new(), |s| format!("leak_after_s = {s:?}\n"))
     )
 }
 
@@ -57,6 +65,7 @@ pub fn read_release(dir: &Path) -> Result<Behaviour, String> {
             .to_string(),
         error_rate: num("error_rate").unwrap_or(0.0),
         latency_ms: num("latency_ms").unwrap_or(5.0),
+        leak_after_s: num("leak_after_s"),
     })
 }
 
@@ -79,6 +88,8 @@ struct Node {
     /// when traffic did or did not reach this node.
     arrivals: Mutex<std::collections::VecDeque<u64>>,
     behaviour: Mutex<Option<Behaviour>>,
+    /// When the release was (re)loaded: a leak counts from there.
+    loaded: Mutex<Instant>,
     /// An outside incident: extra error rate and latency (ms) on top of
     /// the release's.
     incident: Mutex<Option<(f64, f64)>>,
@@ -102,6 +113,7 @@ impl Node {
     }
 
     fn reload(&self) {
+        *self.loaded.lock().expect("lock") = Instant::now();
         let b = read_release(&self.dir).ok();
         *self.behaviour.lock().expect("lock") = b;
         *self.metrics.lock().expect("lock") = Metrics::default();
@@ -137,7 +149,11 @@ async fn work(State(n): State<Arc<Node>>) -> (StatusCode, [(&'static str, String
     let jitter = 0.5 + n.random();
     let ms = b.latency_ms * jitter + extra_ms;
     tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
-    let code = if n.random() < b.error_rate + extra_errors {
+    let leaking = b
+        .leak_after_s
+        .is_some_and(|s| n.loaded.lock().expect("lock").elapsed().as_secs_f64() >= s);
+    let errors = if leaking { 0.5 } else { b.error_rate };
+    let code = if n.random() < errors + extra_errors {
         500
     } else {
         200
@@ -295,6 +311,7 @@ pub async fn serve(dir: PathBuf, listen: &str, boot_ms: u64) -> std::io::Result<
         dir: dir.clone(),
         behaviour: Mutex::new(None),
         incident: Mutex::new(None),
+        loaded: Mutex::new(Instant::now()),
         metrics: Mutex::new(Metrics::default()),
         active: AtomicU64::new(0),
         drained: AtomicBool::new(false),

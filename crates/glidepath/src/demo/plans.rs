@@ -42,6 +42,8 @@ pub struct DemoPlan {
     pub health_deadline: String,
     /// The SLI checks compare the canary with its baseline.
     pub compare: bool,
+    /// More `[strategy]` lines (`watch_after`, `batch_bake`, …).
+    pub strategy_extra: String,
 }
 
 impl Default for DemoPlan {
@@ -54,6 +56,7 @@ impl Default for DemoPlan {
             min_samples: 20,
             health_deadline: "10s".into(),
             compare: false,
+            strategy_extra: String::new(),
         }
     }
 }
@@ -98,6 +101,7 @@ sli_window     = "{window}"
 probe_interval = "{interval}"
 drain_timeout  = "10s"
 {pauses}
+{strategy_extra}
 {balancer}
 [deploy]
 kind          = "local"
@@ -141,6 +145,7 @@ on = ["health", "sli"]
         window = knobs.window,
         interval = knobs.probe_interval,
         pauses = knobs.pauses,
+        strategy_extra = knobs.strategy_extra,
         min_samples = knobs.min_samples,
         deadline = knobs.health_deadline,
         compare = if knobs.compare {

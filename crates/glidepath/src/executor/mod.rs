@@ -614,23 +614,38 @@ impl Executor {
         if !matches!(step.kind, StepKind::StartWindow | StepKind::Probe) {
             return vec![];
         }
+        // the nodes not upgraded yet (all but the canary for its window;
+        // none for the watch after the last batch)
+        let upgraded: Vec<&String> = self.watched().collect();
         self.plan
             .baseline_nodes()
             .iter()
+            .filter(|n| !upgraded.contains(n))
             .filter_map(|n| self.targets.get(n).cloned())
             .collect()
     }
 
+    /// The nodes an SLI window watches: the groups upgraded so far (the
+    /// canary; after a batch, every batch so far; after the last, the fleet).
+    fn watched(&self) -> impl Iterator<Item = &String> {
+        let g = self
+            .state
+            .group
+            .min(self.spec.groups.len().saturating_sub(1));
+        self.spec.groups[..=g].iter().flatten()
+    }
+
     /// The nodes a run-level step acts on, with the release each should
-    /// serve: the canaries for the SLI window, the peers for `check_peers`.
+    /// serve: the watched nodes for an SLI window, the peers for
+    /// `check_peers`.
     fn run_targets(&self, step: &Step) -> Vec<(Target, Option<String>)> {
         let named: Vec<(String, Option<String>)> = match step.kind {
             StepKind::CheckPeers => self.state.peers_to_check(&self.spec),
-            _ => self.spec.groups.first().map_or(vec![], |g| {
-                g.iter()
-                    .map(|n| (n.clone(), Some(self.spec.version.clone())))
-                    .collect()
-            }),
+            _ if self.spec.groups.is_empty() => vec![],
+            _ => self
+                .watched()
+                .map(|n| (n.clone(), Some(self.spec.version.clone())))
+                .collect(),
         };
         named
             .into_iter()

@@ -19,6 +19,8 @@ impl Plan {
                 rollback_on_breach: self.rollback_on.iter().any(|o| o == "sli"),
                 pause_on_metrics_error: sli.pause_on_error,
                 on_incident: sli.on_incident,
+                bake_ms: self.strategy.batch_bake.map(|d| d.as_millis() as u64),
+                watch_ms: self.strategy.watch_after.map(|d| d.as_millis() as u64),
             }),
             _ => None,
         };
@@ -149,6 +151,20 @@ impl Plan {
                             }
                         ));
                     }
+                }
+            }
+            if i > 0 {
+                if let Some(len) = spec
+                    .window
+                    .as_ref()
+                    .and_then(|w| w.length_after(i, spec.groups.len()))
+                {
+                    let len = humantime::format_duration(Duration::from_millis(len));
+                    out.push(if i + 1 == spec.groups.len() {
+                        format!("watch the whole fleet for {len} (the SLI checks; a breach reverts every node; `promote` ends the watch early)")
+                    } else {
+                        format!("bake: watch the nodes upgraded so far for {len} before the next batch (a breach rolls them all back)")
+                    });
                 }
             }
             if spec.pause_after.contains(&i) {

@@ -227,6 +227,19 @@ pub(super) fn check_window(
                 Some("add [sli] with at least one [[sli.check]], or remove sli_window".into()),
             );
         }
+        (None, _) if strategy.batch_bake.is_some() || strategy.watch_after.is_some() => {
+            let key = if strategy.watch_after.is_some() {
+                "watch_after"
+            } else {
+                "batch_bake"
+            };
+            r.err(
+                span_of(key).unwrap_or(head),
+                format!("`{key}` is set but the plan has no [sli] checks"),
+                "nothing to watch",
+                Some("add [sli] with at least one [[sli.check]], or remove it".into()),
+            );
+        }
         (Some(_), Some(w)) if strategy.probe_interval > w => {
             r.err(probe_span.or(window_span).unwrap_or(head), "`probe_interval` is longer than `sli_window`", "no probe would run inside the window", Some("probe several times per window, e.g. sli_window = \"10m\", probe_interval = \"30s\"".into()));
         }

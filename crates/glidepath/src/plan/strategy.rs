@@ -15,6 +15,8 @@ const KEYS: &[&str] = &[
     "max_unavailable",
     "sli_window",
     "probe_interval",
+    "batch_bake",
+    "watch_after",
     "pauses",
     "drain_timeout",
     "on_drain_timeout",
@@ -30,6 +32,8 @@ impl Default for Strategy {
             max_unavailable: None,
             sli_window: None,
             probe_interval: Duration::from_secs(10),
+            batch_bake: None,
+            watch_after: None,
             pause_after: vec![],
             drain_timeout: Duration::from_secs(30),
             on_drain_timeout: DrainTimeoutPolicy::Fail,
@@ -134,6 +138,8 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, nodes: &[Node]) -> Option<S
         strategy.max_unavailable = Some(m as usize);
     }
     strategy.sli_window = r.duration(t, "sli_window", None);
+    strategy.batch_bake = r.duration(t, "batch_bake", None);
+    strategy.watch_after = r.duration(t, "watch_after", None);
     if let Some(d) = r.duration(t, "probe_interval", Some(strategy.probe_interval)) {
         strategy.probe_interval = d;
     }

@@ -187,6 +187,7 @@ async fn env_values_are_fingerprinted_never_journaled_in_clear() {
         version: "4".into(),
         error_rate: 0.0,
         latency_ms: 10.0,
+        leak_after_s: None,
     });
     let second = run(&plan_for(&v4), "pw-4418");
     assert_ne!(second[0], first[0], "a changed value shows");

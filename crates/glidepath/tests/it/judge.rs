@@ -158,6 +158,7 @@ async fn a_canary_fifty_percent_slower_than_its_baseline_is_rolled_back() {
         version: "slow".into(),
         error_rate: 0.0,
         latency_ms: 15.0, // release 1 answers in 10 ms (± 50 %)
+        leak_after_s: None,
     };
     // the bound waits for ~400 baseline requests (20 above a p95), then
     // the comparison takes a few seconds: a 30 s window leaves room
@@ -191,6 +192,7 @@ async fn a_canary_with_twice_the_errors_of_its_baseline_is_rolled_back() {
         version: "errors".into(),
         error_rate: 0.10,
         latency_ms: 10.0,
+        leak_after_s: None,
     };
     let (run, reason) = canary_regression(&r, errors, 0.10, "30s").await;
     assert!(

@@ -18,3 +18,4 @@ mod real_ssh;
 mod rollout;
 mod safety;
 mod system;
+mod watch;

@@ -629,3 +629,36 @@ fn compare_checks_and_their_diagnostics() {
     ));
     insta::assert_snapshot!("compare_checks", all);
 }
+
+/// `batch_bake` and `watch_after`: what `validate` says, and that they need
+/// SLI checks to watch with.
+#[test]
+fn bake_and_watch_after_are_described_and_need_sli_checks() {
+    let (dir, good) = setup();
+    let src = good.replace(
+        "probe_interval = \"10s\"",
+        "probe_interval = \"10s\"\nbatch_bake     = \"2m\"\nwatch_after    = \"30m\"",
+    );
+    let (plan, _) = parse(Path::new("plan.toml"), &src, dir.path()).expect("valid");
+    let steps = plan.describe().join("\n");
+    assert!(
+        steps.contains("bake: watch the nodes upgraded so far for 2m"),
+        "{steps}"
+    );
+    assert!(steps.contains("watch the whole fleet for 30m"), "{steps}");
+    let w = plan.rollout_spec().window.unwrap();
+    assert_eq!((w.bake_ms, w.watch_ms), (Some(120_000), Some(1_800_000)));
+    // without [sli] there is nothing to watch with
+    let no_sli = src
+        .split("[sli]")
+        .next()
+        .unwrap()
+        .replace("sli_window     = \"1m\"\n", "")
+        .to_string()
+        + "[rollback]\non = [\"health\"]\n";
+    let out = diagnose(dir.path(), &no_sli);
+    assert!(
+        out.contains("`watch_after` is set but the plan has no [sli] checks"),
+        "{out}"
+    );
+}

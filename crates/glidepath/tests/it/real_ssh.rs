@@ -21,6 +21,7 @@ fn dir_release(env: &Env, version: &str, fill: impl FnOnce(&Path)) -> Release {
             version: version.into(),
             error_rate: 0.0,
             latency_ms: 5.0,
+            leak_after_s: None,
         }),
     )
     .unwrap();

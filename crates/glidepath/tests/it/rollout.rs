@@ -79,6 +79,7 @@ async fn canary_failing_its_health_deadline_is_restored() {
         version: "9".into(),
         error_rate: 0.0,
         latency_ms: 1.0,
+        leak_after_s: None,
     });
     std::fs::write(&broken.artifact, "this is not toml").unwrap();
     let broken = glidepath::plan::Release {

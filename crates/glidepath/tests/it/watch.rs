@@ -1,0 +1,101 @@
+//! After the last batch: `watch_after` keeps the SLI checks running over
+//! the whole fleet, and a release that degrades only later (a leak) is
+//! reverted on every node; `batch_bake` watches the nodes upgraded so far
+//! between batches. Real demo nodes, real traffic.
+
+use crate::harness::*;
+use glidepath::demo::node::Behaviour;
+use glidepath::demo::DemoPlan;
+use glidepath_core::{Event, StepKind};
+use std::time::Duration;
+
+fn plan_with(strategy: &str) -> DemoPlan {
+    DemoPlan {
+        strategy_extra: strategy.into(),
+        ..DemoPlan::quick("2s", 5)
+    }
+}
+
+fn window_reasons(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Intent { step, .. } if step.kind == StepKind::StartWindow => {
+                Some(step.reason.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leak_after_the_canary_window_is_reverted_by_the_watch_on_every_node() {
+    let env = Env::start(3).await;
+    // fails half its requests from 8 s after it starts serving: well after
+    // the canary's 2 s window, while the fleet is watched
+    let leaky = env.release(Behaviour {
+        version: "leaky".into(),
+        error_rate: 0.0,
+        latency_ms: 10.0,
+        leak_after_s: Some(8.0),
+    });
+    let plan = env.plan(&leaky, &plan_with("watch_after = \"40s\""));
+    let out = wait_output(
+        env.spawn(&["run", plan.to_str().unwrap()]),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(code(&out), 1, "reverted (exit 1): {}", stderr(&out));
+    let run = env.latest_run();
+    let events = env.events(&run);
+    assert_journal_consistent(&events);
+    let windows = window_reasons(&events);
+    assert!(
+        windows
+            .last()
+            .is_some_and(|r| r.contains("watch the whole fleet")),
+        "{windows:?}"
+    );
+    // the canary's window passed; the watch caught the leak
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::WindowClosed { passed: true, .. })));
+    let rec = env.journal().run(&run).unwrap();
+    assert_eq!(rec.status, "rolled_back");
+    assert!(rec.reason.contains("SLI breach"), "{}", rec.reason);
+    env.assert_fleet(&["1", "1", "1"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_release_succeeds_after_its_bakes_and_watch() {
+    let env = Env::start(4).await;
+    let plan = env.plan(
+        &env.v2,
+        &plan_with("batch_bake = \"2s\"\nwatch_after = \"3s\""),
+    );
+    let out = wait_output(
+        env.spawn(&["run", plan.to_str().unwrap()]),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let events = env.events(&env.latest_run());
+    let windows = window_reasons(&events);
+    // 4 nodes, batches of 2: the canary's window, the bake after batch 1
+    // (node-2, node-3), then the watch after the last batch (node-4)
+    assert_eq!(windows.len(), 3, "{windows:?}");
+    assert!(
+        windows[1].contains("batch 1 done: bake, watching the 3 upgraded node(s) for 2s"),
+        "{windows:?}"
+    );
+    assert!(
+        windows[2].contains("watch the whole fleet for 3s"),
+        "{windows:?}"
+    );
+    let passed = events
+        .iter()
+        .filter(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
+        .count();
+    assert_eq!(passed, 3);
+    env.assert_fleet(&["2", "2", "2", "2"]).await;
+}
