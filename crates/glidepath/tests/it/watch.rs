@@ -99,3 +99,22 @@ async fn a_good_release_succeeds_after_its_bakes_and_watch() {
     assert_eq!(passed, 3);
     env.assert_fleet(&["2", "2", "2", "2"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_ends_the_watch_early() {
+    let env = Env::start(3).await;
+    let plan = env.plan(&env.v2, &plan_with("watch_after = \"10m\""));
+    let child = env
+        .spawn_until(&["run", plan.to_str().unwrap()], "the watch to start", |e| {
+            matches!(e, Event::Intent { step, .. }
+                if step.kind == StepKind::StartWindow && step.reason.contains("watch the whole fleet"))
+        })
+        .await;
+    let run = env.latest_run();
+    let out = env.run(&["promote", &run]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = wait_output(child, Duration::from_secs(60)).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(env.journal().run(&run).unwrap().status, "succeeded");
+    env.assert_fleet(&["2", "2", "2"]).await;
+}
