@@ -129,6 +129,16 @@ enum Cmd {
         /// Why the forced gates may be ignored (journaled with who and when).
         #[arg(long)]
         reason: Option<String>,
+        /// Roll out this release instead of the plan's `[release] version`
+        /// (the plan's release is a default).
+        #[arg(long = "release", value_name = "VERSION")]
+        release: Option<String>,
+        /// The release's artifact (relative to the current directory).
+        #[arg(long, value_name = "PATH")]
+        artifact: Option<PathBuf>,
+        /// The artifact's reviewed sha256.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
     },
     /// Run every preflight gate and print a verdict table (changes nothing).
     Preflight { plan: PathBuf },
@@ -366,7 +376,17 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             plan,
             force,
             reason,
-        } => cli::run::run(&ctx, &plan, force, reason).await,
+            release,
+            artifact,
+            sha256,
+        } => {
+            let release = glidepath::plan::ReleaseOverride {
+                version: release,
+                artifact,
+                sha256,
+            };
+            cli::run::run(&ctx, &plan, force, reason, release).await
+        }
         Cmd::Preflight { plan } => cli::preflight::run(&ctx, &plan).await,
         Cmd::Resume { run } => cli::run::resume(&ctx, &run).await,
         Cmd::Promote { run, reason } => cli::command::run(&ctx, &run, Op::Promote, &reason).await,

@@ -116,7 +116,16 @@ pub fn invalid(report: &glidepath::diag::Report, ctx: &Ctx, message: String) -> 
 }
 
 pub fn load_plan(path: &Path, ctx: &Ctx) -> Result<plan::Plan, Failure> {
-    match plan::load(path) {
+    load_plan_with(path, ctx, &plan::ReleaseOverride::default())
+}
+
+/// [`load_plan`] with the release overridden (`run --release …`).
+pub fn load_plan_with(
+    path: &Path,
+    ctx: &Ctx,
+    o: &plan::ReleaseOverride,
+) -> Result<plan::Plan, Failure> {
+    match plan::load_with(path, o) {
         Ok((p, warnings)) => {
             if !warnings.diags.is_empty() && !ctx.json() {
                 eprint!("{}", warnings.render(ctx.color));
@@ -135,7 +144,9 @@ pub fn load_plan(path: &Path, ctx: &Ctx) -> Result<plan::Plan, Failure> {
                 format!("{} has {n} problem(s); nothing was run", path.display()),
             ))
         }
-        Err(e @ PlanError::Io { .. }) => Err(Failure::new(exit::INVALID, e.to_string())),
+        Err(e @ (PlanError::Io { .. } | PlanError::Override { .. })) => {
+            Err(Failure::new(exit::INVALID, e.to_string()))
+        }
     }
 }
 

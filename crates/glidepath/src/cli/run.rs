@@ -1,7 +1,7 @@
 //! `run` (preflight, then the rollout) and `resume` (finish a run whose
 //! process died).
 
-use super::{load_plan, print_json, print_result, stop_signals, Ctx};
+use super::{load_plan_with, print_json, print_result, stop_signals, Ctx};
 use crate::{exit, Failure};
 use glidepath::drivers::Drivers;
 use glidepath::executor::Executor;
@@ -13,6 +13,7 @@ pub async fn run(
     path: &Path,
     force: Vec<String>,
     reason: Option<String>,
+    release: glidepath::plan::ReleaseOverride,
 ) -> Result<u8, Failure> {
     let forces = match (force.is_empty(), reason) {
         (true, _) => Vec::new(),
@@ -26,8 +27,19 @@ pub async fn run(
             ))
         }
     };
+    let parts = [
+        release.version.is_some(),
+        release.artifact.is_some(),
+        release.sha256.is_some(),
+    ];
+    if parts.iter().any(|p| *p) && !parts.iter().all(|p| *p) {
+        return Err(Failure::new(
+            exit::INVALID,
+            "--release, --artifact and --sha256 go together: a release is its version, its artifact and the artifact's reviewed sha256\nhint: glidepath run PLAN --release 1.5 --artifact dist/1.5.tar --sha256 $(sha256sum dist/1.5.tar | cut -d' ' -f1)",
+        ));
+    }
     let stop = stop_signals();
-    let p = load_plan(path, ctx)?;
+    let p = load_plan_with(path, ctx, &release)?;
     let jpath = ctx.journal.clone().unwrap_or_else(|| p.journal_path());
     let journal = Journal::open(&jpath)?;
     let drivers = Drivers::for_plan(&p);

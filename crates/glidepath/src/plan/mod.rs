@@ -22,6 +22,7 @@ mod fleet;
 mod gates;
 mod health;
 mod journal;
+mod override_release;
 mod placeholders;
 mod reader;
 mod release;
@@ -42,6 +43,7 @@ pub use crate::template::{
     host_of, render, render_shell, shown, sq, Vars, DEPLOY_PLACEHOLDERS, INSTALL_DIR_PLACEHOLDERS,
     NODE_PLACEHOLDERS, PLACEHOLDERS, QUERY_PLACEHOLDERS,
 };
+pub use override_release::{with_release, ReleaseOverride};
 pub use reader::parse_duration;
 pub(crate) use reader::{did_you_mean, Reader};
 
@@ -83,6 +85,8 @@ pub enum PlanError {
     },
     #[error("plan {} is invalid ({} problem(s))", .0.file, .0.diags.iter().filter(|d| d.severity == Severity::Error).count())]
     Invalid(Report),
+    #[error("cannot override the release of plan {path}: {why}")]
+    Override { path: PathBuf, why: String },
 }
 
 /// The sections a plan may have.
@@ -90,6 +94,30 @@ const SECTIONS: &[&str] = &[
     "release", "fleet", "strategy", "balancer", "deploy", "health", "sli", "rollback", "journal",
     "system", "gates",
 ];
+
+/// Read a plan file, override its release (`run --release …`: the
+/// override is written into the text, which is what the run journals), and
+/// validate it.
+pub fn load_with(path: &Path, o: &ReleaseOverride) -> Result<(Plan, Report), PlanError> {
+    if o.is_empty() {
+        return load(path);
+    }
+    let source = std::fs::read_to_string(path).map_err(|e| PlanError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let source = with_release(&source, o, &cwd).map_err(|why| PlanError::Override {
+        path: path.to_path_buf(),
+        why,
+    })?;
+    let dir = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(path, &source, &dir)
+}
 
 /// Read and validate a plan file.
 pub fn load(path: &Path) -> Result<(Plan, Report), PlanError> {

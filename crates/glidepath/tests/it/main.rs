@@ -15,6 +15,7 @@ mod preflight;
 mod real;
 mod real_outage;
 mod real_ssh;
+mod release_override;
 mod rollout;
 mod safety;
 mod system;
