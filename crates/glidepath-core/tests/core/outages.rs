@@ -48,15 +48,8 @@ fn balancer_outage_past_the_deadline_suspends_resumable_then_resume_finishes() {
     w.balancer_down = true;
     // nothing waits on a person until the deadline: the run stops by itself
     assert_eq!(sim.run(&mut w, 100_000), None);
-    let at = sim
-        .log
-        .iter()
-        .find_map(|e| match e {
-            Event::Suspended { at, reason } => Some((*at, reason.clone())),
-            _ => None,
-        })
-        .expect("suspended");
-    assert!(at.1.contains("past the retry deadline of 60s"), "{}", at.1);
+    let (_, why) = sim.suspended();
+    assert!(why.contains("past the retry deadline of 60s"), "{why}");
     assert!(sim.state.in_flight().is_empty() && sim.state.run_step_in_flight.is_none());
     assert!(!sim.state.is_finished(), "resumable");
     assert!(!sim.statuses().contains(&Failed));

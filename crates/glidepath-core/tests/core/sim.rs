@@ -327,6 +327,17 @@ impl Sim {
             });
         }
     }
+    /// When the run stopped resumable, and why (it must have).
+    pub(crate) fn suspended(&self) -> (Millis, String) {
+        self.log
+            .iter()
+            .find_map(|e| match e {
+                Event::Suspended { at, reason } => Some((*at, reason.clone())),
+                _ => None,
+            })
+            .expect("suspended")
+    }
+
     pub(crate) fn statuses(&self) -> Vec<NodeStatus> {
         self.state.nodes.values().map(|n| n.status).collect()
     }

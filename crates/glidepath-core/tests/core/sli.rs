@@ -184,14 +184,7 @@ fn a_metrics_outage_is_bounded_by_the_retry_deadline() {
     w.metrics_down = true;
     let from = sim.now;
     assert_eq!(sim.run(&mut w, 100_000), None);
-    let (at, why) = sim
-        .log
-        .iter()
-        .find_map(|e| match e {
-            Event::Suspended { at, reason } => Some((*at, reason.clone())),
-            _ => None,
-        })
-        .expect("suspended");
+    let (at, why) = sim.suspended();
     assert!(at - from >= 60_000 && at - from < 62_000, "{}", at - from);
     assert!(why.contains("metrics source unreachable"), "{why}");
     assert_eq!(sim.state.phase, Phase::Rolling, "no verdict, no rollback");
@@ -284,14 +277,7 @@ fn an_endless_incident_is_bounded_by_the_retry_deadline() {
     w.baseline_ratio = Some(0.3);
     let from = sim.now;
     assert_eq!(sim.run(&mut w, 100_000), None);
-    let (at, why) = sim
-        .log
-        .iter()
-        .find_map(|e| match e {
-            Event::Suspended { at, reason } => Some((*at, reason.clone())),
-            _ => None,
-        })
-        .expect("suspended");
+    let (at, why) = sim.suspended();
     assert!(at - from >= 60_000 && at - from < 62_000, "{}", at - from);
     assert!(
         why.contains("fleet-wide incident") && why.contains("glidepath rollback RUN"),
