@@ -74,6 +74,27 @@ pub fn parse_series(body: &serde_json::Value) -> Result<Vec<Sample>, String> {
         .unwrap_or_default())
 }
 
+/// `items` as a regex alternation that matches exactly them, written for a
+/// double-quoted PromQL string: regex metacharacters (the dots of an IPv4
+/// address, the brackets of an IPv6 one) are escaped, and the escaping
+/// backslash doubled for the string.
+pub fn regex_alternation<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items
+        .map(|i| {
+            i.chars()
+                .map(|c| {
+                    if "\\.^$|?*+()[]{}".contains(c) {
+                        format!("\\\\{c}")
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
 /// The finite sum of a query's values (0 for no data).
 fn total(v: &[f64]) -> f64 {
     v.iter()
@@ -206,8 +227,7 @@ impl PrometheusSource {
     /// `q` for the group `nodes`, with `baseline` the baseline's nodes and
     /// `window` the range since the window started.
     fn render(&self, q: &str, nodes: &[Target], baseline: &[Target], window: &str) -> String {
-        let join =
-            |ts: &[Target], f: fn(&Target) -> &str| ts.iter().map(f).collect::<Vec<_>>().join("|");
+        let join = |ts: &[Target], f: fn(&Target) -> &str| regex_alternation(ts.iter().map(f));
         let first = nodes.first();
         Vars::node(
             first.map_or("", |t| t.name.as_str()),
@@ -256,11 +276,7 @@ impl PrometheusSource {
         if metrics.is_empty() || nodes.is_empty() {
             return Ok(by_node);
         }
-        let inst = nodes
-            .iter()
-            .map(|t| t.address.as_str())
-            .collect::<Vec<_>>()
-            .join("|");
+        let inst = regex_alternation(nodes.iter().map(|t| t.address.as_str()));
         for m in metrics {
             let q = format!("{m}{{instance=~\"{inst}\"}}");
             let body = self.query_json(&q, Some(at)).await?;
@@ -518,7 +534,7 @@ mod tests {
                 &[t("api-3", "10.0.0.3:80")],
                 "12s"
             ),
-            "node=api-1 address=10.0.0.1:80 host=10.0.0.1 instances=10.0.0.1:80|10.0.0.2:80 nodes=api-1|api-2 baseline=10.0.0.3:80 baseline_nodes=api-3 window=12s "
+            "node=api-1 address=10.0.0.1:80 host=10.0.0.1 instances=10\\\\.0\\\\.0\\\\.1:80|10\\\\.0\\\\.0\\\\.2:80 nodes=api-1|api-2 baseline=10\\\\.0\\\\.0\\\\.3:80 baseline_nodes=api-3 window=12s "
         );
     }
 
@@ -601,6 +617,14 @@ mod tests {
             missing.query("up").await.unwrap_err().to_string(),
             "environment variable GLIDEPATH_TEST_UNSET_VAR is not set"
         );
+    }
+
+    /// A node's address matches itself only: `.` is not any character, and
+    /// an IPv6 address's brackets are not a character class.
+    #[test]
+    fn instances_are_matched_exactly() {
+        let alt = regex_alternation(["10.0.0.1:80", "[::1]:9000"].into_iter());
+        assert_eq!(alt, r"10\\.0\\.0\\.1:80|\\[::1\\]:9000");
     }
 
     #[test]
