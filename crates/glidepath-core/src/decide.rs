@@ -188,7 +188,7 @@ fn window_reason(spec: &RolloutSpec, g: usize, length_ms: u64, interval_ms: u64)
             spec.groups[0].join(", "),
             spec.version
         )
-    } else if g + 1 == spec.groups.len() {
+    } else if spec.is_last_batch(g) {
         format!(
             "every node runs {}: watch the whole fleet for {len}s, probing every {every}s (a breach reverts every node)",
             spec.version
@@ -606,8 +606,7 @@ pub fn awaiting_promotion(spec: &RolloutSpec, state: &RunState) -> Option<String
         return None;
     }
     // the watch after the last batch may be ended early
-    let last = state.group + 1 == spec.groups.len() && state.group > 0;
-    if window_due && last && state.window.is_some() {
+    if window_due && spec.is_last_batch(state.group) && state.window.is_some() {
         return Some(
             "watching the whole fleet after the last batch: `promote` ends the watch early".into(),
         );

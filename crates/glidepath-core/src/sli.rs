@@ -132,18 +132,20 @@ pub const AT_LIMIT: f64 = 0.1;
 
 /// The limit `value` is past or at (within [`AT_LIMIT`] of it), if any.
 pub(crate) fn at_limit(spec: &CheckSpec, value: f64) -> Option<(&'static str, f64)> {
-    match (spec.max, spec.min) {
-        (Some(max), _) if value > max - AT_LIMIT * max.abs() => Some((">", max)),
-        (_, Some(min)) if value < min + AT_LIMIT * min.abs() => Some(("<", min)),
-        _ => None,
-    }
+    beyond(spec, value, AT_LIMIT)
 }
 
-/// The limit `value` is past, if any: `("> max", max)` or `("< min", min)`.
+/// The limit `value` is past, if any: `(">", max)` or `("<", min)`.
 pub(crate) fn past_limit(spec: &CheckSpec, value: f64) -> Option<(&'static str, f64)> {
+    beyond(spec, value, 0.0)
+}
+
+/// The limit `value` is past, or within `margin` (a fraction of the limit)
+/// inside it: the max is checked first.
+fn beyond(spec: &CheckSpec, value: f64, margin: f64) -> Option<(&'static str, f64)> {
     match (spec.max, spec.min) {
-        (Some(max), _) if value > max => Some((">", max)),
-        (_, Some(min)) if value < min => Some(("<", min)),
+        (Some(max), _) if value > max - margin * max.abs() => Some((">", max)),
+        (_, Some(min)) if value < min + margin * min.abs() => Some(("<", min)),
         _ => None,
     }
 }
@@ -239,33 +241,18 @@ pub fn judge(spec: &CheckSpec, obs: &Observation) -> Judgement {
             format!("{}: no value ({} samples)", spec.name, obs.samples),
         );
     };
-    if let Some(max) = spec.max {
-        if value > max {
-            return mk(
-                Verdict::Breach,
-                format!(
-                    "{} = {} > max {} ({} samples)",
-                    spec.name,
-                    fmt_num(value),
-                    fmt_num(max),
-                    obs.samples
-                ),
-            );
-        }
-    }
-    if let Some(min) = spec.min {
-        if value < min {
-            return mk(
-                Verdict::Breach,
-                format!(
-                    "{} = {} < min {} ({} samples)",
-                    spec.name,
-                    fmt_num(value),
-                    fmt_num(min),
-                    obs.samples
-                ),
-            );
-        }
+    if let Some((op, limit)) = past_limit(spec, value) {
+        let which = if op == ">" { "max" } else { "min" };
+        return mk(
+            Verdict::Breach,
+            format!(
+                "{} = {} {op} {which} {} ({} samples)",
+                spec.name,
+                fmt_num(value),
+                fmt_num(limit),
+                obs.samples
+            ),
+        );
     }
     let bound = match (spec.min, spec.max) {
         (_, Some(max)) => format!("≤ max {}", fmt_num(max)),

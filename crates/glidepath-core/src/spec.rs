@@ -198,6 +198,12 @@ impl RolloutSpec {
         self.groups.iter().flatten()
     }
 
+    /// Whether group `g` is the last batch (after a canary): the window
+    /// after it watches the whole fleet.
+    pub fn is_last_batch(&self, g: usize) -> bool {
+        g > 0 && g + 1 == self.groups.len()
+    }
+
     /// The group a node belongs to.
     pub fn group_of(&self, node: &str) -> Option<usize> {
         self.groups.iter().position(|g| g.iter().any(|n| n == node))

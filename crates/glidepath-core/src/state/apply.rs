@@ -112,12 +112,11 @@ impl RunState {
                 self.group = *group;
             }
             Event::Promoted { .. } => {
-                let last = self.group + 1 == spec.groups.len() && self.group > 0;
                 if let Some(_reason) = self.held.take() {
                     // Accepting a held SLI breach counts as passing the window.
                     self.windows_passed.insert(self.group);
                     self.window = None;
-                } else if last && self.window.is_some() {
+                } else if spec.is_last_batch(self.group) && self.window.is_some() {
                     // `promote` ends the watch after the last batch early
                     self.windows_passed.insert(self.group);
                     self.window = None;

@@ -40,14 +40,6 @@ pub struct PrometheusSource {
     starts: Mutex<HashMap<String, [f64; 4]>>,
 }
 
-/// Each series' `label` and value (an instant vector).
-pub fn parse_labeled(body: &serde_json::Value, label: &str) -> Result<Vec<(String, f64)>, String> {
-    Ok(parse_series(body)?
-        .into_iter()
-        .filter_map(|s| Some((s.labels.get(label)?.clone(), s.value)))
-        .collect())
-}
-
 /// Every series of an instant vector, as samples (`__name__` as the name).
 pub fn parse_series(body: &serde_json::Value) -> Result<Vec<Sample>, String> {
     parse_result(body)?;
@@ -489,13 +481,8 @@ impl MetricsSource for PrometheusSource {
                 .collect()
         };
         let (c, b) = (group(canary), group(baseline));
-        let kinds: Vec<CheckCfg> = self
-            .checks
-            .iter()
-            .filter(|c| !matches!(c.kind, CheckKind::Query { .. }))
-            .cloned()
-            .collect();
-        let by_kind = observe_from(&kinds, &c, if baseline.is_empty() { &[] } else { &b });
+        // observe_from reads the error_ratio/latency_quantile checks only
+        let by_kind = observe_from(&self.checks, &c, &b);
         let queries = self.observe_queries(canary, baseline, &window, at).await;
         // in the plan's order
         self.checks

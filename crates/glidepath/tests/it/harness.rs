@@ -328,6 +328,27 @@ pub async fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::Ex
     }
 }
 
+/// Run the glidepath binary with `args` from a synchronous test, and wait
+/// (up to `limit`) for it to end: a hang (e.g. on a FIFO) kills it and fails
+/// the test naming `what`.
+pub fn output_within(args: &[&str], limit: Duration, what: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn glidepath");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("glidepath {args:?} hung on {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Wait for a child to exit and collect its output, or kill it and panic
 /// at the deadline (a step hangs).
 pub async fn wait_output(child: Running, limit: Duration) -> Output {

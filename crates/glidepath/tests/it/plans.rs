@@ -416,21 +416,11 @@ fn validate_refuses_special_files_and_escaping_links_without_hanging() {
     let plan = dir.path().join("fifo.toml");
     std::fs::write(&plan, src).unwrap();
     let validate = |what: &str| -> String {
-        let mut child = std::process::Command::new(crate::harness::BIN)
-            .args(["validate", plan.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                child.kill().unwrap();
-                panic!("validate hung on {what}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = crate::harness::output_within(
+            &["validate", plan.to_str().unwrap()],
+            std::time::Duration::from_secs(20),
+            what,
+        );
         assert_eq!(out.status.code(), Some(2), "{what}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
