@@ -94,13 +94,11 @@ pub fn summary(j: &dyn Store, rec: &RunRecord, holder: bool) -> Result<RunSummar
     } else {
         None
     };
-    Ok(summarize(
-        rec,
-        &plan.rollout_spec(),
-        &j.events(&rec.id)?,
-        holder,
-        now,
-    ))
+    let mut s = summarize(rec, &plan.rollout_spec(), &j.events(&rec.id)?, holder, now);
+    s.campaign = j
+        .campaign_of_run(&rec.id)?
+        .and_then(|c| crate::output::CampaignRef::of(&c, &rec.id));
+    Ok(s)
 }
 
 /// The latest run of the journal, if any.

@@ -1,5 +1,6 @@
 //! glidepath: executable, provable upgrade runbooks.
 pub mod artifact;
+pub mod campaign;
 pub mod config;
 pub mod control;
 pub mod demo;

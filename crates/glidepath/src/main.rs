@@ -4,6 +4,7 @@
 //! with `--output json` is `glidepath::output`.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use glidepath::campaign::CampaignError;
 use glidepath::control::ControlError;
 use glidepath::executor::ExecError;
 use glidepath::journal::JournalError;
@@ -142,7 +143,7 @@ enum Cmd {
     },
     /// Run every preflight gate and print a verdict table (changes nothing).
     Preflight { plan: PathBuf },
-    /// Show a run (default: the latest) per node, with reasons.
+    /// Show a run (default: the latest) per node, with reasons; or a campaign (c…) stage by stage.
     Status { run: Option<String> },
     /// List past runs.
     History {
@@ -190,6 +191,24 @@ enum Cmd {
         #[arg(long, default_value = "5s")]
         timeout: String,
     },
+    /// Carry out the stages `plan` computes, one after another, as one journaled campaign.
+    Upgrade {
+        /// A system file ([[component]]s), or a plan with [system] file = "…".
+        #[arg(required_unless_present = "resume")]
+        file: Option<PathBuf>,
+        /// COMPONENT=RELEASE (repeat for several components).
+        #[arg(long = "to", value_name = "COMPONENT=RELEASE")]
+        to: Vec<String>,
+        /// Capability flag to switch on once every member supports it (repeatable).
+        #[arg(long = "enable", value_name = "FLAG")]
+        enable: Vec<String>,
+        /// Timeout for each instance's version query.
+        #[arg(long, default_value = "5s")]
+        timeout: String,
+        /// Continue a campaign (its id, c…) that stopped or whose process died.
+        #[arg(long, value_name = "CAMPAIGN", conflicts_with_all = ["file", "to", "enable"])]
+        resume: Option<String>,
+    },
     /// Migration safety lint for rolling deploys (files or directories of .sql).
     Lint {
         #[arg(required = true)]
@@ -228,6 +247,29 @@ impl Failure {
     }
 }
 
+/// The exit code of a journal error.
+fn journal_code(e: &JournalError) -> u8 {
+    match e {
+        JournalError::Locked { .. }
+        | JournalError::Fenced { .. }
+        | JournalError::OtherJournal { .. }
+        | JournalError::CampaignHeld { .. } => exit::LOCKED,
+        JournalError::NoSuchRun(_) | JournalError::NoSuchCampaign(_) => exit::INVALID,
+        _ => exit::INTERNAL,
+    }
+}
+
+/// The exit code of an executor error (what `From<ExecError>` gives).
+pub(crate) fn exec_code(e: &ExecError) -> u8 {
+    match e {
+        ExecError::Journal(j) => journal_code(j),
+        ExecError::Gate(_) => exit::GATE,
+        ExecError::Unreachable(_) | ExecError::Suspended { .. } => exit::UNREACHABLE,
+        ExecError::Interrupted(_) => exit::INTERRUPTED,
+        ExecError::BadJournaledPlan { .. } | ExecError::JournalLost { .. } => exit::INTERNAL,
+    }
+}
+
 impl From<JournalError> for Failure {
     fn from(e: JournalError) -> Self {
         match &e {
@@ -245,7 +287,9 @@ impl From<JournalError> for Failure {
                 exit::LOCKED,
                 format!("{e}\nhint: drive a fleet from one journal: pass --journal {journal} (or wait for that run to end)"),
             ),
-            _ => Failure::new(exit::INTERNAL, e.to_string()),
+            JournalError::NoSuchCampaign(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath upgrade` prints its campaign's id (c…), and --journal picks the database")),
+            JournalError::CampaignHeld { campaign, .. } => Failure::new(exit::LOCKED, format!("{e}\nhint: wait for it, or `glidepath status {campaign}` to watch it")),
+            _ => Failure::new(journal_code(&e), e.to_string()),
         }
     }
 }
@@ -283,6 +327,19 @@ impl From<ControlError> for Failure {
             | ControlError::RollingBack { .. }
             | ControlError::NotPaused { .. }
             | ControlError::RefusedByRun { .. } => Failure::new(exit::INVALID, e.to_string()),
+        }
+    }
+}
+
+impl From<CampaignError> for Failure {
+    fn from(e: CampaignError) -> Self {
+        match e {
+            CampaignError::Upgrade(u) => u.into(),
+            CampaignError::Journal(j) => j.into(),
+            CampaignError::Unreachable(_) => Failure::new(exit::GATE, e.to_string()),
+            CampaignError::NotReady(_) | CampaignError::Failed { .. } => {
+                Failure::new(exit::INVALID, e.to_string())
+            }
         }
     }
 }
@@ -401,6 +458,23 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             enable,
             timeout,
         } => cli::system::plan(&ctx, &file, &to, &enable, &timeout).await,
+        Cmd::Upgrade {
+            file,
+            to,
+            enable,
+            timeout,
+            resume,
+        } => {
+            cli::upgrade::run(
+                &ctx,
+                file.as_deref(),
+                &to,
+                &enable,
+                &timeout,
+                resume.as_deref(),
+            )
+            .await
+        }
         Cmd::Lint { paths, reporter } => cli::lint::run(&ctx, &paths, reporter),
     }
 }

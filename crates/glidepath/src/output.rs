@@ -13,11 +13,15 @@
 //! [`RunSummary`]; `history` [`History`]; `promote`,
 //! `abort`, `rollback` [`Command`]; `inventory`
 //! [`crate::upgrade::Inventory`]; `plan` [`crate::upgrade::UpgradePlan`] or
-//! [`PlanUnreachable`]; `lint` [`Lint`]; `demo` [`crate::demo::DemoReport`];
+//! [`PlanUnreachable`]; `upgrade` and `status CAMPAIGN` [`CampaignSummary`]
+//! (or [`CampaignFailed`]); `lint` [`Lint`]; `demo` [`crate::demo::DemoReport`];
 //! any error [`Error`].
 
 use crate::gates::GateResult;
-use crate::journal::{Lease, RunRecord, RunStatus};
+use crate::journal::{
+    pid_alive, CampaignRecord, CampaignStatus, Lease, RunRecord, RunStatus, StageAction,
+    StageStatus,
+};
 use crate::lint::FileReport;
 use glidepath_core::Cause;
 use serde::Serialize;
@@ -255,4 +259,178 @@ pub struct RunSummary {
     /// compare check, both groups' counts, the ratio with its confidence
     /// interval, and the e-value against 1/alpha).
     pub sli: Vec<glidepath_core::Judgement>,
+    /// The campaign stage this run carries out (`glidepath upgrade`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<CampaignRef>,
+}
+
+/// Where a run sits in its campaign: stage `stage` of `stages`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignRef {
+    pub campaign_id: String,
+    /// 1-based.
+    pub stage: usize,
+    pub stages: usize,
+    pub title: String,
+    pub status: CampaignStatus,
+}
+
+impl CampaignRef {
+    pub fn of(c: &CampaignRecord, run: &str) -> Option<CampaignRef> {
+        let s = c.stages.iter().find(|s| s.run_id.as_deref() == Some(run))?;
+        Some(CampaignRef {
+            campaign_id: c.id.clone(),
+            stage: s.index + 1,
+            stages: c.stages.len(),
+            title: s.action.title(),
+            status: c.status,
+        })
+    }
+}
+
+/// One stage of a campaign, as `status` and `upgrade` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageEntry {
+    /// 1-based.
+    pub stage: usize,
+    pub title: String,
+    /// What it does: `kind` (`upgrade`: `component`, `from`, `to`,
+    /// `rollout_plan`, `artifact`, `sha256`; `enable_flag`: `flag`,
+    /// `command`, `timeout_ms`, `dir`).
+    #[serde(flatten)]
+    pub action: StageAction,
+    pub why: String,
+    pub status: StageStatus,
+    pub run_id: Option<String>,
+    pub detail: String,
+    #[serde(with = "rfc3339")]
+    pub updated_at: u64,
+}
+
+/// The process carrying a campaign out.
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignHolder {
+    pub pid: u32,
+    pub host: String,
+    /// Known only on the same host: false when that process is gone.
+    pub alive: Option<bool>,
+}
+
+/// A campaign (`glidepath upgrade`, `glidepath status CAMPAIGN`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignSummary {
+    pub campaign_id: String,
+    pub system_path: String,
+    pub to: Vec<String>,
+    pub enable: Vec<String>,
+    pub status: CampaignStatus,
+    pub reason: String,
+    #[serde(with = "rfc3339")]
+    pub started_at: u64,
+    #[serde(with = "rfc3339")]
+    pub updated_at: u64,
+    /// While `running`: the process carrying it out.
+    pub holder: Option<CampaignHolder>,
+    /// The stage under way or where it stopped (1-based); `null` once every
+    /// stage succeeded.
+    pub stage: Option<usize>,
+    pub stages_total: usize,
+    pub stages: Vec<StageEntry>,
+}
+
+impl CampaignSummary {
+    pub fn of(c: &CampaignRecord) -> CampaignSummary {
+        let holder = (c.status == CampaignStatus::Running).then(|| CampaignHolder {
+            pid: c.pid,
+            host: c.host.clone(),
+            alive: (c.host == crate::journal::hostname()).then(|| pid_alive(c.pid)),
+        });
+        CampaignSummary {
+            campaign_id: c.id.clone(),
+            system_path: c.system_path.clone(),
+            to: c.to.clone(),
+            enable: c.enable.clone(),
+            status: c.status,
+            reason: c.reason.clone(),
+            started_at: c.created_at,
+            updated_at: c.updated_at,
+            holder,
+            stage: c.current().map(|s| s.index + 1),
+            stages_total: c.stages.len(),
+            stages: c
+                .stages
+                .iter()
+                .map(|s| StageEntry {
+                    stage: s.index + 1,
+                    title: s.action.title(),
+                    action: s.action.clone(),
+                    why: s.why.clone(),
+                    status: s.status,
+                    run_id: s.run_id.clone(),
+                    detail: s.detail.clone(),
+                    updated_at: s.updated_at,
+                })
+                .collect(),
+        }
+    }
+
+    /// The text `status CAMPAIGN` prints.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "campaign {}  {}  to {}{}  started {}
+status: {}",
+            self.campaign_id,
+            self.system_path,
+            self.to.join(" "),
+            if self.enable.is_empty() {
+                String::new()
+            } else {
+                format!(" enable {}", self.enable.join(" "))
+            },
+            crate::journal::fmt_time(self.started_at),
+            self.status,
+        );
+        match self.stage {
+            Some(k) => s.push_str(&format!(", stage {k} of {}", self.stages_total)),
+            None => s.push_str(&format!(", {} stage(s) done", self.stages_total)),
+        }
+        if !self.reason.is_empty() {
+            s.push_str(&format!(" — {}", self.reason));
+        }
+        s.push('\n');
+        if let Some(h) = &self.holder {
+            match h.alive {
+                Some(false) => s.push_str(&format!(
+                    "holder: pid {} on {} is gone — `glidepath upgrade --resume {}` continues\n",
+                    h.pid, h.host, self.campaign_id
+                )),
+                _ => s.push_str(&format!("holder: pid {} on {}\n", h.pid, h.host)),
+            }
+        }
+        for st in &self.stages {
+            s.push_str(&format!(
+                "  {}. {:<10} {}{}\n",
+                st.stage,
+                st.status,
+                st.title,
+                st.run_id
+                    .as_deref()
+                    .map_or(String::new(), |r| format!("  (run {r})"))
+            ));
+            if !st.detail.is_empty() && st.status != StageStatus::Succeeded {
+                s.push_str(&format!("     {}\n", st.detail));
+            }
+        }
+        s
+    }
+}
+
+/// `upgrade` that did not end in success: the campaign, the error and the
+/// exit code.
+#[derive(Debug, Serialize)]
+pub struct CampaignFailed<'a> {
+    #[serde(flatten)]
+    pub campaign: &'a CampaignSummary,
+    pub error: &'a str,
+    pub exit_code: u8,
 }

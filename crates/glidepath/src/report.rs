@@ -471,6 +471,7 @@ pub fn summarize(
         nodes,
         decisions,
         sli: state.sli.clone(),
+        campaign: None,
     }
 }
 
@@ -502,6 +503,12 @@ impl RunSummary {
                 h.pid, h.host, self.run_id
             )),
             None => {}
+        }
+        if let Some(c) = &self.campaign {
+            s.push_str(&format!(
+                "campaign {}: stage {} of {} ({}), campaign {}\n",
+                c.campaign_id, c.stage, c.stages, c.title, c.status
+            ));
         }
         if let Some(w) = &self.waiting {
             s.push_str(&format!("waiting: {w}\n"));

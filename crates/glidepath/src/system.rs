@@ -39,11 +39,31 @@ pub struct Instance {
 pub struct SystemFile {
     pub path: PathBuf,
     pub dir: PathBuf,
+    /// The file's text (journaled by `glidepath upgrade`).
+    pub source: String,
     pub spec: SystemSpec,
     pub instances: Vec<Instance>,
     /// component → rollout plan that upgrades it (handed to `glidepath run`).
     pub rollout_plans: BTreeMap<String, PathBuf>,
+    /// (component, release) → the release's artifact (absolute) and
+    /// sha256, for `glidepath upgrade` (`artifact`/`sha256` of a
+    /// `[[component.release]]`).
+    pub artifacts: BTreeMap<(String, String), (PathBuf, String)>,
+    /// capability flag → the command that switches it on
+    /// (`[[capability]] enable`, `timeout`), for `glidepath upgrade`.
+    pub flag_commands: BTreeMap<String, FlagCommand>,
 }
+
+/// How `glidepath upgrade` switches a capability flag on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagCommand {
+    /// A shell command; `{flag}` and `{campaign}` are filled single-quoted.
+    pub enable: String,
+    pub timeout: Duration,
+}
+
+/// How long a flag's `enable` command may run unless `timeout` says.
+pub const FLAG_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn parse_range(s: &str) -> Option<Range> {
     let s = s.trim();
@@ -108,6 +128,8 @@ pub fn load(path: &Path) -> Result<SystemFile, PlanError> {
     let mut spec = SystemSpec::default();
     let mut instances = Vec::new();
     let mut rollout_plans = BTreeMap::new();
+    let mut artifacts = BTreeMap::new();
+    let mut flag_commands = BTreeMap::new();
     let mut names: Vec<String> = Vec::new();
     let mut spans: Vec<Span> = Vec::new();
     match root.get("component").map(|v| (v.as_array(), v.span)) {
@@ -116,7 +138,7 @@ pub fn load(path: &Path) -> Result<SystemFile, PlanError> {
         Some((Some(arr), _)) => {
             for item in arr {
                 let Some(t) = item.as_table() else { continue };
-                if let Some(c) = read_component(&mut r, t, item.span, &dir, &mut instances, &mut rollout_plans) {
+                if let Some(c) = read_component(&mut r, t, item.span, &dir, &mut instances, &mut rollout_plans, &mut artifacts) {
                     if names.contains(&c.name) {
                         r.err(item.span, format!("component `{}` declared twice", c.name), "duplicate", None);
                     }
@@ -190,8 +212,22 @@ pub fn load(path: &Path) -> Result<SystemFile, PlanError> {
         .unwrap_or(&[])
     {
         let Some(t) = item.as_table() else { continue };
-        r.known_keys(t, "[[capability]]", &["name", "members"]);
+        r.known_keys(
+            t,
+            "[[capability]]",
+            &["name", "members", "enable", "timeout"],
+        );
         let name = r.req_str(t, item.span, "[[capability]]", "name", "\"fast-sync\"");
+        let enable = r.template_str(
+            t,
+            "enable",
+            "\"./flags.sh enable {flag}\"",
+            crate::template::FLAG_PLACEHOLDERS,
+        );
+        let timeout = r.duration(t, "timeout", Some(FLAG_TIMEOUT));
+        if let (Some((n, _)), Some((enable, _)), Some(timeout)) = (&name, enable, timeout) {
+            flag_commands.insert(n.clone(), FlagCommand { enable, timeout });
+        }
         let members = r
             .str_list(t, "members", "[\"server\", \"agent\"]")
             .unwrap_or_default();
@@ -218,9 +254,12 @@ pub fn load(path: &Path) -> Result<SystemFile, PlanError> {
     Ok(SystemFile {
         path: path.to_path_buf(),
         dir,
+        source: source.clone(),
         spec,
         instances,
         rollout_plans,
+        artifacts,
+        flag_commands,
     })
 }
 
@@ -231,6 +270,7 @@ fn read_component(
     dir: &Path,
     instances: &mut Vec<Instance>,
     plans: &mut BTreeMap<String, PathBuf>,
+    artifacts: &mut BTreeMap<(String, String), (PathBuf, String)>,
 ) -> Option<ComponentSpec> {
     r.known_keys(
         t,
@@ -284,13 +324,23 @@ fn read_component(
                 r.known_keys(
                     rt,
                     "[[component.release]]",
-                    &["version", "protocols", "required_stop", "capabilities"],
+                    &[
+                        "version",
+                        "protocols",
+                        "required_stop",
+                        "capabilities",
+                        "artifact",
+                        "sha256",
+                    ],
                 );
                 let Some((version, vs)) =
                     r.req_str(rt, item.span, "[[component.release]]", "version", "\"1.0\"")
                 else {
                     continue;
                 };
+                if let Some(a) = read_artifact(r, rt, item.span, dir, &name, &version) {
+                    artifacts.insert((name.clone(), version.clone()), a);
+                }
                 if releases.iter().any(|x| x.version == version) {
                     r.err(
                         vs,
@@ -406,6 +456,53 @@ fn read_component(
         stateful,
         talks_to,
     })
+}
+
+/// A release's `artifact` and `sha256` (both or neither): the artifact
+/// (relative to the system file's directory, made absolute) and its
+/// checksum, 64 hex digits. Whether the file exists is checked when a
+/// campaign needs it (`glidepath upgrade`), not here: `inventory` and
+/// `plan` may run where the artifacts are not.
+fn read_artifact(
+    r: &mut Reader,
+    rt: &Table<'_>,
+    at: Span,
+    dir: &Path,
+    component: &str,
+    version: &str,
+) -> Option<(PathBuf, String)> {
+    let artifact = r.str(rt, "artifact", "\"dist/server-2.0.tar.gz\"");
+    let sha = r.str(rt, "sha256", "\"<64 hex digits>\"");
+    if let Some((h, hs)) = &sha {
+        if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+            r.err(
+                *hs,
+                format!("{component} release `{version}`: `sha256` must be 64 hex digits"),
+                "not a sha256",
+                Some("sha256sum ARTIFACT | cut -d' ' -f1 (for a directory: glidepath validate prints the manifest's sha256)".into()),
+            );
+            return None;
+        }
+    }
+    match (artifact, sha) {
+        (Some((a, as_)), Some((h, _))) => {
+            if a.trim().is_empty() {
+                r.err(as_, "`artifact` is empty", "a path", None);
+                return None;
+            }
+            Some((dir.join(a), h.to_ascii_lowercase()))
+        }
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            r.err(
+                at,
+                format!("{component} release `{version}` needs both `artifact` and `sha256`, or neither"),
+                "one of the two is missing",
+                Some("a release `glidepath upgrade` rolls out is its artifact and the artifact's reviewed sha256: artifact = \"dist/2.0.tar.gz\", sha256 = \"…\"".into()),
+            );
+            None
+        }
+    }
 }
 
 /// One instance's observed version.

@@ -16,6 +16,10 @@ pub const PLACEHOLDERS: &[&str] = &[
     "plan_dir",
 ];
 
+/// A capability flag's `enable` command (system file): the flag and the
+/// campaign that switches it.
+pub const FLAG_PLACEHOLDERS: &[&str] = &["flag", "campaign"];
+
 /// What every template of a node may use: what [`Vars::node`] gives (URLs,
 /// probe addresses, the ssh host, the scrape URL).
 pub const NODE_PLACEHOLDERS: &[&str] = &["node", "address", "host"];

@@ -10,6 +10,7 @@ pub mod preflight;
 pub mod run;
 pub mod status;
 pub mod system;
+pub mod upgrade;
 pub mod validate;
 
 use crate::{exit, Failure, Format};

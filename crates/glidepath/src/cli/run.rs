@@ -54,6 +54,15 @@ pub async fn run(
 
 pub async fn resume(ctx: &Ctx, run: &str) -> Result<u8, Failure> {
     let (jpath, journal) = ctx.open_existing()?;
+    if glidepath::campaign::is_campaign_id(run) && journal.campaign(run).is_ok() {
+        return Err(Failure::new(
+            exit::INVALID,
+            format!(
+                "{run} is a campaign, not a run
+hint: `glidepath upgrade --resume {run}` continues a campaign"
+            ),
+        ));
+    }
     let rec = journal.run(run)?;
     if rec.status.is_final() && journal.pending_commands(run)?.is_empty() {
         if ctx.json() {

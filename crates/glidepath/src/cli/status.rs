@@ -1,4 +1,5 @@
-//! `status` (one run, per node, with reasons and its holder) and `history`.
+//! `status` (one run, per node, with reasons and its holder; or a campaign,
+//! stage by stage) and `history`.
 
 use super::{print_json, Ctx};
 use crate::{exit, Failure};
@@ -7,6 +8,15 @@ use glidepath::output::{History, RunEntry};
 
 pub fn status(ctx: &Ctx, run: Option<&str>) -> Result<u8, Failure> {
     let (_, journal) = ctx.open_existing()?;
+    if let Some(id) = run.filter(|id| glidepath::campaign::is_campaign_id(id)) {
+        let c = glidepath::output::CampaignSummary::of(&journal.campaign(id)?);
+        if ctx.json() {
+            print_json(&c);
+        } else {
+            print!("{}", c.render());
+        }
+        return Ok(exit::OK);
+    }
     let rec = match run {
         Some(id) => journal.run(id)?,
         None => glidepath::control::latest(&journal)?

@@ -8,7 +8,10 @@ use glidepath_core::compat::Stage;
 use std::path::Path;
 use std::time::Duration;
 
-fn load_system(path: &Path, ctx: &Ctx) -> Result<glidepath::system::SystemFile, Failure> {
+pub(super) fn load_system(
+    path: &Path,
+    ctx: &Ctx,
+) -> Result<glidepath::system::SystemFile, Failure> {
     match glidepath::system::load(path) {
         Ok(s) => Ok(s),
         Err(PlanError::Invalid(report)) => Err(invalid(
@@ -20,7 +23,7 @@ fn load_system(path: &Path, ctx: &Ctx) -> Result<glidepath::system::SystemFile, 
     }
 }
 
-fn timeout(s: &str) -> Result<Duration, Failure> {
+pub(super) fn timeout(s: &str) -> Result<Duration, Failure> {
     glidepath::plan::parse_duration(s)
         .map_err(|e| Failure::new(exit::INVALID, format!("--timeout: {e}")))
 }
@@ -112,6 +115,12 @@ pub async fn plan(
         print_json(&plan);
         return Ok(exit::OK);
     }
+    print_stages(&plan);
+    Ok(exit::OK)
+}
+
+/// The planner's answer as `plan` and `upgrade` print it.
+pub(super) fn print_stages(plan: &upgrade::UpgradePlan) {
     println!("current: {}", plan.current.join(" · "));
     if plan.stages.is_empty() {
         println!("already there: nothing to do");
@@ -151,5 +160,4 @@ pub async fn plan(
             }
         }
     }
-    Ok(exit::OK)
 }

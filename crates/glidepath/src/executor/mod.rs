@@ -102,6 +102,9 @@ pub struct StartOptions {
     pub stop: Option<StopSignals>,
     /// Subscribers to the run's events, besides the narration.
     pub subscribers: Vec<Arc<dyn crate::events::Subscriber>>,
+    /// The new run's id (default: [`new_run_id`]): a campaign journals it
+    /// before the run exists, so a crash in between loses no run.
+    pub run_id: Option<String>,
 }
 
 fn bus(
@@ -177,7 +180,7 @@ impl Executor {
         // Signals first: a Ctrl-C during preflight must end the run cleanly.
         let stop = opts.stop.unwrap_or_else(|| watch_signals(|_| {}));
         let forces = opts.forces;
-        let run_id = new_run_id();
+        let run_id = opts.run_id.unwrap_or_else(new_run_id);
         let spec = plan.rollout_spec();
         journal.create_run(&RunRecord {
             id: run_id.clone(),

@@ -8,9 +8,11 @@
 //! second implementation of the same trait. The types here (runs, leases,
 //! commands, statuses) are the journal's vocabulary, whatever holds it.
 
+mod campaign;
 mod locks;
 pub mod sqlite;
 
+pub use campaign::{CampaignRecord, CampaignStatus, StageAction, StageRecord, StageStatus};
 pub use locks::NodeLocks;
 pub use sqlite::{SqliteJournal, SqliteJournal as Journal};
 
@@ -63,6 +65,15 @@ pub enum JournalError {
     },
     #[error("no run `{0}` in the journal")]
     NoSuchRun(String),
+    #[error("no campaign `{0}` in the journal")]
+    NoSuchCampaign(String),
+    /// A live process on this host carries the campaign out.
+    #[error("campaign {campaign} is being carried out by pid {pid} on {host}")]
+    CampaignHeld {
+        campaign: String,
+        pid: u32,
+        host: String,
+    },
     /// Another journal on this machine drives a run on one of the nodes.
     #[error("node {node} ({address}) is being rolled out by run {run} (pid {pid}) from another journal, {journal}: two journals cannot see each other's leases")]
     OtherJournal {
@@ -303,6 +314,35 @@ pub trait Store: Send {
     fn refuse_command(&mut self, id: i64, why: &str) -> Result<(), JournalError>;
     /// `None` while pending, else `Some("applied")` or why it was refused.
     fn command_outcome(&self, id: i64) -> Result<Option<String>, JournalError>;
+
+    // Campaigns (`glidepath upgrade`): not fenced (each stage's run takes
+    // its fleet's lease); one process carries a campaign out at a time.
+
+    /// Record a new campaign with its stages, held by this process.
+    fn create_campaign(&self, c: &CampaignRecord) -> Result<(), JournalError>;
+    /// A campaign with its stages ([`JournalError::NoSuchCampaign`]).
+    fn campaign(&self, id: &str) -> Result<CampaignRecord, JournalError>;
+    /// The campaign one of whose stages `run` carries out, if any.
+    fn campaign_of_run(&self, run: &str) -> Result<Option<CampaignRecord>, JournalError>;
+    /// Take a campaign over for this process (status `running`): refused
+    /// with [`JournalError::CampaignHeld`] while it is `running` under a
+    /// live process of this host.
+    fn claim_campaign(&self, id: &str) -> Result<(), JournalError>;
+    fn set_campaign_status(
+        &self,
+        id: &str,
+        status: CampaignStatus,
+        reason: &str,
+    ) -> Result<(), JournalError>;
+    /// Record a stage's status, its run and its outcome in words.
+    fn set_stage(
+        &self,
+        id: &str,
+        index: usize,
+        status: StageStatus,
+        run: Option<&str>,
+        detail: &str,
+    ) -> Result<(), JournalError>;
 }
 
 /// A row of the `runs` table.

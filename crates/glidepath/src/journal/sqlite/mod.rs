@@ -4,6 +4,7 @@
 //! is one IMMEDIATE transaction that first checks the fence.
 
 use super::*;
+mod campaigns;
 mod store;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -98,6 +99,32 @@ CREATE TABLE IF NOT EXISTS commands (
     at INTEGER NOT NULL,
     consumed_at INTEGER
 );
+-- campaigns (`glidepath upgrade`), added after the first schema: created
+-- here on a journal written by an older version too
+CREATE TABLE IF NOT EXISTS campaigns (
+    id TEXT PRIMARY KEY,
+    system_path TEXT NOT NULL,
+    system_source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS campaign_stages (
+    campaign_id TEXT NOT NULL REFERENCES campaigns(id),
+    idx INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    why TEXT NOT NULL,
+    status TEXT NOT NULL,
+    run_id TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, idx)
+);
+CREATE INDEX IF NOT EXISTS campaign_stages_run ON campaign_stages(run_id);
 "#;
 
 /// A text column parsed into one of the journal's typed values.

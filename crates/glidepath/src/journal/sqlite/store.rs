@@ -308,6 +308,42 @@ impl Store for SqliteJournal {
             .map_err(|e| self.err(e))
             .map(|o| o.and_then(|(c, out)| c.map(|_| out)))
     }
+
+    fn create_campaign(&self, c: &CampaignRecord) -> Result<(), JournalError> {
+        self.insert_campaign(c)
+    }
+
+    fn campaign(&self, id: &str) -> Result<CampaignRecord, JournalError> {
+        self.read_campaign(id)
+    }
+
+    fn campaign_of_run(&self, run: &str) -> Result<Option<CampaignRecord>, JournalError> {
+        self.find_campaign_of_run(run)
+    }
+
+    fn claim_campaign(&self, id: &str) -> Result<(), JournalError> {
+        self.take_campaign(id)
+    }
+
+    fn set_campaign_status(
+        &self,
+        id: &str,
+        status: CampaignStatus,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        self.update_campaign(id, status, reason)
+    }
+
+    fn set_stage(
+        &self,
+        id: &str,
+        index: usize,
+        status: StageStatus,
+        run: Option<&str>,
+        detail: &str,
+    ) -> Result<(), JournalError> {
+        self.update_stage(id, index, status, run, detail)
+    }
 }
 
 impl Drop for SqliteJournal {
