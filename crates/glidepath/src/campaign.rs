@@ -176,11 +176,13 @@ fn action_of(
             };
             match plan::load_with(&plan_path, &o) {
                 Ok(_) => {}
-                Err(PlanError::Invalid(r)) => return Err(format!(
+                Err(PlanError::Invalid(r)) => {
+                    return Err(format!(
                     "{component} {to}: the rollout plan {} does not load with release {to}:\n{}",
                     plan_path.display(),
                     r.short().trim_end()
-                )),
+                ))
+                }
                 Err(e) => return Err(format!("{component} {to}: {e}")),
             }
             Ok((
@@ -454,14 +456,15 @@ fn finish(j: &Journal, id: &str, ended: Ended) -> Result<CampaignResult, Campaig
             ),
         ),
     };
+    // the reason: where it stopped (the stage's own detail when it has one)
+    let reason = match (&stage_status, status) {
+        (_, CampaignStatus::Succeeded) => String::new(),
+        (Some((_, _, detail)), _) => detail.clone(),
+        (None, _) => message.lines().next().unwrap_or_default().to_string(),
+    };
     if let Some((i, st, detail)) = stage_status {
         j.set_stage(id, i, st, None, &detail)?;
     }
-    let reason = if status == CampaignStatus::Succeeded {
-        String::new()
-    } else {
-        message.lines().next().unwrap_or_default().to_string()
-    };
     j.set_campaign_status(id, status, &reason)?;
     Ok(CampaignResult {
         campaign: j.campaign(id)?,

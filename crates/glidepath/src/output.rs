@@ -394,10 +394,15 @@ status: {}",
             Some(k) => s.push_str(&format!(", stage {k} of {}", self.stages_total)),
             None => s.push_str(&format!(", {} stage(s) done", self.stages_total)),
         }
-        if !self.reason.is_empty() {
-            s.push_str(&format!(" — {}", self.reason));
-        }
         s.push('\n');
+        // the reason, unless the stage where it stopped says it already
+        let said = self
+            .stage
+            .and_then(|k| self.stages.get(k - 1))
+            .is_some_and(|st| st.detail == self.reason);
+        if !self.reason.is_empty() && !said {
+            s.push_str(&format!("reason: {}\n", self.reason));
+        }
         if let Some(h) = &self.holder {
             match h.alive {
                 Some(false) => s.push_str(&format!(
@@ -411,7 +416,7 @@ status: {}",
             s.push_str(&format!(
                 "  {}. {:<10} {}{}\n",
                 st.stage,
-                st.status,
+                st.status.as_str(),
                 st.title,
                 st.run_id
                     .as_deref()

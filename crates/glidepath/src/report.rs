@@ -498,10 +498,16 @@ impl RunSummary {
                 h.host,
                 fmt_time(h.since)
             )),
-            Some(h) => s.push_str(&format!(
-                "holder: pid {} on {} is gone — `glidepath resume {}` finishes the run\n",
-                h.pid, h.host, self.run_id
-            )),
+            Some(h) => match &self.campaign {
+                Some(c) => s.push_str(&format!(
+                    "holder: pid {} on {} is gone — `glidepath upgrade --resume {}` finishes the run and continues its campaign\n",
+                    h.pid, h.host, c.campaign_id
+                )),
+                None => s.push_str(&format!(
+                    "holder: pid {} on {} is gone — `glidepath resume {}` finishes the run\n",
+                    h.pid, h.host, self.run_id
+                )),
+            },
             None => {}
         }
         if let Some(c) = &self.campaign {

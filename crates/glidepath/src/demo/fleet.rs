@@ -111,16 +111,29 @@ fn spawn_node(bin: &Path, dir: &Path) -> std::io::Result<Child> {
 }
 
 impl LocalFleet {
-    /// Install `initial` on `n` nodes under `root/nodes/<name>` and start them.
+    /// Install `initial` on `n` nodes under `root/nodes/<name>` and start
+    /// them: `node-1`, `node-2`, …
     pub fn start(
         bin: &Path,
         root: &Path,
         n: usize,
         initial: &Release,
     ) -> std::io::Result<LocalFleet> {
+        Self::start_named(bin, root, "node", n, initial)
+    }
+
+    /// [`LocalFleet::start`] with nodes named `<prefix>-1`, `<prefix>-2`, …
+    /// (fleets of several components side by side).
+    pub fn start_named(
+        bin: &Path,
+        root: &Path,
+        prefix: &str,
+        n: usize,
+        initial: &Release,
+    ) -> std::io::Result<LocalFleet> {
         let mut nodes = Vec::new();
         for i in 1..=n {
-            let name = format!("node-{i}");
+            let name = format!("{prefix}-{i}");
             let dir = root.join("nodes").join(&name);
             std::fs::create_dir_all(&dir)?;
             stage_sync(&dir, initial).map_err(std::io::Error::other)?;

@@ -19,4 +19,5 @@ mod release_override;
 mod rollout;
 mod safety;
 mod system;
+mod upgrade;
 mod watch;
