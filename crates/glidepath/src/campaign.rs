@@ -98,7 +98,16 @@ pub async fn prepare(
         let (action, why) = match action_of(sf, &id, ps) {
             Ok(x) => x,
             Err(p) => {
-                problems.push(format!("stage {}: {p}", index + 1));
+                let title = match &ps.stage {
+                    Stage::Upgrade {
+                        component,
+                        from,
+                        to,
+                        ..
+                    } => format!("{component} {} → {to}", from.join("+")),
+                    Stage::EnableFlag { flag, .. } => format!("switch flag `{flag}` on"),
+                };
+                problems.push(format!("stage {} ({title}): {p}", index + 1));
                 continue;
             }
         };
@@ -156,15 +165,15 @@ fn action_of(
             why,
         } => {
             let Some(plan_path) = ps.rollout_plan.clone() else {
-                return Err(format!("{component} {} → {to}: component `{component}` names no `rollout_plan` in {sys}\nhint: add rollout_plan = \"plans/{component}.toml\" to its [[component]]", from.join("+")));
+                return Err(format!("component `{component}` names no `rollout_plan` in {sys}\n    hint: add rollout_plan = \"plans/{component}.toml\" to its [[component]]"));
             };
             let Some((artifact, sha256)) = sf.artifacts.get(&(component.clone(), to.clone()))
             else {
-                return Err(format!("{component} {} → {to}: release `{to}` of `{component}` declares no `artifact` and `sha256` in {sys}\nhint: add artifact = \"dist/{component}-{to}.tar.gz\" and sha256 = \"…\" to that [[component.release]]", from.join("+")));
+                return Err(format!("release `{to}` of `{component}` declares no `artifact` and `sha256` in {sys}\n    hint: add artifact = \"dist/{component}-{to}.tar.gz\" and sha256 = \"…\" to that [[component.release]]"));
             };
             if !artifact.exists() {
                 return Err(format!(
-                    "{component} {to}: artifact {} not found (declared in {sys}; relative paths are from the system file's directory)",
+                    "artifact {} not found (declared in {sys}; relative paths are from the system file's directory)",
                     artifact.display()
                 ));
             }
@@ -178,12 +187,12 @@ fn action_of(
                 Ok(_) => {}
                 Err(PlanError::Invalid(r)) => {
                     return Err(format!(
-                    "{component} {to}: the rollout plan {} does not load with release {to}:\n{}",
-                    plan_path.display(),
-                    r.short().trim_end()
-                ))
+                        "the rollout plan {} does not load with release {to}:\n    {}",
+                        plan_path.display(),
+                        r.short().trim_end().replace('\n', "\n    ")
+                    ))
                 }
-                Err(e) => return Err(format!("{component} {to}: {e}")),
+                Err(e) => return Err(e.to_string()),
             }
             Ok((
                 StageAction::Upgrade {
@@ -199,7 +208,7 @@ fn action_of(
         }
         Stage::EnableFlag { flag, why } => {
             let Some(cmd) = sf.flag_commands.get(flag) else {
-                return Err(format!("switching flag `{flag}` on needs a command: its [[capability]] in {sys} declares no `enable`\nhint: enable = \"./flags.sh enable {{flag}}\" (run from the system file's directory; {{flag}} and {{campaign}} are filled, quoted)"));
+                return Err(format!("its [[capability]] in {sys} declares no `enable` command to switch it\n    hint: enable = \"./flags.sh enable {{flag}}\" (run from the system file's directory; {{flag}} and {{campaign}} are filled, quoted)"));
             };
             Ok((
                 StageAction::EnableFlag {

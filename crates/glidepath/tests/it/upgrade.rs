@@ -481,3 +481,138 @@ async fn kill_9_mid_stage_then_resume_finishes_without_rerunning_stages() {
             .any(|e| matches!(e, glidepath_core::Event::Interrupted { .. })));
     }
 }
+
+#[test]
+fn the_release_and_flag_keys_are_checked_in_the_system_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("system.toml");
+    std::fs::write(
+        &path,
+        r#"[[component]]
+name = "server"
+instances = [ { name = "s", version = "1" } ]
+  [[component.release]]
+  version = "1"
+  protocols = { api = "1" }
+  artifact = "dist/1.tar"
+  [[component.release]]
+  version = "2"
+  protocols = { api = "1" }
+  artifact = "dist/2.tar"
+  sha256 = "not-hex"
+
+[[capability]]
+name = "fast"
+members = ["server"]
+enable = "flags on {flg}"
+timeout = "soon"
+"#,
+    )
+    .unwrap();
+    let out = output_within(
+        &["plan", path.to_str().unwrap(), "--to", "server=2"],
+        Duration::from_secs(30),
+        "a broken system file",
+    );
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    for want in [
+        "server release `1` needs both `artifact` and `sha256`, or neither",
+        "server release `2`: `sha256` must be 64 hex digits",
+        "unknown placeholder `{flg}` in `enable`",
+        "did you mean `flag`?",
+        "invalid duration `soon` for `timeout`",
+    ] {
+        assert!(err.contains(want), "missing «{want}» in:\n{err}");
+    }
+}
+
+#[test]
+fn a_campaign_that_cannot_be_carried_out_is_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("server")).unwrap();
+    // a rollout plan that does not load
+    std::fs::write(
+        dir.path().join("server/plan.toml"),
+        "[release]\nversion = 1\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("2.tar"), "x").unwrap();
+    let sha = "ab".repeat(32);
+    let path = dir.path().join("system.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[[component]]
+name = "server"
+rollout_plan = "server/plan.toml"
+instances = [ {{ name = "s", version = "1" }} ]
+  [[component.release]]
+  version = "1"
+  protocols = {{ api = "1" }}
+  [[component.release]]
+  version = "1.5"
+  protocols = {{ api = "1..2" }}
+  artifact = "missing.tar"
+  sha256 = "{sha}"
+  [[component.release]]
+  version = "2"
+  protocols = {{ api = "2" }}
+  capabilities = ["fast"]
+  artifact = "2.tar"
+  sha256 = "{sha}"
+
+[[component]]
+name = "cli"
+talks_to = ["server"]
+instances = [ {{ name = "c", version = "1" }} ]
+  [[component.release]]
+  version = "1"
+  protocols = {{ api = "1" }}
+  [[component.release]]
+  version = "2"
+  protocols = {{ api = "2" }}
+
+[[capability]]
+name = "fast"
+members = ["server"]
+"#
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut child = std::process::Command::new(BIN);
+    child
+        .args([
+            "upgrade",
+            path.to_str().unwrap(),
+            "--to",
+            "server=2",
+            "--to",
+            "cli=2",
+            "--enable",
+            "fast",
+        ])
+        .env("XDG_STATE_HOME", &state)
+        .env_remove("GLIDEPATH_JOURNAL");
+    let out = child.output().unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    for want in [
+        "nothing was started",
+        "stage 1 (server 1 → 1.5): artifact",
+        "missing.tar not found",
+        "stage 2 (cli 1 → 2): component `cli` names no `rollout_plan`",
+        "stage 3 (server 1.5 → 2): the rollout plan",
+        "does not load with release 2:\n    ",
+        "missing [fleet] section",
+        "stage 4 (switch flag `fast` on): its [[capability]]",
+        "declares no `enable` command",
+    ] {
+        assert!(err.contains(want), "missing «{want}» in:\n{err}");
+    }
+    assert!(
+        !state.join("glidepath/journal.db").exists(),
+        "no campaign journaled"
+    );
+}

@@ -1,7 +1,10 @@
 //! The SQLite journal's own tests: bounded events, fencing, concurrent opens.
 
 use super::*;
-use crate::journal::{bounded, RunStatus, Store, MAX_EVENT, MAX_TEXT};
+use crate::journal::{
+    bounded, CampaignStatus, RunStatus, StageAction, StageRecord, StageStatus, Store, MAX_EVENT,
+    MAX_TEXT,
+};
 use glidepath_core::{Step, StepKind, StepOutcome};
 
 fn run_r1() -> RunRecord {
@@ -108,4 +111,139 @@ fn many_processes_may_open_a_fresh_journal_at_once() {
             h.join().unwrap().unwrap();
         }
     }
+}
+
+fn campaign_c1(pid: u32) -> CampaignRecord {
+    let stage = |index: usize, action: StageAction| StageRecord {
+        index,
+        action,
+        why: "because".into(),
+        status: StageStatus::Pending,
+        run_id: None,
+        detail: String::new(),
+        updated_at: 1,
+    };
+    CampaignRecord {
+        id: "c1".into(),
+        system_path: "/s/system.toml".into(),
+        system_source: "[[component]]\n".into(),
+        to: vec!["server=2".into()],
+        enable: vec!["streaming".into()],
+        status: CampaignStatus::Running,
+        reason: String::new(),
+        pid,
+        host: hostname(),
+        created_at: 1,
+        updated_at: 1,
+        stages: vec![
+            stage(
+                0,
+                StageAction::Upgrade {
+                    component: "server".into(),
+                    from: vec!["1".into()],
+                    to: "2".into(),
+                    rollout_plan: "/s/plan.toml".into(),
+                    artifact: "/s/dist/2".into(),
+                    sha256: "ab".repeat(32),
+                },
+            ),
+            stage(
+                1,
+                StageAction::EnableFlag {
+                    flag: "streaming".into(),
+                    command: "true".into(),
+                    timeout_ms: 1000,
+                    dir: "/s".into(),
+                },
+            ),
+        ],
+    }
+}
+
+#[test]
+fn a_campaign_and_its_stages_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    let c = campaign_c1(std::process::id());
+    j.create_campaign(&c).unwrap();
+    assert_eq!(j.campaign("c1").unwrap(), c);
+    assert!(matches!(
+        j.campaign("c2").unwrap_err(),
+        JournalError::NoSuchCampaign(_)
+    ));
+    // a stage's run is found from the run
+    j.set_stage("c1", 0, StageStatus::Running, Some("r1"), "")
+        .unwrap();
+    j.set_stage("c1", 0, StageStatus::Succeeded, None, "run r1 succeeded")
+        .unwrap();
+    let back = j.campaign_of_run("r1").unwrap().unwrap();
+    assert_eq!(back.stages[0].status, StageStatus::Succeeded);
+    assert_eq!(back.stages[0].run_id.as_deref(), Some("r1"), "kept");
+    assert_eq!(back.stages[0].detail, "run r1 succeeded");
+    assert_eq!(back.current().unwrap().index, 1);
+    assert!(j.campaign_of_run("r9").unwrap().is_none());
+    j.set_campaign_status("c1", CampaignStatus::Failed, "stage 2 failed")
+        .unwrap();
+    let back = j.campaign("c1").unwrap();
+    assert_eq!(back.status, CampaignStatus::Failed);
+    assert_eq!(back.reason, "stage 2 failed");
+}
+
+#[test]
+fn a_campaign_held_by_a_live_process_is_not_claimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    // running under another live process of this host (our parent)
+    let parent = std::os::unix::process::parent_id();
+    j.create_campaign(&campaign_c1(parent)).unwrap();
+    let e = j.claim_campaign("c1").unwrap_err();
+    assert!(
+        matches!(e, JournalError::CampaignHeld { pid, .. } if pid == parent),
+        "{e}"
+    );
+    // stopped: anyone may continue it, and it is then ours
+    j.set_campaign_status("c1", CampaignStatus::Stopped, "aborted")
+        .unwrap();
+    j.claim_campaign("c1").unwrap();
+    let c = j.campaign("c1").unwrap();
+    assert_eq!(
+        (c.status, c.pid),
+        (CampaignStatus::Running, std::process::id())
+    );
+    assert_eq!(c.reason, "");
+    // a dead holder's campaign is claimed
+    j.conn
+        .execute("UPDATE campaigns SET pid = 999999999", [])
+        .unwrap();
+    j.claim_campaign("c1").unwrap();
+}
+
+#[test]
+fn a_journal_written_before_campaigns_gains_their_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // the first schema: runs and events, commands without `outcome`,
+        // leases without `epoch`, no campaigns
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, fleet TEXT NOT NULL, plan_path TEXT NOT NULL,
+                plan_hash TEXT NOT NULL, plan_source TEXT NOT NULL, version TEXT NOT NULL,
+                status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL);
+             CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,
+                kind TEXT NOT NULL, node TEXT, step TEXT, data TEXT NOT NULL, PRIMARY KEY (run_id, seq));
+             CREATE TABLE leases (fleet TEXT PRIMARY KEY, run_id TEXT NOT NULL, pid INTEGER NOT NULL,
+                host TEXT NOT NULL, since INTEGER NOT NULL, heartbeat INTEGER NOT NULL);
+             CREATE TABLE commands (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
+                kind TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, consumed_at INTEGER);
+             INSERT INTO runs VALUES ('r0', 'f', 'p', 'h', '', '1', 'succeeded', '', 1, 1);",
+        )
+        .unwrap();
+    }
+    let j = Journal::open(&path).unwrap();
+    assert_eq!(j.run("r0").unwrap().status, RunStatus::Succeeded);
+    assert!(j.campaign_of_run("r0").unwrap().is_none());
+    j.create_campaign(&campaign_c1(std::process::id())).unwrap();
+    assert_eq!(j.campaign("c1").unwrap().stages.len(), 2);
 }
