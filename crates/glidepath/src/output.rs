@@ -301,15 +301,18 @@ pub struct StageEntry {
     pub action: StageAction,
     pub why: String,
     pub status: StageStatus,
+    /// The run carrying it out (absent until it has one).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     pub detail: String,
     #[serde(with = "rfc3339")]
     pub updated_at: u64,
 }
 
-/// The process carrying a campaign out.
+/// The process carrying a campaign out (not a lease [`Holder`]: a campaign
+/// has no heartbeat; each stage's run holds its fleet's lease).
 #[derive(Debug, Clone, Serialize)]
-pub struct CampaignHolder {
+pub struct CampaignProcess {
     pub pid: u32,
     pub host: String,
     /// Known only on the same host: false when that process is gone.
@@ -330,7 +333,7 @@ pub struct CampaignSummary {
     #[serde(with = "rfc3339")]
     pub updated_at: u64,
     /// While `running`: the process carrying it out.
-    pub holder: Option<CampaignHolder>,
+    pub process: Option<CampaignProcess>,
     /// The stage under way or where it stopped (1-based); `null` once every
     /// stage succeeded.
     pub stage: Option<usize>,
@@ -340,7 +343,7 @@ pub struct CampaignSummary {
 
 impl CampaignSummary {
     pub fn of(c: &CampaignRecord) -> CampaignSummary {
-        let holder = (c.status == CampaignStatus::Running).then(|| CampaignHolder {
+        let process = (c.status == CampaignStatus::Running).then(|| CampaignProcess {
             pid: c.pid,
             host: c.host.clone(),
             alive: (c.host == crate::journal::hostname()).then(|| pid_alive(c.pid)),
@@ -354,7 +357,7 @@ impl CampaignSummary {
             reason: c.reason.clone(),
             started_at: c.created_at,
             updated_at: c.updated_at,
-            holder,
+            process,
             stage: c.current().map(|s| s.index + 1),
             stages_total: c.stages.len(),
             stages: c
@@ -403,13 +406,13 @@ status: {}",
         if !self.reason.is_empty() && !said {
             s.push_str(&format!("reason: {}\n", self.reason));
         }
-        if let Some(h) = &self.holder {
+        if let Some(h) = &self.process {
             match h.alive {
                 Some(false) => s.push_str(&format!(
-                    "holder: pid {} on {} is gone — `glidepath upgrade --resume {}` continues\n",
+                    "process: pid {} on {} is gone — `glidepath upgrade --resume {}` continues\n",
                     h.pid, h.host, self.campaign_id
                 )),
-                _ => s.push_str(&format!("holder: pid {} on {}\n", h.pid, h.host)),
+                _ => s.push_str(&format!("process: pid {} on {}\n", h.pid, h.host)),
             }
         }
         for st in &self.stages {

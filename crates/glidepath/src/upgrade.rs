@@ -53,6 +53,12 @@ pub struct PlannedStage {
     pub stage: Stage,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout_plan: Option<PathBuf>,
+    /// The release's artifact and sha256, when the system file declares
+    /// them (what `run --release … --artifact … --sha256 …` needs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// What `plan` reports.
@@ -246,15 +252,19 @@ pub async fn plan(
                 .explain(&state, &moves)
                 .into_iter()
                 .map(|stage| {
-                    let rollout_plan = match &stage {
-                        Stage::Upgrade { component, .. } => {
-                            sf.rollout_plans.get(component).cloned()
-                        }
-                        Stage::EnableFlag { .. } => None,
+                    let (rollout_plan, release) = match &stage {
+                        Stage::Upgrade { component, to, .. } => (
+                            sf.rollout_plans.get(component).cloned(),
+                            sf.artifacts.get(&(component.clone(), to.clone())).cloned(),
+                        ),
+                        Stage::EnableFlag { .. } => (None, None),
                     };
+                    let (artifact, sha256) = release.unzip();
                     PlannedStage {
                         stage,
                         rollout_plan,
+                        artifact,
+                        sha256,
                     }
                 })
                 .collect(),

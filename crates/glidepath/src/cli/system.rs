@@ -139,11 +139,17 @@ pub(super) fn print_stages(plan: &upgrade::UpgradePlan) {
                 why,
             } => {
                 println!("  {}. {component} {} → {to}", i + 1, from.join("+"));
-                if let Some(p) = &s.rollout_plan {
-                    println!(
-                        "     roll out with: glidepath run {} (release {to})",
+                match (&s.rollout_plan, &s.artifact, &s.sha256) {
+                    (Some(p), Some(a), Some(h)) => println!(
+                        "     roll out with: glidepath run {} --release {to} --artifact {} --sha256 {h}",
+                        p.display(),
+                        a.display()
+                    ),
+                    (Some(p), _, _) => println!(
+                        "     roll out with: glidepath run {} (release {to}; declare its artifact and sha256 in the system file for `glidepath upgrade`)",
                         p.display()
-                    );
+                    ),
+                    _ => {}
                 }
                 if !why.is_empty() {
                     println!("     {why}");

@@ -54,7 +54,7 @@ fn check_names(v: &Value, path: &str) {
 
 /// stdout is exactly one JSON object with `schema_version: 1` and the
 /// shared names; returns it.
-fn doc(out: &Output) -> Value {
+pub(crate) fn doc(out: &Output) -> Value {
     let text = stdout(out);
     let v: Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("stdout is not exactly one JSON document ({e}):\n{text}"));

@@ -6,6 +6,7 @@
 //! with the earlier stages in place, and survives a kill -9 mid-stage.
 
 use crate::harness::*;
+use crate::json::doc;
 use glidepath::demo::fleet::{write_release, LocalFleet, Traffic};
 use glidepath::demo::node::Behaviour;
 use glidepath::demo::{plan_text, relative_artifact, DemoPlan};
@@ -297,6 +298,12 @@ async fn a_campaign_carries_out_the_bridge_stages_in_order() {
     // the stages are printed before they run, as `plan` prints them
     assert!(text.contains("5 stage(s)"), "{text}");
     assert!(text.contains("stage 1 of 5: server 1.0 → 1.5"), "{text}");
+    // and `plan`'s hint is a command that can be followed
+    assert!(
+        text.contains("server/plan.toml --release 1.5 --artifact /")
+            && text.contains("server/dist/1.5/release.toml --sha256 "),
+        "{text}"
+    );
     assert!(text.contains("succeeded: 5 stage(s) carried out"), "{text}");
 
     // every component on its target, every node in rotation
@@ -331,8 +338,7 @@ async fn a_campaign_carries_out_the_bridge_stages_in_order() {
     // status: the campaign, and a run's place in it
     let out = sys.run(&["status", &c.id, "--output", "json"]);
     assert_eq!(code(&out), 0);
-    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(v["schema_version"], 1);
+    let v = doc(&out);
     assert_eq!(v["status"], "succeeded");
     assert_eq!(v["stages_total"], 5);
     assert_eq!(v["stages"][4]["kind"], "enable_flag");
@@ -345,7 +351,7 @@ async fn a_campaign_carries_out_the_bridge_stages_in_order() {
         stdout(&out)
     );
     let out = sys.run(&["status", &second, "--output", "json"]);
-    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let v = doc(&out);
     assert_eq!(v["campaign"]["stage"], 2);
     assert_eq!(v["campaign"]["stages"], 5);
     assert_eq!(v["campaign"]["campaign_id"], c.id.as_str());
@@ -365,7 +371,7 @@ async fn a_bad_release_stops_the_campaign_at_its_stage() {
     let args = sys.upgrade_args(&["--output", "json"]);
     let out = sys.run(&strs(&args));
     assert_eq!(code(&out), 1, "exit 1 like the run: rolled back");
-    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let v = doc(&out);
     assert_eq!(v["status"], "failed");
     assert_eq!(v["stage"], 4);
     assert_eq!(v["exit_code"], 1);
@@ -435,7 +441,7 @@ async fn kill_9_mid_stage_then_resume_finishes_without_rerunning_stages() {
     let out = sys.run(&["status", &c.id]);
     assert!(
         stdout(&out).contains(&format!("status: running, stage {} of 5", k + 1))
-            && stdout(&out).contains("upgrade --resume"),
+            && stdout(&out).contains("is gone — `glidepath upgrade --resume"),
         "{}",
         stdout(&out)
     );
@@ -615,4 +621,66 @@ members = ["server"]
         !state.join("glidepath/journal.db").exists(),
         "no campaign journaled"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_campaign_and_resume_starts_the_stage_again() {
+    let sys = system(None).await;
+    let args = sys.upgrade_args(&[]);
+    let mut child = sys
+        .cmd(&strs(&args))
+        // into a file: a full pipe must not block the narration
+        .stdout(std::fs::File::create(sys.path().join("upgrade.log")).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // wait for the second stage's canary to be switched
+    let j = sys.journal();
+    let second_switched = || {
+        let Some(run) = j.runs(1).unwrap().into_iter().next() else {
+            return false;
+        };
+        let in_stage_2 = j
+            .campaign_of_run(&run.id)
+            .unwrap()
+            .is_some_and(|c| c.stages[1].run_id.as_deref() == Some(run.id.as_str()));
+        in_stage_2
+            && j.events(&run.id).unwrap().iter().any(|e| {
+                matches!(e, glidepath_core::Event::Outcome { step, .. }
+                    if step.kind == glidepath_core::StepKind::Switch)
+            })
+    };
+    wait_until(
+        "stage 2's canary switched",
+        Duration::from_secs(60),
+        second_switched,
+    )
+    .await;
+    signal(&child, libc::SIGINT);
+    let status = wait_exit(&mut child, Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(5), "exit 5: aborted by an operator");
+    let c = sys.campaign();
+    assert_eq!(c.status, CampaignStatus::Stopped);
+    assert_eq!(c.stages[0].status, StageStatus::Succeeded);
+    assert_eq!(c.stages[1].status, StageStatus::Stopped);
+    let aborted = c.stages[1].run_id.clone().unwrap();
+    assert_eq!(sys.journal().run(&aborted).unwrap().status, "aborted");
+    let (component, _) = upgrade_of(&c.stages[1].action);
+    // the abort restored the stage's fleet; the first stage stays
+    assert_eq!(sys.serving(&component).await, ["1.0", "1.0"]);
+    assert_eq!(sys.serving("server").await, ["1.5", "1.5"]);
+
+    let out = sys.run(&["upgrade", "--resume", &c.id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let c = sys.campaign();
+    assert_eq!(c.status, CampaignStatus::Succeeded);
+    let again = c.stages[1].run_id.clone().unwrap();
+    assert_ne!(again, aborted, "a new run for the stopped stage");
+    assert_eq!(sys.serving(&component).await, ["2.0", "2.0"]);
+    // stage 1 ran once; stage 2 twice (aborted, then succeeded)
+    let runs = sys.runs();
+    let count = |fleet: &str, v: &str| runs.iter().filter(|r| r.0 == fleet && r.1 == v).count();
+    assert_eq!(count("server", "1.5"), 1, "{runs:?}");
+    assert_eq!(count(&component, "2.0"), 2, "{runs:?}");
+    assert_eq!(runs.len(), 5, "{runs:?}");
 }
