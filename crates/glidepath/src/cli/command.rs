@@ -12,6 +12,7 @@ pub async fn run(
     run: &str,
     command: OperatorCommand,
     reason: &str,
+    force: bool,
 ) -> Result<u8, Failure> {
     let (jpath, j) = ctx.open_existing()?;
     let json = ctx.json();
@@ -20,6 +21,7 @@ pub async fn run(
         run,
         command,
         reason,
+        force,
         &|s: &str| ctx.say(s),
         ctx.reporter(),
         &stop_signals,
