@@ -19,6 +19,16 @@ use std::time::{Duration, Instant};
 /// refuses a rollback without it once such a task has run.
 pub const FORCED: &str = "forced past irreversible tasks";
 
+/// What an operator asks of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub command: OperatorCommand,
+    /// Journaled with the command.
+    pub reason: &'a str,
+    /// `rollback --force`: even though irreversible tasks ran.
+    pub force: bool,
+}
+
 /// How long `promote`/`abort`/`rollback` wait for the live process to act.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -125,9 +135,11 @@ pub fn latest(j: &dyn Store) -> Result<Option<RunRecord>, ControlError> {
 pub async fn send(
     j: impl Store + 'static,
     run: &str,
-    command: OperatorCommand,
-    reason: &str,
-    force: bool,
+    Request {
+        command,
+        reason,
+        force,
+    }: Request<'_>,
     say: &(dyn Fn(&str) + Send + Sync),
     reporter: Arc<dyn Reporter>,
     stop: &(dyn Fn() -> StopSignals + Send + Sync),

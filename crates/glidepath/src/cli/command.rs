@@ -19,9 +19,11 @@ pub async fn run(
     let sent = control::send(
         j,
         run,
-        command,
-        reason,
-        force,
+        control::Request {
+            command,
+            reason,
+            force,
+        },
         &|s: &str| ctx.say(s),
         ctx.reporter(),
         &stop_signals,
