@@ -44,6 +44,8 @@ pub struct DemoPlan {
     pub compare: bool,
     /// More `[strategy]` lines (`watch_after`, `batch_bake`, …).
     pub strategy_extra: String,
+    /// More `[rollback]` lines, then more sections (`[[pre]]`, `[[post]]`).
+    pub extra: String,
     /// The fleet's name (`demo`).
     pub fleet: String,
 }
@@ -59,6 +61,7 @@ impl Default for DemoPlan {
             health_deadline: "10s".into(),
             compare: false,
             strategy_extra: String::new(),
+            extra: String::new(),
             fleet: "demo".into(),
         }
     }
@@ -140,7 +143,7 @@ min_samples = {min_samples}
 {compare}
 [rollback]
 on = ["health", "sli"]
-"#,
+{extra}"#,
         version = release.version,
         head = release_and_fleet(release, artifact, &knobs.fleet, &fleet.plan_nodes()),
         canary = fleet.nodes.first().map_or("node-1", |n| n.name.as_str()),
@@ -150,6 +153,7 @@ on = ["health", "sli"]
         interval = knobs.probe_interval,
         pauses = knobs.pauses,
         strategy_extra = knobs.strategy_extra,
+        extra = knobs.extra,
         min_samples = knobs.min_samples,
         deadline = knobs.health_deadline,
         compare = if knobs.compare {
