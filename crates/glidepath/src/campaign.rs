@@ -345,7 +345,7 @@ async fn drive(j: &Journal, id: &str, r: &Runner) -> Result<CampaignResult, Camp
             continue;
         }
         if r.stop.borrow().0 > 0 {
-            return finish(j, id, Ended::Interrupted { stage: s.index });
+            return finish(j, &c, Ended::Interrupted { stage: s.index });
         }
         r.reporter
             .note(&format!("━━ stage {k} of {total}: {}", s.action.title()));
@@ -375,108 +375,127 @@ async fn drive(j: &Journal, id: &str, r: &Runner) -> Result<CampaignResult, Camp
                 r.reporter
                     .note(&format!("stage {k} of {total} succeeded: {detail}"));
             }
-            StageEnd::Ended(e) => return finish(j, id, e),
+            StageEnd::Ended(e) => return finish(j, &c, e),
         }
     }
-    finish(j, id, Ended::Succeeded)
+    finish(j, &c, Ended::Succeeded)
 }
 
-/// Record how the campaign ended (and its stage's status), and say it.
-fn finish(j: &Journal, id: &str, ended: Ended) -> Result<CampaignResult, CampaignError> {
-    let c = j.campaign(id)?;
+/// Record how the campaign ended (and its stage's status), and say it. The
+/// writes are best-effort: a journal that fails here (the reason a stage
+/// stopped, perhaps) must not hide the stage's own message.
+fn finish(j: &Journal, c: &CampaignRecord, ended: Ended) -> Result<CampaignResult, CampaignError> {
+    let id = &c.id;
     let total = c.stages.len();
-    let stage_of = |i: usize| &c.stages[i];
     let resume = format!("glidepath upgrade --resume {id} --journal {}", j.location());
-    let (stage_status, status, message) = match &ended {
-        Ended::Succeeded => (
-            None,
-            CampaignStatus::Succeeded,
-            format!("campaign {id} succeeded: {total} stage(s) carried out"),
-        ),
-        Ended::RunEnded { stage, result } => {
-            let s = stage_of(*stage);
-            let rec = j.run(&result.run_id)?;
-            let head = format!(
-                "stage {} of {total} ({}): run {} {}{}",
-                stage + 1,
-                s.action.title(),
-                result.run_id,
-                rec.status,
-                if rec.reason.is_empty() {
-                    String::new()
+    // (stage, its new status, what became of it), the campaign's status,
+    // and the message's tail (what to do)
+    let (stage, status, tail): (Option<(usize, Option<StageStatus>, String)>, _, String) =
+        match &ended {
+            Ended::Succeeded => (None, CampaignStatus::Succeeded, String::new()),
+            Ended::RunEnded { stage, result } => {
+                let (st, reason) = match j.run(&result.run_id) {
+                    Ok(rec) => (rec.status.to_string(), rec.reason),
+                    Err(_) => (RunStatus::from(result.outcome).to_string(), String::new()),
+                };
+                let detail = format!(
+                    "run {} {st}{}",
+                    result.run_id,
+                    if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — {reason}")
+                    }
+                );
+                if result.outcome == Outcome::Aborted {
+                    (
+                        Some((*stage, Some(StageStatus::Stopped), detail)),
+                        CampaignStatus::Stopped,
+                        format!("the earlier stages stay in place; `{resume}` starts this stage again"),
+                    )
                 } else {
-                    format!(" — {}", rec.reason)
+                    (
+                        Some((*stage, Some(StageStatus::Failed), detail)),
+                        CampaignStatus::Failed,
+                        format!("{}`glidepath status {}` shows the run\nhint: a failed stage is not retried: fix the release (or the system file) and start a new campaign (`glidepath upgrade SYSTEM --to …`); the planner starts from the versions in use now", earlier(c, *stage), result.run_id),
+                    )
                 }
-            );
-            if result.outcome == Outcome::Aborted {
+            }
+            Ended::FlagFailed { stage, error } => (
+                Some((*stage, Some(StageStatus::Failed), error.clone())),
+                CampaignStatus::Failed,
+                format!("{}hint: fix the command (it must be safe to run again) and start a new campaign; the flag may be partly switched", earlier(c, *stage)),
+            ),
+            Ended::Stopped { stage, error } => {
+                // refused before anything changed: the stage starts a new run;
+                // otherwise its run stays the stage's, to be resumed
+                let refused = matches!(
+                    error,
+                    ExecError::Gate(_)
+                        | ExecError::Unreachable(_)
+                        | ExecError::Journal(
+                            JournalError::Locked { .. } | JournalError::OtherJournal { .. }
+                        )
+                );
+                let then = if refused {
+                    "starts this stage again (no node was changed)"
+                } else {
+                    "continues this stage's run"
+                };
                 (
-                    Some((*stage, StageStatus::Stopped, head.clone())),
+                    Some((
+                        *stage,
+                        refused.then_some(StageStatus::Stopped),
+                        error.to_string(),
+                    )),
                     CampaignStatus::Stopped,
-                    format!("campaign {id} stopped at {head}\nthe earlier stages stay in place; `{resume}` starts this stage again"),
-                )
-            } else {
-                (
-                    Some((*stage, StageStatus::Failed, head.clone())),
-                    CampaignStatus::Failed,
-                    format!("campaign {id} failed at {head}\n{}`glidepath status {}` shows the run\nhint: a failed stage is not retried: fix the release (or the system file) and start a new campaign (`glidepath upgrade SYSTEM --to …`); the planner starts from the versions in use now", earlier(&c, *stage), result.run_id),
+                    format!("the earlier stages stay in place; `{resume}` {then}"),
                 )
             }
-        }
-        Ended::FlagFailed { stage, error } => {
-            let s = stage_of(*stage);
-            let head = format!("stage {} of {total} ({}): {error}", stage + 1, s.action.title());
-            (
-                Some((*stage, StageStatus::Failed, head.clone())),
-                CampaignStatus::Failed,
-                format!("campaign {id} failed at {head}\n{}hint: fix the command (it must be safe to run again) and start a new campaign; the flag may be partly switched", earlier(&c, *stage)),
-            )
-        }
-        Ended::Stopped { stage, error } => {
-            let s = stage_of(*stage);
-            let head = format!("stage {} of {total} ({}): {error}", stage + 1, s.action.title());
-            // refused before anything changed: the stage starts a new run
-            let refused = matches!(
-                error,
-                ExecError::Gate(_)
-                    | ExecError::Unreachable(_)
-                    | ExecError::Journal(
-                        JournalError::Locked { .. } | JournalError::OtherJournal { .. }
-                    )
-            );
-            let st = refused.then(|| (*stage, StageStatus::Stopped, head.clone()));
-            let then = if refused {
-                "starts this stage again (no node was changed)"
-            } else {
-                "continues this stage's run"
-            };
-            (
-                st,
+            Ended::Interrupted { stage } => (
+                Some((*stage, None, "stopped by a signal before it started".into())),
                 CampaignStatus::Stopped,
-                format!("campaign {id} stopped at {head}\nthe earlier stages stay in place; `{resume}` {then}"),
+                format!("`{resume}` continues"),
+            ),
+        };
+    let (message, reason) = match &stage {
+        None => (
+            format!("campaign {id} succeeded: {total} stage(s) carried out"),
+            String::new(),
+        ),
+        Some((i, _, detail)) => {
+            let head = format!(
+                "stage {} of {total} ({}): {detail}",
+                i + 1,
+                c.stages[*i].action.title()
+            );
+            let verb = if status == CampaignStatus::Failed {
+                "failed"
+            } else {
+                "stopped"
+            };
+            (format!("campaign {id} {verb} at {head}\n{tail}"), head)
+        }
+    };
+    let mut written: Result<(), JournalError> = Ok(());
+    if let Some((i, Some(st), detail)) = &stage {
+        written = j.set_stage(id, *i, *st, None, detail);
+    }
+    let written = written.and_then(|_| j.set_campaign_status(id, status, &reason));
+    let (campaign, message) = match written.and_then(|_| j.campaign(id)) {
+        Ok(now) => (now, message),
+        Err(e) => {
+            let mut now = c.clone();
+            now.status = status;
+            now.reason = reason;
+            (
+                now,
+                format!("{message}\n(the journal could not record how the campaign ended: {e})"),
             )
         }
-        Ended::Interrupted { stage } => (
-            None,
-            CampaignStatus::Stopped,
-            format!(
-                "campaign {id} stopped by a signal before stage {} of {total} ({}); `{resume}` continues",
-                stage + 1,
-                stage_of(*stage).action.title()
-            ),
-        ),
     };
-    // the reason: where it stopped (the stage's own detail when it has one)
-    let reason = match (&stage_status, status) {
-        (_, CampaignStatus::Succeeded) => String::new(),
-        (Some((_, _, detail)), _) => detail.clone(),
-        (None, _) => message.lines().next().unwrap_or_default().to_string(),
-    };
-    if let Some((i, st, detail)) = stage_status {
-        j.set_stage(id, i, st, None, &detail)?;
-    }
-    j.set_campaign_status(id, status, &reason)?;
     Ok(CampaignResult {
-        campaign: j.campaign(id)?,
+        campaign,
         ended,
         message,
     })

@@ -427,7 +427,7 @@ status: {}",
         let said = self
             .stage
             .and_then(|k| self.stages.get(k - 1))
-            .is_some_and(|st| st.detail == self.reason);
+            .is_some_and(|st| !st.detail.is_empty() && self.reason.ends_with(&st.detail));
         if !self.reason.is_empty() && !said {
             s.push_str(&format!("reason: {}\n", self.reason));
         }
