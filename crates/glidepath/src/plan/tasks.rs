@@ -360,13 +360,28 @@ fn read_migrate(
                 continue;
             }
         };
-        let contract = crate::lint::phase_of(&f, &text) == crate::lint::Phase::Post;
+        // a contract file: marked as one, or with a backward-incompatible
+        // step `glidepath lint` finds (and no suppression with a reason)
+        let marked = crate::lint::phase_of(&f, &text) == crate::lint::Phase::Post;
+        let steps: Vec<String> =
+            crate::lint::lint_sql_as(&f, &text, Some(crate::lint::Phase::Rolling))
+                .findings
+                .iter()
+                .filter(|x| x.class == crate::lint::Class::BackwardIncompatible && x.fails())
+                .map(|x| format!("line {}: {}", x.line, x.rule))
+                .collect();
+        let contract = marked || !steps.is_empty();
         if contract && phase == TaskPhase::Pre {
+            let why = if marked {
+                "it is marked as a contract (post-phase) migration".to_string()
+            } else {
+                format!("it has contract steps ({})", steps.join("; "))
+            };
             r.err(
                 s,
-                format!("`{f}` is a contract migration, but it is in a [[pre]] task"),
+                format!("`{f}` is a contract migration, but it is in a [[pre]] task: {why}"),
                 "contract before the rollout",
-                Some("a contract step (a drop, a rename, NOT NULL) breaks the old release that still serves during the rollout: move it to a [[post]] task, which runs after every node runs the new release and the watch passed".into()),
+                Some("a contract step (a drop, a rename, NOT NULL) breaks the old release that still serves during the rollout: move it to a [[post]] task, which runs after every node runs the new release and the watch passed (`glidepath lint` shows each step and its safe alternative)".into()),
             );
             ok = false;
         }
