@@ -385,6 +385,15 @@ fn read_migrate(
             );
             ok = false;
         }
+        if let Some(line) = concurrently(&text) {
+            r.err(
+                s,
+                format!("`{f}` line {line}: CONCURRENTLY cannot run inside a transaction, and a migrate task applies each file in one (with its ledger row, so it runs exactly once)"),
+                "needs its own task",
+                Some("run it as a `run` task instead, idempotent and checked: e.g. run = \"psql \\\"$DATABASE_URL\\\" -v ON_ERROR_STOP=1 -c 'CREATE INDEX CONCURRENTLY IF NOT EXISTS …'\" with idempotent = true (and drop an INVALID index left by an interrupted build before retrying)".into()),
+            );
+            ok = false;
+        }
         out.push(MigrationFile {
             name: f,
             path: p,
@@ -424,5 +433,15 @@ fn read_compare_to(r: &mut Reader, t: &Table<'_>, earlier: &[TaskCfg]) -> Option
     Some(TaskAction::CompareTo {
         capture: c,
         action: Box::new(src.action.clone()),
+    })
+}
+
+/// The line of the first `CONCURRENTLY` outside `--` comments, if any.
+fn concurrently(text: &str) -> Option<usize> {
+    text.lines().enumerate().find_map(|(i, l)| {
+        let code = l.split("--").next().unwrap_or_default();
+        code.to_ascii_uppercase()
+            .contains("CONCURRENTLY")
+            .then_some(i + 1)
     })
 }

@@ -671,6 +671,7 @@ fn pre_and_post_tasks_are_described_and_checked() {
         "ALTER TABLE users DROP COLUMN legacy_name;\n",
     );
     mig("0003_marked.sql", "-- glidepath: contract\nSELECT 1;\n");
+    mig("0004_index.sql", "-- CONCURRENTLY in a comment is fine\nCREATE INDEX CONCURRENTLY i ON users (email);\n");
     let tasks = r#"
 [[pre]]
 name = "backup"
@@ -738,6 +739,11 @@ compare_to = "room-hashes"
             "missing_migration",
             "migrations/0001_expand.sql",
             "migrations/0009_nope.sql",
+        ),
+        (
+            "concurrently_in_a_transaction",
+            "migrations/0001_expand.sql",
+            "migrations/0004_index.sql",
         ),
         (
             "no_database_url",
