@@ -219,6 +219,29 @@ async fn migrations_run_in_their_phases_and_exactly_once_across_kills() {
     assert_eq!(count(&pg, "b", "expand"), "1");
     assert_eq!(count(&pg, "b", "contract"), "1");
     env.assert_fleet(&["4", "4", "4"]).await;
+    // 5. a migration that fails: PostgreSQL's message, SQLSTATE and line;
+    //    nothing of it is kept, and the run stops before any node changes
+    database(&pg, env.path(), "c");
+    std::fs::write(
+        env.path().join("migrations/0003_bad.sql"),
+        "INSERT INTO applied (what) VALUES ('bad');\nSELECT no_such_column FROM users;\n",
+    )
+    .unwrap();
+    let v5 = env.release(good("5"));
+    let p5 = plan(
+        &env,
+        &v5,
+        "[[pre]]\nname = \"bad\"\nmigrate = [\"migrations/0003_bad.sql\"]\ndatabase_url_file = \"db-url\"\n",
+    );
+    let out = env.run(&["run", p5.to_str().unwrap()]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("migrations/0003_bad.sql: column \"no_such_column\" does not exist (SQLSTATE 42703) at line 2, column 8"),
+        "{text}"
+    );
+    assert_eq!(count(&pg, "c", "bad"), "0");
+    env.assert_fleet(&["4", "4", "4"]).await;
     assert_eq!(
         std::fs::read_to_string(env.path().join("backups.log")).unwrap(),
         "backup-2\nbackup-4\n",

@@ -671,7 +671,10 @@ fn pre_and_post_tasks_are_described_and_checked() {
         "ALTER TABLE users DROP COLUMN legacy_name;\n",
     );
     mig("0003_marked.sql", "-- glidepath: contract\nSELECT 1;\n");
-    mig("0004_index.sql", "-- CONCURRENTLY in a comment is fine\nCREATE INDEX CONCURRENTLY i ON users (email);\n");
+    mig(
+        "0004_index.sql",
+        "-- CONCURRENTLY in a comment is fine\nCREATE INDEX CONCURRENTLY i ON users (email);\n",
+    );
     let tasks = r#"
 [[pre]]
 name = "backup"
