@@ -381,6 +381,10 @@ async fn drive(j: &Journal, id: &str, r: &Runner) -> Result<CampaignResult, Camp
     finish(j, &c, Ended::Succeeded)
 }
 
+/// The stage where a campaign ended: its index, its new status (none when
+/// it stays as it is), what became of it.
+type StageEnding = (usize, Option<StageStatus>, String);
+
 /// Record how the campaign ended (and its stage's status), and say it. The
 /// writes are best-effort: a journal that fails here (the reason a stage
 /// stopped, perhaps) must not hide the stage's own message.
@@ -390,7 +394,7 @@ fn finish(j: &Journal, c: &CampaignRecord, ended: Ended) -> Result<CampaignResul
     let resume = format!("glidepath upgrade --resume {id} --journal {}", j.location());
     // (stage, its new status, what became of it), the campaign's status,
     // and the message's tail (what to do)
-    let (stage, status, tail): (Option<(usize, Option<StageStatus>, String)>, _, String) =
+    let (stage, status, tail): (Option<StageEnding>, _, String) =
         match &ended {
             Ended::Succeeded => (None, CampaignStatus::Succeeded, String::new()),
             Ended::RunEnded { stage, result } => {

@@ -232,6 +232,7 @@ impl Reporter for Console {
                     }
                 } else if outcome.ok
                     && !(step.kind == StepKind::CheckDrained && outcome.value.unwrap_or(0.0) > 0.0)
+                    || step.kind == StepKind::Task
                     || matches!(step.kind, StepKind::CheckDrained)
                         && state
                             .nodes
@@ -283,13 +284,16 @@ impl Reporter for Console {
             Event::Interrupted { at, in_flight } => {
                 let what: Vec<String> = in_flight
                     .iter()
-                    .map(|s| format!("{} {}", s.node.as_deref().unwrap_or("-"), s.kind.as_str()))
+                    .map(|s| match &s.task {
+                        Some(t) => format!("task {}", t.name),
+                        None => format!("{} {}", s.node.as_deref().unwrap_or("-"), s.kind.as_str()),
+                    })
                     .collect();
                 let text = if what.is_empty() {
                     "the previous process died; SLI window restarts (observations are not carried over)".to_string()
                 } else {
                     format!(
-                        "the previous process died with {} in flight: repeating (idempotent)",
+                        "the previous process died with {} in flight: repeating what is safe to repeat",
                         what.join(", ")
                     )
                 };
@@ -634,7 +638,7 @@ impl RunSummary {
                 };
                 let detail: String = t.detail.chars().take(100).collect();
                 s.push_str(&format!(
-                    "  - {:<4} {:<20} {:<8}{tries} {}{}\n",
+                    "  - {:<4} {:<22} {:<8}{tries} {}{}\n",
                     t.phase,
                     t.name,
                     t.status,

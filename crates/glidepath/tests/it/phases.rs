@@ -219,6 +219,29 @@ async fn migrations_run_in_their_phases_and_exactly_once_across_kills() {
     assert_eq!(count(&pg, "b", "expand"), "1");
     assert_eq!(count(&pg, "b", "contract"), "1");
     env.assert_fleet(&["4", "4", "4"]).await;
+    // 5. a migration that fails: PostgreSQL's message, SQLSTATE and line;
+    //    nothing of it is kept, and the run stops before any node changes
+    database(&pg, env.path(), "c");
+    std::fs::write(
+        env.path().join("migrations/0003_bad.sql"),
+        "INSERT INTO applied (what) VALUES ('bad');\nSELECT no_such_column FROM users;\n",
+    )
+    .unwrap();
+    let v5 = env.release(good("5"));
+    let p5 = plan(
+        &env,
+        &v5,
+        "[[pre]]\nname = \"bad\"\nmigrate = [\"migrations/0003_bad.sql\"]\ndatabase_url_file = \"db-url\"\n",
+    );
+    let out = env.run(&["run", p5.to_str().unwrap()]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("migrations/0003_bad.sql: column \"no_such_column\" does not exist (SQLSTATE 42703) at line 2, column 8"),
+        "{text}"
+    );
+    assert_eq!(count(&pg, "c", "bad"), "0");
+    env.assert_fleet(&["4", "4", "4"]).await;
     assert_eq!(
         std::fs::read_to_string(env.path().join("backups.log")).unwrap(),
         "backup-2\nbackup-4\n",
@@ -364,5 +387,72 @@ run = "echo 'replay hash differs for room 7' >&2; false"
     assert!(
         reason.contains("Not undone (irreversible): flag (turns on the new wire format)"),
         "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migrations_gate_lints_exactly_the_task_files() {
+    let env = Env::start(2).await;
+    let dir = env.path().join("migrations");
+    std::fs::create_dir_all(&dir).unwrap();
+    // a broken file nobody runs, and a task file that does not parse
+    std::fs::write(dir.join("0000_unused.sql"), "DROP TABLE users;").unwrap();
+    std::fs::write(dir.join("0001_expand.sql"), "ALTER TABLE users ADD COLUMN;").unwrap();
+    std::fs::write(
+        dir.join("0002_contract.sql"),
+        "SET lock_timeout = '2s';\nALTER TABLE users DROP COLUMN legacy_name;",
+    )
+    .unwrap();
+    std::fs::write(
+        env.path().join("db-url"),
+        "postgresql://nobody@127.0.0.1:1/none",
+    )
+    .unwrap();
+    let p = env.plan(
+        &env.v2,
+        &DemoPlan {
+            extra: r#"
+[[pre]]
+name = "expand"
+migrate = ["migrations/0001_expand.sql"]
+database_url_file = "db-url"
+
+[[post]]
+name = "contract"
+migrate = ["migrations/0002_contract.sql"]
+database_url_file = "db-url"
+"#
+            .into(),
+            ..DemoPlan::quick("1s", 5)
+        },
+    );
+    let out = env.run(&["preflight", p.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 3, "{text}{}", stderr(&out));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("migrations"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("FAIL") && line.contains("0001_expand.sql:1: syntax error"),
+        "{line}"
+    );
+    // the post file's DROP is expected after the rollout; the unused file is not looked at
+    assert!(
+        !text.contains("0002_contract") && !text.contains("0000_unused"),
+        "{text}"
+    );
+    // fixed: the gate passes on both files
+    std::fs::write(
+        dir.join("0001_expand.sql"),
+        "SET lock_timeout = '2s';\nALTER TABLE users ADD COLUMN email text;",
+    )
+    .unwrap();
+    let out = env.run(&["preflight", p.to_str().unwrap()]);
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("migrations")).unwrap();
+    assert!(
+        line.contains("pass") && line.contains("2 file(s) of the [[pre]]/[[post]] migrate tasks"),
+        "{line}"
     );
 }
