@@ -20,7 +20,7 @@ pub use sli::{
     close_window, fails_now, judge, Counts, Fault, Group, Judgement, Observation, Verdict,
 };
 pub use spec::{
-    plan_groups, BatchSize, CheckSpec, CompareSpec, DrainTimeoutPolicy, IncidentPolicy,
+    plan_groups, BatchSize, CheckSpec, CompareSpec, DrainTimeoutPolicy, FailureBudget, IncidentPolicy,
     InconclusivePolicy, Millis, RetrySpec, RolloutSpec, WindowSpec,
 };
 pub use state::{

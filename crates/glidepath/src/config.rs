@@ -206,4 +206,7 @@ pub struct Strategy {
     pub batch_bake: Option<Duration>,
     /// `watch_after`: watch the whole fleet this long after the last batch.
     pub watch_after: Option<Duration>,
+    /// `max_failed_nodes`: how many batch nodes may fail (each restored on
+    /// its own) before the run rolls back; a count or a share of the fleet.
+    pub max_failed_nodes: glidepath_core::FailureBudget,
 }

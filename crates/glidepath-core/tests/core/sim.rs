@@ -44,6 +44,7 @@ pub(crate) fn spec(nodes: usize, batch: usize, window: bool) -> RolloutSpec {
             max_backoff_ms: 1_000,
             deadline_ms: 60_000,
         },
+        max_failed_nodes: 0,
     }
 }
 
@@ -70,6 +71,8 @@ pub(crate) struct World {
     pub(crate) dead: BTreeSet<String>,
     /// Restoring these nodes fails their health check.
     pub(crate) restore_fails_on: BTreeSet<String>,
+    /// The new release fails its health check on these nodes only.
+    pub(crate) unhealthy_on: BTreeSet<String>,
     /// Scripted faults, one per step performed, cycling (empty: none).
     pub(crate) script: Vec<Fault>,
     pub(crate) pos: usize,
@@ -106,6 +109,7 @@ impl World {
             balancer_down: false,
             dead: BTreeSet::new(),
             restore_fails_on: BTreeSet::new(),
+            unhealthy_on: BTreeSet::new(),
             script: vec![],
             pos: 0,
             performed: vec![],
@@ -195,7 +199,9 @@ impl World {
                 let v = &self.current[&node];
                 let restoring =
                     v == "1" && (self.restore_fails || self.restore_fails_on.contains(&node));
-                let bad = self.unhealthy.as_ref() == Some(v) || restoring;
+                let bad = self.unhealthy.as_ref() == Some(v)
+                    || (v != "1" && self.unhealthy_on.contains(&node))
+                    || restoring;
                 if bad {
                     StepOutcome::failed("HTTP 503")
                 } else {

@@ -36,6 +36,7 @@ impl Plan {
             health_deadline_ms: self.health.deadline.as_millis() as u64,
             health_interval_ms: self.health.interval.as_millis() as u64,
             retry: self.strategy.retry,
+            max_failed_nodes: self.strategy.max_failed_nodes.resolve(self.nodes.len()),
         }
     }
 
@@ -170,6 +171,18 @@ impl Plan {
             if spec.pause_after.contains(&i) {
                 out.push("pause: wait for `glidepath promote RUN`".into());
             }
+        }
+        if spec.max_failed_nodes > 0 {
+            let how = match self.strategy.max_failed_nodes {
+                glidepath_core::FailureBudget::Percent(p) => {
+                    format!("max_failed_nodes = \"{p}%\" of {} nodes", self.nodes.len())
+                }
+                glidepath_core::FailureBudget::Count(_) => "max_failed_nodes".to_string(),
+            };
+            out.push(format!(
+                "failure budget ({how}): up to {} batch node(s) may fail; each is restored to its previous release on its own, reported, not tried again, and the run goes on; one more failure rolls every node back (a canary failure always does)",
+                spec.max_failed_nodes
+            ));
         }
         out.push(format!(
             "on a failed health check{}: restore each changed node to its previous release (keep {} releases per node)",
