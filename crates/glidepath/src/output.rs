@@ -255,4 +255,25 @@ pub struct RunSummary {
     /// compare check, both groups' counts, the ratio with its confidence
     /// interval, and the e-value against 1/alpha).
     pub sli: Vec<glidepath_core::Judgement>,
+    /// The nodes that failed on the forward path within the failure budget
+    /// (`max_failed_nodes`): the run went on without them. Empty otherwise.
+    pub failed_nodes: Vec<FailedNode>,
+}
+
+/// A node that failed on the forward path within the failure budget: it
+/// was restored on its own (never tried again) and the run went on.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedNode {
+    pub node: String,
+    /// Why it failed on the forward path.
+    pub reason: String,
+    /// Its status now: `rolled_back` (restored to its last-known-good
+    /// release), `restored` (put back into rotation, never switched),
+    /// `untouched` (never left rotation), `failed` (its restore failed),
+    /// or `in_progress` while it is being restored.
+    pub status: String,
+    /// The release it should serve now (`null` once its restore failed).
+    pub now: Option<String>,
+    /// `out` while it is out of rotation (being restored, or kept out).
+    pub rotation: &'static str,
 }
