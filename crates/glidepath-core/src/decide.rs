@@ -195,9 +195,7 @@ fn succeeded(spec: &RolloutSpec, state: &RunState) -> String {
                 NodeStatus::Failed if n.out_of_rotation => {
                     "its restore failed: kept out of rotation for a human".to_string()
                 }
-                NodeStatus::Failed => {
-                    "its restore failed, in rotation: check it".to_string()
-                }
+                NodeStatus::Failed => "its restore failed, in rotation: check it".to_string(),
                 _ => format!("still on {before}, never switched"),
             };
             format!("{name} ({why}; {now})")

@@ -20,8 +20,8 @@ pub use sli::{
     close_window, fails_now, judge, Counts, Fault, Group, Judgement, Observation, Verdict,
 };
 pub use spec::{
-    plan_groups, BatchSize, CheckSpec, CompareSpec, DrainTimeoutPolicy, FailureBudget, IncidentPolicy,
-    InconclusivePolicy, Millis, RetrySpec, RolloutSpec, WindowSpec,
+    plan_groups, BatchSize, CheckSpec, CompareSpec, DrainTimeoutPolicy, FailureBudget,
+    IncidentPolicy, InconclusivePolicy, Millis, RetrySpec, RolloutSpec, WindowSpec,
 };
 pub use state::{
     Cause, CauseKind, Event, GateRecord, NodeState, NodeStatus, Outage, Outcome, PeersCheck, Phase,

@@ -190,7 +190,11 @@ impl RunState {
         spec.groups[..(g + 1).min(spec.groups.len())]
             .iter()
             .flatten()
-            .filter(|n| self.nodes.get(*n).is_none_or(|s| s.failed_forward.is_none()))
+            .filter(|n| {
+                self.nodes
+                    .get(*n)
+                    .is_none_or(|s| s.failed_forward.is_none())
+            })
             .collect()
     }
 

@@ -71,7 +71,10 @@ fn within_the_budget_the_node_is_restored_and_the_run_goes_on() {
     // n3 was drained only once n2 was back in rotation
     let n2_back = last(&sim, |e| intent(e, "n2", StepKind::Enable, "1"));
     let n3_drain = first(&sim, |e| intent(e, "n3", StepKind::Drain, "2"));
-    assert!(n3_drain > n2_back, "n3 drained at {n3_drain}, n2 enabled at {n2_back}");
+    assert!(
+        n3_drain > n2_back,
+        "n3 drained at {n3_drain}, n2 enabled at {n2_back}"
+    );
 }
 
 #[test]
@@ -115,7 +118,10 @@ fn a_canary_failure_rolls_back_whatever_the_budget() {
     );
     assert!(sim.state.nodes["n1"].failed_forward.is_none());
     assert_eq!(w.current["n1"], "1");
-    assert_eq!(sim.statuses(), [RolledBack, Untouched, Untouched, Untouched]);
+    assert_eq!(
+        sim.statuses(),
+        [RolledBack, Untouched, Untouched, Untouched]
+    );
 }
 
 #[test]
@@ -126,7 +132,11 @@ fn without_a_budget_a_batch_failure_rolls_back() {
     assert_eq!(sim.run(&mut w, 100_000), Some(Outcome::RolledBack));
     let cause = sim.state.cause.clone().unwrap();
     assert_eq!(cause.node.as_deref(), Some("n3"));
-    assert!(!cause.reason.contains("max_failed_nodes"), "{}", cause.reason);
+    assert!(
+        !cause.reason.contains("max_failed_nodes"),
+        "{}",
+        cause.reason
+    );
 }
 
 #[test]
@@ -189,7 +199,9 @@ fn a_kept_out_node_that_leaves_no_room_rolls_back() {
     let cause = sim.state.cause.clone().unwrap();
     assert_eq!(cause.node.as_deref(), Some("n2"));
     assert!(
-        cause.reason.contains("leaves no room under max_unavailable = 1"),
+        cause
+            .reason
+            .contains("leaves no room under max_unavailable = 1"),
         "{}",
         cause.reason
     );
@@ -232,7 +244,10 @@ fn a_crash_mid_restore_of_a_budgeted_node_resumes_the_restore() {
     assert_eq!(replayed.phase, Phase::Rolling, "the budget still holds");
     let n3 = &replayed.nodes["n3"];
     assert!(n3.failed_forward.is_some());
-    assert_eq!((n3.track, n3.next_step()), (Track::Back, Some(StepKind::Restart)));
+    assert_eq!(
+        (n3.track, n3.next_step()),
+        (Track::Back, Some(StepKind::Restart))
+    );
     let d = decide(&sim.spec, &replayed, sim.now + 100);
     assert_eq!(d.steps.len(), 1, "{d:?}");
     assert_eq!(

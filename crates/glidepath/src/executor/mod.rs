@@ -636,7 +636,9 @@ impl Executor {
     /// fleet), but those that failed within the failure budget (they run
     /// their old release).
     fn watched(&self) -> impl Iterator<Item = &String> {
-        self.state.upgraded(&self.spec, self.state.group).into_iter()
+        self.state
+            .upgraded(&self.spec, self.state.group)
+            .into_iter()
     }
 
     /// The nodes a run-level step acts on, with the release each should

@@ -104,7 +104,8 @@ async fn a_second_bad_node_spends_the_budget_and_rolls_back() {
     let rec = env.journal().run(&run).unwrap();
     assert_eq!(rec.status, "rolled_back");
     assert!(
-        rec.reason.contains("max_failed_nodes = 1 is spent, 1 node(s) failed before: node-")
+        rec.reason
+            .contains("max_failed_nodes = 1 is spent, 1 node(s) failed before: node-")
             && rec.reason.contains("node-2")
             && rec.reason.contains("node-3"),
         "{}",
