@@ -75,6 +75,64 @@ fn within_the_budget_the_node_is_restored_and_the_run_goes_on() {
         n3_drain > n2_back,
         "n3 drained at {n3_drain}, n2 enabled at {n2_back}"
     );
+    // an SLI window after these groups watches the upgraded nodes only: n2
+    // runs the old release
+    assert_eq!(sim.state.upgraded(&sim.spec, 1), ["n1", "n3"]);
+    assert_eq!(sim.state.upgraded(&sim.spec, 2), ["n1", "n3", "n4", "n5"]);
+}
+
+/// With a bake after each batch, the window after batch 1 judges the
+/// upgraded nodes without the failed one: a compare check expects their
+/// share among the nodes that take part (the failed one does not).
+#[test]
+fn a_failed_node_takes_no_part_in_the_windows() {
+    let mut s = budget(5, 2, 1);
+    let mut w = spec(5, 2, true).window.unwrap();
+    w.bake_ms = Some(5_000);
+    let cmp = CompareSpec {
+        tolerance: 0.1,
+        alpha: 0.05,
+        expected_share: 0.2,
+        quantile: None,
+    };
+    w.checks[0].compare = Some(cmp.clone());
+    let check = w.checks[0].clone();
+    s.window = Some(w);
+    let mut sim = Sim::new(s);
+    let mut world = World::new(5);
+    world.unhealthy_on = set(&["n2"]);
+    tick_until(&mut sim, &mut world, "the bake after batch 1", |s| {
+        s.state.group == 1 && s.state.window.is_some()
+    });
+    assert!(sim.state.nodes["n2"].failed_forward.is_some());
+    // n1 and n3 upgraded, of the 4 nodes that take part: 1/2, not 2/5
+    let want = CompareState::new(&check, &cmp).with_share(0.5);
+    assert_eq!(sim.state.window.as_ref().unwrap().compare, [want]);
+}
+
+/// A node that failed before it left rotation (its drain refused) changed
+/// nothing: it counts against the budget, is never tried again, and the
+/// run succeeds around it.
+#[test]
+fn a_node_whose_drain_fails_is_not_tried_again() {
+    // [n1] [n2 n3] [n4]: n2 fails while n3 still has its turn to come
+    let mut sim = Sim::new(budget(4, 2, 1));
+    let mut w = World::new(4);
+    w.drain_fails_on = set(&["n2"]);
+    assert_eq!(sim.run(&mut w, 100_000), Some(Outcome::Succeeded));
+    let drains = sim
+        .log
+        .iter()
+        .filter(|e| intent(e, "n2", StepKind::Drain, "2"))
+        .count();
+    assert_eq!(drains, 1, "not tried again");
+    assert_eq!(sim.statuses(), [Updated, Untouched, Updated, Updated]);
+    assert_eq!(w.current["n2"], "1");
+    let reason = sim.state.finished_reason.clone().unwrap();
+    assert!(
+        reason.starts_with("3 of 4 nodes run 2; 1 failed within max_failed_nodes = 1: n2 (n2: drain failed: server is in maintenance by another tool; still on 1, never switched)"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -186,6 +244,40 @@ fn a_budgeted_node_whose_restore_fails_is_kept_out_and_takes_a_place() {
             && reason.contains("its restore failed: kept out of rotation for a human"),
         "{reason}"
     );
+}
+
+/// A node kept out after its restore failed is left for a person when a
+/// later failure spends the budget: the rollback does not try it again.
+#[test]
+fn the_rollback_past_the_budget_leaves_a_kept_out_node_alone() {
+    // [n1] [n2 n3] [n4 n5] [n6], max_unavailable 2, budget 1
+    let mut s = budget(6, 2, 1);
+    s.max_unavailable = 2;
+    let mut sim = Sim::new(s);
+    let mut w = World::new(6);
+    w.unhealthy_on = set(&["n2", "n4"]);
+    w.restore_fails_on = set(&["n2"]);
+    assert_eq!(sim.run(&mut w, 100_000), Some(Outcome::RollbackFailed));
+    let cause = sim.state.cause.clone().unwrap();
+    assert_eq!(cause.node.as_deref(), Some("n4"));
+    assert!(
+        cause
+            .reason
+            .contains("max_failed_nodes = 1 is spent, 1 node(s) failed before: n2 ("),
+        "{}",
+        cause.reason
+    );
+    let restores = sim
+        .log
+        .iter()
+        .filter(|e| intent(e, "n2", StepKind::Switch, "1"))
+        .count();
+    assert_eq!(restores, 1, "n2's restore is not tried again");
+    assert_eq!(sim.state.nodes["n2"].status, Failed);
+    assert!(w.drained["n2"]);
+    for n in ["n1", "n3", "n4", "n5"] {
+        assert_eq!(w.current[n], "1", "{n}");
+    }
 }
 
 #[test]

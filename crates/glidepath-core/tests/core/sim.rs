@@ -73,6 +73,8 @@ pub(crate) struct World {
     pub(crate) restore_fails_on: BTreeSet<String>,
     /// The new release fails its health check on these nodes only.
     pub(crate) unhealthy_on: BTreeSet<String>,
+    /// The balancer refuses to drain these nodes (the step's own failure).
+    pub(crate) drain_fails_on: BTreeSet<String>,
     /// Scripted faults, one per step performed, cycling (empty: none).
     pub(crate) script: Vec<Fault>,
     pub(crate) pos: usize,
@@ -110,6 +112,7 @@ impl World {
             dead: BTreeSet::new(),
             restore_fails_on: BTreeSet::new(),
             unhealthy_on: BTreeSet::new(),
+            drain_fails_on: BTreeSet::new(),
             script: vec![],
             pos: 0,
             performed: vec![],
@@ -177,6 +180,9 @@ impl World {
                     .collect(),
                 ..Default::default()
             },
+            StepKind::Drain if self.drain_fails_on.contains(&node) => {
+                StepOutcome::failed("server is in maintenance by another tool")
+            }
             StepKind::Drain => {
                 self.drained.insert(node, true);
                 StepOutcome::ok("drained")
