@@ -17,6 +17,7 @@ pub mod plan;
 pub mod report;
 pub mod shell;
 pub mod system;
+pub mod tasks;
 pub mod template;
 pub mod upgrade;
 

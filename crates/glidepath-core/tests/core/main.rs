@@ -16,3 +16,4 @@ mod replay;
 mod rollback;
 mod sim;
 mod sli;
+mod tasks;
