@@ -1,9 +1,11 @@
-//! `[health]`: the probe that says a node is up (HTTP, TCP or a command),
-//! the version URL, and the deadline, interval and timeout.
+//! `[health]`: the probe that says a node is up (HTTP, TCP or a command,
+//! and a verification probe, `probe = { … }`, read by `plan::probe`), the
+//! version URL, and the deadline, interval and timeout.
 
 use super::reader::{Keys, Reader};
 use super::HealthCfg;
 use crate::template::{NODE_PLACEHOLDERS, PLACEHOLDERS};
+use std::path::Path;
 use std::time::Duration;
 use toml_span::value::Table;
 
@@ -16,9 +18,10 @@ const KEYS: &[&str] = &[
     "deadline",
     "interval",
     "timeout",
+    "probe",
 ];
 
-pub(super) fn read(r: &mut Reader, root: &Table<'_>) -> Option<HealthCfg> {
+pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<HealthCfg> {
     let (t, at) = r.required_section(
         root,
         "health",
@@ -29,7 +32,17 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>) -> Option<HealthCfg> {
     let body = r.str(t, "body", "\"ok\"").map(|x| x.0);
     let tcp = r.template_str(t, "tcp", "\"{address}\"", NODE_PLACEHOLDERS);
     let command = r.template_str(t, "command", "\"systemctl is-active api\"", PLACEHOLDERS);
-    if http.is_none() && tcp.is_none() && command.is_none() {
+    let probe = match t.get("probe") {
+        Some(v) => Some(super::probe::read(
+            r,
+            v,
+            "[health].probe",
+            super::probe::Scope::Node,
+            dir,
+        )?),
+        None => None,
+    };
+    if http.is_none() && tcp.is_none() && command.is_none() && probe.is_none() {
         r.missing(
             at,
             "[health]",
@@ -64,5 +77,6 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>) -> Option<HealthCfg> {
         deadline: deadline?,
         interval: interval?,
         timeout: timeout?,
+        probe,
     })
 }
