@@ -66,6 +66,7 @@ pub(super) async fn run(p: &HttpProbe, limit: Duration) -> ProbeOutcome {
         }
     };
     let mut seen = serde_json::Map::new();
+    let mut shown = Vec::new();
     for (ptr, want) in &p.json {
         match doc.pointer(ptr) {
             None => {
@@ -84,11 +85,11 @@ pub(super) async fn run(p: &HttpProbe, limit: Duration) -> ProbeOutcome {
                 )
             }
             Some(got) => {
+                shown.push(format!("{ptr} = {}", super::clip(&got.to_string(), 200)));
                 seen.insert(ptr.clone(), got.clone());
             }
         }
     }
-    let shown: Vec<String> = seen.iter().map(|(k, v)| format!("{k} = {v}")).collect();
     // One field: its value (a string as it is); several: an object by pointer.
     let value = match seen.values().next() {
         Some(serde_json::Value::String(s)) if seen.len() == 1 => s.clone(),

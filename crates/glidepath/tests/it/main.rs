@@ -12,6 +12,7 @@ mod lint;
 mod operator;
 mod plans;
 mod preflight;
+mod probe;
 mod real;
 mod real_outage;
 mod real_ssh;
