@@ -95,6 +95,12 @@ impl Plan {
             self.nodes.len()
         )];
         out.push("preflight: verify the artifact checksum, read each node's current release (its rollback target), check every node is healthy and reachable at the balancer".into());
+        if let Some(p) = &self.health.probe {
+            out.push(format!(
+                "health check on each node, with the probe: {}",
+                p.describe()
+            ));
+        }
         let node_steps = "drain → wait for 0 active connections → stage + verify → switch current → restart → health check → re-enable → post-enable check";
         for (i, g) in spec.groups.iter().enumerate() {
             let who = if i == 0 {

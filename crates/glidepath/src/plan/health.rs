@@ -32,16 +32,10 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<Healt
     let body = r.str(t, "body", "\"ok\"").map(|x| x.0);
     let tcp = r.template_str(t, "tcp", "\"{address}\"", NODE_PLACEHOLDERS);
     let command = r.template_str(t, "command", "\"systemctl is-active api\"", PLACEHOLDERS);
-    let probe = match t.get("probe") {
-        Some(v) => Some(super::probe::read(
-            r,
-            v,
-            "[health].probe",
-            super::probe::Scope::Node,
-            dir,
-        )?),
-        None => None,
-    };
+    // `Some(None)`: a probe with problems (reported).
+    let probe = t
+        .get("probe")
+        .map(|v| super::probe::read(r, v, "[health].probe", super::probe::Scope::Node, dir));
     if http.is_none() && tcp.is_none() && command.is_none() && probe.is_none() {
         r.missing(
             at,
@@ -77,6 +71,6 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<Healt
         deadline: deadline?,
         interval: interval?,
         timeout: timeout?,
-        probe,
+        probe: probe.map_or(Some(None), |p| p.map(Some))?,
     })
 }

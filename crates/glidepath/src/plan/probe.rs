@@ -908,4 +908,40 @@ mod tests {
             matches!(p, ProbeCfg::PromQl(PromQlProbe { on_empty: OnEmpty::Fail, min: Some(m), .. }) if m == 1.0)
         );
     }
+
+    #[test]
+    fn health_takes_a_probe() {
+        let read_health = |src: &str| {
+            let mut doc = toml_span::parse(src).unwrap();
+            let ValueInner::Table(root) = doc.take() else {
+                unreachable!()
+            };
+            let mut r = Reader {
+                src,
+                diags: Vec::new(),
+            };
+            let h = super::super::health::read(&mut r, &root, Path::new("/plans"));
+            let msgs: Vec<String> = r.diags.iter().map(|d| d.message.clone()).collect();
+            (h, msgs)
+        };
+        // A probe alone is a health check.
+        let (h, msgs) = read_health(
+            "[health]\nprobe = { websocket = \"ws://{address}/rt\", send = '{\"type\":\"hello\"}', expect_type = \"welcome\", caps = [\"chat\"] }\n",
+        );
+        assert!(msgs.is_empty(), "{msgs:?}");
+        let h = h.unwrap();
+        assert!(matches!(&h.probe, Some(ProbeCfg::WebSocket(w)) if w.url == "ws://{address}/rt"));
+        assert_eq!(
+            h.probe.unwrap().describe(),
+            "websocket ws://{address}/rt, sends {\"type\":\"hello\"}, expects a reply of type \"welcome\" with caps ⊇ [chat]"
+        );
+        // Its problems are the plan's.
+        let (h, msgs) = read_health(
+            "[health]\nhttp = \"http://{address}/health\"\nprobe = { tcp = \"{port}\" }\n",
+        );
+        assert!(h.is_none());
+        assert_eq!(msgs, ["unknown placeholder `{port}` in `tcp`"]);
+        let (_, msgs) = read_health("[health]\nprobes = { tcp = \"{address}\" }\n");
+        assert_eq!(msgs[0], "unknown key `probes` in [health]");
+    }
 }
