@@ -3,8 +3,8 @@
 //! an intent before and an outcome after each one.
 
 use crate::sli::close_window;
-use crate::spec::{Millis, RolloutSpec};
-use crate::state::{Event, NodeStatus, Outcome, Phase, RunState, Step, StepKind, Track};
+use crate::spec::{Millis, RolloutSpec, TaskPhase};
+use crate::state::{Event, NodeStatus, Outcome, Phase, RunState, Step, StepKind, TaskRef, Track};
 
 /// What the executor should do now.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -31,7 +31,106 @@ fn step(kind: StepKind, node: &str, version: Option<&str>, reason: String) -> St
         node: Some(node.to_string()),
         version: version.map(str::to_string),
         reason,
+        task: None,
     }
+}
+
+/// A run-level step (no node).
+fn run_step(kind: StepKind, reason: String) -> Step {
+    Step {
+        kind,
+        node: None,
+        version: None,
+        reason,
+        task: None,
+    }
+}
+
+/// The next task of `phase` (tasks run one at a time, in order), or the
+/// end of a run whose `pre` task failed.
+fn decide_task(
+    spec: &RolloutSpec,
+    state: &RunState,
+    now: Millis,
+    phase: TaskPhase,
+    d: &mut Decision,
+) {
+    let list = spec.tasks(phase);
+    let index = state.tasks.done(phase);
+    let Some(ts) = list.get(index) else { return };
+    if let Some((t, why)) = &state.tasks.failed {
+        if t.phase == TaskPhase::Pre {
+            let irreversible = state
+                .irreversible_list()
+                .map(|l| format!("; it could not be undone: {l}"))
+                .unwrap_or_default();
+            d.transition = Some(finish(
+                now,
+                Outcome::Failed,
+                format!("{why}; no node was changed{irreversible}"),
+            ));
+        }
+        return;
+    }
+    if state.run_step_in_flight.is_some() {
+        return; // one run-level step at a time
+    }
+    if let Some(last) = state.tasks.last_failed {
+        let due = last + ts.retry_delay_ms;
+        if now < due {
+            d.wait_until(due);
+            return;
+        }
+    }
+    let task = TaskRef {
+        phase,
+        index,
+        name: ts.name.clone(),
+    };
+    let mut reason = format!("{}: {}", task.label(list.len()), ts.what);
+    if phase == TaskPhase::Pre && index == 0 {
+        reason.push_str(" (before any node changes)");
+    }
+    if state.tasks.tries > 0 {
+        reason.push_str(&format!(
+            " (attempt {} of {}; the last said: {})",
+            state.tasks.tries + 1,
+            ts.attempts,
+            state.tasks.last_detail
+        ));
+    }
+    d.steps.push(Step {
+        task: Some(task),
+        ..run_step(StepKind::Task, reason)
+    });
+}
+
+/// Every node runs the new release (and the watch passed): the `post`
+/// tasks, then the end.
+fn finish_rollout(
+    spec: &RolloutSpec,
+    state: &RunState,
+    now: Millis,
+    reason: String,
+    d: &mut Decision,
+) {
+    if state.tasks.post_done < spec.post.len() {
+        decide_task(spec, state, now, TaskPhase::Post, d);
+        return;
+    }
+    let accepted = if state.tasks.accepted.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; accepted by a person: {}",
+            state.tasks.accepted.join("; ")
+        )
+    };
+    d.transition = Some(finish(
+        now,
+        Outcome::Succeeded,
+        format!("{reason}{accepted}"),
+    ));
 }
 
 fn role(spec: &RolloutSpec, node: &str) -> String {
@@ -396,7 +495,13 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                         .count();
                     (
                         Outcome::RolledBack,
-                        format!("rolled back {restored} node(s) to their last-known-good release. Cause: {cause}"),
+                        format!(
+                            "rolled back {restored} node(s) to their last-known-good release. Cause: {cause}{}",
+                            state
+                                .irreversible_list()
+                                .map(|l| format!(". Not undone (irreversible): {l}"))
+                                .unwrap_or_default()
+                        ),
                     )
                 };
                 d.transition = Some(finish(now, outcome, reason));
@@ -407,12 +512,13 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                 d.waiting = Some(h.clone());
                 return d;
             }
+            if state.tasks.pre_done < spec.pre.len() {
+                decide_task(spec, state, now, TaskPhase::Pre, &mut d);
+                return d;
+            }
             let Some(group) = spec.groups.get(state.group) else {
-                d.transition = Some(finish(
-                    now,
-                    Outcome::Succeeded,
-                    format!("all {} nodes run {}", state.nodes.len(), spec.version),
-                ));
+                let reason = format!("all {} nodes run {}", state.nodes.len(), spec.version);
+                finish_rollout(spec, state, now, reason, &mut d);
                 return d;
             };
             let complete = group
@@ -444,12 +550,10 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                                 w.interval_ms as f64 / 1000.0
                             ));
                         }
-                        None => d.steps.push(Step {
-                            kind: StepKind::StartWindow,
-                            node: None,
-                            version: None,
-                            reason: window_reason(spec, state.group, length_ms, w.interval_ms),
-                        }),
+                        None => d.steps.push(run_step(
+                            StepKind::StartWindow,
+                            window_reason(spec, state.group, length_ms, w.interval_ms),
+                        )),
                         Some(ws) => {
                             let end = ws.end(length_ms, now);
                             if let Some(since) = ws.outage_since {
@@ -477,17 +581,15 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                             } else {
                                 let due = (last + w.interval_ms).min(end);
                                 if now >= due {
-                                    d.steps.push(Step {
-                                        kind: StepKind::Probe,
-                                        node: None,
-                                        version: None,
-                                        reason: format!(
+                                    d.steps.push(run_step(
+                                        StepKind::Probe,
+                                        format!(
                                             "probe {} of the SLI window ({:.1}s of {}s elapsed)",
                                             ws.probes + 1,
                                             now.saturating_sub(ws.started) as f64 / 1000.0,
                                             length_ms as f64 / 1000.0
                                         ),
-                                    });
+                                    ));
                                 } else {
                                     d.wait_until(due);
                                 }
@@ -529,16 +631,14 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                         return d;
                     }
                 }
-                d.steps.push(Step {
-                    kind: StepKind::CheckPeers,
-                    node: None,
-                    version: None,
-                    reason: format!(
+                d.steps.push(run_step(
+                    StepKind::CheckPeers,
+                    format!(
                         "{} done: check that the nodes in rotation answer (a node found down counts against max_unavailable = {})",
                         if state.group == 0 { "canary".to_string() } else { format!("batch {}", state.group) },
                         spec.max_unavailable
                     ),
-                });
+                ));
                 return d;
             }
             if next >= spec.groups.len() {
@@ -551,11 +651,8 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                         down_list(state)
                     )
                 };
-                d.transition = Some(finish(
-                    now,
-                    Outcome::Succeeded,
-                    format!("all {} nodes run {}{down}", state.nodes.len(), spec.version),
-                ));
+                let reason = format!("all {} nodes run {}{down}", state.nodes.len(), spec.version);
+                finish_rollout(spec, state, now, reason, &mut d);
             } else {
                 let watched = state.windows_passed.contains(&state.group);
                 let why = if state.group == 0 && watched {

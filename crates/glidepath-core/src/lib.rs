@@ -21,9 +21,10 @@ pub use sli::{
 };
 pub use spec::{
     plan_groups, BatchSize, CheckSpec, CompareSpec, DrainTimeoutPolicy, IncidentPolicy,
-    InconclusivePolicy, Millis, RetrySpec, RolloutSpec, WindowSpec,
+    InconclusivePolicy, Millis, PostFailurePolicy, RetrySpec, RolloutSpec, TaskPhase, TaskSpec,
+    WindowSpec,
 };
 pub use state::{
     Cause, CauseKind, Event, GateRecord, NodeState, NodeStatus, Outage, Outcome, PeersCheck, Phase,
-    RunState, Step, StepKind, StepOutcome, Track, WindowState,
+    RunState, Step, StepKind, StepOutcome, TaskProgress, TaskRef, Track, WindowState,
 };

@@ -170,6 +170,58 @@ impl RetrySpec {
     }
 }
 
+/// When a task runs: before the first node changes, or after the last
+/// batch and the watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskPhase {
+    Pre,
+    Post,
+}
+
+impl TaskPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskPhase::Pre => "pre",
+            TaskPhase::Post => "post",
+        }
+    }
+}
+
+/// One `[[pre]]` or `[[post]]` task as the core knows it: what it is
+/// called, how often it may be tried, whether it may run again after a
+/// crash cut it short, and whether it can be undone. What it does (a
+/// command, a migration, a probe) is the executor's business.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub name: String,
+    /// What it does, for reasons and summaries (`migrate 001_expand.sql`).
+    pub what: String,
+    /// Attempts before the task counts as failed (1 = no retry).
+    pub attempts: u32,
+    /// The wait between attempts.
+    pub retry_delay_ms: u64,
+    /// Safe to run again when a crash cut an attempt short. A task that is
+    /// not is held for a person after a crash instead of repeated.
+    pub idempotent: bool,
+    /// `Some(note)`: what running it changes for good (a contract
+    /// migration, a flipped flag). Once it has run, the run never rolls
+    /// back on its own, and an operator's rollback needs `--force`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irreversible: Option<String>,
+}
+
+/// What a failed `post` task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PostFailurePolicy {
+    /// Roll every node back (unless an irreversible task has run: then hold).
+    #[default]
+    Rollback,
+    /// Hold for a person: `promote` accepts, `rollback` restores.
+    Hold,
+}
+
 /// Everything the decision core knows about a rollout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutSpec {
@@ -190,6 +242,15 @@ pub struct RolloutSpec {
     /// Retry budget for infrastructure faults.
     #[serde(default)]
     pub retry: RetrySpec,
+    /// Tasks before the first node changes (`[[pre]]`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre: Vec<TaskSpec>,
+    /// Tasks after the last batch and the watch (`[[post]]`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post: Vec<TaskSpec>,
+    /// What a `post` task that fails does to the run.
+    #[serde(default)]
+    pub on_post_failure: PostFailurePolicy,
 }
 
 impl RolloutSpec {
@@ -202,6 +263,14 @@ impl RolloutSpec {
     /// after it watches the whole fleet.
     pub fn is_last_batch(&self, g: usize) -> bool {
         g > 0 && g + 1 == self.groups.len()
+    }
+
+    /// The tasks of a phase.
+    pub fn tasks(&self, phase: TaskPhase) -> &[TaskSpec] {
+        match phase {
+            TaskPhase::Pre => &self.pre,
+            TaskPhase::Post => &self.post,
+        }
     }
 
     /// The group a node belongs to.

@@ -211,6 +211,119 @@ pub struct Strategy {
     pub watch_after: Option<Duration>,
 }
 
+/// One `[[pre]]` or `[[post]]` task: what it does, how long it may take,
+/// how often it is tried. (The core's `TaskSpec` is built from it.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskCfg {
+    pub name: String,
+    pub phase: glidepath_core::TaskPhase,
+    pub action: TaskAction,
+    /// Record what the task saw (a command's stdout) for a later
+    /// `compare_to` task.
+    pub capture: bool,
+    pub timeout: Duration,
+    /// 1 + `retries`.
+    pub attempts: u32,
+    pub retry_delay: Duration,
+    pub idempotent: bool,
+    /// `reversible = false` (or a contract migration): what cannot be undone.
+    pub irreversible: Option<String>,
+}
+
+/// What a task does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskAction {
+    /// A shell command (`run`); `{version}`, `{plan_dir}` and `{run}` are
+    /// filled, quoted.
+    Command { run: String },
+    /// SQL migrations applied in order, each in a transaction with its row
+    /// in the database's `glidepath_migrations` ledger, so each runs once.
+    Migrate {
+        files: Vec<MigrationFile>,
+        database_url: SecretRef,
+    },
+    /// Do what the capture task `capture` did again, and pass when it sees
+    /// the same value.
+    CompareTo {
+        capture: String,
+        action: Box<TaskAction>,
+    },
+}
+
+/// One migration file of a `migrate` task, as read when the plan was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationFile {
+    /// The path as the plan writes it (the ledger key).
+    pub name: String,
+    pub path: PathBuf,
+    /// Its sha256 when the plan was read: a file changed since is refused.
+    pub sha256: String,
+    /// A post-phase (contract) file, by `glidepath lint`'s rule.
+    pub contract: bool,
+}
+
+impl TaskCfg {
+    /// What the task does, in a few words (`migrate 0042_expand.sql`).
+    pub fn describe(&self) -> String {
+        let what = self.action.describe();
+        if self.capture {
+            format!("{what}, recording its output")
+        } else {
+            what
+        }
+    }
+
+    /// `describe`, with the timeout, retries and declarations.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} — {} (timeout {}",
+            self.name,
+            self.describe(),
+            humantime::format_duration(self.timeout)
+        );
+        if self.attempts > 1 {
+            s.push_str(&format!(
+                ", {} retries {} apart",
+                self.attempts - 1,
+                humantime::format_duration(self.retry_delay)
+            ));
+        }
+        s.push_str(if self.idempotent {
+            ", repeated after a crash"
+        } else {
+            ", not repeated after a crash: held for a person"
+        });
+        s.push(')');
+        if let Some(n) = &self.irreversible {
+            s.push_str(&format!(" IRREVERSIBLE: {n}"));
+        }
+        s
+    }
+}
+
+impl TaskAction {
+    pub fn describe(&self) -> String {
+        match self {
+            TaskAction::Command { run } => format!("run `{}`", crate::shell::shown(run)),
+            TaskAction::Migrate { files, .. } => format!(
+                "migrate {} (once each, recorded in glidepath_migrations)",
+                files
+                    .iter()
+                    .map(|f| if f.contract {
+                        format!("{} [contract]", f.name)
+                    } else {
+                        f.name.clone()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            TaskAction::CompareTo { capture, .. } => {
+                format!("compare with what `{capture}` recorded")
+            }
+        }
+    }
+}
+
 /// A verification probe (`probe = { … }`, read by `plan::probe::read`):
 /// what `crate::probe::run` checks. URLs, addresses and the command may be
 /// templates, filled by `ProbeCfg::fill` before the probe runs.

@@ -18,6 +18,7 @@ pub mod probe;
 pub mod report;
 pub mod shell;
 pub mod system;
+pub mod tasks;
 pub mod template;
 pub mod upgrade;
 

@@ -370,6 +370,7 @@ impl Console {
                 CauseKind::Infra => "infrastructure unreachable",
                 CauseKind::Step => "step failed",
                 CauseKind::Operator => "operator",
+                CauseKind::Task => "post task failed",
             };
             self.line(
                 at,

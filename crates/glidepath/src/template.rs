@@ -37,6 +37,10 @@ pub const DEPLOY_PLACEHOLDERS: &[&str] = &[
     "sha256",
 ];
 
+/// The commands of `[[pre]]`/`[[post]]` tasks: the release being rolled
+/// out, the plan's directory and the run's id (no node: a task runs once).
+pub const TASK_PLACEHOLDERS: &[&str] = &["version", "plan_dir", "run"];
+
 /// PromQL queries: the first node's placeholders, and `{instances}` and
 /// `{nodes}`, every watched node's address and name joined with `|`;
 /// `{baseline}` and `{baseline_nodes}`, the same for the baseline nodes;
@@ -308,6 +312,11 @@ fn render_refs<'v>(
 pub struct Vars(Vec<(&'static str, String)>);
 
 impl Vars {
+    /// No values (a template with none, or built up with `with`).
+    pub fn empty() -> Vars {
+        Vars(Vec::new())
+    }
+
     /// `{node}`, `{address}` and `{host}`: what every template of a node has.
     pub fn node(name: &str, address: &str) -> Vars {
         Vars(vec![

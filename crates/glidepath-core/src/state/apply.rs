@@ -34,6 +34,9 @@ impl RunState {
                 if step.node.is_none() {
                     self.run_step_in_flight = Some(step.kind);
                 }
+                if let Some(task) = &step.task {
+                    self.task_intent(spec, task);
+                }
                 if let Some(node) = step.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
                     node.in_flight = Some(step.kind);
                     if node.pos == 0 && node.track == Track::Idle && step.kind == StepKind::Drain {
@@ -96,6 +99,7 @@ impl RunState {
                         _ => {}
                     }
                 }
+                self.task_interrupted(spec);
                 // Observations from before the crash are not kept: watch again.
                 self.window = None;
                 self.run_step_in_flight = None;
@@ -112,6 +116,12 @@ impl RunState {
                 self.group = *group;
             }
             Event::Promoted { .. } => {
+                if self.held.is_some() && self.task_accepted() {
+                    // a person accepted a task's failure (or an interrupted
+                    // task): nothing else is promoted
+                    self.held = None;
+                    return;
+                }
                 if let Some(_reason) = self.held.take() {
                     // Accepting a held SLI breach counts as passing the window.
                     self.windows_passed.insert(self.group);

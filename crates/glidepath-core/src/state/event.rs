@@ -4,7 +4,7 @@
 //! forward path ([`Cause`]), and the journaled [`Event`]s themselves.
 
 use crate::sli::Observation;
-use crate::spec::Millis;
+use crate::spec::{Millis, TaskPhase};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -36,6 +36,8 @@ pub enum StepKind {
     /// deployed) at a batch boundary: a node found down counts against
     /// `max_unavailable`.
     CheckPeers,
+    /// One `[[pre]]` or `[[post]]` task (named by `Step::task`).
+    Task,
 }
 
 impl StepKind {
@@ -52,6 +54,7 @@ impl StepKind {
             StepKind::StartWindow => "start_window",
             StepKind::Probe => "probe",
             StepKind::CheckPeers => "check_peers",
+            StepKind::Task => "task",
         }
     }
 
@@ -91,6 +94,30 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     pub reason: String,
+    /// The `[[pre]]`/`[[post]]` task a `task` step runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskRef>,
+}
+
+/// Which task a `task` step runs: its phase, its place in the plan's list,
+/// and its name (checked against the plan on resume).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRef {
+    pub phase: TaskPhase,
+    pub index: usize,
+    pub name: String,
+}
+
+impl TaskRef {
+    /// `pre 2/3 "expand"`.
+    pub fn label(&self, of: usize) -> String {
+        format!(
+            "{} {}/{of} \"{}\"",
+            self.phase.as_str(),
+            self.index + 1,
+            self.name
+        )
+    }
 }
 
 /// What a driver reported for a step.
@@ -109,6 +136,10 @@ pub struct StepOutcome {
     /// `check_peers`: the nodes that did not answer, with what was seen.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub down: BTreeMap<String, String>,
+    /// A `capture` task: the value it recorded (bounded), which a later
+    /// `compare` task checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<String>,
 }
 
 impl StepOutcome {
@@ -140,6 +171,8 @@ pub enum Outcome {
     Aborted,
     /// Restoring some node failed: it is kept out of rotation and needs a human.
     RollbackFailed,
+    /// A `pre` task failed: the run stopped before any node changed.
+    Failed,
 }
 
 impl Outcome {
@@ -149,6 +182,7 @@ impl Outcome {
             Outcome::RolledBack => "rolled_back",
             Outcome::Aborted => "aborted",
             Outcome::RollbackFailed => "rollback_failed",
+            Outcome::Failed => "failed",
         }
     }
 }
@@ -162,6 +196,8 @@ pub enum CauseKind {
     Step,
     Infra,
     Operator,
+    /// A `post` task failed.
+    Task,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

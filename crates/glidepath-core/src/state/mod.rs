@@ -9,6 +9,7 @@
 //!   run-level transitions (begin a rollback or an abort).
 //! - `apply.rs`: folding an event ([`RunState::apply`], [`RunState::replay`]).
 //! - `outcome.rs`: folding a step's outcome (deadlines, outages, failures).
+//! - `tasks.rs`: the `[[pre]]`/`[[post]]` tasks' progress ([`TaskProgress`]).
 //!
 //! What to do next is decided from this state in `decide.rs`.
 
@@ -17,7 +18,11 @@ mod event;
 mod node;
 mod outcome;
 mod run;
+mod tasks;
 
-pub use event::{Cause, CauseKind, Event, GateRecord, Outcome, Step, StepKind, StepOutcome};
+pub use event::{
+    Cause, CauseKind, Event, GateRecord, Outcome, Step, StepKind, StepOutcome, TaskRef,
+};
 pub use node::{NodeState, NodeStatus, Outage, PeersCheck, Track};
 pub use run::{Phase, RunState, WindowState};
+pub use tasks::TaskProgress;

@@ -23,6 +23,10 @@ impl RunState {
             self.run_step_in_flight = None;
         }
         match step.kind {
+            StepKind::Task => {
+                self.task_outcome(spec, at, step, outcome);
+                return;
+            }
             StepKind::StartWindow => {
                 if outcome.ok {
                     self.window = Some(WindowState {

@@ -5,6 +5,7 @@
 
 use super::event::{Cause, CauseKind, Outcome, StepKind};
 use super::node::{abort_node, NodeState, NodeStatus, PeersCheck, Track};
+use super::tasks::TaskProgress;
 use crate::compare::CompareState;
 use crate::sli::Judgement;
 use crate::spec::{Millis, RolloutSpec};
@@ -94,6 +95,9 @@ pub struct RunState {
     pub down: BTreeMap<String, String>,
     #[serde(default)]
     pub peers: PeersCheck,
+    /// The `[[pre]]`/`[[post]]` tasks' progress.
+    #[serde(default)]
+    pub tasks: TaskProgress,
 }
 
 impl RunState {
@@ -118,6 +122,7 @@ impl RunState {
             suspended: None,
             down: BTreeMap::new(),
             peers: PeersCheck::default(),
+            tasks: TaskProgress::default(),
         }
     }
 

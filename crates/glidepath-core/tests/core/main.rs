@@ -15,3 +15,4 @@ mod replay;
 mod rollback;
 mod sim;
 mod sli;
+mod tasks;

@@ -44,6 +44,9 @@ pub(crate) fn spec(nodes: usize, batch: usize, window: bool) -> RolloutSpec {
             max_backoff_ms: 1_000,
             deadline_ms: 60_000,
         },
+        pre: vec![],
+        post: vec![],
+        on_post_failure: Default::default(),
     }
 }
 
@@ -75,6 +78,8 @@ pub(crate) struct World {
     pub(crate) pos: usize,
     /// (kind, version) of every step performed.
     pub(crate) performed: Vec<(StepKind, Option<String>)>,
+    /// Tasks that fail, by name: how many more attempts fail.
+    pub(crate) task_fails: BTreeMap<String, u32>,
 }
 
 /// A scripted fault for the next step performed.
@@ -109,6 +114,7 @@ impl World {
             script: vec![],
             pos: 0,
             performed: vec![],
+            task_fails: BTreeMap::new(),
         }
     }
 
@@ -222,6 +228,26 @@ impl World {
                 }],
                 ..Default::default()
             },
+            StepKind::Task => {
+                let name = step
+                    .task
+                    .as_ref()
+                    .expect("a task step names its task")
+                    .name
+                    .clone();
+                match self.task_fails.get_mut(&name) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        StepOutcome::failed(format!("{name}: exit status 1"))
+                    }
+                    _ => StepOutcome {
+                        captured: name
+                            .starts_with("capture")
+                            .then(|| format!("hash-of-{name}")),
+                        ..StepOutcome::ok(format!("{name} done"))
+                    },
+                }
+            }
             _ => StepOutcome::ok("done"),
         }
     }

@@ -175,6 +175,8 @@ pub fn outcome_code(r: &RunResult) -> u8 {
             exit::ROLLBACK_FAILED
         }
         Outcome::RollbackFailed => exit::ROLLED_BACK,
+        // a pre task failed: like a gate, before any node changed
+        Outcome::Failed => exit::GATE,
     }
 }
 

@@ -419,3 +419,161 @@ impl Drop for Sshd {
         stop(&mut self.child);
     }
 }
+
+/// Debian's PostgreSQL server binaries (`/usr/lib/postgresql/<major>/bin`),
+/// the newest installed.
+pub fn postgres_bin() -> Option<PathBuf> {
+    let mut v: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("pg_ctl").is_file().then_some((major, bin))
+        })
+        .collect();
+    v.sort();
+    v.pop().map(|(_, b)| b)
+}
+
+/// A throwaway PostgreSQL cluster on 127.0.0.1 in `dir/pg` (trust auth,
+/// fsync off; a backend notices its client died within 200 ms), run as the `postgres` user when we are root (initdb
+/// refuses root). Stopped (fast) when dropped.
+pub struct Postgres {
+    pub port: u16,
+    data: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+impl Postgres {
+    pub fn start(dir: &Path) -> std::io::Result<Postgres> {
+        let bin = postgres_bin().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "PostgreSQL is not installed (apt-get install postgresql)",
+            )
+        })?;
+        // SAFETY: geteuid has no preconditions.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        let pg = dir.join("pg");
+        std::fs::create_dir_all(&pg)?;
+        if as_postgres {
+            // the postgres user must reach its directory through ours
+            use std::os::unix::fs::PermissionsExt;
+            let mut p = Some(dir.to_path_buf());
+            while let Some(d) = p {
+                if d == Path::new("/") || d == Path::new("/tmp") {
+                    break;
+                }
+                let mode = std::fs::metadata(&d)?.permissions().mode();
+                std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode | 0o711))?;
+                p = d.parent().map(Path::to_path_buf);
+            }
+            run_ok(Command::new("chown").args(["postgres:postgres"]).arg(&pg))?;
+        }
+        let data = pg.join("data");
+        let port = free_port();
+        let cmd = |as_postgres: bool, prog: &Path| {
+            if as_postgres {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(prog);
+                c
+            } else {
+                Command::new(prog)
+            }
+        };
+        run_ok(
+            cmd(as_postgres, &bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
+        )?;
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c full_page_writes=off -c client_connection_check_interval=200ms",
+            pg.display()
+        );
+        run_ok(
+            cmd(as_postgres, &bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(pg.join("log"))
+                .args(["-w", "-t", "60", "-o", &opts, "start"]),
+        )?;
+        Ok(Postgres {
+            port,
+            data,
+            bin,
+            as_postgres,
+        })
+    }
+
+    /// `postgresql://postgres@127.0.0.1:PORT/DB`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Run SQL with psql; its unaligned, tuples-only output.
+    pub fn psql(&self, db: &str, sql: &str) -> std::io::Result<String> {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                &self.url(db),
+                "-c",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!(
+                "psql {sql:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    pub fn stop(&mut self) {
+        let mut c = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        };
+        let _ = c
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run_ok(c: &mut Command) -> std::io::Result<()> {
+    let out = c.stdin(Stdio::null()).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{:?}: {}{}",
+            c,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}

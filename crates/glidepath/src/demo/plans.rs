@@ -44,6 +44,8 @@ pub struct DemoPlan {
     pub compare: bool,
     /// More `[strategy]` lines (`watch_after`, `batch_bake`, …).
     pub strategy_extra: String,
+    /// More `[rollback]` lines, then more sections (`[[pre]]`, `[[post]]`).
+    pub extra: String,
 }
 
 impl Default for DemoPlan {
@@ -57,6 +59,7 @@ impl Default for DemoPlan {
             health_deadline: "10s".into(),
             compare: false,
             strategy_extra: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -137,7 +140,7 @@ min_samples = {min_samples}
 {compare}
 [rollback]
 on = ["health", "sli"]
-"#,
+{extra}"#,
         version = release.version,
         head = release_and_fleet(release, artifact, "demo", &fleet.plan_nodes()),
         balancer = HTTP_BALANCER,
@@ -146,6 +149,7 @@ on = ["health", "sli"]
         interval = knobs.probe_interval,
         pauses = knobs.pauses,
         strategy_extra = knobs.strategy_extra,
+        extra = knobs.extra,
         min_samples = knobs.min_samples,
         deadline = knobs.health_deadline,
         compare = if knobs.compare {

@@ -116,6 +116,13 @@ fn bus(
     b
 }
 
+/// What a crash-hook point names besides the step kind: the node, or the task.
+fn step_subject(step: &Step) -> Option<&str> {
+    step.node
+        .as_deref()
+        .or(step.task.as_ref().map(|t| t.name.as_str()))
+}
+
 pub fn new_run_id() -> String {
     let now = now_ms();
     let t = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(now))
@@ -349,11 +356,11 @@ impl Executor {
         match &ev {
             Event::Intent { step, .. } => {
                 self.crash
-                    .hit("intent", step.kind.as_str(), step.node.as_deref())
+                    .hit("intent", step.kind.as_str(), step_subject(step))
             }
             Event::Outcome { step, .. } => {
                 self.crash
-                    .hit("outcome", step.kind.as_str(), step.node.as_deref())
+                    .hit("outcome", step.kind.as_str(), step_subject(step))
             }
             other => self.crash.hit("transition", other.kind(), None),
         }
@@ -540,6 +547,15 @@ impl Executor {
                     at: now_ms(),
                     step: step.clone(),
                 })?;
+                if step.kind == StepKind::Task {
+                    let fut = self.task_future(&step);
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let outcome = fut.await;
+                        let _ = tx.send((step, outcome));
+                    });
+                    continue;
+                }
                 let fut = perform(
                     self.drivers.clone(),
                     self.target_for(&step),
@@ -569,7 +585,7 @@ impl Executor {
                 .min(250);
             tokio::select! {
                 Some((step, outcome)) = rx.recv() => {
-                    self.crash.hit("done", step.kind.as_str(), step.node.as_deref());
+                    self.crash.hit("done", step.kind.as_str(), step_subject(&step));
                     self.record(Event::Outcome { at: now_ms(), step, outcome })?;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
@@ -600,6 +616,41 @@ impl Executor {
             at: now_ms(),
             reason: format!("{what} received"),
         })
+    }
+
+    /// A `[[pre]]`/`[[post]]` task, carried out by `crate::tasks`.
+    fn task_future(
+        &self,
+        step: &Step,
+    ) -> impl std::future::Future<Output = StepOutcome> + Send + 'static {
+        let task = step.task.as_ref().and_then(|r| {
+            self.plan
+                .tasks_of(r.phase)
+                .get(r.index)
+                .filter(|t| t.name == r.name)
+                .map(|t| (*t).clone())
+        });
+        let captured = task.as_ref().and_then(|t| match &t.action {
+            crate::config::TaskAction::CompareTo { capture, .. } => {
+                self.state.tasks.captured.get(capture).cloned()
+            }
+            _ => None,
+        });
+        let cx = crate::tasks::TaskContext {
+            plan_dir: self.plan.dir.clone(),
+            version: self.plan.release.version.clone(),
+            run_id: self.run_id.clone(),
+            captured,
+        };
+        let what = step.reason.clone();
+        async move {
+            match task {
+                Some(t) => crate::tasks::perform(&t, &cx).await,
+                None => StepOutcome::failed(format!(
+                    "the plan has no such task ({what}): was the journaled plan changed?"
+                )),
+            }
+        }
     }
 
     fn target_for(&self, step: &Step) -> Option<Target> {

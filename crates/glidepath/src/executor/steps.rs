@@ -238,6 +238,9 @@ async fn perform_once(
                 ..Default::default()
             };
         }
+        (StepKind::Task, _) => Err(crate::drivers::DriverError::Failed(
+            "a task is carried out by crate::tasks, not the drivers".into(),
+        )),
         (_, None) => Err(crate::drivers::DriverError::Failed(format!(
             "step {} has no node",
             step.kind.as_str()

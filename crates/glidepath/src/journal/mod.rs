@@ -116,6 +116,8 @@ pub enum RunStatus {
     RollbackFailed,
     /// Refused by a gate or a lock before anything changed.
     Refused,
+    /// A `pre` task failed: no node was changed.
+    Failed,
 }
 
 /// A name the journal does not know (a status or a command kind).
@@ -124,7 +126,7 @@ pub enum RunStatus {
 pub struct UnknownName(pub String);
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 8] = [
+    pub const ALL: [RunStatus; 9] = [
         RunStatus::Preflight,
         RunStatus::Running,
         RunStatus::Suspended,
@@ -133,6 +135,7 @@ impl RunStatus {
         RunStatus::Aborted,
         RunStatus::RollbackFailed,
         RunStatus::Refused,
+        RunStatus::Failed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -145,6 +148,7 @@ impl RunStatus {
             RunStatus::Aborted => "aborted",
             RunStatus::RollbackFailed => "rollback_failed",
             RunStatus::Refused => "refused",
+            RunStatus::Failed => "failed",
         }
     }
 
@@ -157,6 +161,7 @@ impl RunStatus {
                 | RunStatus::Aborted
                 | RunStatus::RollbackFailed
                 | RunStatus::Refused
+                | RunStatus::Failed
         )
     }
 }
@@ -169,6 +174,7 @@ impl From<glidepath_core::Outcome> for RunStatus {
             Outcome::RolledBack => RunStatus::RolledBack,
             Outcome::Aborted => RunStatus::Aborted,
             Outcome::RollbackFailed => RunStatus::RollbackFailed,
+            Outcome::Failed => RunStatus::Failed,
         }
     }
 }

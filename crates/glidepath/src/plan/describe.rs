@@ -36,7 +36,43 @@ impl Plan {
             health_deadline_ms: self.health.deadline.as_millis() as u64,
             health_interval_ms: self.health.interval.as_millis() as u64,
             retry: self.strategy.retry,
+            pre: self.task_specs(glidepath_core::TaskPhase::Pre),
+            post: self.task_specs(glidepath_core::TaskPhase::Post),
+            on_post_failure: self.on_post_failure,
         }
+    }
+
+    /// The tasks of a phase as the core sees them.
+    fn task_specs(&self, phase: glidepath_core::TaskPhase) -> Vec<glidepath_core::TaskSpec> {
+        self.tasks
+            .iter()
+            .filter(|t| t.phase == phase)
+            .map(|t| glidepath_core::TaskSpec {
+                name: t.name.clone(),
+                what: t.describe(),
+                attempts: t.attempts,
+                retry_delay_ms: t.retry_delay.as_millis() as u64,
+                idempotent: t.idempotent,
+                irreversible: t.irreversible.clone(),
+            })
+            .collect()
+    }
+
+    /// The tasks of a phase.
+    pub fn tasks_of(&self, phase: glidepath_core::TaskPhase) -> Vec<&crate::config::TaskCfg> {
+        self.tasks.iter().filter(|t| t.phase == phase).collect()
+    }
+
+    /// The irreversible tasks, as `validate` and the summary list them.
+    pub fn irreversible(&self) -> Vec<String> {
+        self.tasks
+            .iter()
+            .filter_map(|t| {
+                t.irreversible
+                    .as_ref()
+                    .map(|n| format!("{} {} ({n})", t.phase.as_str(), t.name))
+            })
+            .collect()
     }
 
     /// The nodes the canary group is compared with: `[sli] baseline`, or
@@ -100,6 +136,9 @@ impl Plan {
                 "health check on each node, with the probe: {}",
                 p.describe()
             ));
+        }
+        for t in self.tasks_of(glidepath_core::TaskPhase::Pre) {
+            out.push(format!("pre: {}", t.summary()));
         }
         let node_steps = "drain → wait for 0 active connections → stage + verify → switch current → restart → health check → re-enable → post-enable check";
         for (i, g) in spec.groups.iter().enumerate() {
@@ -176,6 +215,26 @@ impl Plan {
             if spec.pause_after.contains(&i) {
                 out.push("pause: wait for `glidepath promote RUN`".into());
             }
+        }
+        for t in self.tasks_of(glidepath_core::TaskPhase::Post) {
+            out.push(format!("post: {}", t.summary()));
+        }
+        if !spec.post.is_empty() {
+            out.push(format!(
+                "a failed post task {}",
+                match self.on_post_failure {
+                    glidepath_core::PostFailurePolicy::Rollback =>
+                        "rolls every node back (holds for a person once an irreversible task has run)",
+                    glidepath_core::PostFailurePolicy::Hold => "holds for a person",
+                }
+            ));
+        }
+        let irreversible = self.irreversible();
+        if !irreversible.is_empty() {
+            out.push(format!(
+                "IRREVERSIBLE: {}; once one has run, the run never rolls back on its own and `rollback` needs --force --reason",
+                irreversible.join("; ")
+            ));
         }
         out.push(format!(
             "on a failed health check{}: restore each changed node to its previous release (keep {} releases per node)",

@@ -31,18 +31,19 @@ mod rollback;
 mod sli;
 mod strategy;
 mod system;
+mod tasks;
 
 pub use crate::artifact::{
     artifact_sha256, dir_manifest, open_regular, sha256_hex, DIR_SHA256_PIPELINE, MARKER,
 };
 pub use crate::config::{
-    Auth, BalancerCfg, CheckCfg, CheckKind, DeployCfg, DeployKind, HealthCfg, Node, Release,
-    SecretRef, SliCfg, SliSource, Strategy,
+    Auth, BalancerCfg, CheckCfg, CheckKind, DeployCfg, DeployKind, HealthCfg, MigrationFile, Node,
+    Release, SecretRef, SliCfg, SliSource, Strategy, TaskAction, TaskCfg,
 };
 pub use crate::names::{check_address, check_node_name, check_version, MAX_NAME_LEN};
 pub use crate::template::{
     host_of, render, render_shell, shown, sq, Vars, DEPLOY_PLACEHOLDERS, INSTALL_DIR_PLACEHOLDERS,
-    NODE_PLACEHOLDERS, PLACEHOLDERS, QUERY_PLACEHOLDERS,
+    NODE_PLACEHOLDERS, PLACEHOLDERS, QUERY_PLACEHOLDERS, TASK_PLACEHOLDERS,
 };
 pub use override_release::{with_release, ReleaseOverride};
 pub use reader::parse_duration;
@@ -74,6 +75,10 @@ pub struct Plan {
     pub rollback_release: Option<Release>,
     pub journal: Option<PathBuf>,
     pub gates: crate::gates::GatesCfg,
+    /// `[[pre]]` then `[[post]]` tasks, in order.
+    pub tasks: Vec<TaskCfg>,
+    /// `[rollback] on_post_failure`.
+    pub on_post_failure: glidepath_core::PostFailurePolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +98,7 @@ pub enum PlanError {
 /// The sections a plan may have.
 const SECTIONS: &[&str] = &[
     "release", "fleet", "strategy", "balancer", "deploy", "health", "sli", "rollback", "journal",
-    "system", "gates",
+    "system", "gates", "pre", "post",
 ];
 
 /// Read a plan file, override its release (`run --release …`: the
@@ -179,6 +184,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         .unwrap_or_default();
     system::read(&mut r, &root, dir);
     let journal = journal::read(&mut r, &root, dir);
+    let tasks = tasks::read(&mut r, &root, dir);
 
     let errors = r.diags.iter().any(|d| d.severity == Severity::Error);
     let mut diags = r.diags;
@@ -207,6 +213,8 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         rollback_release: rollback.release,
         journal,
         gates,
+        tasks,
+        on_post_failure: rollback.on_post_failure,
     };
     Ok((plan, report(diags)))
 }

@@ -6,7 +6,7 @@
 
 use super::reader::{did_you_mean, Reader};
 use crate::config::{CommandProbe, HttpProbe, OnEmpty, ProbeCfg, PromQlProbe, TcpProbe, WsProbe};
-use crate::template::{NODE_PLACEHOLDERS, PLACEHOLDERS};
+use crate::template::{NODE_PLACEHOLDERS, PLACEHOLDERS, TASK_PLACEHOLDERS};
 use std::path::Path;
 use toml_span::value::{Table, Value, ValueInner};
 use toml_span::Span;
@@ -17,13 +17,15 @@ pub(crate) enum Scope {
     /// `[health] probe`: per node; URLs and addresses take `{node}`,
     /// `{address}`, `{host}`, the command every node placeholder.
     Node,
-    /// A `[[pre]]`/`[[post]]` task: no node; `{version}` (the release
-    /// being rolled out) only, filled with `crate::probe::phase_vars`.
+    /// A `[[pre]]`/`[[post]]` task: no node; URLs and addresses take
+    /// `{version}` (the release being rolled out), the command what a
+    /// task's `run` takes (`TASK_PLACEHOLDERS`: `{version}`, `{plan_dir}`,
+    /// `{run}`).
     #[allow(dead_code)] // until the phase tasks read their probes
     Phase,
 }
 
-/// `{version}`: what a phase task's probe may use.
+/// `{version}`: what a phase task's probe URL or address may use.
 pub(crate) const PHASE_PLACEHOLDERS: &[&str] = &["version"];
 
 impl Scope {
@@ -37,7 +39,7 @@ impl Scope {
     fn commands(self) -> &'static [&'static str] {
         match self {
             Scope::Node => PLACEHOLDERS,
-            Scope::Phase => PHASE_PLACEHOLDERS,
+            Scope::Phase => TASK_PLACEHOLDERS,
         }
     }
 }
@@ -873,8 +875,12 @@ mod tests {
         assert_eq!(msg, "unknown placeholder `{address}` in `http`");
         assert_eq!(at, "http://{address}/healthz");
         assert_eq!(hint, "placeholders available here: {version}");
-        // {version} is for phase tasks' commands and URLs…
+        // {version} is for phase tasks' URLs, and their commands take
+        // what a task's `run` takes…
         ok(r#"probe = { http = "http://127.0.0.1/v/{version}" }"#);
+        ok(r#"probe = { command = "{plan_dir}/check --run {run} {version}" }"#);
+        let (msg, _, _) = one(r#"probe = { command = "check {node}" }"#);
+        assert_eq!(msg, "unknown placeholder `{node}` in `command`");
         // …and a node's URLs take the node's.
         let d = bad(r#"probe = { tcp = "{adress}" }"#, Scope::Node);
         assert_eq!(d[0].0, "unknown placeholder `{adress}` in `tcp`");

@@ -9,7 +9,7 @@ use std::path::Path;
 use toml_span::value::Table;
 use toml_span::Span;
 
-const KEYS: &[&str] = &["on", "artifact", "version", "sha256"];
+const KEYS: &[&str] = &["on", "artifact", "version", "sha256", "on_post_failure"];
 
 /// What `[rollback]` says.
 #[derive(Debug, Default)]
@@ -18,6 +18,8 @@ pub(super) struct Rollback {
     pub on: Vec<String>,
     /// The last-known-good release, for nodes that no longer keep it.
     pub release: Option<Release>,
+    /// What a failed `[[post]]` task does.
+    pub on_post_failure: glidepath_core::PostFailurePolicy,
 }
 
 pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<Rollback> {
@@ -73,6 +75,21 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<Rollb
                 "the last-known-good release, for nodes that no longer keep it in releases/".into(),
             ),
         ),
+    }
+    if let Some((v, s)) = r.str(t, "on_post_failure", "\"hold\"") {
+        out.on_post_failure = match v.as_str() {
+            "rollback" => glidepath_core::PostFailurePolicy::Rollback,
+            "hold" => glidepath_core::PostFailurePolicy::Hold,
+            _ => {
+                r.err(
+                    s,
+                    format!("unknown `on_post_failure` \"{v}\""),
+                    "expected rollback or hold",
+                    Some("rollback: restore every node's previous release; hold: wait for a person (`promote` accepts, `rollback` restores)".into()),
+                );
+                Default::default()
+            }
+        };
     }
     let list = r
         .str_list(t, "on", "[\"health\", \"sli\"]")

@@ -221,8 +221,9 @@ impl ProbeCfg {
     }
 }
 
-/// The values of a probe in a `[[pre]]`/`[[post]]` task: `{version}`, the
-/// plan's release (the only placeholder those probes may use).
+/// The values of a probe in a `[[pre]]`/`[[post]]` task when only
+/// `{version}` (the plan's release) is at hand; a task's own `Vars`
+/// (`{version}`, `{plan_dir}`, `{run}`) fill it as well.
 pub fn phase_vars(version: &str) -> Vars {
     Vars::node("", "").with("version", version)
 }

@@ -10,6 +10,7 @@ mod judge;
 mod limits;
 mod lint;
 mod operator;
+mod phases;
 mod plans;
 mod preflight;
 mod probe;

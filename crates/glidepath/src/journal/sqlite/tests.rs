@@ -27,6 +27,7 @@ fn failed(detail: String) -> Event {
             node: Some("n1".into()),
             version: Some("2".into()),
             reason: "probe".into(),
+            task: None,
         },
         outcome: StepOutcome {
             ok: false,

@@ -1,0 +1,340 @@
+//! Carrying out one `[[pre]]`/`[[post]]` task: a command, SQL migrations
+//! against PostgreSQL, or a comparison with what a capture recorded. The
+//! core decides when a task runs and what its failure does
+//! (`glidepath_core::TaskSpec`); this module does it once, bounded by the
+//! task's timeout, and reports a `StepOutcome`.
+//!
+//! Migrations run exactly once per database: each file is applied in a
+//! transaction that also writes its row in `glidepath_migrations` (name,
+//! sha256, run, task). A process killed mid-file leaves nothing (the
+//! transaction rolls back); killed after the commit, `resume` finds the
+//! row and skips the file.
+
+use crate::config::{MigrationFile, SecretRef, TaskAction, TaskCfg};
+use crate::template::Vars;
+use glidepath_core::StepOutcome;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A captured value longer than this is kept as its sha256.
+pub const CAPTURE_MAX: usize = 4096;
+
+/// What a task needs from the run.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub plan_dir: PathBuf,
+    pub version: String,
+    pub run_id: String,
+    /// For `compare_to`: what the capture recorded.
+    pub captured: Option<String>,
+}
+
+/// Run a task once, bounded by its timeout.
+pub async fn perform(task: &TaskCfg, cx: &TaskContext) -> StepOutcome {
+    match tokio::time::timeout(task.timeout, perform_once(task, cx)).await {
+        Ok(o) => o,
+        Err(_) => StepOutcome::failed(format!(
+            "timed out after {} (the task's `timeout`)",
+            humantime::format_duration(task.timeout)
+        )),
+    }
+}
+
+async fn perform_once(task: &TaskCfg, cx: &TaskContext) -> StepOutcome {
+    match &task.action {
+        TaskAction::Command { .. } => match observe(&task.action, task, cx).await {
+            Ok((detail, value)) => StepOutcome {
+                captured: task.capture.then_some(value),
+                ..StepOutcome::ok(detail)
+            },
+            Err(e) => StepOutcome::failed(e),
+        },
+        TaskAction::Migrate {
+            files,
+            database_url,
+        } => match migrate(files, database_url, &cx.run_id, &task.name).await {
+            Ok(detail) => StepOutcome::ok(detail),
+            Err(e) => StepOutcome::failed(e),
+        },
+        TaskAction::CompareTo { capture, action } => {
+            let Some(before) = &cx.captured else {
+                return StepOutcome::failed(format!(
+                    "nothing was recorded by `{capture}` in this run (did it run?)"
+                ));
+            };
+            match observe(action, task, cx).await {
+                Err(e) => StepOutcome::failed(format!("repeating `{capture}`: {e}")),
+                Ok((_, now)) if &now == before => StepOutcome::ok(format!(
+                    "same as `{capture}` recorded before the rollout: {}",
+                    short(&now)
+                )),
+                Ok((_, now)) => StepOutcome::failed(format!(
+                    "differs from what `{capture}` recorded before the rollout: {}",
+                    difference(before, &now)
+                )),
+            }
+        }
+    }
+}
+
+/// Run what a capture runs; its detail, and the value to record.
+async fn observe(
+    action: &TaskAction,
+    task: &TaskCfg,
+    cx: &TaskContext,
+) -> Result<(String, String), String> {
+    match action {
+        TaskAction::Command { run } => {
+            let cmd = Vars::task(&cx.version, &cx.plan_dir, &cx.run_id).shell(run);
+            let out = crate::shell::shell_output(&cmd, &cx.plan_dir, task.timeout)
+                .await
+                .map_err(|e| e.0)?;
+            let t = crate::shell::tail(out.trim());
+            let shown = crate::shell::shown(&cmd);
+            let detail = if t.is_empty() {
+                format!("`{shown}` ok")
+            } else {
+                format!("`{shown}` ok: {t}")
+            };
+            Ok((detail, captured_value(out.trim())))
+        }
+        _ => Err("only a command's output can be recorded".into()),
+    }
+}
+
+/// The value a capture records: the text itself, or its sha256 when long.
+pub fn captured_value(text: &str) -> String {
+    if text.len() <= CAPTURE_MAX {
+        text.to_string()
+    } else {
+        format!(
+            "sha256:{} ({} bytes)",
+            crate::artifact::sha256_hex(text.as_bytes()),
+            text.len()
+        )
+    }
+}
+
+fn short(s: &str) -> String {
+    let one: String = s
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(120)
+        .collect();
+    if s.lines().count() > 1 {
+        format!("{one} … ({} lines)", s.lines().count())
+    } else {
+        one
+    }
+}
+
+/// The first line that differs, for a person to start from.
+fn difference(before: &str, now: &str) -> String {
+    let (b, n): (Vec<&str>, Vec<&str>) = (before.lines().collect(), now.lines().collect());
+    for i in 0..b.len().max(n.len()) {
+        let (x, y) = (b.get(i), n.get(i));
+        if x != y {
+            let cut = |s: Option<&&str>| match s {
+                Some(s) => format!("{:?}", s.chars().take(120).collect::<String>()),
+                None => "(no line)".into(),
+            };
+            return format!(
+                "line {}: before {}, now {} ({} line(s) before, {} now)",
+                i + 1,
+                cut(x),
+                cut(y),
+                b.len(),
+                n.len()
+            );
+        }
+    }
+    "the same lines, different bytes (whitespace?)".into()
+}
+
+/// The ledger every migrating run shares.
+const LEDGER: &str = "CREATE TABLE IF NOT EXISTS glidepath_migrations (
+    name text PRIMARY KEY,
+    sha256 text NOT NULL,
+    run_id text NOT NULL,
+    task text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)";
+
+/// Apply the files in order, each once.
+async fn migrate(
+    files: &[MigrationFile],
+    url: &SecretRef,
+    run_id: &str,
+    task: &str,
+) -> Result<String, String> {
+    let secret = url.read()?;
+    let mut cfg: tokio_postgres::Config = secret.parse().map_err(|_| {
+        // the error may quote the URL, which holds a password: not shown
+        format!(
+            "the database URL from {} is not a PostgreSQL connection string (postgresql://user@host:port/db or key=value pairs)",
+            secret_name(url)
+        )
+    })?;
+    cfg.connect_timeout(Duration::from_secs(10));
+    cfg.application_name("glidepath");
+    let (mut client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| {
+        format!(
+            "cannot connect to the database ({}): {}",
+            secret_name(url),
+            pg_error(&e, None)
+        )
+    })?;
+    let conn = tokio::spawn(conn);
+    let result = async {
+        client
+            .batch_execute(LEDGER)
+            .await
+            .map_err(|e| format!("creating the glidepath_migrations ledger: {}", pg_error(&e, None)))?;
+        let mut applied = Vec::new();
+        let mut skipped = Vec::new();
+        for f in files {
+            let text = read_migration(f)?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| pg_error(&e, None))?;
+            // one migrating run at a time per database
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext('glidepath_migrations'))", &[])
+                .await
+                .map_err(|e| pg_error(&e, None))?;
+            let row = tx
+                .query_opt(
+                    "SELECT sha256, run_id FROM glidepath_migrations WHERE name = $1",
+                    &[&f.name],
+                )
+                .await
+                .map_err(|e| pg_error(&e, None))?;
+            if let Some(row) = row {
+                let (sha, by): (String, String) = (row.get(0), row.get(1));
+                if sha == f.sha256 {
+                    skipped.push(format!("{} (run {by})", f.name));
+                    continue; // the transaction rolls back on drop
+                }
+                return Err(format!(
+                    "{} was applied before (run {by}) with other content (sha256 {}…, now {}…): a migration is never edited once applied; add a new file instead",
+                    f.name,
+                    &sha[..sha.len().min(12)],
+                    &f.sha256[..12]
+                ));
+            }
+            tx.batch_execute(&text)
+                .await
+                .map_err(|e| format!("{}: {}", f.name, pg_error(&e, Some(&text))))?;
+            tx.execute(
+                "INSERT INTO glidepath_migrations (name, sha256, run_id, task) VALUES ($1, $2, $3, $4)",
+                &[&f.name, &f.sha256, &run_id, &task],
+            )
+            .await
+            .map_err(|e| pg_error(&e, None))?;
+            tx.commit()
+                .await
+                .map_err(|e| format!("{}: commit: {}", f.name, pg_error(&e, None)))?;
+            applied.push(f.name.clone());
+        }
+        Ok::<_, String>(match (applied.is_empty(), skipped.is_empty()) {
+            (false, true) => format!("applied {}", applied.join(", ")),
+            (true, false) => format!("already applied: {}", skipped.join(", ")),
+            _ => format!(
+                "applied {}; already applied: {}",
+                applied.join(", "),
+                skipped.join(", ")
+            ),
+        })
+    }
+    .await;
+    drop(client);
+    conn.abort();
+    result
+}
+
+fn secret_name(s: &SecretRef) -> String {
+    match s {
+        SecretRef::Env(v) => format!("${v}"),
+        SecretRef::File(p) => p.display().to_string(),
+    }
+}
+
+/// The migration's text, checked against what the plan read.
+fn read_migration(f: &MigrationFile) -> Result<String, String> {
+    let text = crate::files::read_text(&f.path, crate::files::SMALL_MAX)
+        .map_err(|e| format!("cannot read {}: {e}", f.path.display()))?;
+    let sha = crate::artifact::sha256_hex(text.as_bytes());
+    if sha != f.sha256 {
+        return Err(format!(
+            "{} changed since the run started (sha256 {}…, was {}…): refusing to apply a file that was not the one validated",
+            f.name,
+            &sha[..12],
+            &f.sha256[..12]
+        ));
+    }
+    Ok(text)
+}
+
+/// A PostgreSQL error as a person reads it: the server's message, its
+/// SQLSTATE, and where in the file it points.
+fn pg_error(e: &tokio_postgres::Error, text: Option<&str>) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("; {d}"));
+            }
+            if let (Some(tokio_postgres::error::ErrorPosition::Original(pos)), Some(text)) =
+                (db.position(), text)
+            {
+                // a 1-based character position in the file
+                let byte = text
+                    .char_indices()
+                    .nth((*pos as usize).saturating_sub(1))
+                    .map_or(text.len(), |(b, _)| b);
+                let (l, c) = crate::diag::line_col(text, byte);
+                s.push_str(&format!(" at line {l}, column {c}"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(x) = src {
+                s.push_str(&format!(": {x}"));
+                src = x.source();
+            }
+            s
+        }
+    }
+}
+
+impl Vars {
+    /// The placeholders of a task's command (`TASK_PLACEHOLDERS`).
+    pub fn task(version: &str, plan_dir: &Path, run: &str) -> Vars {
+        Vars::empty()
+            .with("version", version)
+            .with("plan_dir", plan_dir.display().to_string())
+            .with("run", run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_capture_is_kept_as_its_hash_and_a_difference_names_the_line() {
+        assert_eq!(captured_value("abc"), "abc");
+        let long = "x".repeat(CAPTURE_MAX + 1);
+        let v = captured_value(&long);
+        assert!(v.starts_with("sha256:") && v.ends_with(&format!("({} bytes)", CAPTURE_MAX + 1)));
+        assert_eq!(
+            difference("room1 aa\nroom2 bb", "room1 aa\nroom2 cc"),
+            "line 2: before \"room2 bb\", now \"room2 cc\" (2 line(s) before, 2 now)"
+        );
+        assert!(difference("a", "a\nb").starts_with("line 2: before (no line), now \"b\""));
+    }
+}

@@ -1,0 +1,227 @@
+//! `[[pre]]` and `[[post]]` tasks against a real PostgreSQL: a backup
+//! command and an expand migration before the canary, a contract migration
+//! after the watch; each migration runs exactly once across kill -9 and
+//! `resume` (at the commit, and in the middle of its transaction); a failed
+//! pre task stops the run before any node changes; an irreversible task
+//! makes `rollback` need `--force --reason`.
+
+use crate::harness::*;
+use crate::real::available;
+use glidepath::demo::infra::Postgres;
+use glidepath::demo::node::Behaviour;
+use glidepath::demo::DemoPlan;
+use glidepath_core::{Event, StepKind};
+use std::path::Path;
+use std::time::Duration;
+
+const EXPAND: &str = "ALTER TABLE users ADD COLUMN email text;
+INSERT INTO applied (what) VALUES ('expand');
+-- slow only when a test asks: it kills the process mid-transaction
+SELECT pg_sleep(CASE WHEN EXISTS (SELECT 1 FROM slow) THEN 60 ELSE 0 END);
+";
+
+const CONTRACT: &str = "-- glidepath: contract
+ALTER TABLE users DROP COLUMN legacy_name;
+INSERT INTO applied (what) VALUES ('contract');
+";
+
+const SETUP: &str = "CREATE TABLE users (id int PRIMARY KEY, legacy_name text);
+CREATE TABLE applied (what text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE TABLE slow (x int);";
+
+/// The tasks: a backup, the expand migration, and after the watch the
+/// contract migration and a check.
+fn tasks() -> String {
+    r#"
+[[pre]]
+name = "backup"
+run = "echo backup-{version} >> backups.log"
+idempotent = true
+
+[[pre]]
+name = "expand"
+migrate = ["migrations/0001_expand.sql"]
+database_url_file = "db-url"
+timeout = "2m"
+
+[[post]]
+name = "contract"
+migrate = ["migrations/0002_contract.post.sql"]
+database_url_file = "db-url"
+
+[[post]]
+name = "smoke"
+run = "test -s backups.log"
+"#
+    .into()
+}
+
+fn plan(env: &Env, rel: &glidepath::plan::Release, extra: &str) -> std::path::PathBuf {
+    let dir = env.path().join("migrations");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("0001_expand.sql"), EXPAND).unwrap();
+    std::fs::write(dir.join("0002_contract.post.sql"), CONTRACT).unwrap();
+    env.plan(
+        rel,
+        &DemoPlan {
+            strategy_extra: "watch_after = \"2s\"".into(),
+            extra: extra.into(),
+            ..DemoPlan::quick("2s", 5)
+        },
+    )
+}
+
+/// A fresh database for a scenario; the plan reads its URL from `db-url`.
+fn database(pg: &Postgres, dir: &Path, name: &str) {
+    pg.psql("postgres", &format!("CREATE DATABASE {name}"))
+        .unwrap();
+    pg.psql(name, SETUP).unwrap();
+    std::fs::write(dir.join("db-url"), pg.url(name)).unwrap();
+}
+
+fn count(pg: &Postgres, db: &str, what: &str) -> String {
+    pg.psql(
+        db,
+        &format!("SELECT count(*) FROM applied WHERE what = '{what}'"),
+    )
+    .unwrap()
+}
+
+fn good(version: &str) -> Behaviour {
+    Behaviour {
+        version: version.into(),
+        error_rate: 0.0,
+        latency_ms: 10.0,
+        leak_after_s: None,
+    }
+}
+
+fn task_intents(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Intent { step, .. } => step.task.as_ref().map(|t| t.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Position of the first event matching `f`.
+fn first(events: &[Event], f: impl Fn(&Event) -> bool) -> usize {
+    events.iter().position(f).expect("event present")
+}
+
+fn is_task(e: &Event, name: &str) -> bool {
+    matches!(e, Event::Intent { step, .. } if step.task.as_ref().is_some_and(|t| t.name == name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_run_in_their_phases_and_exactly_once_across_kills() {
+    if !available(&["psql", "runuser"]) {
+        return;
+    }
+    let env = Env::start(3).await;
+    let pg = Postgres::start(env.path()).expect("PostgreSQL starts");
+    let p2 = plan(&env, &env.v2, &tasks());
+    let plan2 = p2.to_str().unwrap();
+
+    // 1. killed right after the expand migration committed, before its
+    //    outcome was journaled: resume must find it in the ledger
+    database(&pg, env.path(), "a");
+    env.run_until_killed(&["run", plan2], "done:task:expand");
+    let run = env.latest_run();
+    assert_eq!(count(&pg, "a", "expand"), "1");
+    env.assert_fleet(&["1", "1", "1"]).await; // no node changed yet
+                                              // 2. resumed, and killed right after the contract migration committed
+    env.run_until_killed(&["resume", &run], "done:task:contract");
+    assert_eq!(count(&pg, "a", "contract"), "1");
+    // 3. resumed to the end
+    let out = env.run(&["resume", &run]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    env.assert_fleet(&["2", "2", "2"]).await;
+    assert_eq!(count(&pg, "a", "expand"), "1", "expand ran exactly once");
+    assert_eq!(
+        count(&pg, "a", "contract"),
+        "1",
+        "contract ran exactly once"
+    );
+    assert_eq!(
+        pg.psql(
+            "a",
+            "SELECT string_agg(name || ':' || task, ',' ORDER BY name) FROM glidepath_migrations"
+        )
+        .unwrap(),
+        "migrations/0001_expand.sql:expand,migrations/0002_contract.post.sql:contract"
+    );
+    let events = env.events(&run);
+    assert_journal_consistent(&events);
+    // the order: backup, expand, then the first drain; contract only after
+    // the watch after the last batch passed
+    let drain = first(
+        &events,
+        |e| matches!(e, Event::Intent { step, .. } if step.kind == StepKind::Drain),
+    );
+    assert!(first(&events, |e| is_task(e, "expand")) < drain);
+    assert!(first(&events, |e| is_task(e, "backup")) < first(&events, |e| is_task(e, "expand")));
+    let watch_passed = events
+        .iter()
+        .rposition(|e| matches!(e, Event::WindowClosed { passed: true, .. }))
+        .unwrap();
+    assert!(watch_passed < first(&events, |e| is_task(e, "contract")));
+    // the repeated attempts found the ledger rows
+    let details: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Outcome { step, outcome, .. } if step.kind == StepKind::Task => {
+                Some(outcome.detail.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("already applied: migrations/0001_expand.sql")),
+        "{details:?}"
+    );
+    assert_eq!(
+        task_intents(&events),
+        ["backup", "expand", "expand", "contract", "contract", "smoke"]
+    );
+
+    // 4. killed in the middle of the expand transaction (a fresh database):
+    //    nothing of it is kept, and resume applies it once
+    database(&pg, env.path(), "b");
+    pg.psql("b", "INSERT INTO slow VALUES (1)").unwrap();
+    let v4 = env.release(good("4"));
+    let p3 = plan(&env, &v4, &tasks());
+    let child = env.spawn(&["run", p3.to_str().unwrap()]);
+    wait_until("the expand migration to be running", Duration::from_secs(60), || {
+        pg.psql(
+            "b",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'glidepath' AND query LIKE '%pg_sleep%'",
+        )
+        .is_ok_and(|n| n == "1")
+    })
+    .await;
+    let mut child = child.into_inner();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(
+        count(&pg, "b", "expand"),
+        "0",
+        "the transaction left nothing"
+    );
+    pg.psql("b", "DELETE FROM slow").unwrap();
+    let run = env.latest_run();
+    let out = env.run(&["resume", &run]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(count(&pg, "b", "expand"), "1");
+    assert_eq!(count(&pg, "b", "contract"), "1");
+    env.assert_fleet(&["4", "4", "4"]).await;
+    assert_eq!(
+        std::fs::read_to_string(env.path().join("backups.log")).unwrap(),
+        "backup-2\nbackup-4\n",
+        "a finished task is not repeated by resume"
+    );
+}
