@@ -40,8 +40,8 @@ pub const VALUE_MAX: usize = 4 << 10;
 /// The most of a piece of network text quoted in a detail, in characters.
 const QUOTE_MAX: usize = 120;
 
-/// What a probe found.
-#[derive(Debug, Clone, PartialEq)]
+/// What a probe found (serializable, for a journaled outcome).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeOutcome {
     pub passed: bool,
     /// The target could not be reached at all (connection refused, no
