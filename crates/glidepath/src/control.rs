@@ -14,6 +14,21 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The start of a rollback command's reason when it was forced past
+/// irreversible tasks (`rollback --force --reason`): the live process
+/// refuses a rollback without it once such a task has run.
+pub const FORCED: &str = "forced past irreversible tasks";
+
+/// What an operator asks of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub command: OperatorCommand,
+    /// Journaled with the command.
+    pub reason: &'a str,
+    /// `rollback --force`: even though irreversible tasks ran.
+    pub force: bool,
+}
+
 /// How long `promote`/`abort`/`rollback` wait for the live process to act.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -59,6 +74,10 @@ pub enum ControlError {
         command: OperatorCommand,
         why: String,
     },
+    #[error("run {run} ran irreversible task(s): {what}\na rollback restores every node's previous release, but it cannot undo these; the previous release may not work with what they changed\nhint: if you have checked that it does, `glidepath rollback {run} --force --reason \"why\"` (journaled with your reason)")]
+    Irreversible { run: String, what: String },
+    #[error("--force needs --reason \"why\": forcing a rollback past irreversible tasks is journaled with the reason")]
+    ForceWithoutReason,
     #[error("run {run} did not pick up the {command} within {}s; it stays queued", ACK_TIMEOUT.as_secs())]
     NotPickedUp {
         run: String,
@@ -116,8 +135,11 @@ pub fn latest(j: &dyn Store) -> Result<Option<RunRecord>, ControlError> {
 pub async fn send(
     j: impl Store + 'static,
     run: &str,
-    command: OperatorCommand,
-    reason: &str,
+    Request {
+        command,
+        reason,
+        force,
+    }: Request<'_>,
     say: &(dyn Fn(&str) + Send + Sync),
     reporter: Arc<dyn Reporter>,
     stop: &(dyn Fn() -> StopSignals + Send + Sync),
@@ -151,6 +173,17 @@ pub async fn send(
             return Ok(Sent::AlreadyFinished { status: rec.status });
         }
     }
+    let forced;
+    let reason = match (command, state.irreversible_list()) {
+        (Rollback, Some(what)) if !force => {
+            return Err(ControlError::Irreversible { run, what });
+        }
+        (Rollback, Some(what)) => {
+            forced = format!("{FORCED} ({what}) by {}: {reason}", operator());
+            forced.as_str()
+        }
+        _ => reason,
+    };
     if command == Abort && state.phase == glidepath_core::Phase::RollingBack {
         return Err(ControlError::RollingBack { run });
     }
@@ -197,4 +230,16 @@ pub async fn send(
     ));
     let r = Executor::resume_with(j, &run, Drivers::for_plan, reporter, Some(stop())).await?;
     Ok(Sent::CarriedOut(Box::new(r)))
+}
+
+/// Who is asking, for the journal: `$USER` (or `$LOGNAME`), else the uid.
+pub fn operator() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty() && u.len() <= 64)
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions.
+            format!("uid {}", unsafe { libc::getuid() })
+        })
 }

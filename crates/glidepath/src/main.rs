@@ -166,8 +166,12 @@ enum Cmd {
     /// Roll back every node that has the run's release.
     Rollback {
         run: String,
-        #[arg(long, default_value = "rollback requested by operator")]
-        reason: String,
+        /// Why (journaled; required with --force).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Roll back even though irreversible tasks ran (they stay as they are).
+        #[arg(long)]
+        force: bool,
     },
     /// Versions and protocol versions in use, and pairs already incompatible.
     Inventory {
@@ -282,7 +286,9 @@ impl From<ControlError> for Failure {
             | ControlError::PromoteFinished { .. }
             | ControlError::RollingBack { .. }
             | ControlError::NotPaused { .. }
-            | ControlError::RefusedByRun { .. } => Failure::new(exit::INVALID, e.to_string()),
+            | ControlError::RefusedByRun { .. }
+            | ControlError::Irreversible { .. }
+            | ControlError::ForceWithoutReason => Failure::new(exit::INVALID, e.to_string()),
         }
     }
 }
@@ -389,9 +395,19 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
         }
         Cmd::Preflight { plan } => cli::preflight::run(&ctx, &plan).await,
         Cmd::Resume { run } => cli::run::resume(&ctx, &run).await,
-        Cmd::Promote { run, reason } => cli::command::run(&ctx, &run, Op::Promote, &reason).await,
-        Cmd::Abort { run, reason } => cli::command::run(&ctx, &run, Op::Abort, &reason).await,
-        Cmd::Rollback { run, reason } => cli::command::run(&ctx, &run, Op::Rollback, &reason).await,
+        Cmd::Promote { run, reason } => {
+            cli::command::run(&ctx, &run, Op::Promote, &reason, false).await
+        }
+        Cmd::Abort { run, reason } => {
+            cli::command::run(&ctx, &run, Op::Abort, &reason, false).await
+        }
+        Cmd::Rollback { run, reason, force } => {
+            if force && reason.is_none() {
+                return Err(glidepath::control::ControlError::ForceWithoutReason.into());
+            }
+            let reason = reason.unwrap_or_else(|| "rollback requested by operator".into());
+            cli::command::run(&ctx, &run, Op::Rollback, &reason, force).await
+        }
         Cmd::Status { run } => cli::status::status(&ctx, run.as_deref()),
         Cmd::History { limit } => cli::status::history(&ctx, limit),
         Cmd::Inventory { file, timeout } => cli::system::inventory(&ctx, &file, &timeout).await,

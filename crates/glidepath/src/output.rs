@@ -255,4 +255,29 @@ pub struct RunSummary {
     /// compare check, both groups' counts, the ratio with its confidence
     /// interval, and the e-value against 1/alpha).
     pub sli: Vec<glidepath_core::Judgement>,
+    /// The `[[pre]]`/`[[post]]` tasks, in order, with where each stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskSummary>,
+    /// Irreversible tasks that have run (or may have): what a rollback
+    /// cannot undo.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub irreversible: Vec<String>,
+}
+
+/// One task in a run's summary.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TaskSummary {
+    /// `pre` or `post`.
+    pub phase: String,
+    pub name: String,
+    /// What it does.
+    pub what: String,
+    /// `done`, `accepted` (a person counted it done), `failed`,
+    /// `running`, `retrying`, or `pending`.
+    pub status: String,
+    /// What its last attempt said.
+    pub detail: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irreversible: Option<String>,
 }

@@ -4,7 +4,7 @@
 
 use crate::journal::{fmt_time, RunRecord};
 use crate::output::Holder;
-pub use crate::output::{NodeSummary, RunSummary};
+pub use crate::output::{NodeSummary, RunSummary, TaskSummary};
 use crate::plan::Plan;
 use glidepath_core::{CauseKind, Event, NodeStatus, Phase, RolloutSpec, RunState, StepKind};
 use std::collections::HashMap;
@@ -232,6 +232,7 @@ impl Reporter for Console {
                     }
                 } else if outcome.ok
                     && !(step.kind == StepKind::CheckDrained && outcome.value.unwrap_or(0.0) > 0.0)
+                    || step.kind == StepKind::Task
                     || matches!(step.kind, StepKind::CheckDrained)
                         && state
                             .nodes
@@ -283,13 +284,16 @@ impl Reporter for Console {
             Event::Interrupted { at, in_flight } => {
                 let what: Vec<String> = in_flight
                     .iter()
-                    .map(|s| format!("{} {}", s.node.as_deref().unwrap_or("-"), s.kind.as_str()))
+                    .map(|s| match &s.task {
+                        Some(t) => format!("task {}", t.name),
+                        None => format!("{} {}", s.node.as_deref().unwrap_or("-"), s.kind.as_str()),
+                    })
                     .collect();
                 let text = if what.is_empty() {
                     "the previous process died; SLI window restarts (observations are not carried over)".to_string()
                 } else {
                     format!(
-                        "the previous process died with {} in flight: repeating (idempotent)",
+                        "the previous process died with {} in flight: repeating what is safe to repeat",
                         what.join(", ")
                     )
                 };
@@ -472,7 +476,79 @@ pub fn summarize(
         nodes,
         decisions,
         sli: state.sli.clone(),
+        tasks: task_summaries(spec, &state, events),
+        irreversible: state.tasks.irreversible.clone(),
     }
+}
+
+/// Where each task stands, from the state and its last outcome.
+fn task_summaries(spec: &RolloutSpec, state: &RunState, events: &[Event]) -> Vec<TaskSummary> {
+    use glidepath_core::TaskPhase;
+    let mut out = Vec::new();
+    for phase in [TaskPhase::Pre, TaskPhase::Post] {
+        let done = state.tasks.done(phase);
+        for (i, t) in spec.tasks(phase).iter().enumerate() {
+            let mine = |step: &glidepath_core::Step| {
+                step.task
+                    .as_ref()
+                    .is_some_and(|r| r.phase == phase && r.index == i)
+            };
+            let attempts = events
+                .iter()
+                .filter(|e| matches!(e, Event::Intent { step, .. } if mine(step)))
+                .count() as u32;
+            let detail = events
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    Event::Outcome { step, outcome, .. } if mine(step) => {
+                        Some(outcome.detail.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let current = state
+                .tasks
+                .in_flight
+                .as_ref()
+                .is_some_and(|r| r.phase == phase && r.index == i);
+            let failed = state
+                .tasks
+                .failed
+                .as_ref()
+                .is_some_and(|(r, _)| r.phase == phase && r.index == i);
+            let status = if i < done {
+                if state
+                    .tasks
+                    .accepted
+                    .iter()
+                    .any(|a| a.starts_with(&format!("{} (", t.name)))
+                {
+                    "accepted"
+                } else {
+                    "done"
+                }
+            } else if current {
+                "running"
+            } else if failed {
+                "failed"
+            } else if i == done && attempts > 0 {
+                "retrying"
+            } else {
+                "pending"
+            };
+            out.push(TaskSummary {
+                phase: phase.as_str().into(),
+                name: t.name.clone(),
+                what: t.what.clone(),
+                status: status.into(),
+                detail,
+                attempts,
+                irreversible: t.irreversible.clone(),
+            });
+        }
+    }
+    out
 }
 
 impl RunSummary {
@@ -537,6 +613,38 @@ impl RunSummary {
                     "-".into()
                 },
                 last
+            ));
+        }
+        if !self.tasks.is_empty() {
+            s.push_str("tasks:\n");
+            for t in &self.tasks {
+                let tries = if t.attempts > 1 {
+                    format!(" ({} attempts)", t.attempts)
+                } else {
+                    String::new()
+                };
+                let detail: String = t.detail.chars().take(100).collect();
+                s.push_str(&format!(
+                    "  - {:<4} {:<20} {:<8}{tries} {}{}\n",
+                    t.phase,
+                    t.name,
+                    t.status,
+                    if detail.is_empty() {
+                        t.what.clone()
+                    } else {
+                        detail
+                    },
+                    match &t.irreversible {
+                        Some(n) => format!("  [IRREVERSIBLE: {n}]"),
+                        None => String::new(),
+                    }
+                ));
+            }
+        }
+        if !self.irreversible.is_empty() {
+            s.push_str(&format!(
+                "cannot be undone (ran): {}\n",
+                self.irreversible.join("; ")
             ));
         }
         if !self.sli.is_empty() {

@@ -12,14 +12,18 @@ pub async fn run(
     run: &str,
     command: OperatorCommand,
     reason: &str,
+    force: bool,
 ) -> Result<u8, Failure> {
     let (jpath, j) = ctx.open_existing()?;
     let json = ctx.json();
     let sent = control::send(
         j,
         run,
-        command,
-        reason,
+        control::Request {
+            command,
+            reason,
+            force,
+        },
         &|s: &str| ctx.say(s),
         ctx.reporter(),
         &stop_signals,

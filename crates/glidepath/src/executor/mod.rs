@@ -395,7 +395,20 @@ impl Executor {
                     Event::Promoted { at, reason }
                 }
                 "abort" => Event::AbortRequested { at, reason },
-                "rollback" => Event::RollbackRequested { at, reason },
+                "rollback" => {
+                    if let Some(what) = self.state.irreversible_list() {
+                        if !reason.starts_with(crate::control::FORCED) {
+                            // the CLI checks too; this closes the race with a
+                            // task that ran since
+                            self.journal.refuse_command(
+                                c.id,
+                                &format!("irreversible task(s) ran: {what}; `rollback --force --reason` if the previous release works with them"),
+                            )?;
+                            continue;
+                        }
+                    }
+                    Event::RollbackRequested { at, reason }
+                }
                 _ => {
                     self.journal.consume_command(c.id)?;
                     continue;

@@ -5,7 +5,7 @@
 //! revision.
 
 use super::{one_table, Context, GateResult, Reading, Verdict};
-use crate::lint::{lint_paths, Class};
+use crate::lint::{lint_paths, Class, FileReport, Phase};
 use std::path::{Path, PathBuf};
 use toml_span::value::Table;
 
@@ -154,61 +154,7 @@ pub(super) async fn check(g: &MigrationsGate, cx: &Context<'_>) -> Vec<GateResul
                 format!("cannot read migrations: {e}"),
                 None,
             )),
-            Ok(reports) => {
-                let mut incompatible = Vec::new();
-                let mut locks = Vec::new();
-                let mut other = Vec::new();
-                for r in &reports {
-                    if let Some(m) = &r.error {
-                        other.push(format!("{}: {m}", r.file));
-                    }
-                    for (l, _, m) in &r.syntax_errors {
-                        other.push(format!("{}:{l}: syntax error: {m}", r.file));
-                    }
-                    for (l, m) in &r.problems {
-                        other.push(format!("{}:{l}: {m}", r.file));
-                    }
-                    for f in r.findings.iter().filter(|f| f.fails()) {
-                        let line = format!("{}:{} {} ({})", f.file, f.line, f.rule, f.statement);
-                        match f.class {
-                            Class::BackwardIncompatible => incompatible.push(line),
-                            Class::LockRisk => locks.push(line),
-                        }
-                    }
-                }
-                let checked = reports.len();
-                if !incompatible.is_empty()
-                    || !other.is_empty()
-                    || (*lock_fail && !locks.is_empty())
-                {
-                    let mut all = other;
-                    all.extend(
-                        incompatible
-                            .iter()
-                            .map(|x| format!("backward-incompatible: {x}")),
-                    );
-                    if *lock_fail {
-                        all.extend(locks.iter().map(|x| format!("lock risk: {x}")));
-                    }
-                    out.push(GateResult::new("migrations", Verdict::Fail, all.join("; "), Some("run `glidepath lint` on the migrations for each safe alternative; contract steps go to a post-phase migration")));
-                } else if !locks.is_empty() {
-                    out.push(GateResult::new(
-                        "migrations",
-                        Verdict::Warn,
-                        format!("{checked} file(s); lock risks: {}", locks.join("; ")),
-                        Some("see `glidepath lint` for the lock-free alternatives"),
-                    ));
-                } else {
-                    out.push(GateResult::new(
-                        "migrations",
-                        Verdict::Pass,
-                        format!(
-                            "{checked} file(s) safe while old and new releases share the schema"
-                        ),
-                        None,
-                    ));
-                }
-            }
+            Ok(reports) => out.push(verdict(&reports, *lock_fail, "")),
         }
     }
     out
@@ -221,4 +167,84 @@ fn out_push_fail(out: &mut Vec<GateResult>, why: String) {
         why,
         Some("check since_git names a revision of the repository holding the migrations"),
     ));
+}
+
+/// The gate's verdict on linted files. `scope` says which files they are
+/// (`" of the [[pre]]/[[post]] migrate tasks"`), for the reason.
+fn verdict(reports: &[FileReport], lock_fail: bool, scope: &str) -> GateResult {
+    let mut incompatible = Vec::new();
+    let mut locks = Vec::new();
+    let mut other = Vec::new();
+    for r in reports {
+        if let Some(m) = &r.error {
+            other.push(format!("{}: {m}", r.file));
+        }
+        for (l, _, m) in &r.syntax_errors {
+            other.push(format!("{}:{l}: syntax error: {m}", r.file));
+        }
+        for (l, m) in &r.problems {
+            other.push(format!("{}:{l}: {m}", r.file));
+        }
+        for f in r.findings.iter().filter(|f| f.fails()) {
+            let line = format!("{}:{} {} ({})", f.file, f.line, f.rule, f.statement);
+            match f.class {
+                Class::BackwardIncompatible => incompatible.push(line),
+                Class::LockRisk => locks.push(line),
+            }
+        }
+    }
+    let checked = reports.len();
+    if !incompatible.is_empty() || !other.is_empty() || (lock_fail && !locks.is_empty()) {
+        let mut all = other;
+        all.extend(
+            incompatible
+                .iter()
+                .map(|x| format!("backward-incompatible: {x}")),
+        );
+        if lock_fail {
+            all.extend(locks.iter().map(|x| format!("lock risk: {x}")));
+        }
+        GateResult::new(
+            "migrations",
+            Verdict::Fail,
+            all.join("; "),
+            Some("run `glidepath lint` on the migrations for each safe alternative; contract steps go to a post-phase migration"),
+        )
+    } else if !locks.is_empty() {
+        GateResult::new(
+            "migrations",
+            Verdict::Warn,
+            format!("{checked} file(s){scope}; lock risks: {}", locks.join("; ")),
+            Some("see `glidepath lint` for the lock-free alternatives"),
+        )
+    } else {
+        GateResult::new(
+            "migrations",
+            Verdict::Pass,
+            format!("{checked} file(s){scope} safe while old and new releases share the schema"),
+            None,
+        )
+    }
+}
+
+/// The gate on exactly the files the plan's migrate tasks run: a `pre`
+/// file is linted as running while old and new releases share the schema
+/// (a contract step fails it), a `post` file as running after the whole
+/// fleet runs the new release (its contract steps are expected).
+pub(super) fn check_task_files(
+    files: &[(PathBuf, glidepath_core::TaskPhase)],
+    lock_fail: bool,
+) -> GateResult {
+    let reports: Vec<FileReport> = files
+        .iter()
+        .map(|(p, phase)| {
+            let post = *phase == glidepath_core::TaskPhase::Post;
+            crate::lint::lint_file_as(p, Some(if post { Phase::Post } else { Phase::Rolling }))
+        })
+        .collect();
+    verdict(
+        &reports,
+        lock_fail,
+        " of the [[pre]]/[[post]] migrate tasks",
+    )
 }

@@ -104,6 +104,9 @@ pub struct Inputs {
     pub manifest: Manifest,
     /// Every node, in plan order, with its placeholders.
     pub nodes: Vec<NodeVars>,
+    /// The files the plan's `migrate` tasks run, with their phase: the
+    /// migrations gate lints exactly these when there are any.
+    pub task_migrations: Vec<(PathBuf, glidepath_core::TaskPhase)>,
 }
 
 /// One node as a gate's templates see it.
@@ -301,7 +304,13 @@ pub async fn evaluate(
     if let Some(s) = &g.signature {
         out.extend(signature::check(s, &cx).await);
     }
-    if let Some(m) = &g.migrations {
+    if !inputs.task_migrations.is_empty() {
+        let lock_fail = g.migrations.as_ref().is_some_and(|m| m.lock_risk_fails);
+        out.push(migrations::check_task_files(
+            &inputs.task_migrations,
+            lock_fail,
+        ));
+    } else if let Some(m) = &g.migrations {
         out.extend(migrations::check(m, &cx).await);
     }
     out.extend(freeze::check(&g.freeze, &cx).await);

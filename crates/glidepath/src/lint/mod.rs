@@ -227,11 +227,17 @@ pub fn phase_of(name: &str, text: &str) -> Phase {
 /// Lint one migration. The parse runs on a thread of its own with a large
 /// stack, after the nesting bound; a parser panic is this file's error.
 pub fn lint_sql(file: &str, text: &str) -> FileReport {
+    lint_sql_as(file, text, None)
+}
+
+/// [`lint_sql`], with the phase the file runs in when the caller knows it
+/// (a `[[post]]` task's file runs after the rollout, marked or not).
+pub fn lint_sql_as(file: &str, text: &str, phase: Option<Phase>) -> FileReport {
     std::thread::scope(|scope| {
         let job = std::thread::Builder::new()
             .name("glidepath-lint".into())
             .stack_size(PARSER_STACK)
-            .spawn_scoped(scope, || lint_sql_here(file, text));
+            .spawn_scoped(scope, || lint_sql_here(file, text, phase));
         match job {
             Ok(handle) => handle.join().unwrap_or_else(|panic| {
                 let why = panic
@@ -245,13 +251,13 @@ pub fn lint_sql(file: &str, text: &str) -> FileReport {
                 )
             }),
             // no thread: the nesting bound still keeps the parse within this stack
-            Err(_) => lint_sql_here(file, text),
+            Err(_) => lint_sql_here(file, text, phase),
         }
     })
 }
 
-fn lint_sql_here(file: &str, text: &str) -> FileReport {
-    let phase = phase_of(file, text);
+fn lint_sql_here(file: &str, text: &str, phase: Option<Phase>) -> FileReport {
+    let phase = phase.unwrap_or_else(|| phase_of(file, text));
     let mut report = FileReport {
         file: file.to_string(),
         phase: Some(phase),
@@ -392,11 +398,16 @@ pub fn lint_paths(paths: &[std::path::PathBuf]) -> std::io::Result<Vec<FileRepor
 
 /// Lint one file from disk.
 pub fn lint_file(path: &std::path::Path) -> FileReport {
+    lint_file_as(path, None)
+}
+
+/// [`lint_file`], with the phase the file runs in when the caller knows it.
+pub fn lint_file_as(path: &std::path::Path, phase: Option<Phase>) -> FileReport {
     let name = path.display().to_string();
     match crate::files::read_bounded(path, crate::files::SMALL_MAX) {
         Err(e) => FileReport::error(&name, format!("cannot read it: {e}")),
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => lint_sql(&name, &text),
+            Ok(text) => lint_sql_as(&name, &text, phase),
             Err(e) => {
                 let valid = e.utf8_error().valid_up_to();
                 let prefix = std::str::from_utf8(&e.as_bytes()[..valid]).unwrap_or_default();

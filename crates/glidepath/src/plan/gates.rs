@@ -72,6 +72,17 @@ impl Inputs {
                     }
                 })
                 .collect(),
+            task_migrations: plan
+                .tasks
+                .iter()
+                .flat_map(|t| match &t.action {
+                    crate::config::TaskAction::Migrate { files, .. } => files
+                        .iter()
+                        .map(|f| (f.path.clone(), t.phase))
+                        .collect::<Vec<_>>(),
+                    _ => vec![],
+                })
+                .collect(),
         }
     }
 }

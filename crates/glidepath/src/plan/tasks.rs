@@ -360,13 +360,37 @@ fn read_migrate(
                 continue;
             }
         };
-        let contract = crate::lint::phase_of(&f, &text) == crate::lint::Phase::Post;
+        // a contract file: marked as one, or with a backward-incompatible
+        // step `glidepath lint` finds (and no suppression with a reason)
+        let marked = crate::lint::phase_of(&f, &text) == crate::lint::Phase::Post;
+        let steps: Vec<String> =
+            crate::lint::lint_sql_as(&f, &text, Some(crate::lint::Phase::Rolling))
+                .findings
+                .iter()
+                .filter(|x| x.class == crate::lint::Class::BackwardIncompatible && x.fails())
+                .map(|x| format!("line {}: {}", x.line, x.rule))
+                .collect();
+        let contract = marked || !steps.is_empty();
         if contract && phase == TaskPhase::Pre {
+            let why = if marked {
+                "it is marked as a contract (post-phase) migration".to_string()
+            } else {
+                format!("it has contract steps ({})", steps.join("; "))
+            };
             r.err(
                 s,
-                format!("`{f}` is a contract migration, but it is in a [[pre]] task"),
+                format!("`{f}` is a contract migration, but it is in a [[pre]] task: {why}"),
                 "contract before the rollout",
-                Some("a contract step (a drop, a rename, NOT NULL) breaks the old release that still serves during the rollout: move it to a [[post]] task, which runs after every node runs the new release and the watch passed".into()),
+                Some("a contract step (a drop, a rename, NOT NULL) breaks the old release that still serves during the rollout: move it to a [[post]] task, which runs after every node runs the new release and the watch passed (`glidepath lint` shows each step and its safe alternative)".into()),
+            );
+            ok = false;
+        }
+        if let Some(line) = concurrently(&text) {
+            r.err(
+                s,
+                format!("`{f}` line {line}: CONCURRENTLY cannot run inside a transaction, and a migrate task applies each file in one (with its ledger row, so it runs exactly once)"),
+                "needs its own task",
+                Some("run it as a `run` task instead, idempotent and checked: e.g. run = \"psql \\\"$DATABASE_URL\\\" -v ON_ERROR_STOP=1 -c 'CREATE INDEX CONCURRENTLY IF NOT EXISTS …'\" with idempotent = true (and drop an INVALID index left by an interrupted build before retrying)".into()),
             );
             ok = false;
         }
@@ -409,5 +433,15 @@ fn read_compare_to(r: &mut Reader, t: &Table<'_>, earlier: &[TaskCfg]) -> Option
     Some(TaskAction::CompareTo {
         capture: c,
         action: Box::new(src.action.clone()),
+    })
+}
+
+/// The line of the first `CONCURRENTLY` outside `--` comments, if any.
+fn concurrently(text: &str) -> Option<usize> {
+    text.lines().enumerate().find_map(|(i, l)| {
+        let code = l.split("--").next().unwrap_or_default();
+        code.to_ascii_uppercase()
+            .contains("CONCURRENTLY")
+            .then_some(i + 1)
     })
 }

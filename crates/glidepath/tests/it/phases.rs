@@ -219,9 +219,240 @@ async fn migrations_run_in_their_phases_and_exactly_once_across_kills() {
     assert_eq!(count(&pg, "b", "expand"), "1");
     assert_eq!(count(&pg, "b", "contract"), "1");
     env.assert_fleet(&["4", "4", "4"]).await;
+    // 5. a migration that fails: PostgreSQL's message, SQLSTATE and line;
+    //    nothing of it is kept, and the run stops before any node changes
+    database(&pg, env.path(), "c");
+    std::fs::write(
+        env.path().join("migrations/0003_bad.sql"),
+        "INSERT INTO applied (what) VALUES ('bad');\nSELECT no_such_column FROM users;\n",
+    )
+    .unwrap();
+    let v5 = env.release(good("5"));
+    let p5 = plan(
+        &env,
+        &v5,
+        "[[pre]]\nname = \"bad\"\nmigrate = [\"migrations/0003_bad.sql\"]\ndatabase_url_file = \"db-url\"\n",
+    );
+    let out = env.run(&["run", p5.to_str().unwrap()]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("migrations/0003_bad.sql: column \"no_such_column\" does not exist (SQLSTATE 42703) at line 2, column 8"),
+        "{text}"
+    );
+    assert_eq!(count(&pg, "c", "bad"), "0");
+    env.assert_fleet(&["4", "4", "4"]).await;
     assert_eq!(
         std::fs::read_to_string(env.path().join("backups.log")).unwrap(),
         "backup-2\nbackup-4\n",
         "a finished task is not repeated by resume"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pre_task_stops_the_run_before_any_node_changes() {
+    let env = Env::start(3).await;
+    let p = plan(
+        &env,
+        &env.v2,
+        r#"
+[[pre]]
+name = "backup"
+run = "echo 'pg_dump: connection refused' >&2; exit 3"
+retries = 1
+retry_delay = "200ms"
+"#,
+    );
+    let out = env.run(&["run", p.to_str().unwrap()]);
+    assert_eq!(
+        code(&out),
+        3,
+        "a failed pre task exits like a gate: {}",
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("pre 1/1 \"backup\" failed 2 times"), "{text}");
+    assert!(text.contains("pg_dump: connection refused"), "{text}");
+    assert!(text.contains("no node was changed"), "{text}");
+    env.assert_fleet(&["1", "1", "1"]).await;
+    let run = env.latest_run();
+    assert_eq!(env.journal().run(&run).unwrap().status.as_str(), "failed");
+    let events = env.events(&run);
+    assert_journal_consistent(&events);
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::Intent { step, .. } if step.node.is_some())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_irreversible_task_rollback_needs_force_and_a_reason() {
+    let env = Env::start(3).await;
+    let p = plan(
+        &env,
+        &env.v2,
+        r#"
+[[post]]
+name = "flag"
+run = "touch flag-on"
+reversible = false
+note = "turns on the new wire format"
+
+[[post]]
+name = "verify"
+run = "echo 'replay hash differs for room 7' >&2; false"
+"#,
+    );
+    // the summary lists what cannot be undone before anything runs
+    let out = env.run(&["validate", p.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("IRREVERSIBLE: post flag (turns on the new wire format)"),
+        "{text}"
+    );
+    // verify fails after flag ran: the run holds instead of rolling back
+    let child = env
+        .spawn_until(
+            &["run", p.to_str().unwrap()],
+            "the failed post task to hold",
+            |e| {
+                matches!(e, Event::Outcome { step, outcome, .. }
+                if step.task.as_ref().is_some_and(|t| t.name == "verify") && !outcome.ok)
+            },
+        )
+        .await;
+    let run = env.latest_run();
+    assert!(env.path().join("flag-on").exists());
+    let out = env.run(&["rollback", &run]);
+    assert_eq!(code(&out), 2, "refused without --force");
+    let err = stderr(&out);
+    assert!(err.contains("flag (turns on the new wire format)"), "{err}");
+    assert!(err.contains("--force --reason"), "{err}");
+    let out = env.run(&["rollback", &run, "--force"]);
+    assert_eq!(code(&out), 2, "--force needs a reason: {}", stderr(&out));
+    env.assert_fleet(&["2", "2", "2"]).await;
+    let out = env.run(&[
+        "rollback",
+        &run,
+        "--force",
+        "--reason",
+        "old release reads both formats",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = wait_output(child, Duration::from_secs(60)).await;
+    assert_eq!(code(&out), 1, "rolled back: {}", stderr(&out));
+    env.assert_fleet(&["1", "1", "1"]).await;
+    let events = env.events(&run);
+    assert_journal_consistent(&events);
+    let forced = events
+        .iter()
+        .find_map(|e| match e {
+            Event::RollbackRequested { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        forced.starts_with(
+            "forced past irreversible tasks (flag (turns on the new wire format)) by "
+        ) && forced.ends_with(": old release reads both formats"),
+        "{forced}"
+    );
+    // status lists the tasks and what could not be undone
+    let out = env.run(&["status", &run]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("post flag")
+            && text.contains("done")
+            && text.contains("[IRREVERSIBLE: turns on the new wire format]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("post verify") && text.contains("failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cannot be undone (ran): flag (turns on the new wire format)"),
+        "{text}"
+    );
+    let out = env.run(&["status", &run, "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["irreversible"][0],
+        "flag (turns on the new wire format)"
+    );
+    assert_eq!(doc["tasks"][1]["status"], "failed", "{doc}");
+    let Some(Event::Finished { reason, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("Not undone (irreversible): flag (turns on the new wire format)"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migrations_gate_lints_exactly_the_task_files() {
+    let env = Env::start(2).await;
+    let dir = env.path().join("migrations");
+    std::fs::create_dir_all(&dir).unwrap();
+    // a broken file nobody runs, and a task file that does not parse
+    std::fs::write(dir.join("0000_unused.sql"), "DROP TABLE users;").unwrap();
+    std::fs::write(dir.join("0001_expand.sql"), "ALTER TABLE users ADD COLUMN;").unwrap();
+    std::fs::write(
+        dir.join("0002_contract.sql"),
+        "SET lock_timeout = '2s';\nALTER TABLE users DROP COLUMN legacy_name;",
+    )
+    .unwrap();
+    std::fs::write(
+        env.path().join("db-url"),
+        "postgresql://nobody@127.0.0.1:1/none",
+    )
+    .unwrap();
+    let p = env.plan(
+        &env.v2,
+        &DemoPlan {
+            extra: r#"
+[[pre]]
+name = "expand"
+migrate = ["migrations/0001_expand.sql"]
+database_url_file = "db-url"
+
+[[post]]
+name = "contract"
+migrate = ["migrations/0002_contract.sql"]
+database_url_file = "db-url"
+"#
+            .into(),
+            ..DemoPlan::quick("1s", 5)
+        },
+    );
+    let out = env.run(&["preflight", p.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 3, "{text}{}", stderr(&out));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("migrations"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("FAIL") && line.contains("0001_expand.sql:1: syntax error"),
+        "{line}"
+    );
+    // the post file's DROP is expected after the rollout; the unused file is not looked at
+    assert!(
+        !text.contains("0002_contract") && !text.contains("0000_unused"),
+        "{text}"
+    );
+    // fixed: the gate passes on both files
+    std::fs::write(
+        dir.join("0001_expand.sql"),
+        "SET lock_timeout = '2s';\nALTER TABLE users ADD COLUMN email text;",
+    )
+    .unwrap();
+    let out = env.run(&["preflight", p.to_str().unwrap()]);
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("migrations")).unwrap();
+    assert!(
+        line.contains("pass") && line.contains("2 file(s) of the [[pre]]/[[post]] migrate tasks"),
+        "{line}"
     );
 }

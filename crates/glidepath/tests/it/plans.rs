@@ -652,3 +652,154 @@ fn bake_and_watch_after_are_described_and_need_sli_checks() {
         "{out}"
     );
 }
+
+/// `[[pre]]`/`[[post]]` tasks: what `validate` says (order, retries,
+/// irreversible ones), and their diagnostics.
+#[test]
+fn pre_and_post_tasks_are_described_and_checked() {
+    let (dir, good) = setup();
+    std::fs::create_dir_all(dir.path().join("migrations")).unwrap();
+    let mig = |name: &str, sql: &str| {
+        std::fs::write(dir.path().join("migrations").join(name), sql).unwrap()
+    };
+    mig(
+        "0001_expand.sql",
+        "ALTER TABLE users ADD COLUMN email text;\n",
+    );
+    mig(
+        "0002_drop.sql",
+        "ALTER TABLE users DROP COLUMN legacy_name;\n",
+    );
+    mig("0003_marked.sql", "-- glidepath: contract\nSELECT 1;\n");
+    mig(
+        "0004_index.sql",
+        "-- CONCURRENTLY in a comment is fine\nCREATE INDEX CONCURRENTLY i ON users (email);\n",
+    );
+    let tasks = r#"
+[[pre]]
+name = "backup"
+run = "pg_dump app > backup-{version}.sql"
+retries = 2
+retry_delay = "10s"
+
+[[pre]]
+name = "expand"
+migrate = ["migrations/0001_expand.sql"]
+database_url_env = "DATABASE_URL"
+
+[[pre]]
+name = "room-hashes"
+run = "replay-hash --all"
+capture = true
+idempotent = true
+
+[[post]]
+name = "contract"
+migrate = "migrations/0002_drop.sql"
+database_url_env = "DATABASE_URL"
+
+[[post]]
+name = "hashes-unchanged"
+compare_to = "room-hashes"
+"#;
+    let src = good.clone() + tasks;
+    let (plan, _) = parse(Path::new("plan.toml"), &src, dir.path()).expect("valid");
+    let steps = plan.describe().join("\n");
+    insta::assert_snapshot!(
+        "tasks_described",
+        steps.replace(&dir.path().display().to_string(), "DIR")
+    );
+    let spec = plan.rollout_spec();
+    assert_eq!(
+        spec.pre
+            .iter()
+            .map(|t| (t.name.as_str(), t.attempts, t.idempotent))
+            .collect::<Vec<_>>(),
+        [
+            ("backup", 3, false),
+            ("expand", 1, true),
+            ("room-hashes", 1, true)
+        ]
+    );
+    // an unmarked DROP in a post task is a contract: always irreversible
+    assert_eq!(
+        spec.post[0].irreversible.as_deref(),
+        Some("contract migration migrations/0002_drop.sql")
+    );
+
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "contract_file_in_pre",
+            "migrations/0001_expand.sql",
+            "migrations/0002_drop.sql",
+        ),
+        (
+            "marked_contract_in_pre",
+            "migrations/0001_expand.sql",
+            "migrations/0003_marked.sql",
+        ),
+        (
+            "missing_migration",
+            "migrations/0001_expand.sql",
+            "migrations/0009_nope.sql",
+        ),
+        (
+            "concurrently_in_a_transaction",
+            "migrations/0001_expand.sql",
+            "migrations/0004_index.sql",
+        ),
+        (
+            "no_database_url",
+            "database_url_env = \"DATABASE_URL\"\n\n[[pre]]",
+            "\n[[pre]]",
+        ),
+        (
+            "two_actions",
+            "name = \"backup\"\n",
+            "name = \"backup\"\nmigrate = [\"migrations/0001_expand.sql\"]\n",
+        ),
+        (
+            "no_action",
+            "run = \"pg_dump app > backup-{version}.sql\"\n",
+            "",
+        ),
+        (
+            "unknown_placeholder",
+            "backup-{version}.sql",
+            "backup-{release}.sql",
+        ),
+        (
+            "compare_to_unknown",
+            "compare_to = \"room-hashes\"",
+            "compare_to = \"room-hash\"",
+        ),
+        ("duplicate_name", "name = \"expand\"", "name = \"backup\""),
+        (
+            "contract_declared_reversible",
+            "migrate = \"migrations/0002_drop.sql\"",
+            "migrate = \"migrations/0002_drop.sql\"\nreversible = true",
+        ),
+        (
+            "note_without_reversible_false",
+            "name = \"backup\"\n",
+            "name = \"backup\"\nnote = \"hmm\"\n",
+        ),
+        ("unknown_key", "retries = 2", "retrys = 2"),
+        (
+            "on_post_failure_typo",
+            "on = [\"health\", \"sli\"]",
+            "on = [\"health\", \"sli\"]\non_post_failure = \"pause\"",
+        ),
+    ];
+    let mut all = String::new();
+    for (name, from, to) in cases {
+        assert!(src.contains(from), "case {name}: `{from}` not in the plan");
+        let out = diagnose(dir.path(), &src.replacen(from, to, 1));
+        assert_ne!(out, "valid", "case {name} must be refused");
+        all.push_str(&format!("## {name}\n{out}\n"));
+    }
+    insta::assert_snapshot!(
+        "tasks_diagnostics",
+        all.replace(&dir.path().display().to_string(), "DIR")
+    );
+}
