@@ -14,10 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The start of a rollback command's reason when it was forced past
-/// irreversible tasks (`rollback --force --reason`): the live process
-/// refuses a rollback without it once such a task has run.
-pub const FORCED: &str = "forced past irreversible tasks";
+pub use crate::journal::FORCED;
 
 /// What an operator asks of a run.
 #[derive(Debug, Clone, Copy)]

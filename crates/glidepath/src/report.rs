@@ -625,7 +625,7 @@ impl RunSummary {
                 };
                 let detail: String = t.detail.chars().take(100).collect();
                 s.push_str(&format!(
-                    "  - {:<4} {:<20} {:<8}{tries} {}{}\n",
+                    "  - {:<4} {:<22} {:<8}{tries} {}{}\n",
                     t.phase,
                     t.name,
                     t.status,

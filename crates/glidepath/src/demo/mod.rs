@@ -256,9 +256,17 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         }
     };
 
-    say("━━ rehearsal 1: release 2 (healthy) — canary, SLI window, then batches");
-    let (good, _, good_summary, _) =
-        rollout(&fleet, &dir, &rel2, &opts.knobs, reporter("good")).await?;
+    say("━━ rehearsal 1: release 2 (healthy) — a backup and a capture first, canary, SLI window, batches, then a check that the data is unchanged");
+    std::fs::create_dir_all(dir.join("data"))?;
+    std::fs::write(
+        dir.join("data/rooms.txt"),
+        "room-1 3 members\nroom-2 5 members\n",
+    )?;
+    let knobs = DemoPlan {
+        extra: REHEARSAL_1_TASKS.into(),
+        ..opts.knobs.clone()
+    };
+    let (good, _, good_summary, _) = rollout(&fleet, &dir, &rel2, &knobs, reporter("good")).await?;
     say("");
     if good.outcome == Outcome::Aborted || stopped() {
         let _ = traffic.stop().await;
@@ -406,6 +414,24 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         interrupted: false,
     })
 }
+
+/// Rehearsal 1's `[[pre]]`/`[[post]]` tasks: a backup, a capture of the
+/// data's hash before the rollout, and a comparison after it.
+const REHEARSAL_1_TASKS: &str = r#"
+[[pre]]
+name       = "backup"
+run        = "mkdir -p backups && cp data/rooms.txt backups/rooms-before-{version}.txt"
+idempotent = true
+
+[[pre]]
+name    = "room-hashes"
+run     = "sha256sum data/rooms.txt"
+capture = true
+
+[[post]]
+name       = "room-hashes-unchanged"
+compare_to = "room-hashes"
+"#;
 
 /// Rehearsal 3's incident: once the SLI window of `version`'s run has
 /// probed twice, every node gets +10% errors and +100 ms (past both

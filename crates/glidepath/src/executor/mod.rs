@@ -397,7 +397,7 @@ impl Executor {
                 "abort" => Event::AbortRequested { at, reason },
                 "rollback" => {
                     if let Some(what) = self.state.irreversible_list() {
-                        if !reason.starts_with(crate::control::FORCED) {
+                        if !reason.starts_with(crate::journal::FORCED) {
                             // the CLI checks too; this closes the race with a
                             // task that ran since
                             self.journal.refuse_command(

@@ -101,6 +101,11 @@ pub enum JournalError {
     },
 }
 
+/// The start of a rollback command's reason when it was forced past
+/// irreversible tasks (`rollback --force --reason`): the live process
+/// refuses a rollback without it once such a task has run.
+pub const FORCED: &str = "forced past irreversible tasks";
+
 /// Where a run stands, as the journal records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
