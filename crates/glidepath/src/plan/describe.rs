@@ -132,6 +132,12 @@ impl Plan {
             self.nodes.len()
         )];
         out.push("preflight: verify the artifact checksum, read each node's current release (its rollback target), check every node is healthy and reachable at the balancer".into());
+        if let Some(p) = &self.health.probe {
+            out.push(format!(
+                "health check on each node, with the probe: {}",
+                p.describe()
+            ));
+        }
         for t in self.tasks_of(glidepath_core::TaskPhase::Pre) {
             out.push(format!("pre: {}", t.summary()));
         }

@@ -14,6 +14,7 @@ mod operator;
 mod phases;
 mod plans;
 mod preflight;
+mod probe;
 mod real;
 mod real_outage;
 mod real_ssh;
