@@ -245,6 +245,9 @@ pub enum TaskAction {
         files: Vec<MigrationFile>,
         database_url: SecretRef,
     },
+    /// A verification probe (`probe = {…}`), its templates filled with the
+    /// task's values.
+    Probe(Box<ProbeCfg>),
     /// Do what the capture task `capture` did again, and pass when it sees
     /// the same value.
     CompareTo {
@@ -320,6 +323,7 @@ impl TaskAction {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            TaskAction::Probe(p) => format!("probe {}", p.describe()),
             TaskAction::CompareTo { capture, .. } => {
                 format!("compare with what `{capture}` recorded")
             }

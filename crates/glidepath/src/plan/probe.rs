@@ -21,7 +21,6 @@ pub(crate) enum Scope {
     /// `{version}` (the release being rolled out), the command what a
     /// task's `run` takes (`TASK_PLACEHOLDERS`: `{version}`, `{plan_dir}`,
     /// `{run}`).
-    #[allow(dead_code)] // until the phase tasks read their probes
     Phase,
 }
 
