@@ -182,15 +182,18 @@ fn advance_nodes(
     d: &mut Decision,
 ) {
     // Out of rotation: nodes the run drained (a node kept out after a failed
-    // restore does not count: it must not keep the others from being
-    // restored), and, on the forward path, nodes found down.
+    // restore does not count in a rollback: it must not keep the others
+    // from being restored), and, on the forward path, nodes found down and
+    // nodes kept out (a restore failed within the failure budget).
+    let rolling = state.phase == Phase::Rolling;
     let mut unavailable = state
         .nodes
         .iter()
         .filter(|(name, s)| {
             (s.status != NodeStatus::Failed
                 && (s.out_of_rotation || s.in_flight == Some(StepKind::Drain)))
-                || (state.phase == Phase::Rolling && state.down.contains_key(*name))
+                || (rolling && state.down.contains_key(*name))
+                || (rolling && s.status == NodeStatus::Failed && s.out_of_rotation)
         })
         .count();
     for name in candidates {
@@ -199,8 +202,11 @@ fn advance_nodes(
             continue;
         }
         let (track, kind) = match (node.track, node.next_step()) {
+            // a node that failed within the budget is not tried again
             (Track::Idle, _)
-                if state.phase == Phase::Rolling && node.status == NodeStatus::Untouched =>
+                if state.phase == Phase::Rolling
+                    && node.status == NodeStatus::Untouched
+                    && node.failed_forward.is_none() =>
             {
                 (Track::Forward, StepKind::Drain)
             }
@@ -268,6 +274,45 @@ fn advance_nodes(
         .then_some(target.as_str());
         d.steps.push(step(kind, name, version, reason));
     }
+}
+
+/// How a run that succeeded ends: every node runs the release, or all but
+/// those that failed within the failure budget, each named with why and
+/// what it serves now.
+fn succeeded(spec: &RolloutSpec, state: &RunState) -> String {
+    let failed = state.failed_forward(spec);
+    if failed.is_empty() {
+        return format!("all {} nodes run {}", state.nodes.len(), spec.version);
+    }
+    let list: Vec<String> = failed
+        .iter()
+        .map(|(name, why)| {
+            let n = &state.nodes[*name];
+            let before = n.before.as_deref().unwrap_or("its previous release");
+            let now = match n.status {
+                NodeStatus::RolledBack => format!("restored to {before}"),
+                NodeStatus::Failed if n.out_of_rotation => {
+                    "its restore failed: kept out of rotation for a human".to_string()
+                }
+                NodeStatus::Failed => "its restore failed, in rotation: check it".to_string(),
+                _ => format!("still on {before}, never switched"),
+            };
+            format!("{name} ({why}; {now})")
+        })
+        .collect();
+    let updated = state
+        .nodes
+        .values()
+        .filter(|n| n.status == NodeStatus::Updated)
+        .count();
+    format!(
+        "{updated} of {} nodes run {}; {} failed within max_failed_nodes = {}: {}",
+        state.nodes.len(),
+        spec.version,
+        failed.len(),
+        spec.max_failed_nodes,
+        list.join("; ")
+    )
 }
 
 fn finish(at: Millis, outcome: Outcome, reason: String) -> Event {
@@ -517,14 +562,10 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                 return d;
             }
             let Some(group) = spec.groups.get(state.group) else {
-                let reason = format!("all {} nodes run {}", state.nodes.len(), spec.version);
-                finish_rollout(spec, state, now, reason, &mut d);
+                finish_rollout(spec, state, now, succeeded(spec, state), &mut d);
                 return d;
             };
-            let complete = group
-                .iter()
-                .all(|n| state.nodes[n].status == NodeStatus::Updated);
-            if !complete {
+            if !state.group_complete(spec, state.group) {
                 advance_nodes(spec, state, now, group, &mut d);
                 return d;
             }
@@ -651,7 +692,7 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                         down_list(state)
                     )
                 };
-                let reason = format!("all {} nodes run {}{down}", state.nodes.len(), spec.version);
+                let reason = format!("{}{down}", succeeded(spec, state));
                 finish_rollout(spec, state, now, reason, &mut d);
             } else {
                 let watched = state.windows_passed.contains(&state.group);
@@ -690,10 +731,8 @@ pub fn awaiting_promotion(spec: &RolloutSpec, state: &RunState) -> Option<String
     if let Some(h) = &state.held {
         return Some(h.clone());
     }
-    let group = spec.groups.get(state.group)?;
-    let complete = group
-        .iter()
-        .all(|n| state.nodes.get(n).map(|s| s.status) == Some(NodeStatus::Updated));
+    spec.groups.get(state.group)?;
+    let complete = state.group_complete(spec, state.group);
     let window = spec
         .window
         .as_ref()

@@ -20,9 +20,9 @@ pub use sli::{
     close_window, fails_now, judge, Counts, Fault, Group, Judgement, Observation, Verdict,
 };
 pub use spec::{
-    plan_groups, BatchSize, CheckSpec, CompareSpec, DrainTimeoutPolicy, IncidentPolicy,
-    InconclusivePolicy, Millis, PostFailurePolicy, RetrySpec, RolloutSpec, TaskPhase, TaskSpec,
-    WindowSpec,
+    plan_groups, BatchSize, CheckSpec, CompareSpec, DrainTimeoutPolicy, FailureBudget,
+    IncidentPolicy, InconclusivePolicy, Millis, PostFailurePolicy, RetrySpec, RolloutSpec,
+    TaskPhase, TaskSpec, WindowSpec,
 };
 pub use state::{
     Cause, CauseKind, Event, GateRecord, NodeState, NodeStatus, Outage, Outcome, PeersCheck, Phase,

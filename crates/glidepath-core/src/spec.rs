@@ -251,6 +251,13 @@ pub struct RolloutSpec {
     /// What a `post` task that fails does to the run.
     #[serde(default)]
     pub on_post_failure: PostFailurePolicy,
+    /// The failure budget (`max_failed_nodes`): up to this many batch nodes
+    /// may fail on the forward path; each is restored to its last-known-good
+    /// release on its own and the run goes on. One more failure rolls every
+    /// node back. A canary node's failure always rolls back. 0: any failure
+    /// rolls back.
+    #[serde(default)]
+    pub max_failed_nodes: usize,
 }
 
 impl RolloutSpec {
@@ -333,4 +340,38 @@ pub fn plan_groups(nodes: &[String], canary: &[String], batch: BatchSize) -> Vec
         groups.push(chunk.to_vec());
     }
     groups
+}
+
+/// A failure budget (`max_failed_nodes`): a node count or a percentage of
+/// the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureBudget {
+    Count(usize),
+    Percent(u8),
+}
+
+impl Default for FailureBudget {
+    /// No failure tolerated: any failed node rolls the run back.
+    fn default() -> Self {
+        FailureBudget::Count(0)
+    }
+}
+
+impl FailureBudget {
+    /// Nodes allowed to fail in a fleet of `fleet` nodes: a percentage
+    /// rounds down (a budget never tolerates more than it says), so it may
+    /// come to 0.
+    ///
+    /// ```
+    /// use glidepath_core::FailureBudget;
+    /// assert_eq!(FailureBudget::Percent(10).resolve(25), 2);
+    /// assert_eq!(FailureBudget::Percent(10).resolve(9), 0);
+    /// assert_eq!(FailureBudget::Count(3).resolve(9), 3);
+    /// ```
+    pub fn resolve(self, fleet: usize) -> usize {
+        match self {
+            FailureBudget::Count(n) => n,
+            FailureBudget::Percent(p) => fleet * p as usize / 100,
+        }
+    }
 }

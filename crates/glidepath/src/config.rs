@@ -110,6 +110,9 @@ pub struct HealthCfg {
     pub deadline: Duration,
     pub interval: Duration,
     pub timeout: Duration,
+    /// A verification probe (`probe = { … }`), checked on each node after
+    /// the others (its templates filled with the node's placeholders).
+    pub probe: Option<ProbeCfg>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -206,6 +209,9 @@ pub struct Strategy {
     pub batch_bake: Option<Duration>,
     /// `watch_after`: watch the whole fleet this long after the last batch.
     pub watch_after: Option<Duration>,
+    /// `max_failed_nodes`: how many batch nodes may fail (each restored on
+    /// its own) before the run rolls back; a count or a share of the fleet.
+    pub max_failed_nodes: glidepath_core::FailureBudget,
 }
 
 /// One `[[pre]]` or `[[post]]` task: what it does, how long it may take,
@@ -239,6 +245,9 @@ pub enum TaskAction {
         files: Vec<MigrationFile>,
         database_url: SecretRef,
     },
+    /// A verification probe (`probe = {…}`), its templates filled with the
+    /// task's values.
+    Probe(Box<ProbeCfg>),
     /// Do what the capture task `capture` did again, and pass when it sees
     /// the same value.
     CompareTo {
@@ -314,9 +323,82 @@ impl TaskAction {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            TaskAction::Probe(p) => format!("probe {}", p.describe()),
             TaskAction::CompareTo { capture, .. } => {
                 format!("compare with what `{capture}` recorded")
             }
         }
     }
+}
+
+/// A verification probe (`probe = { … }`, read by `plan::probe::read`):
+/// what `crate::probe::run` checks. URLs, addresses and the command may be
+/// templates, filled by `ProbeCfg::fill` before the probe runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeCfg {
+    Http(HttpProbe),
+    WebSocket(WsProbe),
+    Tcp(TcpProbe),
+    Command(CommandProbe),
+    PromQl(PromQlProbe),
+}
+
+/// `http = URL`: the status (any 2xx unless `status`), a body substring, and
+/// JSON fields by JSON pointer, each equal to its expected value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpProbe {
+    pub url: String,
+    pub status: Option<u16>,
+    pub body: Option<String>,
+    pub json: Vec<(String, serde_json::Value)>,
+    pub within: Option<Duration>,
+}
+
+/// `websocket = URL`: the handshake, then `send` (a JSON text message), and
+/// a reply whose `type` is `expect_type` and whose `caps_field` holds every
+/// one of `caps`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WsProbe {
+    pub url: String,
+    pub send: Option<String>,
+    pub expect_type: Option<String>,
+    pub caps: Vec<String>,
+    pub caps_field: String,
+    pub within: Option<Duration>,
+}
+
+/// `tcp = "host:port"`: a connection is accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpProbe {
+    pub address: String,
+    pub within: Option<Duration>,
+}
+
+/// `command = "…"`: exit 0 (and `stdout` in its output), run in `dir`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandProbe {
+    pub command: String,
+    pub stdout: Option<String>,
+    pub dir: PathBuf,
+    pub within: Option<Duration>,
+}
+
+/// What a PromQL probe makes of a query with no series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnEmpty {
+    /// No series is 0 (a rate of events that did not happen): the default.
+    Zero,
+    /// No series fails the probe.
+    Fail,
+}
+
+/// `promql = QUERY, prometheus = URL`: one value, within `min`/`max`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromQlProbe {
+    pub query: String,
+    pub prometheus: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub on_empty: OnEmpty,
+    pub within: Option<Duration>,
 }

@@ -15,6 +15,7 @@ pub mod lint;
 pub mod names;
 pub mod output;
 pub mod plan;
+pub mod probe;
 pub mod report;
 pub mod shell;
 pub mod system;

@@ -266,9 +266,31 @@ pub struct RunSummary {
     /// cannot undo.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub irreversible: Vec<String>,
+    /// The nodes that failed on the forward path within the failure budget
+    /// (`max_failed_nodes`): the run went on without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_nodes: Vec<FailedNode>,
     /// The campaign stage this run carries out (`glidepath upgrade`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub campaign: Option<CampaignRef>,
+}
+
+/// A node that failed on the forward path within the failure budget: it
+/// was restored on its own (never tried again) and the run went on.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedNode {
+    pub node: String,
+    /// Why it failed on the forward path.
+    pub reason: String,
+    /// Its status now: `rolled_back` (restored to its last-known-good
+    /// release), `restored` (put back into rotation, never switched),
+    /// `untouched` (never left rotation), `failed` (its restore failed),
+    /// or `in_progress` while it is being restored.
+    pub status: String,
+    /// The release it should serve now (`null` once its restore failed).
+    pub now: Option<String>,
+    /// `out` while it is out of rotation (being restored, or kept out).
+    pub rotation: &'static str,
 }
 
 /// One task in a run's summary.

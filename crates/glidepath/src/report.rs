@@ -4,7 +4,7 @@
 
 use crate::journal::{fmt_time, RunRecord};
 use crate::output::Holder;
-pub use crate::output::{NodeSummary, RunSummary, TaskSummary};
+pub use crate::output::{FailedNode, NodeSummary, RunSummary, TaskSummary};
 use crate::plan::Plan;
 use glidepath_core::{CauseKind, Event, NodeStatus, Phase, RolloutSpec, RunState, StepKind};
 use std::collections::HashMap;
@@ -39,6 +39,8 @@ struct ConsoleState {
     /// incident): a line is printed when it changes.
     verdicts: HashMap<String, (glidepath_core::Verdict, bool)>,
     announced: bool,
+    /// Nodes already narrated as failed within the failure budget.
+    budget: std::collections::BTreeSet<String>,
 }
 
 /// Line-by-line narration on a terminal or a log.
@@ -61,6 +63,7 @@ impl Console {
                 last_fail: HashMap::new(),
                 verdicts: HashMap::new(),
                 announced: false,
+                budget: Default::default(),
             }),
         }
     }
@@ -279,6 +282,17 @@ impl Reporter for Console {
                         self.st.lock().expect("console lock").intents.remove(&key);
                     }
                 }
+                if let Some(why) = state.nodes.get(who).and_then(|n| n.failed_forward.as_ref()) {
+                    let first = self.st.lock().expect("console lock").budget.insert(who.to_string());
+                    if first {
+                        self.line(
+                            *at,
+                            who,
+                            "budget",
+                            &self.paint("33", &format!("✗ {why}: within the failure budget (max_failed_nodes), {who} alone is restored to its previous release and the run goes on")),
+                        );
+                    }
+                }
                 self.announce_cause(*at, state);
             }
             Event::Interrupted { at, in_flight } => {
@@ -478,6 +492,20 @@ pub fn summarize(
         sli: state.sli.clone(),
         tasks: task_summaries(spec, &state, events),
         irreversible: state.tasks.irreversible.clone(),
+        failed_nodes: state
+            .failed_forward(spec)
+            .into_iter()
+            .map(|(name, why)| {
+                let st = &state.nodes[name];
+                FailedNode {
+                    node: name.clone(),
+                    reason: why.to_string(),
+                    status: st.status.as_str().to_string(),
+                    now: state.expected_version(spec, name),
+                    rotation: if st.out_of_rotation { "out" } else { "in" },
+                }
+            })
+            .collect(),
         campaign: None,
     }
 }
@@ -659,6 +687,23 @@ impl RunSummary {
                 "cannot be undone (ran): {}\n",
                 self.irreversible.join("; ")
             ));
+        }
+        if !self.failed_nodes.is_empty() {
+            s.push_str(
+                "failed within the failure budget (max_failed_nodes), restored on their own; the run went on without them:\n",
+            );
+            for f in &self.failed_nodes {
+                let now = match (f.status.as_str(), &f.now) {
+                    ("failed", _) if f.rotation == "out" => {
+                        "its restore failed: kept out of rotation for a person".to_string()
+                    }
+                    ("failed", _) => "its restore failed, in rotation: check it".to_string(),
+                    ("in_progress", _) => "being restored".to_string(),
+                    (_, Some(v)) => format!("serves {v}, in rotation"),
+                    (_, None) => "release unknown".to_string(),
+                };
+                s.push_str(&format!("  - {}: {} — {now}\n", f.node, f.reason));
+            }
         }
         if !self.sli.is_empty() {
             s.push_str("SLI checks (latest probe):\n");

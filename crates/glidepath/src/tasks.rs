@@ -49,6 +49,13 @@ async fn perform_once(task: &TaskCfg, cx: &TaskContext) -> StepOutcome {
             },
             Err(e) => StepOutcome::failed(e),
         },
+        TaskAction::Probe(_) => match observe(&task.action, task, cx).await {
+            Ok((detail, value)) => StepOutcome {
+                captured: task.capture.then_some(value),
+                ..StepOutcome::ok(detail)
+            },
+            Err(e) => StepOutcome::failed(e),
+        },
         TaskAction::Migrate {
             files,
             database_url,
@@ -98,7 +105,21 @@ async fn observe(
             };
             Ok((detail, captured_value(out.trim())))
         }
-        _ => Err("only a command's output can be recorded".into()),
+        TaskAction::Probe(p) => {
+            let vars = Vars::task(&cx.version, &cx.plan_dir, &cx.run_id);
+            let o = crate::probe::run(&p.fill(&vars), task.timeout).await;
+            if o.passed {
+                Ok((
+                    o.detail,
+                    captured_value(o.value.as_deref().unwrap_or_default()),
+                ))
+            } else if o.infra {
+                Err(format!("{} (could not reach it)", o.detail))
+            } else {
+                Err(o.detail)
+            }
+        }
+        _ => Err("only a command's output or a probe's value can be recorded".into()),
     }
 }
 

@@ -107,6 +107,12 @@ pub struct NodeState {
     /// journaled intent.
     #[serde(default)]
     pub seen: Option<String>,
+    /// Why it failed on the forward path, when the failure budget
+    /// (`max_failed_nodes`) let the run go on without it: it is restored to
+    /// its last-known-good release on its own, never tried again, and
+    /// neither watched nor part of the baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_forward: Option<String>,
 }
 
 /// An infrastructure outage seen by one node's step.
@@ -148,6 +154,7 @@ impl NodeState {
             last_detail: String::new(),
             outage: None,
             seen: None,
+            failed_forward: None,
         }
     }
 
@@ -171,8 +178,12 @@ impl NodeState {
         }
     }
 
-    /// Leave the forward path: restore whatever was changed.
+    /// Leave the forward path: restore whatever was changed. A node already
+    /// being restored (a failure within the budget) keeps its place.
     pub(super) fn turn_back(&mut self) {
+        if matches!(self.track, Track::Back | Track::Restore) {
+            return;
+        }
         if self.switched || self.status == NodeStatus::Failed {
             self.start(Track::Back);
         } else if self.out_of_rotation {

@@ -12,6 +12,39 @@ use crate::sli::fails_now;
 use crate::spec::{DrainTimeoutPolicy, IncidentPolicy, Millis, RolloutSpec};
 
 impl RunState {
+    /// Whether the failure budget lets the run go on past `node`'s failure
+    /// on the forward path: a batch node (a canary's failure always rolls
+    /// back: the canary is the experiment), and room left in the budget.
+    fn within_budget(&self, spec: &RolloutSpec, node: &str) -> bool {
+        spec.group_of(node).is_some_and(|g| g > 0)
+            && self.failed_forward(spec).len() < spec.max_failed_nodes
+    }
+
+    /// The reason a failure rolls the run back, naming the nodes that
+    /// failed before it within the budget.
+    fn past_budget(&self, spec: &RolloutSpec, node: &str, reason: String) -> String {
+        if spec.max_failed_nodes == 0 {
+            return reason;
+        }
+        if spec.group_of(node) == Some(0) {
+            return format!(
+                "{reason} (a canary failure rolls back whatever max_failed_nodes = {} allows)",
+                spec.max_failed_nodes
+            );
+        }
+        let before = self.failed_forward(spec);
+        let list: Vec<String> = before
+            .iter()
+            .map(|(n, why)| format!("{n} ({why})"))
+            .collect();
+        format!(
+            "{reason}; max_failed_nodes = {} is spent, {} node(s) failed before: {}",
+            spec.max_failed_nodes,
+            before.len(),
+            list.join("; ")
+        )
+    }
+
     pub(super) fn apply_outcome(
         &mut self,
         spec: &RolloutSpec,
@@ -45,16 +78,16 @@ impl RunState {
                             .filter_map(|c| {
                                 let st = CompareState::new(c, c.compare.as_ref()?);
                                 // after a batch, the upgraded nodes share the traffic
+                                // (nodes failed within the budget take no part)
                                 Some(if self.group == 0 {
                                     st
                                 } else {
+                                    let failed = self.failed_forward(spec).len();
                                     let all: usize = spec.groups.iter().map(|g| g.len()).sum();
-                                    let up: usize = spec.groups
-                                        [..=self.group.min(spec.groups.len() - 1)]
-                                        .iter()
-                                        .map(|g| g.len())
-                                        .sum();
-                                    st.with_share(up as f64 / all.max(1) as f64)
+                                    let up = self.upgraded(spec, self.group).len();
+                                    st.with_share(
+                                        up as f64 / all.saturating_sub(failed).max(1) as f64,
+                                    )
                                 })
                             })
                             .collect(),
@@ -84,7 +117,8 @@ impl RunState {
                 } else {
                     spec.max_unavailable.saturating_sub(1)
                 };
-                if self.down.len() <= room {
+                // a node kept out after a failed restore is out too
+                if self.down.len() + self.kept_out() <= room {
                     self.peers = PeersCheck {
                         passed: Some(self.group),
                         ..PeersCheck::default()
@@ -346,8 +380,18 @@ impl RunState {
         if let Some((kind, reason)) = node_failure {
             match track {
                 Track::Forward => {
-                    // The node itself goes back first; the run follows.
                     if phase == Phase::Rolling {
+                        if self.within_budget(spec, &name) {
+                            // The failure budget lets the run go on: this
+                            // node alone goes back, and is reported.
+                            let node = self.nodes.get_mut(&name).expect("node exists");
+                            node.failed_forward = Some(reason.clone());
+                            node.last_detail = reason;
+                            node.turn_back();
+                            return;
+                        }
+                        // The node itself goes back first; the run follows.
+                        let reason = self.past_budget(spec, &name, reason);
                         self.begin_rollback(Cause {
                             kind,
                             node: Some(name.clone()),
@@ -358,10 +402,26 @@ impl RunState {
                     node.turn_back();
                 }
                 _ => {
+                    let budgeted = node.failed_forward.is_some();
                     node.status = NodeStatus::Failed;
                     node.track = Track::Idle;
                     node.pos = 0;
-                    node.last_detail = reason;
+                    node.last_detail = reason.clone();
+                    // A node kept out on the forward path takes a place
+                    // under max_unavailable: with none left, the run cannot
+                    // go on.
+                    let limit = spec.max_unavailable.max(1);
+                    if budgeted && phase == Phase::Rolling && self.kept_out() >= limit {
+                        let reason = format!(
+                            "{reason}; {name} failed within max_failed_nodes = {} and is kept out of rotation, which leaves no room under max_unavailable = {limit} to go on",
+                            spec.max_failed_nodes
+                        );
+                        self.begin_rollback(Cause {
+                            kind,
+                            node: Some(name.clone()),
+                            reason,
+                        });
+                    }
                 }
             }
             return;

@@ -164,14 +164,65 @@ impl RunState {
         matches!(self.phase, Phase::Finished(_))
     }
 
+    /// The nodes that failed on the forward path within the failure budget
+    /// (`max_failed_nodes`), in fleet order, with why.
+    pub fn failed_forward<'a>(&'a self, spec: &'a RolloutSpec) -> Vec<(&'a String, &'a str)> {
+        spec.nodes()
+            .filter_map(|n| Some((n, self.nodes.get(n)?.failed_forward.as_deref()?)))
+            .collect()
+    }
+
+    /// Whether every node of group `g` is done: updated, or failed within
+    /// the budget and restored (or its restore failed).
+    pub fn group_complete(&self, spec: &RolloutSpec, g: usize) -> bool {
+        spec.groups.get(g).is_some_and(|group| {
+            group.iter().all(|n| {
+                self.nodes.get(n).is_some_and(|s| {
+                    s.status == NodeStatus::Updated
+                        || (s.failed_forward.is_some()
+                            && s.track == Track::Idle
+                            && s.in_flight.is_none())
+                })
+            })
+        })
+    }
+
+    /// The nodes of groups `..=g` that run the new release (a node that
+    /// failed within the budget runs the old one): what an SLI window
+    /// after group `g` watches.
+    pub fn upgraded<'a>(&'a self, spec: &'a RolloutSpec, g: usize) -> Vec<&'a String> {
+        let g = g.min(spec.groups.len().saturating_sub(1));
+        spec.groups[..(g + 1).min(spec.groups.len())]
+            .iter()
+            .flatten()
+            .filter(|n| {
+                self.nodes
+                    .get(*n)
+                    .is_none_or(|s| s.failed_forward.is_none())
+            })
+            .collect()
+    }
+
+    /// Nodes kept out of rotation because their restore failed.
+    pub fn kept_out(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|n| n.status == NodeStatus::Failed && n.out_of_rotation)
+            .count()
+    }
+
     pub(super) fn begin_rollback(&mut self, cause: Cause) {
+        let operator = cause.kind == CauseKind::Operator;
         if self.cause.is_none() || cause.kind == CauseKind::Operator {
             self.cause = Some(cause);
         }
         self.held = None;
         self.phase = Phase::RollingBack;
         for node in self.nodes.values_mut() {
-            if node.in_flight.is_none() {
+            // a node whose restore failed on the forward path (within the
+            // failure budget) stays kept out for a human, unless an
+            // operator asks for the rollback
+            if node.in_flight.is_none() && (operator || node.status != NodeStatus::Failed) {
                 node.turn_back();
             }
         }

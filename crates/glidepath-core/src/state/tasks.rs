@@ -138,7 +138,7 @@ impl RunState {
             ));
         } else if spec.on_post_failure == PostFailurePolicy::Hold {
             self.held = Some(format!(
-                "{why} — on_failure = \"hold\": `glidepath promote RUN` accepts and goes on; `glidepath rollback RUN` restores every node's previous release"
+                "{why} — on_post_failure = \"hold\": `glidepath promote RUN` accepts and goes on; `glidepath rollback RUN` restores every node's previous release"
             ));
         } else {
             self.begin_rollback(Cause {

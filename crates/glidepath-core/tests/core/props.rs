@@ -52,6 +52,7 @@ proptest! {
         nodes in 2usize..7,
         batch in 1usize..4,
         max_unavailable in 1usize..4,
+        max_failed in 0usize..3,
         window in any::<bool>(),
         script in prop::collection::vec(
             prop_oneof![
@@ -67,6 +68,7 @@ proptest! {
     ) {
         let mut s = spec(nodes, batch, window);
         s.max_unavailable = max_unavailable;
+        s.max_failed_nodes = max_failed;
         let mut sim = Sim::new(s);
         let mut w = World::new(nodes);
         // infrastructure faults alone are never a verdict on any node
@@ -141,7 +143,18 @@ proptest! {
             }
         }
         if sim.state.phase == Phase::Finished(Outcome::Succeeded) {
-            prop_assert!(sim.statuses().iter().all(|s| *s == Updated));
+            // every node updated, but those that failed within the budget
+            // (batch nodes only, never more than it allows)
+            let failed = sim.state.failed_forward(&sim.spec);
+            prop_assert!(failed.len() <= max_failed, "{failed:?}");
+            for (n, st) in &sim.state.nodes {
+                if st.failed_forward.is_some() {
+                    prop_assert!(sim.spec.group_of(n) != Some(0), "canary {n} failed within the budget");
+                    prop_assert!(st.status != Updated && st.track == Track::Idle, "{n}: {st:?}");
+                } else {
+                    prop_assert!(st.status == Updated, "{n}: {st:?}");
+                }
+            }
         }
         if only_infra {
             prop_assert!(!sim.statuses().contains(&Failed), "{:?}", sim.state.finished_reason);

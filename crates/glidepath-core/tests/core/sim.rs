@@ -47,6 +47,7 @@ pub(crate) fn spec(nodes: usize, batch: usize, window: bool) -> RolloutSpec {
         pre: vec![],
         post: vec![],
         on_post_failure: Default::default(),
+        max_failed_nodes: 0,
     }
 }
 
@@ -73,6 +74,10 @@ pub(crate) struct World {
     pub(crate) dead: BTreeSet<String>,
     /// Restoring these nodes fails their health check.
     pub(crate) restore_fails_on: BTreeSet<String>,
+    /// The new release fails its health check on these nodes only.
+    pub(crate) unhealthy_on: BTreeSet<String>,
+    /// The balancer refuses to drain these nodes (the step's own failure).
+    pub(crate) drain_fails_on: BTreeSet<String>,
     /// Scripted faults, one per step performed, cycling (empty: none).
     pub(crate) script: Vec<Fault>,
     pub(crate) pos: usize,
@@ -111,6 +116,8 @@ impl World {
             balancer_down: false,
             dead: BTreeSet::new(),
             restore_fails_on: BTreeSet::new(),
+            unhealthy_on: BTreeSet::new(),
+            drain_fails_on: BTreeSet::new(),
             script: vec![],
             pos: 0,
             performed: vec![],
@@ -179,6 +186,9 @@ impl World {
                     .collect(),
                 ..Default::default()
             },
+            StepKind::Drain if self.drain_fails_on.contains(&node) => {
+                StepOutcome::failed("server is in maintenance by another tool")
+            }
             StepKind::Drain => {
                 self.drained.insert(node, true);
                 StepOutcome::ok("drained")
@@ -201,7 +211,9 @@ impl World {
                 let v = &self.current[&node];
                 let restoring =
                     v == "1" && (self.restore_fails || self.restore_fails_on.contains(&node));
-                let bad = self.unhealthy.as_ref() == Some(v) || restoring;
+                let bad = self.unhealthy.as_ref() == Some(v)
+                    || (v != "1" && self.unhealthy_on.contains(&node))
+                    || restoring;
                 if bad {
                     StepOutcome::failed("HTTP 503")
                 } else {

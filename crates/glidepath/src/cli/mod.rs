@@ -154,6 +154,16 @@ pub fn load_plan_with(
 /// A run's exit code from how it ended.
 pub fn outcome_code(r: &RunResult) -> u8 {
     match r.outcome {
+        // a node that failed within the failure budget and whose restore
+        // failed is kept out of rotation for a person, even in a success
+        Outcome::Succeeded
+            if r.state
+                .nodes
+                .values()
+                .any(|n| n.status == NodeStatus::Failed && n.out_of_rotation) =>
+        {
+            exit::ROLLBACK_FAILED
+        }
         Outcome::Succeeded => exit::OK,
         Outcome::RolledBack
             if r.state

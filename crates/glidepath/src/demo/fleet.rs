@@ -25,6 +25,28 @@ pub fn write_release(dist: &Path, b: &Behaviour) -> std::io::Result<Release> {
     })
 }
 
+/// A demo release that is unhealthy on the nodes named (`unhealthy_on`):
+/// one bad host, healthy everywhere else.
+pub fn write_release_unhealthy_on(
+    dist: &Path,
+    b: &Behaviour,
+    nodes: &[&str],
+) -> std::io::Result<Release> {
+    let dir = dist.join(&b.version);
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("release.toml");
+    let list: Vec<String> = nodes.iter().map(|n| format!("{n:?}")).collect();
+    std::fs::write(
+        &file,
+        format!("{}unhealthy_on = [{}]\n", release_toml(b), list.join(", ")),
+    )?;
+    Ok(Release {
+        version: b.version.clone(),
+        sha256: artifact_sha256(&file)?,
+        artifact: file,
+    })
+}
+
 /// The body of a plan's `nodes` array: one inline table per (name, address).
 pub fn plan_nodes<'a>(nodes: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     nodes

@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod infra;
 pub mod node;
 pub mod plans;
+pub mod ws_peer;
 
 use crate::drivers::Drivers;
 use crate::executor::{ExecError, Executor, RunResult};

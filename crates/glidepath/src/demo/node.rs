@@ -8,7 +8,10 @@
 //! incident: a slow database, a noisy neighbour) until `POST
 //! /admin/recover`. SIGHUP restarts it in place: it
 //! re-reads `current`, resets its counters (as a restarted process does) and
-//! reports unhealthy while "booting".
+//! reports unhealthy while "booting". A release file may list
+//! `unhealthy_on = ["node-3"]`: on the nodes named there (a node is named
+//! by its directory), that release answers `/health` with 503 (one bad
+//! host, for the failure budget's tests).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -28,6 +31,27 @@ pub struct Behaviour {
     /// A leak: from this many seconds after the release starts serving,
     /// half of its requests fail.
     pub leak_after_s: Option<f64>,
+}
+
+/// The nodes a release file declares it is unhealthy on
+/// (`unhealthy_on = ["node-3"]`).
+fn unhealthy_on(dir: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(dir.join("current").join("release.toml")) else {
+        return vec![];
+    };
+    let Ok(mut v) = toml_span::parse(&text) else {
+        return vec![];
+    };
+    let toml_span::value::ValueInner::Table(t) = v.take() else {
+        return vec![];
+    };
+    match t.get("unhealthy_on").map(|v| v.as_ref()) {
+        Some(toml_span::value::ValueInner::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    }
 }
 
 /// Write a demo release file.
@@ -88,6 +112,8 @@ struct Node {
     /// when traffic did or did not reach this node.
     arrivals: Mutex<std::collections::VecDeque<u64>>,
     behaviour: Mutex<Option<Behaviour>>,
+    /// The release declares itself unhealthy on this node.
+    unhealthy: AtomicBool,
     /// When the release was (re)loaded: a leak counts from there.
     loaded: Mutex<Instant>,
     /// An outside incident: extra error rate and latency (ms) on top of
@@ -116,6 +142,10 @@ impl Node {
         *self.loaded.lock().expect("lock") = Instant::now();
         let b = read_release(&self.dir).ok();
         *self.behaviour.lock().expect("lock") = b;
+        self.unhealthy.store(
+            unhealthy_on(&self.dir).contains(&self.name),
+            Ordering::SeqCst,
+        );
         *self.metrics.lock().expect("lock") = Metrics::default();
     }
 }
@@ -199,6 +229,12 @@ async fn arrivals(
 async fn health(State(n): State<Arc<Node>>) -> (StatusCode, &'static str) {
     if n.starting.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n");
+    }
+    if n.unhealthy.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this release is unhealthy on this node\n",
+        );
     }
     match n.behaviour.lock().expect("lock").as_ref() {
         Some(_) => (StatusCode::OK, "ok\n"),
@@ -310,6 +346,7 @@ pub async fn serve(dir: PathBuf, listen: &str, boot_ms: u64) -> std::io::Result<
         arrivals: Mutex::new(std::collections::VecDeque::new()),
         dir: dir.clone(),
         behaviour: Mutex::new(None),
+        unhealthy: AtomicBool::new(false),
         incident: Mutex::new(None),
         loaded: Mutex::new(Instant::now()),
         metrics: Mutex::new(Metrics::default()),

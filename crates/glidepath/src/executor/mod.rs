@@ -682,24 +682,30 @@ impl Executor {
             return vec![];
         }
         // the nodes not upgraded yet (all but the canary for its window;
-        // none for the watch after the last batch)
-        let upgraded: Vec<&String> = self.watched().collect();
+        // none for the watch after the last batch); a node of the groups
+        // reached that failed within the failure budget runs the old
+        // release but is neither watched nor baseline: it is set apart
+        let g = self
+            .state
+            .group
+            .min(self.spec.groups.len().saturating_sub(1));
+        let reached: Vec<&String> = self.spec.groups[..=g].iter().flatten().collect();
         self.plan
             .baseline_nodes()
             .iter()
-            .filter(|n| !upgraded.contains(n))
+            .filter(|n| !reached.contains(n))
             .filter_map(|n| self.targets.get(n).cloned())
             .collect()
     }
 
     /// The nodes an SLI window watches: the groups upgraded so far (the
-    /// canary; after a batch, every batch so far; after the last, the fleet).
+    /// canary; after a batch, every batch so far; after the last, the
+    /// fleet), but those that failed within the failure budget (they run
+    /// their old release).
     fn watched(&self) -> impl Iterator<Item = &String> {
-        let g = self
-            .state
-            .group
-            .min(self.spec.groups.len().saturating_sub(1));
-        self.spec.groups[..=g].iter().flatten()
+        self.state
+            .upgraded(&self.spec, self.state.group)
+            .into_iter()
     }
 
     /// The nodes a run-level step acts on, with the release each should

@@ -39,6 +39,7 @@ impl Plan {
             pre: self.task_specs(glidepath_core::TaskPhase::Pre),
             post: self.task_specs(glidepath_core::TaskPhase::Post),
             on_post_failure: self.on_post_failure,
+            max_failed_nodes: self.strategy.max_failed_nodes.resolve(self.nodes.len()),
         }
     }
 
@@ -131,6 +132,12 @@ impl Plan {
             self.nodes.len()
         )];
         out.push("preflight: verify the artifact checksum, read each node's current release (its rollback target), check every node is healthy and reachable at the balancer".into());
+        if let Some(p) = &self.health.probe {
+            out.push(format!(
+                "health check on each node, with the probe: {}",
+                p.describe()
+            ));
+        }
         for t in self.tasks_of(glidepath_core::TaskPhase::Pre) {
             out.push(format!("pre: {}", t.summary()));
         }
@@ -209,6 +216,18 @@ impl Plan {
             if spec.pause_after.contains(&i) {
                 out.push("pause: wait for `glidepath promote RUN`".into());
             }
+        }
+        if spec.max_failed_nodes > 0 {
+            let how = match self.strategy.max_failed_nodes {
+                glidepath_core::FailureBudget::Percent(p) => {
+                    format!("max_failed_nodes = \"{p}%\" of {} nodes", self.nodes.len())
+                }
+                glidepath_core::FailureBudget::Count(_) => "max_failed_nodes".to_string(),
+            };
+            out.push(format!(
+                "failure budget ({how}): up to {} batch node(s) may fail; each is restored to its previous release on its own, reported, not tried again, and the run goes on; one more failure rolls every node back (a canary failure always does)",
+                spec.max_failed_nodes
+            ));
         }
         for t in self.tasks_of(glidepath_core::TaskPhase::Post) {
             out.push(format!("post: {}", t.summary()));

@@ -81,7 +81,7 @@ impl Drivers {
             balancer,
             deployer,
             service,
-            health: Arc::new(Health::new(plan.health.clone(), plan.dir.clone())),
+            health: health(plan),
             metrics: plan.sli.as_ref().map(|s| match &s.source {
                 SliSource::Scrape { url } => Arc::new(
                     ScrapeSource::new(url, s.timeout, s.checks.clone()).with_recent(s.recent),
@@ -92,6 +92,20 @@ impl Drivers {
                 ) as Arc<dyn MetricsSource>,
             }),
         }
+    }
+}
+
+/// The health probe, wrapped with `[health] probe` when the plan has one.
+fn health(plan: &Plan) -> Arc<dyn HealthProbe> {
+    let inner = Arc::new(Health::new(plan.health.clone(), plan.dir.clone()));
+    match &plan.health.probe {
+        None => inner,
+        Some(p) => Arc::new(crate::probe::WithProbe {
+            inner,
+            probe: p.clone(),
+            timeout: plan.health.timeout,
+            plan_dir: plan.dir.clone(),
+        }),
     }
 }
 

@@ -1,9 +1,11 @@
-//! `[health]`: the probe that says a node is up (HTTP, TCP or a command),
-//! the version URL, and the deadline, interval and timeout.
+//! `[health]`: the probe that says a node is up (HTTP, TCP or a command,
+//! and a verification probe, `probe = { … }`, read by `plan::probe`), the
+//! version URL, and the deadline, interval and timeout.
 
 use super::reader::{Keys, Reader};
 use super::HealthCfg;
 use crate::template::{NODE_PLACEHOLDERS, PLACEHOLDERS};
+use std::path::Path;
 use std::time::Duration;
 use toml_span::value::Table;
 
@@ -16,9 +18,10 @@ const KEYS: &[&str] = &[
     "deadline",
     "interval",
     "timeout",
+    "probe",
 ];
 
-pub(super) fn read(r: &mut Reader, root: &Table<'_>) -> Option<HealthCfg> {
+pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<HealthCfg> {
     let (t, at) = r.required_section(
         root,
         "health",
@@ -29,7 +32,11 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>) -> Option<HealthCfg> {
     let body = r.str(t, "body", "\"ok\"").map(|x| x.0);
     let tcp = r.template_str(t, "tcp", "\"{address}\"", NODE_PLACEHOLDERS);
     let command = r.template_str(t, "command", "\"systemctl is-active api\"", PLACEHOLDERS);
-    if http.is_none() && tcp.is_none() && command.is_none() {
+    // `Some(None)`: a probe with problems (reported).
+    let probe = t
+        .get("probe")
+        .map(|v| super::probe::read(r, v, "[health].probe", super::probe::Scope::Node, dir));
+    if http.is_none() && tcp.is_none() && command.is_none() && probe.is_none() {
         r.missing(
             at,
             "[health]",
@@ -64,5 +71,6 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>) -> Option<HealthCfg> {
         deadline: deadline?,
         interval: interval?,
         timeout: timeout?,
+        probe: probe.map_or(Some(None), |p| p.map(Some))?,
     })
 }

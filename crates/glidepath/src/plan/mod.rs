@@ -24,6 +24,7 @@ mod health;
 mod journal;
 mod override_release;
 mod placeholders;
+pub(crate) mod probe;
 mod reader;
 mod release;
 mod rollback;
@@ -172,7 +173,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     let node_names: Vec<&str> = fleet.nodes.iter().map(|n| n.name.as_str()).collect();
     let balancers = balancer::read(&mut r, &root, &node_names).unwrap_or_default();
     let deploy = deploy::read(&mut r, &root, &fleet.nodes, dir);
-    let health = health::read(&mut r, &root);
+    let health = health::read(&mut r, &root, dir);
     let sli = sli::read(&mut r, &root, dir);
     sli::check_window(&mut r, &root, sli.as_ref(), &strategy);
     sli::check_baseline(&mut r, &root, sli.as_ref(), &fleet.nodes, &strategy);

@@ -5,7 +5,7 @@
 use super::reader::{did_you_mean, sp, Keys, Reader};
 use super::{Node, Strategy};
 use crate::diag::{Diag, Severity};
-use glidepath_core::{plan_groups, BatchSize, DrainTimeoutPolicy, RetrySpec};
+use glidepath_core::{plan_groups, BatchSize, DrainTimeoutPolicy, FailureBudget, RetrySpec};
 use std::time::Duration;
 use toml_span::value::{Table, ValueInner};
 
@@ -21,6 +21,7 @@ const KEYS: &[&str] = &[
     "drain_timeout",
     "on_drain_timeout",
     "retry",
+    "max_failed_nodes",
 ];
 
 impl Default for Strategy {
@@ -34,6 +35,7 @@ impl Default for Strategy {
             probe_interval: Duration::from_secs(10),
             batch_bake: None,
             watch_after: None,
+            max_failed_nodes: FailureBudget::default(),
             pause_after: vec![],
             drain_timeout: Duration::from_secs(30),
             on_drain_timeout: DrainTimeoutPolicy::Fail,
@@ -158,6 +160,9 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, nodes: &[Node]) -> Option<S
             ),
         }
     }
+    if let Some(v) = t.get("max_failed_nodes") {
+        strategy.max_failed_nodes = failure_budget(r, v, nodes.len(), &strategy.canary);
+    }
     let pauses = r
         .str_list(t, "pauses", "[\"after-canary\"]")
         .unwrap_or_default();
@@ -214,6 +219,90 @@ fn pause_points(
         }
     }
     out
+}
+
+/// `max_failed_nodes = 2` or `"10%"` (of the fleet, rounded down): how many
+/// batch nodes may fail, each restored on its own, before the run rolls
+/// back. It must leave at least one batch node to succeed: a run where
+/// every batch node failed is no success. A canary's failure always rolls
+/// back.
+fn failure_budget(
+    r: &mut Reader,
+    v: &toml_span::Value<'_>,
+    fleet: usize,
+    canary: &[String],
+) -> FailureBudget {
+    let budget = match v.as_ref() {
+        ValueInner::Integer(i) if *i >= 0 => FailureBudget::Count(*i as usize),
+        ValueInner::Integer(i) => {
+            r.err(
+                v.span,
+                format!("`max_failed_nodes` = {i} is out of range"),
+                "must be 0 or more",
+                Some("for example: max_failed_nodes = 1 or max_failed_nodes = \"10%\" (0: any failure rolls back)".into()),
+            );
+            return FailureBudget::default();
+        }
+        ValueInner::String(s) => match s.strip_suffix('%').map(|p| p.trim().parse::<u32>()) {
+            Some(Ok(p)) if p < 100 => FailureBudget::Percent(p as u8),
+            Some(_) => {
+                r.err(
+                    v.span,
+                    format!("`max_failed_nodes` = \"{s}\" is out of range"),
+                    "a percentage of the fleet from 0% to 99%",
+                    Some("for example: max_failed_nodes = \"10%\"".into()),
+                );
+                return FailureBudget::default();
+            }
+            None => {
+                r.err(
+                    v.span,
+                    format!("invalid `max_failed_nodes` \"{s}\""),
+                    "not a count or a percentage",
+                    Some("write a count (max_failed_nodes = 1) or a percentage of the fleet (max_failed_nodes = \"10%\")".into()),
+                );
+                return FailureBudget::default();
+            }
+        },
+        _ => {
+            r.type_err(
+                v,
+                "max_failed_nodes",
+                "an integer or a percentage string",
+                "1",
+            );
+            return FailureBudget::default();
+        }
+    };
+    if fleet == 0 {
+        return budget;
+    }
+    let peers = fleet.saturating_sub(canary.len());
+    let n = budget.resolve(fleet);
+    if n > 0 && n >= peers {
+        r.err(
+            v.span,
+            format!(
+                "`max_failed_nodes` allows {n} failed node(s), but this plan has {peers} batch node(s): every one could fail and the run still succeed"
+            ),
+            "no batch node left to succeed",
+            Some(format!(
+                "keep it below the number of batch nodes (at most {}); a canary's failure always rolls back",
+                peers.saturating_sub(1)
+            )),
+        );
+    } else if n == 0 && matches!(budget, FailureBudget::Percent(p) if p > 0) {
+        r.diags.push(Diag {
+            severity: Severity::Warning,
+            message: format!(
+                "`max_failed_nodes` of a fleet of {fleet} node(s) rounds down to 0: any failure rolls back"
+            ),
+            span: Some(sp(v.span)),
+            label: "0 nodes".into(),
+            hint: Some("write a count (max_failed_nodes = 1) to tolerate one failed node".into()),
+        });
+    }
+    budget
 }
 
 /// `[strategy] retry = { backoff = "500ms", max_backoff = "10s", deadline = "5m" }`.

@@ -184,18 +184,14 @@ fn read_task(
                 .template_str(t, "run", "\"./backup.sh\"", TASK_PLACEHOLDERS)
                 .map(|(run, _)| TaskAction::Command { run }),
             "migrate" => read_migrate(r, t, at, section, phase, dir),
-            "probe" => {
-                // the probe reader arrives with the verification probes
-                r.err(
-                    t.get("probe").map_or(at, |v| v.span),
-                    "`probe` tasks are not available in this build",
-                    "unsupported",
-                    Some(
-                        "use `run` with a command that checks and exits non-zero on failure".into(),
-                    ),
-                );
-                None
-            }
+            "probe" => super::probe::read(
+                r,
+                t.get("probe").expect("present"),
+                &format!("{section}.probe"),
+                super::probe::Scope::Phase,
+                dir,
+            )
+            .map(|p| TaskAction::Probe(Box::new(p))),
             _ => read_compare_to(r, t, earlier),
         },
         many => {
@@ -214,12 +210,12 @@ fn read_task(
     };
     let action = action?;
     if let Some((true, s)) = capture {
-        if !matches!(action, TaskAction::Command { .. }) {
+        if !matches!(action, TaskAction::Command { .. } | TaskAction::Probe(_)) {
             r.err(
                 s,
-                "`capture` records what a `run` command prints",
-                "not a command",
-                Some("capture = true goes with run = \"…\"; a later task compares with compare_to = \"<this name>\"".into()),
+                "`capture` records what a `run` command prints or what a `probe` sees",
+                "nothing to record",
+                Some("capture = true goes with run = \"…\" or probe = {…}; a later task compares with compare_to = \"<this name>\"".into()),
             );
         }
     }

@@ -161,6 +161,7 @@ async fn a_huge_health_body_or_version_answer_is_refused_at_the_cap() {
         deadline: T,
         interval: Duration::from_millis(100),
         timeout: T,
+        probe: None,
     };
     let h = Health::new(cfg(true, false), std::env::temp_dir());
     let e = h.probe(&target(&srv.addr), None).await.unwrap_err();

@@ -2,6 +2,7 @@
 //! 127.0.0.1, the real `glidepath` binary as a child process (so it can be
 //! killed with SIGKILL), the real SQLite journal.
 
+mod budget;
 mod follow;
 mod gates;
 mod harness;
@@ -13,6 +14,7 @@ mod operator;
 mod phases;
 mod plans;
 mod preflight;
+mod probe;
 mod real;
 mod real_outage;
 mod real_ssh;

@@ -456,3 +456,89 @@ database_url_file = "db-url"
         "{line}"
     );
 }
+
+/// Probes as tasks: a WebSocket handshake after the rollout must still
+/// offer every capability; the node's `/version` JSON is captured before
+/// and compared after. A missing capability holds the run (on_post_failure
+/// = "hold") until a person accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_tasks_check_the_handshake_and_compare_a_capture() {
+    use glidepath::demo::ws_peer::{WsPeer, WsPeerCfg};
+    let env = Env::start(3).await;
+    let peer = WsPeer::start(WsPeerCfg::default()).await.unwrap();
+    let node1 = env.fleet.nodes[0].address.clone();
+    let tasks = |caps: &str| {
+        format!(
+            r#"on_post_failure = "hold"
+
+[[pre]]
+name    = "health-before"
+probe   = {{ http = "http://{node1}/health", status = 200 }}
+capture = true
+
+[[post]]
+name  = "handshake"
+probe = {{ websocket = "{url}", send = '{{"type":"hello"}}', expect_type = "welcome", caps = [{caps}], within = "2s" }}
+
+[[post]]
+name       = "health-after"
+compare_to = "health-before"
+"#,
+            url = peer.url()
+        )
+    };
+    let p = plan(&env, &env.v2, &tasks("\"chat\", \"presence\""));
+    let out = env.run(&["run", p.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(peer.hellos(), 1, "the handshake ran once");
+    let run = env.latest_run();
+    let details: Vec<(String, String)> = env
+        .events(&run)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Outcome { step, outcome, .. } if step.kind == StepKind::Task => Some((
+                step.task.as_ref().unwrap().name.clone(),
+                outcome.detail.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(details.len(), 3, "{details:?}");
+    assert!(
+        details[2]
+            .1
+            .starts_with("same as `health-before` recorded before the rollout"),
+        "{details:?}"
+    );
+
+    // a capability the server does not offer: held, then accepted
+    let v4 = env.release(good("4"));
+    let p = plan(&env, &v4, &tasks("\"chat\", \"typing\""));
+    let child = env
+        .spawn_until(
+            &["run", p.to_str().unwrap()],
+            "the handshake to fail",
+            |e| {
+                matches!(e, Event::Outcome { step, outcome, .. }
+                if step.task.as_ref().is_some_and(|t| t.name == "handshake") && !outcome.ok)
+            },
+        )
+        .await;
+    let run = env.latest_run();
+    let out = env.run(&["status", &run]);
+    let text = stdout(&out);
+    assert!(text.contains("missing capability typing"), "{text}");
+    assert!(text.contains("on_post_failure = \"hold\""), "{text}");
+    env.assert_fleet(&["4", "4", "4"]).await;
+    let out = env.run(&["promote", &run, "--reason", "typing ships next week"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = wait_output(child, Duration::from_secs(60)).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let Some(Event::Finished { reason, .. }) = env.events(&run).last().cloned() else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("accepted by a person: handshake"),
+        "{reason}"
+    );
+}

@@ -653,6 +653,71 @@ fn bake_and_watch_after_are_described_and_need_sli_checks() {
     );
 }
 
+/// `max_failed_nodes`: a count or a percentage of the fleet (rounded
+/// down), described by `validate`, and refused when negative, out of range,
+/// of the wrong type, or so large that every batch node could fail.
+#[test]
+fn the_failure_budget_is_read_described_and_validated() {
+    let (dir, good) = setup();
+    let with = |v: &str| {
+        good.replacen(
+            "batch_size     = 1",
+            &format!("batch_size     = 1\nmax_failed_nodes = {v}"),
+            1,
+        )
+    };
+    // the default: any failure rolls back
+    let (plan, _) = parse(Path::new("plan.toml"), &good, dir.path()).unwrap();
+    assert_eq!(plan.rollout_spec().max_failed_nodes, 0);
+    assert!(!plan.describe().join("\n").contains("failure budget"));
+    // 3 nodes, canary api-1: two batch nodes
+    for (v, n, said) in [
+        ("1", 1, "failure budget (max_failed_nodes): up to 1 batch node(s) may fail"),
+        (
+            "\"50%\"",
+            1,
+            "failure budget (max_failed_nodes = \"50%\" of 3 nodes): up to 1 batch node(s) may fail",
+        ),
+    ] {
+        let (plan, _) = parse(Path::new("plan.toml"), &with(v), dir.path()).expect(v);
+        assert_eq!(plan.rollout_spec().max_failed_nodes, n, "{v}");
+        let steps = plan.describe().join("\n");
+        assert!(
+            steps.contains(said) && steps.contains("a canary failure always does"),
+            "{v}: {steps}"
+        );
+    }
+    // a percentage that rounds down to 0 is valid, with a warning
+    let (plan, warnings) = parse(Path::new("plan.toml"), &with("\"10%\""), dir.path()).unwrap();
+    assert_eq!(plan.rollout_spec().max_failed_nodes, 0);
+    let warned = warnings.short();
+    assert!(
+        warned.contains("`max_failed_nodes` of a fleet of 3 node(s) rounds down to 0"),
+        "{warned}"
+    );
+    for (v, expect) in [
+        ("-1", "`max_failed_nodes` = -1 is out of range"),
+        ("\"100%\"", "`max_failed_nodes` = \"100%\" is out of range"),
+        ("\"-5%\"", "`max_failed_nodes` = \"-5%\" is out of range"),
+        ("\"two\"", "invalid `max_failed_nodes` \"two\""),
+        ("true", "wrong type for `max_failed_nodes`"),
+        (
+            "2",
+            "`max_failed_nodes` allows 2 failed node(s), but this plan has 2 batch node(s)",
+        ),
+        (
+            "\"70%\"",
+            "`max_failed_nodes` allows 2 failed node(s), but this plan has 2 batch node(s)",
+        ),
+    ] {
+        let out = diagnose(dir.path(), &with(v));
+        assert!(
+            out.contains(expect) && out.starts_with("plan.toml:"),
+            "{v}: {out}"
+        );
+    }
+}
+
 /// `[[pre]]`/`[[post]]` tasks: what `validate` says (order, retries,
 /// irreversible ones), and their diagnostics.
 #[test]
