@@ -35,6 +35,10 @@ pub struct Observation {
     /// The same check read for the baseline group, over the same span.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Group>,
+    /// What was seen, for a person (a probe check: the first failure's
+    /// reason); appended to a breach's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One group's reading of a check (the baseline's, beside the canary's).
@@ -243,10 +247,15 @@ pub fn judge(spec: &CheckSpec, obs: &Observation) -> Judgement {
     };
     if let Some((op, limit)) = past_limit(spec, value) {
         let which = if op == ">" { "max" } else { "min" };
+        let note = obs
+            .note
+            .as_ref()
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default();
         return mk(
             Verdict::Breach,
             format!(
-                "{} = {} {op} {which} {} ({} samples)",
+                "{} = {} {op} {which} {} ({} samples){note}",
                 spec.name,
                 fmt_num(value),
                 fmt_num(limit),

@@ -190,6 +190,17 @@ pub struct SliCfg {
     /// The span of the values checked against `max`/`min` (the counts the
     /// judge tests span the whole window).
     pub recent: Duration,
+    /// `[[sli.check]]`s that are verification probes (`probe = {…}`): run
+    /// on each watched node every probe, their value the share that failed.
+    pub probe_checks: Vec<ProbeCheck>,
+}
+
+/// An SLI check that runs a verification probe on each watched node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeCheck {
+    /// `max` is the share of nodes whose probe may fail (default 0).
+    pub spec: CheckSpec,
+    pub probe: ProbeCfg,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -227,7 +227,12 @@ async fn perform_once(
                         }
                         None => String::new(),
                     };
-                    format!("{canary}{base}")
+                    let note = o
+                        .note
+                        .as_ref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default();
+                    format!("{canary}{base}{note}")
                 })
                 .collect::<Vec<_>>()
                 .join("; ");

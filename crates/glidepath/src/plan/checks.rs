@@ -5,6 +5,7 @@
 
 use super::reader::{did_you_mean, Reader};
 use super::{CheckCfg, CheckKind};
+use crate::config::ProbeCheck;
 use crate::template::QUERY_PLACEHOLDERS;
 use glidepath_core::{CheckSpec, CompareSpec, InconclusivePolicy};
 use toml_span::value::Table;
@@ -43,9 +44,27 @@ const QUERY_KEYS: &[&str] = &[
     "mode",
 ];
 
-/// Every `[[sli.check]]` of `[sli]` (`t`, at `at`), names unique.
-pub(super) fn read(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Vec<CheckCfg> {
+/// The keys of a probe check.
+const PROBE_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "probe",
+    "max",
+    "min_samples",
+    "on_inconclusive",
+];
+
+/// Every `[[sli.check]]` of `[sli]` (`t`, at `at`), names unique: the
+/// metric checks, and the probe checks (`probe = {…}`).
+pub(super) fn read(
+    r: &mut Reader,
+    t: &Table<'_>,
+    at: Span,
+    prom: bool,
+    dir: &std::path::Path,
+) -> (Vec<CheckCfg>, Vec<ProbeCheck>) {
     let mut checks = Vec::new();
+    let mut probes: Vec<ProbeCheck> = Vec::new();
     match t.get("check") {
         None => r.missing(
             at,
@@ -66,8 +85,28 @@ pub(super) fn read(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Vec<C
                         r.type_err(item, "check", "a table", "[[sli.check]]");
                         continue;
                     };
+                    if ct.contains_key("probe")
+                        || ct.get("kind").and_then(|k| k.as_str()) == Some("probe")
+                    {
+                        if let Some(c) = read_probe_check(r, ct, item.span, dir) {
+                            if checks.iter().any(|x: &CheckCfg| x.spec.name == c.spec.name)
+                                || probes.iter().any(|x| x.spec.name == c.spec.name)
+                            {
+                                r.err(
+                                    item.span,
+                                    format!("duplicate check name `{}`", c.spec.name),
+                                    "duplicate",
+                                    Some("give every check its own name".into()),
+                                );
+                            }
+                            probes.push(c);
+                        }
+                        continue;
+                    }
                     if let Some(c) = read_one(r, ct, item.span, prom) {
-                        if checks.iter().any(|x: &CheckCfg| x.spec.name == c.spec.name) {
+                        if checks.iter().any(|x: &CheckCfg| x.spec.name == c.spec.name)
+                            || probes.iter().any(|x| x.spec.name == c.spec.name)
+                        {
                             r.err(
                                 item.span,
                                 format!("duplicate check name `{}`", c.spec.name),
@@ -81,7 +120,59 @@ pub(super) fn read(r: &mut Reader, t: &Table<'_>, at: Span, prom: bool) -> Vec<C
             }
         },
     }
-    checks
+    (checks, probes)
+}
+
+/// A probe check: `probe = {…}` on each watched node (its placeholders
+/// those of a node), `max` the share of them that may fail (default 0:
+/// any failure breaches), judged at every probe of the window.
+fn read_probe_check(
+    r: &mut Reader,
+    t: &Table<'_>,
+    at: Span,
+    dir: &std::path::Path,
+) -> Option<ProbeCheck> {
+    r.known_keys(t, "[[sli.check]] with a probe", PROBE_KEYS);
+    if let Some((k, s)) = r.str(t, "kind", "\"probe\"") {
+        if k != "probe" {
+            r.err(
+                s,
+                format!("a check with `probe` is of kind \"probe\", not \"{k}\""),
+                "wrong kind",
+                Some("drop `kind`, or write kind = \"probe\"".into()),
+            );
+        }
+    }
+    let Some(v) = t.get("probe") else {
+        r.missing(
+            at,
+            "[[sli.check]]",
+            "probe",
+            "{ http = \"http://{address}/healthz\" }",
+        );
+        return None;
+    };
+    let probe = super::probe::read(r, v, "[[sli.check]] probe", super::probe::Scope::Node, dir);
+    let common = read_common(r, t, at);
+    if let Some((m, s)) = common.max {
+        if !(0.0..=1.0).contains(&m) {
+            r.err(
+                s,
+                format!("`max` {m} is out of range for a probe check"),
+                "a share of the nodes, 0 to 1",
+                Some("max = 0 (the default): any node whose probe fails breaches; 0.5: half of them may".into()),
+            );
+        }
+    }
+    let max = common.max.map_or(0.0, |m| m.0);
+    let min_samples = common.min_samples;
+    let mut spec = common.spec(min_samples)?;
+    spec.max = Some(max);
+    spec.min = None;
+    Some(ProbeCheck {
+        spec,
+        probe: probe?,
+    })
 }
 
 /// One check: a PromQL `query` (the prometheus source), or an
@@ -329,7 +420,9 @@ fn read_common(r: &mut Reader, t: &Table<'_>, at: Span) -> Common {
         }
     };
     let (compare, shadow) = read_compare(r, t);
-    if max.is_none() && min.is_none() && compare.is_none() {
+    // a probe check's max defaults to 0 (any failure breaches)
+    let probe = t.contains_key("probe");
+    if max.is_none() && min.is_none() && compare.is_none() && !probe {
         r.err(
             at,
             format!(

@@ -117,6 +117,7 @@ impl Plan {
                 }
                 spec
             })
+            .chain(sli.probe_checks.iter().map(|p| p.spec.clone()))
             .collect()
     }
 

@@ -82,14 +82,29 @@ impl Drivers {
             deployer,
             service,
             health: health(plan),
-            metrics: plan.sli.as_ref().map(|s| match &s.source {
-                SliSource::Scrape { url } => Arc::new(
-                    ScrapeSource::new(url, s.timeout, s.checks.clone()).with_recent(s.recent),
-                ) as Arc<dyn MetricsSource>,
-                SliSource::Prometheus { url, auth } => Arc::new(
-                    PrometheusSource::new(url, auth.clone(), s.timeout, s.checks.clone())
-                        .with_recent(s.recent),
-                ) as Arc<dyn MetricsSource>,
+            metrics: plan.sli.as_ref().map(|s| {
+                let source = match &s.source {
+                    SliSource::Scrape { url } => Arc::new(
+                        ScrapeSource::new(url, s.timeout, s.checks.clone()).with_recent(s.recent),
+                    ) as Arc<dyn MetricsSource>,
+                    SliSource::Prometheus { url, auth } => Arc::new(
+                        PrometheusSource::new(url, auth.clone(), s.timeout, s.checks.clone())
+                            .with_recent(s.recent),
+                    )
+                        as Arc<dyn MetricsSource>,
+                };
+                if s.probe_checks.is_empty() {
+                    source
+                } else {
+                    // the probe checks run beside the source's own
+                    Arc::new(crate::probe::WithProbeChecks {
+                        inner: source,
+                        checks: s.probe_checks.clone(),
+                        timeout: s.timeout,
+                        version: plan.release.version.clone(),
+                        plan_dir: plan.dir.clone(),
+                    }) as Arc<dyn MetricsSource>
+                }
             }),
         }
     }

@@ -117,7 +117,7 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<SliCf
     let baseline = r
         .str_list(t, "baseline", "[\"api-5\", \"api-6\"]")
         .map(|l| l.into_iter().map(|x| x.0).collect());
-    let checks = checks::read(r, t, at, prom);
+    let (checks, probe_checks) = checks::read(r, t, at, prom, dir);
     Some(SliCfg {
         source: source?,
         timeout: timeout?,
@@ -127,6 +127,7 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<SliCf
         baseline,
         on_incident,
         recent: recent?,
+        probe_checks,
     })
 }
 

@@ -20,6 +20,7 @@
 //! The config types live in `crate::config` (so that every config type can
 //! hold one) and are re-exported here.
 
+mod checks;
 mod command;
 mod health;
 mod http;
@@ -30,6 +31,7 @@ pub mod ws;
 pub use crate::config::{
     CommandProbe, HttpProbe, OnEmpty, ProbeCfg, PromQlProbe, TcpProbe, WsProbe,
 };
+pub use checks::WithProbeChecks;
 pub use health::WithProbe;
 
 use crate::template::Vars;

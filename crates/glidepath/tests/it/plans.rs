@@ -868,3 +868,49 @@ compare_to = "room-hashes"
         all.replace(&dir.path().display().to_string(), "DIR")
     );
 }
+
+/// A verification probe as an SLI check: read, described, and checked.
+#[test]
+fn probe_checks_are_sli_checks() {
+    let (dir, good) = setup();
+    let check = "[[sli.check]]\nname  = \"handshake\"\nprobe = { websocket = \"ws://{host}:9000/rt\", send = '{\"type\":\"hello\"}', expect_type = \"welcome\", caps = [\"chat\"] }\n\n[rollback]";
+    let src = good.replace("[rollback]", check);
+    let (plan, _) = parse(Path::new("plan.toml"), &src, dir.path()).expect("valid");
+    let w = plan.rollout_spec().window.unwrap();
+    let h = w.checks.iter().find(|c| c.name == "handshake").unwrap();
+    assert_eq!((h.max, h.min_samples), (Some(0.0), 1));
+    assert!(plan
+        .describe()
+        .join("\n")
+        .contains("handshake ≤ 0 (min 1 samples)"));
+    let cases = [
+        (
+            "max_out_of_range",
+            "caps = [\"chat\"] }",
+            "caps = [\"chat\"] }\nmax = 2",
+        ),
+        (
+            "wrong_kind",
+            "name  = \"handshake\"",
+            "name  = \"handshake\"\nkind = \"error_ratio\"",
+        ),
+        (
+            "unknown_key",
+            "name  = \"handshake\"",
+            "name  = \"handshake\"\ntolerance = 0.1",
+        ),
+        ("unknown_placeholder", "{host}", "{release}"),
+        (
+            "duplicate_name",
+            "name  = \"handshake\"",
+            "name  = \"error rate\"",
+        ),
+    ];
+    let mut all = String::new();
+    for (name, from, to) in cases {
+        let out = diagnose(dir.path(), &src.replacen(from, to, 1));
+        assert_ne!(out, "valid", "case {name} must be refused");
+        all.push_str(&format!("## {name}\n{out}\n"));
+    }
+    insta::assert_snapshot!("probe_checks", all);
+}

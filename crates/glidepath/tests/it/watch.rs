@@ -118,3 +118,55 @@ async fn promote_ends_the_watch_early() {
     assert_eq!(env.journal().run(&run).unwrap().status, "succeeded");
     env.assert_fleet(&["2", "2", "2"]).await;
 }
+
+/// A verification probe as an SLI check: the WebSocket handshake is checked
+/// on every watched node at every probe; when it stops answering during
+/// the watch after the last batch, every node is reverted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_check_failing_during_the_watch_reverts_every_node() {
+    use glidepath::demo::ws_peer::{WsPeer, WsPeerCfg};
+    let env = Env::start(3).await;
+    let peer = WsPeer::start(WsPeerCfg::default()).await.unwrap();
+    let mut knobs = plan_with("watch_after = \"60s\"");
+    knobs.extra = String::new();
+    let plan = env.plan(&env.v2, &knobs);
+    // the check goes after the plan's own [[sli.check]]s
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "[rollback]",
+        &format!(
+            "[[sli.check]]\nname  = \"handshake\"\nprobe = {{ websocket = \"{}\", send = '{{\"type\":\"hello\"}}', expect_type = \"welcome\", caps = [\"chat\"], within = \"2s\" }}\n\n[rollback]",
+            peer.url()
+        ),
+    );
+    std::fs::write(&plan, text).unwrap();
+    let out = env.run(&["validate", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let child = env
+        .spawn_until(
+            &["run", plan.to_str().unwrap()],
+            "the watch to start",
+            |e| {
+                matches!(e, Event::Outcome { step, outcome, .. }
+                if step.kind == StepKind::Probe && step.reason.contains("probe 1 ")
+                    && outcome.detail.contains("handshake = 0")
+                    && outcome.detail.matches("(n=3)").count() >= 1)
+            },
+        )
+        .await;
+    // the handshake answered on every node so far; now it stops
+    assert!(peer.hellos() >= 3, "probed every watched node");
+    drop(peer);
+    let out = wait_output(child, Duration::from_secs(120)).await;
+    assert_eq!(code(&out), 1, "reverted: {}", stderr(&out));
+    env.assert_fleet(&["1", "1", "1"]).await;
+    let run = env.latest_run();
+    let events = env.events(&run);
+    assert_journal_consistent(&events);
+    let Some(Event::Finished { reason, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("handshake = 1 > max 0 (3 samples): node-1: websocket"),
+        "{reason}"
+    );
+}
