@@ -105,6 +105,55 @@ fn decide_task(
     });
 }
 
+/// The post tasks assume the whole fleet runs the new release: when nodes
+/// that failed within `max_failed_nodes` serve the old one, they wait for
+/// a person before the first post task (`promote` runs them anyway).
+fn post_tasks_wait(spec: &RolloutSpec, state: &RunState) -> Option<String> {
+    if state.tasks.post_done > 0 || state.tasks.post_approved {
+        return None;
+    }
+    let failed = state.failed_forward(spec);
+    if failed.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
+    let irreversible = if spec.post.iter().any(|t| t.irreversible.is_some()) {
+        " (some cannot be undone)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{} failed within max_failed_nodes and do(es) not run {}: the {} post task(s){irreversible} assume the whole fleet does. Fix the node(s) and `glidepath promote RUN` to run them, or `glidepath rollback RUN`",
+        names.join(", "),
+        spec.version,
+        spec.post.len()
+    ))
+}
+
+/// Why the post tasks wait for a person now, if they do: the run is at
+/// them (the last group done, its window and peers check passed, no pause
+/// pending) and [`post_tasks_wait`] says so.
+pub(crate) fn post_tasks_held(spec: &RolloutSpec, state: &RunState) -> Option<String> {
+    let last = spec.groups.len().checked_sub(1)?;
+    let at_post = state.phase == Phase::Rolling
+        && state.held.is_none()
+        && state.group == last
+        && state.group_complete(spec, last)
+        && state.peers.passed == Some(last)
+        && spec
+            .window
+            .as_ref()
+            .and_then(|w| w.length_after(last, spec.groups.len()))
+            .is_none_or(|_| state.windows_passed.contains(&last))
+        && (!spec.pause_after.contains(&last) || state.promoted.contains(&last))
+        && state.tasks.post_done < spec.post.len();
+    if at_post {
+        post_tasks_wait(spec, state)
+    } else {
+        None
+    }
+}
+
 /// Every node runs the new release (and the watch passed): the `post`
 /// tasks, then the end.
 fn finish_rollout(
@@ -115,6 +164,10 @@ fn finish_rollout(
     d: &mut Decision,
 ) {
     if state.tasks.post_done < spec.post.len() {
+        if let Some(why) = post_tasks_wait(spec, state) {
+            d.waiting = Some(why);
+            return;
+        }
         decide_task(spec, state, now, TaskPhase::Post, d);
         return;
     }
@@ -465,10 +518,13 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
         Phase::RollingBack | Phase::Aborting => {
             let order: Vec<String> = spec.nodes().cloned().collect();
             advance_nodes(spec, state, now, &order, &mut d);
-            let busy = state
-                .nodes
-                .values()
-                .any(|n| n.in_flight.is_some() || n.track != Track::Idle);
+            // a task (or probe) in flight finishes first: it is bounded by
+            // its timeout, and its outcome belongs in the journal
+            let busy = state.run_step_in_flight.is_some()
+                || state
+                    .nodes
+                    .values()
+                    .any(|n| n.in_flight.is_some() || n.track != Track::Idle);
             if d.steps.is_empty() && !busy {
                 let failed = |out: bool| -> Vec<&String> {
                     state
@@ -730,6 +786,9 @@ pub fn awaiting_promotion(spec: &RolloutSpec, state: &RunState) -> Option<String
     }
     if let Some(h) = &state.held {
         return Some(h.clone());
+    }
+    if let Some(why) = post_tasks_held(spec, state) {
+        return Some(why);
     }
     spec.groups.get(state.group)?;
     let complete = state.group_complete(spec, state.group);

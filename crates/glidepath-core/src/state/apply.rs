@@ -116,6 +116,11 @@ impl RunState {
                 self.group = *group;
             }
             Event::Promoted { .. } => {
+                if crate::decide::post_tasks_held(spec, self).is_some() {
+                    // the post tasks may run though some nodes failed
+                    self.tasks.post_approved = true;
+                    return;
+                }
                 if self.held.is_some() && self.task_accepted() {
                     // a person accepted a task's failure (or an interrupted
                     // task): nothing else is promoted

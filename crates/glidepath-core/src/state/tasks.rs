@@ -39,6 +39,10 @@ pub struct TaskProgress {
     /// Tasks a person counted as done (a failure accepted, or a task a
     /// crash cut short that is not safe to repeat).
     pub accepted: Vec<String>,
+    /// A person let the post tasks run though nodes that failed within
+    /// `max_failed_nodes` do not run the new release.
+    #[serde(default)]
+    pub post_approved: bool,
 }
 
 impl TaskProgress {

@@ -291,3 +291,100 @@ fn an_abort_during_the_pre_tasks_changes_no_node() {
     assert_eq!(order(&sim), ["pre:backup"]);
     assert!(w.current.values().all(|v| v == "1"));
 }
+
+#[test]
+fn an_abort_waits_for_the_task_in_flight_before_the_run_ends() {
+    let mut sim = Sim::new(with_tasks(vec![task("expand")], vec![]));
+    let mut w = World::new(3);
+    let step = decide(&sim.spec, &sim.state, sim.now).steps[0].clone();
+    sim.push(Event::Intent {
+        at: sim.now,
+        step: step.clone(),
+    });
+    sim.push(Event::AbortRequested {
+        at: sim.now + 5,
+        reason: "SIGINT received".into(),
+    });
+    let d = decide(&sim.spec, &sim.state, sim.now + 10);
+    assert!(d.transition.is_none() && d.steps.is_empty(), "{d:?}");
+    // the task's outcome arrives: now the run ends, with the task journaled
+    sim.push(Event::Outcome {
+        at: sim.now + 20,
+        step,
+        outcome: StepOutcome::ok("expand done"),
+    });
+    assert_eq!(sim.run(&mut w, 1_000), Some(Outcome::Aborted));
+    assert_eq!(sim.state.tasks.pre_done, 1);
+}
+
+#[test]
+fn a_rollback_waits_for_the_post_task_in_flight() {
+    let mut sim = Sim::new(with_tasks(vec![], vec![task("backfill"), task("verify")]));
+    let mut w = World::new(3);
+    tick_until(&mut sim, &mut w, "the post task to be due", |s| {
+        decide(&s.spec, &s.state, s.now)
+            .steps
+            .iter()
+            .any(|s| s.kind == StepKind::Task)
+    });
+    let step = decide(&sim.spec, &sim.state, sim.now).steps[0].clone();
+    sim.push(Event::Intent {
+        at: sim.now,
+        step: step.clone(),
+    });
+    sim.push(Event::RollbackRequested {
+        at: sim.now + 5,
+        reason: "operator".into(),
+    });
+    for _ in 0..1_000 {
+        let d = decide(&sim.spec, &sim.state, sim.now);
+        assert!(
+            !matches!(d.transition, Some(Event::Finished { .. })),
+            "finished while the post task runs"
+        );
+        if d.steps.is_empty() && d.transition.is_none() && d.wake_at.is_none() {
+            break; // every node restored; only the task is left
+        }
+        sim.tick(&mut w);
+    }
+    assert!(w.current.values().all(|v| v == "1"));
+    sim.push(Event::Outcome {
+        at: sim.now + 10,
+        step,
+        outcome: StepOutcome::ok("backfill done"),
+    });
+    assert_eq!(sim.run(&mut w, 1_000), Some(Outcome::RolledBack));
+}
+
+#[test]
+fn post_tasks_wait_for_a_person_while_a_budgeted_node_runs_the_old_release() {
+    let mut s = spec(5, 2, false);
+    s.max_failed_nodes = 1;
+    s.max_unavailable = 1;
+    let mut contract = task("contract");
+    contract.irreversible = Some("contract migration 0043_drop.post.sql".into());
+    s.post = vec![contract];
+    let mut sim = Sim::new(s);
+    let mut w = World::new(5);
+    w.unhealthy_on = [String::from("n2")].into_iter().collect();
+    assert_eq!(sim.run(&mut w, 100_000), None, "waits on a person");
+    assert_eq!(w.current["n2"], "1");
+    assert!(order(&sim).iter().all(|o| !o.starts_with("post:")));
+    let why = decide(&sim.spec, &sim.state, sim.now).waiting.unwrap();
+    assert!(
+        why.starts_with("n2 failed within max_failed_nodes and do(es) not run 2: the 1 post task(s) (some cannot be undone)"),
+        "{why}"
+    );
+    assert!(awaiting_promotion(&sim.spec, &sim.state).is_some());
+    // a person fixed n2 (or accepts): promote runs the post tasks
+    sim.push(Event::Promoted {
+        at: sim.now,
+        reason: "n2 fixed by hand".into(),
+    });
+    assert_eq!(sim.run(&mut w, 100_000), Some(Outcome::Succeeded));
+    assert_eq!(order(&sim).last().unwrap(), "post:contract");
+    assert!(
+        sim.state.promoted.is_empty(),
+        "approving the post tasks pre-approves no pause"
+    );
+}

@@ -289,7 +289,20 @@ impl Executor {
             }
         })?;
         if let Ok(on_disk) = std::fs::read_to_string(&path) {
-            if crate::plan::sha256_hex(on_disk.as_bytes()) != rec.plan_hash {
+            // a run started with `--release …` journaled the file with its
+            // release replaced: the same file on disk is not a change
+            let overridden = crate::plan::with_release(
+                &on_disk,
+                &crate::plan::ReleaseOverride {
+                    version: Some(plan.release.version.clone()),
+                    artifact: Some(plan.release.artifact.clone()),
+                    sha256: Some(plan.release.sha256.clone()),
+                },
+                &dir,
+            );
+            if crate::plan::sha256_hex(on_disk.as_bytes()) != rec.plan_hash
+                && overridden.ok().as_deref() != Some(rec.plan_source.as_str())
+            {
                 reporter.note(&format!(
                     "{} changed since the run started; resuming with the plan journaled at the start",
                     path.display()
@@ -531,7 +544,7 @@ impl Executor {
         loop {
             self.take_commands()?;
             if let Phase::Finished(outcome) = self.state.phase {
-                if self.state.in_flight().is_empty() {
+                if self.state.in_flight().is_empty() && self.state.run_step_in_flight.is_none() {
                     self.journal
                         .release_lease(&self.plan.fleet_name, &self.run_id)?;
                     return Ok(RunResult {

@@ -254,6 +254,15 @@ fn read_task(
             Some((n, _)) => n.clone(),
             None => format!("contract migration {}", contract.join(", ")),
         }),
+        (Some((false, s)), true) if phase == TaskPhase::Pre => {
+            r.err(
+                s,
+                format!("`{name}` is a [[pre]] task that cannot be undone"),
+                "irreversible before the canary",
+                Some("a pre task runs before the canary proves the release, and a bad canary is rolled back on its own: make the step reversible (expand-style: the old release must work with it), or move it to a [[post]] task, after the rollout and the watch".into()),
+            );
+            None
+        }
         (Some((false, _)), true) => Some(match &note {
             Some((n, _)) => n.clone(),
             None => "declared irreversible".into(),
@@ -270,7 +279,16 @@ fn read_task(
             None
         }
     };
+    if let (Some((true, _)), Some((false, s))) = (capture, idempotent) {
+        r.err(
+            s,
+            "a capture is repeated after a crash: it only reads",
+            "capture = true",
+            Some("drop `idempotent = false`: a capture cut short by a crash has recorded nothing, so it must run again (a command with side effects is a `run` task without capture)".into()),
+        );
+    }
     let idempotent = match idempotent {
+        _ if capture.is_some_and(|c| c.0) => true,
         Some((b, _)) => b,
         // a ledger makes migrations safe to repeat; probes and comparisons
         // only look. A command is assumed unsafe to repeat unless it says so.

@@ -849,6 +849,16 @@ compare_to = "room-hashes"
             "name = \"backup\"\n",
             "name = \"backup\"\nnote = \"hmm\"\n",
         ),
+        (
+            "irreversible_pre_task",
+            "name = \"backup\"\n",
+            "name = \"backup\"\nreversible = false\n",
+        ),
+        (
+            "capture_not_idempotent",
+            "capture = true\nidempotent = true",
+            "capture = true\nidempotent = false",
+        ),
         ("unknown_key", "retries = 2", "retrys = 2"),
         (
             "on_post_failure_typo",
