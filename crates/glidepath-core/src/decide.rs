@@ -82,6 +82,21 @@ fn decide_task(
             return;
         }
     }
+    if let Some(o) = &state.tasks.outage {
+        let due = o.last + spec.retry.delay(o.tries);
+        d.waiting = Some(format!(
+            "infrastructure unreachable: task \"{}\" failed: {}; retrying every {}–{} for up to {}, then the run stops resumable (exit 4)",
+            ts.name,
+            o.reason,
+            secs(spec.retry.backoff_ms),
+            secs(spec.retry.max_backoff_ms),
+            secs(spec.retry.deadline_ms)
+        ));
+        if now < due {
+            d.wait_until(due);
+            return;
+        }
+    }
     let task = TaskRef {
         phase,
         index,
@@ -91,7 +106,12 @@ fn decide_task(
     if phase == TaskPhase::Pre && index == 0 {
         reason.push_str(" (before any node changes)");
     }
-    if state.tasks.tries > 0 {
+    if let Some(o) = &state.tasks.outage {
+        reason.push_str(&format!(
+            " (retry {} after an infrastructure fault: {})",
+            o.tries, o.reason
+        ));
+    } else if state.tasks.tries > 0 {
         reason.push_str(&format!(
             " (attempt {} of {}; the last said: {})",
             state.tasks.tries + 1,
@@ -417,6 +437,14 @@ fn overdue(spec: &RolloutSpec, state: &RunState, now: Millis) -> Option<String> 
                 secs(deadline)
             ));
         }
+    }
+    if let Some(o) = state.tasks.outage.as_ref().filter(|o| late(o.since)) {
+        return Some(format!(
+            "infrastructure unreachable for {} (task: {}), past the retry deadline of {}",
+            secs(now.saturating_sub(o.since)),
+            o.reason,
+            secs(deadline)
+        ));
     }
     if let Some(since) = state.peers.blocked_since.filter(|s| late(*s)) {
         return Some(format!(

@@ -158,6 +158,15 @@ impl Reporter for Console {
     fn event(&self, state: &RunState, ev: &Event) {
         match ev {
             Event::Started { .. } | Event::GatesChecked { .. } => {}
+            Event::FilesPinned { at, files } => self.line(
+                *at,
+                "-",
+                "pinned",
+                &format!(
+                    "{} migration file(s) pinned by sha256: an edit from now on is refused",
+                    files.len()
+                ),
+            ),
             Event::Snapshot { at, config_hashes, env, .. } => self.line(
                 *at,
                 "-",

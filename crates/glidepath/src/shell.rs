@@ -74,6 +74,43 @@ impl Drop for GroupKiller {
 /// group, and overrunning the timeout (or dropping the future) kills the
 /// whole group: `sh`, and whatever it started.
 pub async fn shell_output(cmd: &str, cwd: &Path, timeout: Duration) -> Result<String, ShellError> {
+    let raw = shell_output_raw(cmd, cwd, timeout).await?;
+    Ok(String::from_utf8_lossy(&raw.annotated()).into_owned())
+}
+
+/// What a command printed on one stream, as bytes: at most [`OUTPUT_MAX`]
+/// kept, the rest counted in `dropped`.
+#[derive(Debug, Clone)]
+pub struct RawOutput {
+    pub bytes: Vec<u8>,
+    pub dropped: usize,
+    /// A background process still held the pipe when the shell ended.
+    pub held_open: bool,
+}
+
+impl RawOutput {
+    /// The bytes with notes on what was dropped (for people).
+    fn annotated(&self) -> Vec<u8> {
+        let mut out = self.bytes.clone();
+        if self.dropped > 0 {
+            out.extend_from_slice(
+                format!("\n[{} more bytes of output dropped]\n", self.dropped).as_bytes(),
+            );
+        }
+        if self.held_open {
+            out.extend_from_slice(b"\n[output still held open by a background process]\n");
+        }
+        out
+    }
+}
+
+/// [`shell_output`], with stdout as bytes and what was dropped counted
+/// (a capture must know it saw everything).
+pub async fn shell_output_raw(
+    cmd: &str,
+    cwd: &Path,
+    timeout: Duration,
+) -> Result<RawOutput, ShellError> {
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c")
         .arg(cmd)
@@ -103,7 +140,9 @@ pub async fn shell_output(cmd: &str, cwd: &Path, timeout: Duration) -> Result<St
         }
     };
     if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let text = String::from_utf8_lossy(&out.stderr.annotated())
+            .trim()
+            .to_string();
         return Err(ShellError(format!(
             "`{}` exited with {}: {}",
             shown(cmd),
@@ -111,7 +150,7 @@ pub async fn shell_output(cmd: &str, cwd: &Path, timeout: Duration) -> Result<St
             tail(&text)
         )));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(out.stdout)
 }
 
 /// The most of a command's stdout and of its stderr that is kept in memory;
@@ -144,16 +183,20 @@ async fn read_capped(
     }
 }
 
-fn captured(c: &Captured, open: bool) -> Vec<u8> {
+fn captured(c: &Captured, open: bool) -> RawOutput {
     let c = c.lock().expect("capture lock");
-    let mut out = c.0.clone();
-    if c.1 > 0 {
-        out.extend_from_slice(format!("\n[{} more bytes of output dropped]\n", c.1).as_bytes());
+    RawOutput {
+        bytes: c.0.clone(),
+        dropped: c.1,
+        held_open: open,
     }
-    if open {
-        out.extend_from_slice(b"\n[output still held open by a background process]\n");
-    }
-    out
+}
+
+/// A finished command: its status, and each stream as kept.
+struct CappedOutput {
+    status: std::process::ExitStatus,
+    stdout: RawOutput,
+    stderr: RawOutput,
 }
 
 /// How long the output pipes may stay open once the shell has exited: a
@@ -163,7 +206,7 @@ const PIPE_GRACE: Duration = Duration::from_millis(500);
 /// `wait_with_output` with bounded memory, that ends when the shell ends: a
 /// background child still holding the pipes (a service started with `&`
 /// and no redirection) does not turn a finished command into a timeout.
-async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<std::process::Output> {
+async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<CappedOutput> {
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let (co, ce): (Captured, Captured) = Default::default();
     let ho = tokio::spawn(read_capped(out, co.clone()));
@@ -181,7 +224,7 @@ async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<std::p
         }
     };
     let (o, e) = tokio::join!(settle(ho), settle(he));
-    Ok(std::process::Output {
+    Ok(CappedOutput {
         status,
         stdout: captured(&co, o?),
         stderr: captured(&ce, e?),

@@ -154,6 +154,7 @@ impl RunState {
             }
             Event::GatesChecked { .. } | Event::GateForced { .. } | Event::Snapshot { .. } => {}
             Event::Suspended { reason, .. } => self.suspended = Some(reason.clone()),
+            Event::FilesPinned { files, .. } => self.tasks.pinned = files.clone(),
             Event::Finished {
                 outcome, reason, ..
             } => {

@@ -290,6 +290,13 @@ pub enum Event {
         at: Millis,
         reason: String,
     },
+    /// The sha256 of each file the run's tasks will apply (migrations), as
+    /// validated and linted when the run started: a file edited since is
+    /// refused, even after a resume re-reads the plan.
+    FilesPinned {
+        at: Millis,
+        files: BTreeMap<String, String>,
+    },
 }
 
 /// One preflight gate's verdict, as journaled.
@@ -316,7 +323,8 @@ impl Event {
             | Event::GatesChecked { at, .. }
             | Event::Snapshot { at, .. }
             | Event::GateForced { at, .. }
-            | Event::Suspended { at, .. } => *at,
+            | Event::Suspended { at, .. }
+            | Event::FilesPinned { at, .. } => *at,
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -335,6 +343,7 @@ impl Event {
             Event::Snapshot { .. } => "snapshot",
             Event::GateForced { .. } => "gate_forced",
             Event::Suspended { .. } => "suspended",
+            Event::FilesPinned { .. } => "files_pinned",
         }
     }
 }

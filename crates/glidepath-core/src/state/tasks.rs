@@ -43,6 +43,14 @@ pub struct TaskProgress {
     /// `max_failed_nodes` do not run the new release.
     #[serde(default)]
     pub post_approved: bool,
+    /// The next task could not reach what it needs (the database, the
+    /// metrics server): not a verdict; retried with the plan's backoff
+    /// until the retry deadline, then the run stops resumable.
+    #[serde(default)]
+    pub outage: Option<super::node::Outage>,
+    /// The files the tasks apply, with their sha256 when the run started.
+    #[serde(default)]
+    pub pinned: BTreeMap<String, String>,
 }
 
 impl TaskProgress {
@@ -108,9 +116,24 @@ impl RunState {
             if let Some(v) = &outcome.captured {
                 self.tasks.captured.insert(task.name.clone(), v.clone());
             }
+            self.tasks.outage = None;
             self.tasks.mark_done(task.phase);
             return;
         }
+        if outcome.infra {
+            let o = self.tasks.outage.get_or_insert(super::node::Outage {
+                since: at,
+                last: at,
+                tries: 0,
+                step: step.kind,
+                reason: String::new(),
+            });
+            o.last = at;
+            o.tries += 1;
+            o.reason = outcome.detail.clone();
+            return;
+        }
+        self.tasks.outage = None;
         self.tasks.tries += 1;
         self.tasks.last_failed = Some(at);
         self.tasks.last_detail = outcome.detail.clone();
@@ -156,6 +179,8 @@ impl RunState {
     /// After a crash: a task that was in flight is repeated if it is safe
     /// to, else held for a person.
     pub(super) fn task_interrupted(&mut self, spec: &RolloutSpec) {
+        // a new process gets a new retry budget
+        self.tasks.outage = None;
         let Some(task) = self.tasks.in_flight.take() else {
             return;
         };

@@ -85,6 +85,8 @@ pub(crate) struct World {
     pub(crate) performed: Vec<(StepKind, Option<String>)>,
     /// Tasks that fail, by name: how many more attempts fail.
     pub(crate) task_fails: BTreeMap<String, u32>,
+    /// Tasks whose infrastructure (database, metrics server) is down.
+    pub(crate) task_infra_down: BTreeSet<String>,
 }
 
 /// A scripted fault for the next step performed.
@@ -122,6 +124,7 @@ impl World {
             pos: 0,
             performed: vec![],
             task_fails: BTreeMap::new(),
+            task_infra_down: BTreeSet::new(),
         }
     }
 
@@ -247,6 +250,11 @@ impl World {
                     .expect("a task step names its task")
                     .name
                     .clone();
+                if self.task_infra_down.contains(&name) {
+                    return infra(
+                        "cannot connect to the database ($DATABASE_URL): connection refused",
+                    );
+                }
                 match self.task_fails.get_mut(&name) {
                     Some(n) if *n > 0 => {
                         *n -= 1;

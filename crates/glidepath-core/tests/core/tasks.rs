@@ -388,3 +388,41 @@ fn post_tasks_wait_for_a_person_while_a_budgeted_node_runs_the_old_release() {
         "approving the post tasks pre-approves no pause"
     );
 }
+
+#[test]
+fn a_task_whose_infrastructure_is_down_waits_it_out_then_stops_resumable() {
+    let mut sim = Sim::new(with_tasks(vec![task("expand")], vec![]));
+    let mut w = World::new(3);
+    w.task_infra_down.insert("expand".into());
+    // a few retries, with backoff, are no verdict
+    tick_until(&mut sim, &mut w, "three attempts", |s| {
+        s.state.tasks.outage.as_ref().is_some_and(|o| o.tries >= 3)
+    });
+    assert_eq!(
+        sim.state.tasks.tries, 0,
+        "an outage is not a failed attempt"
+    );
+    let d = decide(&sim.spec, &sim.state, sim.now);
+    assert!(
+        d.waiting
+            .as_deref()
+            .is_some_and(|w| w
+                .starts_with("infrastructure unreachable: task \"expand\" failed: cannot connect")),
+        "{d:?}"
+    );
+    // the database answers again: the run goes on
+    w.task_infra_down.clear();
+    assert_eq!(sim.run(&mut w, 10_000), Some(Outcome::Succeeded));
+
+    // past the retry deadline, the run stops resumable with nothing changed
+    let mut sim = Sim::new(with_tasks(vec![task("expand")], vec![]));
+    let mut w = World::new(3);
+    w.task_infra_down.insert("expand".into());
+    assert_eq!(sim.run(&mut w, 10_000), None);
+    let (_, why) = sim.suspended();
+    assert!(
+        why.contains("task: cannot connect to the database"),
+        "{why}"
+    );
+    assert!(w.current.values().all(|v| v == "1"));
+}

@@ -670,6 +670,7 @@ impl Executor {
             version: self.plan.release.version.clone(),
             run_id: self.run_id.clone(),
             captured,
+            pinned: self.state.tasks.pinned.clone(),
         };
         let what = step.reason.clone();
         async move {

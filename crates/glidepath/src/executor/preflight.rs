@@ -42,6 +42,24 @@ impl Executor {
             at: now_ms(),
             before,
         })?;
+        let files: BTreeMap<String, String> = self
+            .plan
+            .tasks
+            .iter()
+            .flat_map(|t| match &t.action {
+                crate::config::TaskAction::Migrate { files, .. } => files
+                    .iter()
+                    .map(|f| (f.name.clone(), f.sha256.clone()))
+                    .collect::<Vec<_>>(),
+                _ => vec![],
+            })
+            .collect();
+        if !files.is_empty() {
+            self.record(Event::FilesPinned {
+                at: now_ms(),
+                files,
+            })?;
+        }
         self.drive().await
     }
 

@@ -420,3 +420,115 @@ pub fn lint_file_as(path: &std::path::Path, phase: Option<Phase>) -> FileReport 
         },
     }
 }
+
+/// The first top-level statement that controls the transaction (`BEGIN`,
+/// `COMMIT`, `ROLLBACK`, `END`, `ABORT`, `START TRANSACTION`, `SAVEPOINT`,
+/// `RELEASE`, `PREPARE TRANSACTION`), as (line, keyword). A migrate task
+/// applies a file in glidepath's own transaction, with its ledger row: a
+/// file that ends it would be committed without its row. Bodies in
+/// dollar quotes (functions, DO blocks) are strings to the lexer, and
+/// `BEGIN ATOMIC … END` bodies are followed.
+pub fn transaction_control(text: &str) -> Option<(usize, String)> {
+    use squawk_lexer::TokenKind as T;
+    // each statement's first two tokens: (offset, word, or "" if not a word)
+    let mut statements: Vec<Vec<(usize, String)>> = vec![Vec::new()];
+    let mut offset = 0usize;
+    let mut prev_word = String::new();
+    let mut atomic_at: Vec<usize> = Vec::new(); // statements opening BEGIN ATOMIC
+    for tok in squawk_lexer::tokenize(text) {
+        let start = offset;
+        offset += tok.len as usize;
+        match tok.kind {
+            T::Whitespace | T::LineComment | T::BlockComment { .. } => continue,
+            T::Semi => {
+                statements.push(Vec::new());
+                prev_word.clear();
+                continue;
+            }
+            _ => {}
+        }
+        let w = if tok.kind == T::Ident {
+            text.get(start..offset).unwrap_or("").to_ascii_lowercase()
+        } else {
+            String::new()
+        };
+        if prev_word == "begin" && w == "atomic" {
+            atomic_at.push(statements.len() - 1);
+        }
+        let cur = statements.last_mut().expect("one");
+        if cur.len() < 2 {
+            cur.push((start, w.clone()));
+        }
+        prev_word = w;
+    }
+    let mut atomic = 0usize;
+    for (i, st) in statements.iter().enumerate() {
+        let Some((at, first)) = st.first() else {
+            continue;
+        };
+        let second = st.get(1).map_or("", |w| w.1.as_str());
+        if first == "end" && atomic > 0 {
+            atomic -= 1;
+            continue;
+        }
+        atomic += atomic_at.iter().filter(|s| **s == i).count();
+        if atomic > 0 {
+            continue; // a statement of a BEGIN ATOMIC body
+        }
+        let control = match first.as_str() {
+            "begin" => second != "atomic",
+            "commit" | "rollback" | "end" | "abort" | "savepoint" | "release" => true,
+            "start" | "prepare" => second == "transaction",
+            _ => false,
+        };
+        if control {
+            let (line, _) = line_col(text, *at);
+            return Some((line, first.to_ascii_uppercase()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod transaction_tests {
+    use super::transaction_control as tc;
+
+    #[test]
+    fn transaction_control_is_found_at_the_top_level_only() {
+        assert_eq!(
+            tc("BEGIN;\nINSERT INTO t VALUES (1);\nCOMMIT;"),
+            Some((1, "BEGIN".into()))
+        );
+        assert_eq!(
+            tc("INSERT INTO t VALUES (1);\ncommit;"),
+            Some((2, "COMMIT".into()))
+        );
+        assert_eq!(
+            tc("INSERT INTO t VALUES (1);\nCOMMIT"),
+            Some((2, "COMMIT".into()))
+        );
+        assert_eq!(
+            tc("SELECT 1;\nSTART TRANSACTION;"),
+            Some((2, "START".into()))
+        );
+        assert_eq!(tc("SAVEPOINT a;"), Some((1, "SAVEPOINT".into())));
+        // bodies: dollar quotes, BEGIN ATOMIC, comments, strings
+        assert_eq!(
+            tc("CREATE FUNCTION f() RETURNS void AS $$ BEGIN PERFORM 1; COMMIT; END $$ LANGUAGE plpgsql;"),
+            None
+        );
+        assert_eq!(tc("DO $$ BEGIN RAISE NOTICE 'x'; END $$;"), None);
+        assert_eq!(
+            tc("CREATE PROCEDURE p() BEGIN ATOMIC INSERT INTO t VALUES (1); END;\nSELECT 1;"),
+            None
+        );
+        assert_eq!(
+            tc("-- COMMIT;\nSELECT 'commit';\n/* BEGIN; */ ALTER TABLE t ADD COLUMN c int;"),
+            None
+        );
+        assert_eq!(
+            tc("SET lock_timeout = '2s';\nALTER TABLE users ADD COLUMN email text;"),
+            None
+        );
+    }
+}

@@ -399,6 +399,15 @@ fn read_migrate(
             );
             ok = false;
         }
+        if let Some((line, word)) = crate::lint::transaction_control(&text) {
+            r.err(
+                s,
+                format!("`{f}` line {line}: {word} controls the transaction, and a migrate task applies each file in its own transaction with its ledger row"),
+                "transaction control",
+                Some("remove BEGIN/COMMIT/ROLLBACK/SAVEPOINT from the file: glidepath wraps it in a transaction, so it is applied whole and exactly once (a COMMIT inside would commit part of it without its ledger row)".into()),
+            );
+            ok = false;
+        }
         if let Some(line) = concurrently(&text) {
             r.err(
                 s,

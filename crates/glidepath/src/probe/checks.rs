@@ -63,13 +63,30 @@ impl WithProbeChecks {
             }
             let mut failed: Vec<(String, String)> = Vec::new();
             let mut total = 0u64;
+            let mut unreachable: Option<String> = None;
+            // the metrics server down is an outage, not a verdict (the
+            // window pauses); a service that does not answer its own probe
+            // is one
+            let metrics = matches!(c.probe, crate::config::ProbeCfg::PromQl(_));
             while let Some(r) = set.join_next().await {
                 total += 1;
                 match r {
                     Ok((_, o)) if o.passed => {}
+                    Ok((_, o)) if o.infra && metrics => {
+                        unreachable.get_or_insert(o.detail);
+                    }
                     Ok((name, o)) => failed.push((name, o.detail)),
                     Err(e) => failed.push(("?".into(), format!("probe task: {e}"))),
                 }
+            }
+            if let Some(why) = unreachable {
+                out.push(Observation {
+                    check: c.spec.name.clone(),
+                    error: Some(why),
+                    fault: Some(glidepath_core::Fault::Unreachable),
+                    ..Observation::default()
+                });
+                continue;
             }
             failed.sort();
             let note = failed.first().map(|(n, why)| {

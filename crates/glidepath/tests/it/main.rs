@@ -22,5 +22,6 @@ mod release_override;
 mod rollout;
 mod safety;
 mod system;
+mod task_edges;
 mod upgrade;
 mod watch;

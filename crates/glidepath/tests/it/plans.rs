@@ -737,6 +737,10 @@ fn pre_and_post_tasks_are_described_and_checked() {
     );
     mig("0003_marked.sql", "-- glidepath: contract\nSELECT 1;\n");
     mig(
+        "0005_commit.sql",
+        "BEGIN;\nALTER TABLE users ADD COLUMN email text;\nCOMMIT;\n",
+    );
+    mig(
         "0004_index.sql",
         "-- CONCURRENTLY in a comment is fine\nCREATE INDEX CONCURRENTLY i ON users (email);\n",
     );
@@ -807,6 +811,11 @@ compare_to = "room-hashes"
             "missing_migration",
             "migrations/0001_expand.sql",
             "migrations/0009_nope.sql",
+        ),
+        (
+            "commit_in_a_migration",
+            "migrations/0001_expand.sql",
+            "migrations/0005_commit.sql",
         ),
         (
             "concurrently_in_a_transaction",
