@@ -260,7 +260,7 @@ async fn migrate(
     })?;
     cfg.connect_timeout(limit.min(Duration::from_secs(10)));
     cfg.application_name("glidepath");
-    cfg.options(&format!(
+    cfg.options(format!(
         "-c statement_timeout={}",
         limit.as_millis().max(1)
     ));
