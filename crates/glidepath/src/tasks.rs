@@ -260,10 +260,7 @@ async fn migrate(
     })?;
     cfg.connect_timeout(limit.min(Duration::from_secs(10)));
     cfg.application_name("glidepath");
-    cfg.options(format!(
-        "-c statement_timeout={}",
-        limit.as_millis().max(1)
-    ));
+    cfg.options(format!("-c statement_timeout={}", limit.as_millis().max(1)));
     let connect = tokio::time::timeout(limit, cfg.connect(tokio_postgres::NoTls));
     let (mut client, conn) = match connect.await {
         Ok(Ok(c)) => c,

@@ -294,6 +294,14 @@ fn read_task(
         // only look. A command is assumed unsafe to repeat unless it says so.
         None => !matches!(action, TaskAction::Command { .. }),
     };
+    // a comparison repeats its capture: it gets the capture's time unless told
+    let timeout = match (&action, t.contains_key("timeout")) {
+        (TaskAction::CompareTo { capture, .. }, false) => earlier
+            .iter()
+            .find(|x| &x.name == capture)
+            .map(|x| x.timeout.max(Duration::from_secs(30))),
+        _ => timeout,
+    };
     Some(TaskCfg {
         name,
         phase,
