@@ -15,13 +15,47 @@ pub struct Decision {
     pub transition: Option<Event>,
     /// Nothing to start before this time (unless an outcome arrives first).
     pub wake_at: Option<Millis>,
-    /// Why the run is waiting, when it waits on a person.
+    /// Why the run is waiting (on a person, or on the infrastructure).
     pub waiting: Option<String>,
+    /// What it waits on, when it waits (`waiting` is set).
+    pub waits_on: Option<WaitsOn>,
+}
+
+/// What a waiting run waits on: a person (a pause point, a held breach or
+/// task, post tasks held for a promote) or the infrastructure (an outage,
+/// a fleet-wide incident, nodes found down), which it waits out by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitsOn {
+    Person,
+    Infrastructure,
+}
+
+impl WaitsOn {
+    /// The run's status while it waits: `paused` (for a person) or
+    /// `waiting` (on the infrastructure).
+    pub fn status(self) -> &'static str {
+        match self {
+            WaitsOn::Person => "paused",
+            WaitsOn::Infrastructure => "waiting",
+        }
+    }
 }
 
 impl Decision {
     fn wait_until(&mut self, t: Millis) {
         self.wake_at = Some(self.wake_at.map_or(t, |w| w.min(t)));
+    }
+
+    /// The run waits on a person.
+    fn for_person(&mut self, why: String) {
+        self.waiting = Some(why);
+        self.waits_on = Some(WaitsOn::Person);
+    }
+
+    /// The run waits on the infrastructure.
+    fn for_infra(&mut self, why: String) {
+        self.waiting = Some(why);
+        self.waits_on = Some(WaitsOn::Infrastructure);
     }
 }
 
@@ -72,6 +106,17 @@ fn decide_task(
         }
         return;
     }
+    if let Some(o) = &state.tasks.outage {
+        // said while a retry is in flight too: the reason does not flicker
+        d.for_infra(format!(
+            "infrastructure unreachable: task \"{}\" failed: {}; retrying every {}–{} for up to {}, then the run stops resumable (exit 4)",
+            ts.name,
+            o.reason,
+            secs(spec.retry.backoff_ms),
+            secs(spec.retry.max_backoff_ms),
+            secs(spec.retry.deadline_ms)
+        ));
+    }
     if state.run_step_in_flight.is_some() {
         return; // one run-level step at a time
     }
@@ -84,14 +129,6 @@ fn decide_task(
     }
     if let Some(o) = &state.tasks.outage {
         let due = o.last + spec.retry.delay(o.tries);
-        d.waiting = Some(format!(
-            "infrastructure unreachable: task \"{}\" failed: {}; retrying every {}–{} for up to {}, then the run stops resumable (exit 4)",
-            ts.name,
-            o.reason,
-            secs(spec.retry.backoff_ms),
-            secs(spec.retry.max_backoff_ms),
-            secs(spec.retry.deadline_ms)
-        ));
         if now < due {
             d.wait_until(due);
             return;
@@ -185,7 +222,7 @@ fn finish_rollout(
 ) {
     if state.tasks.post_done < spec.post.len() {
         if let Some(why) = post_tasks_wait(spec, state) {
-            d.waiting = Some(why);
+            d.for_person(why);
             return;
         }
         decide_task(spec, state, now, TaskPhase::Post, d);
@@ -513,7 +550,7 @@ pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
         return d;
     }
     if let Some(why) = &state.suspended {
-        d.waiting = Some(format!(
+        d.for_infra(format!(
             "stopped: {why}; `glidepath resume RUN` continues once it answers"
         ));
         return d;
@@ -521,7 +558,7 @@ pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
     if let Some(why) = overdue(spec, state, now) {
         let busy = state.run_step_in_flight.is_some() || !state.in_flight().is_empty();
         if busy {
-            d.waiting = Some(format!(
+            d.for_infra(format!(
                 "{why}: no new step; stopping once the steps in flight finish"
             ));
         } else {
@@ -534,7 +571,9 @@ pub fn decide(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
     }
     let mut d = decide_steps(spec, state, now);
     if d.waiting.is_none() {
-        d.waiting = outage_waiting(spec, state);
+        if let Some(why) = outage_waiting(spec, state) {
+            d.for_infra(why);
+        }
     }
     d
 }
@@ -638,7 +677,7 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
         }
         Phase::Rolling => {
             if let Some(h) = &state.held {
-                d.waiting = Some(h.clone());
+                d.for_person(h.clone());
                 return d;
             }
             if state.tasks.pre_done < spec.pre.len() {
@@ -659,6 +698,33 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                 .and_then(|w| Some((w, w.length_after(state.group, spec.groups.len())?)));
             if let Some((w, length_ms)) = window {
                 if !state.windows_passed.contains(&state.group) {
+                    // what the window waits on is said whether or not a
+                    // probe (a retry) is in flight: it does not flicker
+                    match &state.window {
+                        None => {
+                            if let Some((_, why)) = &state.window_start_failed {
+                                d.for_infra(format!(
+                                    "the SLI window cannot start, the metrics source failed: {why}; retrying every {}s (`glidepath rollback RUN` to give up)",
+                                    w.interval_ms as f64 / 1000.0
+                                ));
+                            }
+                        }
+                        Some(ws) => {
+                            if let Some(since) = ws.outage_since {
+                                d.for_infra(format!(
+                                    "metrics source unreachable since {:.1}s into the SLI window ({}): the window is paused and resumes when it answers (`glidepath rollback RUN` to give up)",
+                                    since.saturating_sub(ws.started) as f64 / 1000.0,
+                                    ws.outage_reason
+                                ));
+                            } else if let Some(since) = ws.incident_since {
+                                d.for_infra(format!(
+                                    "{:.1}s into the SLI window, {}: the window is paused and goes on when the fleet recovers (`glidepath status RUN` shows both groups' figures; `glidepath rollback RUN` to give up)",
+                                    since.saturating_sub(ws.started) as f64 / 1000.0,
+                                    ws.incident_reason
+                                ));
+                            }
+                        }
+                    }
                     if state.run_step_in_flight.is_some() {
                         return d; // one probe at a time
                     }
@@ -668,12 +734,8 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                             .as_ref()
                             .is_some_and(|(at, _)| now < at + w.interval_ms) =>
                         {
-                            let (at, why) = state.window_start_failed.clone().expect("checked");
+                            let (at, _) = state.window_start_failed.clone().expect("checked");
                             d.wait_until(at + w.interval_ms);
-                            d.waiting = Some(format!(
-                                "the SLI window cannot start, the metrics source failed: {why}; retrying every {}s (`glidepath rollback RUN` to give up)",
-                                w.interval_ms as f64 / 1000.0
-                            ));
                         }
                         None => d.steps.push(run_step(
                             StepKind::StartWindow,
@@ -681,19 +743,6 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                         )),
                         Some(ws) => {
                             let end = ws.end(length_ms, now);
-                            if let Some(since) = ws.outage_since {
-                                d.waiting = Some(format!(
-                                    "metrics source unreachable since {:.1}s into the SLI window ({}): the window is paused and resumes when it answers (`glidepath rollback RUN` to give up)",
-                                    since.saturating_sub(ws.started) as f64 / 1000.0,
-                                    ws.outage_reason
-                                ));
-                            } else if let Some(since) = ws.incident_since {
-                                d.waiting = Some(format!(
-                                    "{:.1}s into the SLI window, {}: the window is paused and goes on when the fleet recovers (`glidepath status RUN` shows both groups' figures; `glidepath rollback RUN` to give up)",
-                                    since.saturating_sub(ws.started) as f64 / 1000.0,
-                                    ws.incident_reason
-                                ));
-                            }
                             let last = ws.last_probe.unwrap_or(ws.started);
                             if now >= end && last >= end {
                                 let (passed, reason) =
@@ -730,19 +779,16 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                 } else {
                     format!("batch {}", state.group)
                 };
-                d.waiting = Some(format!(
+                d.for_person(format!(
                     "paused after {what} (pause point in the plan): run `glidepath promote RUN` to continue or `glidepath rollback RUN`"
                 ));
                 return d;
             }
             let next = state.group + 1;
             if state.peers.passed != Some(state.group) {
-                if state.run_step_in_flight.is_some() {
-                    return d; // one run-level step at a time
-                }
                 if let Some(last) = state.peers.last {
-                    let due = last + spec.retry.delay(state.peers.tries);
-                    d.waiting = Some(format!(
+                    // said while a re-check is in flight too
+                    d.for_infra(format!(
                         "{} node(s) found down ({}): with max_unavailable = {} there is no room to go on; re-checking every {}–{} for up to {}, then the run stops resumable (exit 4; `glidepath rollback RUN` or `abort` to give up)",
                         state.down.len(),
                         down_list(state),
@@ -751,10 +797,17 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                         secs(spec.retry.max_backoff_ms),
                         secs(spec.retry.deadline_ms)
                     ));
+                    if state.run_step_in_flight.is_some() {
+                        return d; // one run-level step at a time
+                    }
+                    let due = last + spec.retry.delay(state.peers.tries);
                     if now < due {
                         d.wait_until(due);
                         return d;
                     }
+                }
+                if state.run_step_in_flight.is_some() {
+                    return d; // one run-level step at a time
                 }
                 d.steps.push(run_step(
                     StepKind::CheckPeers,

@@ -15,7 +15,7 @@ mod spec;
 mod state;
 
 pub use compare::{judge_probe, CompareState, Comparison};
-pub use decide::{awaiting_promotion, decide, Decision};
+pub use decide::{awaiting_promotion, decide, Decision, WaitsOn};
 pub use sli::{
     close_window, fails_now, judge, Counts, Fault, Group, Judgement, Observation, Verdict,
 };

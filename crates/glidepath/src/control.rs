@@ -75,6 +75,13 @@ pub enum ControlError {
     Irreversible { run: String, what: String },
     #[error("--force needs --reason \"why\": forcing a rollback past irreversible tasks is journaled with the reason")]
     ForceWithoutReason,
+    #[error("run reference `{reference}` matches {} runs: {}\nhint: give more of the id (`glidepath history` lists runs)", .candidates.len(), .candidates.join(", "))]
+    AmbiguousRun {
+        reference: String,
+        candidates: Vec<String>,
+    },
+    #[error("the journal has no runs yet")]
+    NoRuns,
     #[error("run {run} did not pick up the {command} within {}s; it stays queued", ACK_TIMEOUT.as_secs())]
     NotPickedUp {
         run: String,
@@ -115,6 +122,33 @@ pub fn summary(j: &dyn Store, rec: &RunRecord, holder: bool) -> Result<RunSummar
         .campaign_of_run(&rec.id)?
         .and_then(|c| crate::output::CampaignRef::of(&c, &rec.id));
     Ok(s)
+}
+
+/// The run a reference names: `latest` (the newest run), a full run id, or
+/// a unique prefix of one. An ambiguous prefix is refused with the
+/// candidates; no match is [`JournalError::NoSuchRun`].
+pub fn resolve_run(j: &dyn Store, reference: &str) -> Result<RunRecord, ControlError> {
+    let reference = reference.trim();
+    if reference == "latest" {
+        return latest(j)?.ok_or(ControlError::NoRuns);
+    }
+    match j.run(reference) {
+        Err(JournalError::NoSuchRun(_)) if !reference.is_empty() => {}
+        other => return Ok(other?),
+    }
+    let mut found: Vec<RunRecord> = j
+        .runs(i64::MAX as usize)?
+        .into_iter()
+        .filter(|r| r.id.starts_with(reference))
+        .collect();
+    match found.len() {
+        0 => Err(JournalError::NoSuchRun(reference.to_string()).into()),
+        1 => Ok(found.remove(0)),
+        _ => Err(ControlError::AmbiguousRun {
+            reference: reference.to_string(),
+            candidates: found.into_iter().map(|r| r.id).collect(),
+        }),
+    }
 }
 
 /// The latest run of the journal, if any.

@@ -22,6 +22,7 @@ pub mod system;
 pub mod tasks;
 pub mod template;
 pub mod upgrade;
+pub mod watch;
 
 #[cfg(test)]
 mod layers;

@@ -144,7 +144,14 @@ enum Cmd {
     /// Run every preflight gate and print a verdict table (changes nothing).
     Preflight { plan: PathBuf },
     /// Show a run (default: the latest) per node, with reasons; or a campaign (c…) stage by stage.
-    Status { run: Option<String> },
+    /// RUN is a run id, a unique prefix of one, or `latest`.
+    Status {
+        run: Option<String>,
+        /// Follow the run until it ends (redrawn in place on a terminal,
+        /// one line per change otherwise); exits with the run's exit code.
+        #[arg(long)]
+        watch: bool,
+    },
     /// List past runs.
     History {
         #[arg(long, default_value_t = 20)]
@@ -281,18 +288,18 @@ impl From<JournalError> for Failure {
                 exit::LOCKED,
                 format!("{e}\nhint: that process is gone; `glidepath resume {run_id}` finishes its run, `glidepath abort {run_id}` stops it safely"),
             ),
-            JournalError::Locked { .. } => Failure::new(exit::LOCKED, format!("{e}\nhint: wait for it, or `glidepath status` to watch it")),
-            JournalError::NoSuchRun(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath history` lists runs (and --journal picks the database)")),
+            JournalError::Locked { run_id, .. } => Failure::new(exit::LOCKED, format!("{e}\nhint: wait for it (`glidepath status {run_id} --watch` follows it to its end)")),
+            JournalError::NoSuchRun(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath history` lists runs; a run is named by its id, a unique prefix of it, or `latest` (and --journal picks the database)")),
             JournalError::Fenced { run, .. } => Failure::new(
                 exit::LOCKED,
-                format!("{e}\nhint: another process resumed this run after this one stopped answering; `glidepath status {run}` follows it"),
+                format!("{e}\nhint: another process resumed this run after this one stopped answering; `glidepath status {run} --watch` follows it"),
             ),
             JournalError::OtherJournal { journal, .. } => Failure::new(
                 exit::LOCKED,
                 format!("{e}\nhint: drive a fleet from one journal: pass --journal {journal} (or wait for that run to end)"),
             ),
             JournalError::NoSuchCampaign(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath upgrade` prints its campaign's id (c…), and --journal picks the database")),
-            JournalError::CampaignHeld { campaign, .. } => Failure::new(exit::LOCKED, format!("{e}\nhint: wait for it, or `glidepath status {campaign}` to watch it")),
+            JournalError::CampaignHeld { campaign, .. } => Failure::new(exit::LOCKED, format!("{e}\nhint: wait for it, or `glidepath status {campaign}` to see where it stands")),
             _ => Failure::new(journal_code(&e), e.to_string()),
         }
     }
@@ -332,6 +339,8 @@ impl From<ControlError> for Failure {
             | ControlError::NotPaused { .. }
             | ControlError::RefusedByRun { .. }
             | ControlError::Irreversible { .. }
+            | ControlError::AmbiguousRun { .. }
+            | ControlError::NoRuns
             | ControlError::ForceWithoutReason => Failure::new(exit::INVALID, e.to_string()),
         }
     }
@@ -465,7 +474,7 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             let reason = reason.unwrap_or_else(|| "rollback requested by operator".into());
             cli::command::run(&ctx, &run, Op::Rollback, &reason, force).await
         }
-        Cmd::Status { run } => cli::status::status(&ctx, run.as_deref()),
+        Cmd::Status { run, watch } => cli::status::status(&ctx, run.as_deref(), watch).await,
         Cmd::History { limit } => cli::status::history(&ctx, limit),
         Cmd::Inventory { file, timeout } => cli::system::inventory(&ctx, &file, &timeout).await,
         Cmd::Plan {

@@ -479,17 +479,25 @@ pub fn summarize(
         .collect();
     let first = events.first().map_or(rec.created_at, |e| e.at());
     let last = events.last().map_or(rec.updated_at, |e| e.at());
-    let waiting = if state.is_finished() {
-        None
-    } else {
-        glidepath_core::decide(spec, &state, now).waiting
-    };
+    // What the run waits for is the run record's state, written by the
+    // executor when it changes (`paused`/`waiting` with the reason), so
+    // that every poll sees the same; a suspended run waits for `resume`.
+    use crate::journal::RunStatus;
+    let waiting = match rec.status {
+        _ if state.is_finished() => None,
+        RunStatus::Paused | RunStatus::Waiting if !rec.reason.is_empty() => {
+            Some(rec.reason.clone())
+        }
+        RunStatus::Suspended => glidepath_core::decide(spec, &state, now).waiting,
+        _ => None,
+    }
+    .map(|w| with_run_id(&w, &rec.id));
     RunSummary {
         run_id: rec.id.clone(),
         fleet: rec.fleet.clone(),
         version: rec.version.clone(),
         status: rec.status.to_string(),
-        reason: rec.reason.clone(),
+        reason: with_run_id(&rec.reason, &rec.id),
         cause: state.cause.clone(),
         started_at: rec.created_at,
         updated_at: last,
@@ -517,6 +525,12 @@ pub fn summarize(
             .collect(),
         campaign: None,
     }
+}
+
+/// The core's texts name the run `RUN` (it does not know its id): the
+/// commands they suggest, with the real id.
+pub fn with_run_id(text: &str, run: &str) -> String {
+    text.replace(" RUN`", &format!(" {run}`"))
 }
 
 /// Where each task stands, from the state and its last outcome.
@@ -599,7 +613,7 @@ impl RunSummary {
             fmt_time(self.started_at),
             self.duration_ms as f64 / 1000.0,
             self.status,
-            if self.reason.is_empty() {
+            if self.reason.is_empty() || self.waiting.as_deref() == Some(self.reason.as_str()) {
                 String::new()
             } else {
                 format!(" — {}", self.reason)

@@ -388,3 +388,65 @@ fn a_breach_during_a_bake_rolls_back_the_upgraded_nodes() {
         "canary, batches 1 and 2, and the last batch's bake"
     );
 }
+
+/// What the run waits for during a metrics outage is the same at every
+/// moment, a probe (a retry) in flight or not: a `status` poll never sees
+/// it vanish.
+#[test]
+fn a_metrics_outage_says_the_same_waiting_reason_with_a_probe_in_flight() {
+    let mut sim = Sim::new(spec(3, 1, true));
+    let mut w = World::new(3);
+    while sim.state.window.as_ref().is_none_or(|x| x.probes < 3) {
+        sim.tick(&mut w);
+    }
+    w.metrics_down = true;
+    // the first failed probe starts the outage
+    while sim.state.window.as_ref().unwrap().outage_since.is_none() {
+        sim.tick(&mut w);
+    }
+    let mut seen = Vec::new();
+    let until = sim.now + 5_000;
+    while sim.now < until {
+        let d = decide(&sim.spec, &sim.state, sim.now);
+        seen.push((d.waiting.clone(), d.waits_on));
+        if let Some(probe) = d.steps.iter().find(|s| s.kind == StepKind::Probe) {
+            // the retry is in flight: the reason holds
+            let mut inflight = sim.state.clone();
+            inflight.apply(
+                &sim.spec,
+                &Event::Intent {
+                    at: sim.now,
+                    step: probe.clone(),
+                },
+            );
+            let d = decide(&sim.spec, &inflight, sim.now + 5);
+            seen.push((d.waiting, d.waits_on));
+        }
+        sim.tick(&mut w);
+    }
+    assert!(seen.len() > 5, "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s == &seen[0]),
+        "the reason is stable: {seen:?}"
+    );
+    assert!(seen[0]
+        .0
+        .as_deref()
+        .is_some_and(|w| w.contains("metrics source unreachable since")));
+    assert_eq!(seen[0].1, Some(WaitsOn::Infrastructure));
+}
+
+#[test]
+fn a_pause_point_waits_on_a_person() {
+    let mut s = spec(3, 1, true);
+    s.pause_after = vec![0];
+    let mut sim = Sim::new(s);
+    let mut w = World::new(3);
+    while sim.state.windows_passed.is_empty() {
+        sim.tick(&mut w);
+    }
+    let d = decide(&sim.spec, &sim.state, sim.now);
+    assert!(d.steps.is_empty() && d.transition.is_none());
+    assert_eq!(d.waits_on, Some(WaitsOn::Person));
+    assert!(d.waiting.unwrap().contains("paused after the canary"));
+}

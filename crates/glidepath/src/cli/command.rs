@@ -15,6 +15,8 @@ pub async fn run(
     force: bool,
 ) -> Result<u8, Failure> {
     let (jpath, j) = ctx.open_existing()?;
+    let run = &glidepath::control::resolve_run(&j, run)?.id;
+    let run = run.as_str();
     let json = ctx.json();
     let sent = control::send(
         j,
@@ -57,7 +59,7 @@ pub async fn run(
                     ..doc(true, CommandResult::Applied)
                 });
             } else {
-                println!("acknowledged: the run journaled the {command}; `glidepath status {run}` follows it");
+                println!("acknowledged: the run journaled the {command}; `glidepath status {run} --watch` follows it{}", ctx.journal_arg().map(|p| format!(" --journal {p}")).unwrap_or_default());
             }
             Ok(exit::OK)
         }

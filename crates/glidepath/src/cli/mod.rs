@@ -43,6 +43,15 @@ impl Ctx {
             .unwrap_or_else(glidepath::journal::default_path)
     }
 
+    /// `--journal PATH` as the commands this one suggests need it: none
+    /// when it is the default journal.
+    pub fn journal_arg(&self) -> Option<String> {
+        self.journal
+            .as_ref()
+            .filter(|p| **p != glidepath::journal::default_path())
+            .map(|p| p.display().to_string())
+    }
+
     /// The journal to read, which must exist.
     pub fn open_existing(&self) -> Result<(PathBuf, Journal), Failure> {
         let path = self.journal_path();

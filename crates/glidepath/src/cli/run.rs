@@ -63,7 +63,8 @@ hint: `glidepath upgrade --resume {run}` continues a campaign"
             ),
         ));
     }
-    let rec = journal.run(run)?;
+    let rec = glidepath::control::resolve_run(&journal, run)?;
+    let run = rec.id.as_str();
     if rec.status.is_final() && journal.pending_commands(run)?.is_empty() {
         if ctx.json() {
             print_json(glidepath::control::summary(&journal, &rec, true)?);

@@ -28,7 +28,7 @@ use crate::journal::{now_ms, CommandKind, JournalError, RunRecord, RunStatus, St
 use crate::plan::Plan;
 use crate::report::Reporter;
 use glidepath_core::{
-    decide, Event, Outcome, Phase, RolloutSpec, RunState, Step, StepKind, StepOutcome,
+    decide, Event, Outcome, Phase, RolloutSpec, RunState, Step, StepKind, StepOutcome, WaitsOn,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -239,7 +239,7 @@ impl Executor {
         ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
         let jp = ex.journal.location();
         ex.reporter.note(&format!(
-            "journal {jp} · follow it with: glidepath status {} --journal {jp}",
+            "journal {jp} · follow it with: glidepath status {} --watch --journal {jp}",
             ex.run_id
         ));
         ex.preflight_then_drive().await
@@ -603,6 +603,21 @@ impl Executor {
                 });
             }
             if d.waiting != last_waiting {
+                // what the run waits for is a state of the run record
+                // (`paused`, `waiting`, or back to `running`), written when
+                // it changes: `status` reads it, never re-deriving it per poll
+                let status = match (d.waits_on, &d.waiting) {
+                    (Some(WaitsOn::Person), Some(_)) => RunStatus::Paused,
+                    (Some(WaitsOn::Infrastructure), Some(_)) => RunStatus::Waiting,
+                    _ => RunStatus::Running,
+                };
+                if !self.state.is_finished() {
+                    self.journal.set_status(
+                        &self.run_id,
+                        status,
+                        d.waiting.as_deref().unwrap_or(""),
+                    )?;
+                }
                 if let Some(w) = &d.waiting {
                     self.reporter.waiting(&self.run_id, w);
                 }

@@ -124,6 +124,12 @@ pub enum RunStatus {
     /// Created; its gates are being checked (nothing changed yet).
     Preflight,
     Running,
+    /// Running, and waiting for a person (a pause point, a held breach or
+    /// task, post tasks held for a promote); the reason says what for.
+    Paused,
+    /// Running, and waiting out the infrastructure (an outage, a fleet-wide
+    /// incident, nodes found down) by itself; the reason says what.
+    Waiting,
     /// Stopped by an infrastructure outage past the retry deadline; resumable.
     Suspended,
     Succeeded,
@@ -142,9 +148,11 @@ pub enum RunStatus {
 pub struct UnknownName(pub String);
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 9] = [
+    pub const ALL: [RunStatus; 11] = [
         RunStatus::Preflight,
         RunStatus::Running,
+        RunStatus::Paused,
+        RunStatus::Waiting,
         RunStatus::Suspended,
         RunStatus::Succeeded,
         RunStatus::RolledBack,
@@ -158,6 +166,8 @@ impl RunStatus {
         match self {
             RunStatus::Preflight => "preflight",
             RunStatus::Running => "running",
+            RunStatus::Paused => "paused",
+            RunStatus::Waiting => "waiting",
             RunStatus::Suspended => "suspended",
             RunStatus::Succeeded => "succeeded",
             RunStatus::RolledBack => "rolled_back",
@@ -166,6 +176,14 @@ impl RunStatus {
             RunStatus::Refused => "refused",
             RunStatus::Failed => "failed",
         }
+    }
+
+    /// The run is under way (running, paused or waiting): its process acts.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Running | RunStatus::Paused | RunStatus::Waiting
+        )
     }
 
     /// The run ended (nothing will happen unless an operator asks).

@@ -25,3 +25,4 @@ mod system;
 mod task_edges;
 mod upgrade;
 mod watch;
+mod watch_status;
