@@ -12,6 +12,7 @@ pub mod files;
 pub mod gates;
 pub mod journal;
 pub mod lint;
+pub mod live;
 pub mod names;
 pub mod output;
 pub mod plan;

@@ -72,6 +72,12 @@ struct Cli {
     /// Colors: auto (only on a terminal), always, never.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     color: ColorChoice,
+    /// Compact narration: one line per node step (no live progress area).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More narration: every probe and poll, and the drivers' detail.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -420,6 +426,13 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
         format: cli.output,
         color,
         journal: cli.journal,
+        verbosity: if cli.quiet {
+            glidepath::report::Verbosity::Quiet
+        } else if cli.verbose {
+            glidepath::report::Verbosity::Verbose
+        } else {
+            glidepath::report::Verbosity::Normal
+        },
     };
     use glidepath::control::OperatorCommand as Op;
     match cli.cmd {

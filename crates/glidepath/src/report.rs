@@ -43,10 +43,24 @@ struct ConsoleState {
     budget: std::collections::BTreeSet<String>,
 }
 
+/// How much the narration says (`-q`, the default, `-v`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    /// One line per node step (its outcome), the decisions and the end:
+    /// compact, for large fleets.
+    Quiet,
+    #[default]
+    Normal,
+    /// Also every intent (each probe and each poll) and the drivers' detail
+    /// (each poll's answer, each check's reading).
+    Verbose,
+}
+
 /// Line-by-line narration on a terminal or a log.
 pub struct Console {
     out: Mutex<Box<dyn Write + Send>>,
     color: bool,
+    verbosity: Verbosity,
     prefix: String,
     st: Mutex<ConsoleState>,
 }
@@ -56,6 +70,7 @@ impl Console {
         Console {
             out: Mutex::new(out),
             color,
+            verbosity: Verbosity::Normal,
             prefix: String::new(),
             st: Mutex::new(ConsoleState {
                 start: None,
@@ -66,6 +81,11 @@ impl Console {
                 budget: Default::default(),
             }),
         }
+    }
+
+    pub fn with_verbosity(mut self, v: Verbosity) -> Self {
+        self.verbosity = v;
+        self
     }
 
     pub fn with_prefix(mut self, p: &str) -> Self {
@@ -196,7 +216,12 @@ impl Reporter for Console {
                     step.kind,
                     StepKind::CheckDrained | StepKind::CheckHealth | StepKind::Probe
                 );
-                if first && !(polling && step.kind == StepKind::Probe) {
+                let show = match self.verbosity {
+                    Verbosity::Quiet => false,
+                    Verbosity::Verbose => true,
+                    Verbosity::Normal => first && !(polling && step.kind == StepKind::Probe),
+                };
+                if show {
                     self.line(
                         *at,
                         step.node.as_deref().unwrap_or("-"),
@@ -209,7 +234,25 @@ impl Reporter for Console {
                 let key = (step.node.clone(), step.kind);
                 let who = step.node.as_deref().unwrap_or("-");
                 if step.kind == StepKind::Probe {
-                    self.line(*at, who, "probe", &outcome.detail);
+                    if self.verbosity != Verbosity::Quiet {
+                        self.line(*at, who, "probe", &outcome.detail);
+                    }
+                    if self.verbosity == Verbosity::Verbose {
+                        for o in &outcome.observations {
+                            let base = o
+                                .baseline
+                                .as_ref()
+                                .and_then(|b| b.value)
+                                .map(|b| format!(", baseline {b:.4}"))
+                                .unwrap_or_default();
+                            let what = match (&o.error, o.value) {
+                                (Some(e), _) => format!("error: {e}"),
+                                (None, Some(v)) => format!("{v:.4}{base} ({} samples)", o.samples),
+                                (None, None) => format!("no value{base} ({} samples)", o.samples),
+                            };
+                            self.line(*at, "-", "reading", &self.paint("2", &format!("{}: {what}", o.check)));
+                        }
+                    }
                     for j in &state.sli {
                         let now = (j.verdict, j.incident);
                         let before = self
@@ -273,7 +316,21 @@ impl Reporter for Console {
                         let prev = st.last_fail.insert(key.clone(), outcome.detail.clone());
                         prev.as_deref() != Some(outcome.detail.as_str())
                     };
-                    if changed {
+                    let show = match self.verbosity {
+                        // a failure is said; a poll that goes on is not
+                        Verbosity::Quiet => {
+                            changed
+                                && !matches!(
+                                    step.kind,
+                                    StepKind::CheckDrained
+                                        | StepKind::CheckHealth
+                                        | StepKind::PostCheck
+                                )
+                        }
+                        Verbosity::Verbose => true,
+                        Verbosity::Normal => changed,
+                    };
+                    if show {
                         self.line(
                             *at,
                             who,

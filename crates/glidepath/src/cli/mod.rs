@@ -29,6 +29,8 @@ pub struct Ctx {
     pub color: bool,
     /// `--journal` (or `GLIDEPATH_JOURNAL`).
     pub journal: Option<PathBuf>,
+    /// `-q`, `-v`.
+    pub verbosity: glidepath::report::Verbosity,
 }
 
 impl Ctx {
@@ -65,11 +67,22 @@ impl Ctx {
         Ok((path, j))
     }
 
-    /// The live narration: stdout for people, stderr when stdout is JSON.
+    /// The live narration: stdout for people, stderr when stdout is JSON;
+    /// on a terminal, with the live progress area (not with `-q`).
     pub fn reporter(&self) -> Arc<dyn Reporter> {
+        use glidepath::report::Verbosity;
+        use std::io::IsTerminal;
+        let v = self.verbosity;
         match self.format {
-            Format::Json => Arc::new(Console::new(Box::new(std::io::stderr()), false)),
-            Format::Text => Arc::new(Console::new(Box::new(std::io::stdout()), self.color)),
+            Format::Json => {
+                Arc::new(Console::new(Box::new(std::io::stderr()), false).with_verbosity(v))
+            }
+            Format::Text if v != Verbosity::Quiet && std::io::stdout().is_terminal() => {
+                glidepath::live::Live::new(self.color, v)
+            }
+            Format::Text => {
+                Arc::new(Console::new(Box::new(std::io::stdout()), self.color).with_verbosity(v))
+            }
         }
     }
 

@@ -237,71 +237,10 @@ async fn status_watch_in_a_terminal_redraws_the_batch_and_window_progress() {
     let plan = env.plan(&env.v2, &DemoPlan::quick("3s", 5));
     let run = env.spawn(&["run", plan.to_str().unwrap()]);
     run_exists(&env).await;
-    let socket = env.path().join("tmux.sock");
-    let code_file = env.path().join("watch.code");
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("tmux runs")
-    };
-    let shell = format!(
-        "cd {} && XDG_STATE_HOME={} {BIN} status latest --watch; echo $? > {}; sleep 600",
-        env.path().display(),
-        env.path().join("state").display(),
-        code_file.display()
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-x",
-        "160",
-        "-y",
-        "50",
-        "-s",
-        "watch",
-        &shell,
-    ]);
-    assert!(started.status.success(), "{}", stderr(&started));
-    struct Kill(Box<dyn Fn()>);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            (self.0)()
-        }
-    }
-    let sock = socket.clone();
-    let _server = Kill(Box::new(move || {
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&sock)
-            .args(["kill-server"])
-            .output();
-    }));
-    // capture the screen until the command ends; keep the distinct screens
-    let mut screens: Vec<String> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !code_file.exists() {
-        assert!(Instant::now() < deadline, "status --watch did not end");
-        let cap = tmux(&["capture-pane", "-p", "-t", "watch"]);
-        let screen = stdout(&cap);
-        if screens.last() != Some(&screen) {
-            screens.push(screen);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let cap = tmux(&["capture-pane", "-p", "-t", "watch"]);
-    screens.push(stdout(&cap));
+    let (screens, screen_code) = in_tmux(&env, "status latest --watch").await;
     let run_out = wait_output(run, Duration::from_secs(60)).await;
     assert_eq!(code(&run_out), 0);
-    let code: i32 = std::fs::read_to_string(&code_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(code, 0, "the run's exit code");
+    assert_eq!(screen_code, 0, "the run's exit code");
     let last = screens.last().cloned().unwrap_or_default();
     eprintln!(
         "{} distinct screens; one mid-window:\n{}",
@@ -385,4 +324,165 @@ async fn a_metrics_outage_waiting_reason_is_stable_across_polls() {
     let out = wait_output(child, Duration::from_secs(120)).await;
     assert_eq!(code(&out), 0, "{}", stdout(&out));
     assert_eq!(r.env.journal().run(&run).unwrap().status, "succeeded");
+}
+
+/// Run `glidepath ARGS` in a real pseudo-terminal (a tmux pane 160x50) and
+/// capture its screen until it ends: the distinct screens seen, and its
+/// exit code.
+async fn in_tmux(env: &Env, args: &str) -> (Vec<String>, i32) {
+    let socket = env.path().join("tmux.sock");
+    let code_file = env.path().join(format!("tmux-{}.code", args.len()));
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("tmux runs")
+    };
+    let shell = format!(
+        "cd {} && XDG_STATE_HOME={} {BIN} {args}; echo $? > {}; sleep 600",
+        env.path().display(),
+        env.path().join("state").display(),
+        code_file.display()
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        "160",
+        "-y",
+        "50",
+        "-s",
+        "glidepath",
+        &shell,
+    ]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    struct Kill(Box<dyn Fn()>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let sock = socket.clone();
+    let _server = Kill(Box::new(move || {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&sock)
+            .args(["kill-server"])
+            .output();
+    }));
+    let mut screens: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = code_file.exists();
+        let cap = tmux(&["capture-pane", "-p", "-t", "glidepath"]);
+        let screen = stdout(&cap);
+        if screens.last() != Some(&screen) {
+            screens.push(screen);
+        }
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "glidepath {args} did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let code = std::fs::read_to_string(&code_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (screens, code)
+}
+
+/// `run` on a terminal keeps a progress area (groups, each node, the SLI
+/// window) below the scrolling narration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_in_a_terminal_keeps_a_live_progress_area() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("tmux is not installed: skipped");
+        return;
+    }
+    let env = Env::start(3).await;
+    let plan = env.plan(&env.v2, &DemoPlan::quick("3s", 5));
+    let (screens, code) = in_tmux(&env, &format!("run {}", plan.display())).await;
+    assert_eq!(code, 0);
+    let bar = |s: &String, what: &str| {
+        s.lines()
+            .any(|l| l.trim_start().starts_with(what) && l.contains('['))
+    };
+    let mid = screens
+        .iter()
+        .find(|s| bar(s, "SLI window") && s.contains("probe(s)"))
+        .unwrap_or_else(|| panic!("no window progress on screen: {screens:#?}"));
+    eprintln!("{} distinct screens; one mid-window:\n{mid}", screens.len());
+    assert!(
+        bar(mid, "groups") && bar(mid, "node-1") && bar(mid, "node-3"),
+        "{mid}"
+    );
+    // the window's progress moves
+    let progress: std::collections::BTreeSet<&str> = screens
+        .iter()
+        .filter_map(|s| s.lines().find(|l| l.trim_start().starts_with("SLI window")))
+        .collect();
+    assert!(progress.len() >= 3, "{progress:#?}");
+    // the narration is still there, above
+    let last = screens.last().unwrap();
+    assert!(last.contains("succeeded"), "{last}");
+}
+
+/// Off a terminal: `-q` prints one line per node step (no intents, no
+/// polls), `-v` adds every probe and each check's reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_and_verbose_narration_off_a_terminal() {
+    let env = Env::start(3).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let out = env.run(&["run", plan.to_str().unwrap(), "-q"]);
+    assert_eq!(code(&out), 0);
+    let quiet = stdout(&out);
+    assert!(!quiet.contains('\x1b'), "{quiet}");
+    let node1: Vec<&str> = quiet
+        .lines()
+        .filter(|l| l.starts_with("  +") && l.contains(" node-1 "))
+        .collect();
+    assert!(
+        node1.iter().all(|l| l.contains('✓')),
+        "one line per node step, each its outcome: {node1:#?}"
+    );
+    for step in [
+        "drain",
+        "stage",
+        "switch",
+        "restart",
+        "check_health",
+        "enable",
+    ] {
+        assert_eq!(
+            node1
+                .iter()
+                .filter(|l| l.split_whitespace().nth(2) == Some(step))
+                .count(),
+            1,
+            "{step}: {node1:#?}"
+        );
+    }
+    let mark = |l: &str| l.split_whitespace().nth(3).map(str::to_string);
+    assert!(
+        !quiet.lines().any(|l| mark(l).as_deref() == Some("→")),
+        "no intents: {quiet}"
+    );
+    assert!(
+        !quiet
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("probe")),
+        "no probe lines: {quiet}"
+    );
+    let plan = env.plan(&env.v3, &knobs());
+    let out = env.run(&["run", plan.to_str().unwrap(), "-v"]);
+    assert_eq!(code(&out), 1);
+    let verbose = stdout(&out);
+    assert!(verbose.contains(" reading "), "{verbose}");
+    assert!(verbose.contains("→ probe 1 of the SLI window"), "{verbose}");
+    assert!(verbose.lines().count() > quiet.lines().count());
 }
