@@ -172,6 +172,7 @@ impl Reporter for Console {
     }
 
     fn waiting(&self, run_id: &str, why: &str) {
+        let why = with_run_id(why, run_id);
         self.plain(&self.paint("33", &format!("  ⏸ run {run_id} waits: {why}")));
     }
 
