@@ -11,6 +11,15 @@ use glidepath::journal::{RunRecord, RunStatus};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A quick plan whose last batch is watched too (2 s): each phase lasts
+/// long enough to be seen by a follower polling every 200 ms.
+fn watched(window: &str) -> DemoPlan {
+    DemoPlan {
+        strategy_extra: "watch_after = \"2s\"".into(),
+        ..DemoPlan::quick(window, 5)
+    }
+}
+
 /// Wait until the newest run exists.
 async fn run_exists(env: &Env) {
     let j = env.journal_path();
@@ -32,7 +41,7 @@ async fn watch_latest(env: &Env) -> Running {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_watch_off_a_terminal_prints_one_line_per_change_and_exits_with_the_run_code() {
     let env = Env::start(3).await;
-    let plan = env.plan(&env.v2, &DemoPlan::quick("2s", 5));
+    let plan = env.plan(&env.v2, &watched("2s"));
     let run = env.spawn(&["run", plan.to_str().unwrap()]);
     let watch = watch_latest(&env).await;
     let run_out = wait_output(run, Duration::from_secs(120)).await;
@@ -234,7 +243,7 @@ async fn status_watch_in_a_terminal_redraws_the_batch_and_window_progress() {
         return;
     }
     let env = Env::start(3).await;
-    let plan = env.plan(&env.v2, &DemoPlan::quick("3s", 5));
+    let plan = env.plan(&env.v2, &watched("3s"));
     let run = env.spawn(&["run", plan.to_str().unwrap()]);
     run_exists(&env).await;
     let (screens, screen_code) = in_tmux(&env, "status latest --watch").await;
