@@ -416,6 +416,28 @@ async fn deliver(sink: &NotifySink, n: &Notification, client: &reqwest::Client, 
     }
 }
 
+/// A request's error with its causes, without the URL (it may be the
+/// secret): reqwest's own mention is dropped, and any echo of the URL or
+/// its host in a cause is masked.
+fn redacted(e: reqwest::Error, url: &str) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string));
+    let mut text = text.replace(url, "<url>");
+    if let Some(h) = host.filter(|h| !h.is_empty()) {
+        text = text.replace(&h, "<host>");
+    }
+    text
+}
+
 async fn attempt_once(
     sink: &NotifySink,
     body: &[u8],
@@ -447,9 +469,8 @@ async fn attempt_once(
                 })?;
                 req = req.bearer_auth(t);
             }
-            // never print the URL: it may be the secret
             let resp = req.send().await.map_err(|e| Failure {
-                why: e.without_url().to_string(),
+                why: redacted(e, &url),
                 retry: true,
             })?;
             let st = resp.status();
@@ -523,6 +544,78 @@ mod tests {
             let got = derive(&spec, &mut seen, &ev, &state);
             assert_eq!(got, vec![(kind, "why".to_string())]);
         }
+    }
+
+    fn seen() -> Seen {
+        Seen {
+            phase: Phase::Rolling,
+            waiting: false,
+            incident: false,
+        }
+    }
+
+    fn window(incident: bool) -> glidepath_core::WindowState {
+        serde_json::from_value(serde_json::json!({
+            "started": 1, "last_probe": null, "probes": 1, "latest": [],
+            "incident_since": if incident { Some(5) } else { None },
+            "incident_reason": "both groups past the limit"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rollback_is_a_breach_when_the_sli_decided_it_and_notified_once() {
+        let spec = spec();
+        let ev = Event::Promoted {
+            at: 1,
+            reason: "x".into(),
+        };
+        for (kind, expect) in [
+            (CauseKind::Sli, "breach"),
+            (CauseKind::Health, "rollback"),
+            (CauseKind::Operator, "rollback"),
+        ] {
+            let mut state = RunState::new(&spec);
+            let mut s = seen();
+            state.phase = Phase::RollingBack;
+            state.cause = Some(glidepath_core::Cause {
+                kind,
+                node: None,
+                reason: "error rate 0.3 > max 0.05".into(),
+            });
+            assert_eq!(
+                derive(&spec, &mut s, &ev, &state),
+                vec![(expect, "error rate 0.3 > max 0.05".to_string())]
+            );
+            assert!(derive(&spec, &mut s, &ev, &state).is_empty(), "once");
+        }
+    }
+
+    #[test]
+    fn an_incident_and_a_pause_are_notified_when_they_begin() {
+        let spec = spec();
+        let ev = Event::Promoted {
+            at: 1,
+            reason: "x".into(),
+        };
+        let mut state = RunState::new(&spec);
+        let mut s = seen();
+        state.window = Some(window(false));
+        assert!(derive(&spec, &mut s, &ev, &state).is_empty());
+        state.window = Some(window(true));
+        assert_eq!(
+            derive(&spec, &mut s, &ev, &state),
+            vec![("incident", "both groups past the limit".to_string())]
+        );
+        assert!(derive(&spec, &mut s, &ev, &state).is_empty(), "once");
+        // a breach held for a person
+        state.window = None;
+        state.held = Some("SLI breach held: promote or rollback".into());
+        let got = derive(&spec, &mut s, &ev, &state);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "waiting");
+        assert!(got[0].1.starts_with("SLI breach held"));
+        assert!(derive(&spec, &mut s, &ev, &state).is_empty(), "once");
     }
 
     #[test]
