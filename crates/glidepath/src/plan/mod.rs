@@ -5,7 +5,7 @@
 //! Layout: [`parse`] reads the TOML document and calls one reader per
 //! section, each `<section>::read(r, root, …) -> Option<Cfg>` in its own
 //! module (`release`, `fleet`, `strategy`, `balancer`, `deploy`, `health`,
-//! `sli` with `checks`, `rollback`, `system`, `journal`; `[gates]` is
+//! `sli` with `checks`, `rollback`, `system`, `journal`, `notify`; `[gates]` is
 //! `crate::gates::read`). They share `reader` (the `Reader`: missing
 //! sections, wrong types, unknown keys, durations, `did_you_mean`). The
 //! config types are in `types`; `template` is the one template module

@@ -312,6 +312,18 @@ fn notify_plans_and_their_diagnostics() {
     let (dir, good) = setup();
     let ok = "\n[notify]\n[[notify.webhook]]\nurl_env = \"HOOK_URL\"\n";
     assert_eq!(diagnose(dir.path(), &format!("{good}{ok}")), "valid");
+    let (plan, _) = glidepath::plan::parse(
+        std::path::Path::new("plan.toml"),
+        &format!("{good}{ok}token_file = \"hook-token\"\non = [\"finished\"]\n"),
+        dir.path(),
+    )
+    .unwrap();
+    let text = plan.describe().join("\n");
+    assert!(
+        text.contains("notify (never blocks the rollout; up to 5s at the end): webhook 1 (URL from $HOOK_URL, bearer token from "),
+        "{text}"
+    );
+    assert!(text.contains("hook-token) on finished"), "{text}");
     let cases: &[(&str, &str)] = &[
         ("no_sink", "\n[notify]\ngrace = \"5s\"\n"),
         ("unknown_key", "\n[notify]\n[[notify.webhook]]\nurl_env = \"U\"\ntoken = \"abc\"\n"),
