@@ -20,7 +20,7 @@ use glidepath_core::{awaiting_promotion, CauseKind, Event, Outcome, Phase, Rollo
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -235,7 +235,6 @@ impl Notifier {
                 // say so now rather than at the first event (never the value)
                 if let Err(why) = sec
                     .read()
-                    .map_err(|e| e)
                     .and_then(|u| crate::plan::notify::check_url(&u).map_err(|(w, _)| w))
                 {
                     warn(&format!("notifications to {}: its URL: {why}", s.label));
@@ -392,7 +391,7 @@ struct Failure {
     retry: bool,
 }
 
-async fn deliver(sink: &NotifySink, n: &Notification, client: &reqwest::Client, cwd: &PathBuf) {
+async fn deliver(sink: &NotifySink, n: &Notification, client: &reqwest::Client, cwd: &Path) {
     let started = Instant::now();
     let body = n.body(sink.format);
     let mut delay = BACKOFF_FIRST;
@@ -442,7 +441,7 @@ async fn attempt_once(
     sink: &NotifySink,
     body: &[u8],
     client: &reqwest::Client,
-    cwd: &PathBuf,
+    cwd: &Path,
 ) -> Result<(), Failure> {
     match &sink.kind {
         NotifyKind::Webhook { url, token } => {
