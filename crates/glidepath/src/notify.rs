@@ -99,6 +99,7 @@ fn clip(s: &str, max: usize) -> String {
 /// What the notifier remembers between events, to notify a change once.
 struct Seen {
     phase: Phase,
+    held: bool,
     waiting: bool,
     incident: bool,
 }
@@ -154,6 +155,16 @@ fn derive(
         };
         out.push((kind, reason));
     }
+    // a breach held for a person (no automatic rollback on SLI breaches):
+    // the window's verdict set `held`
+    let sli_verdict = match event {
+        Event::WindowClosed { passed, .. } => !passed,
+        Event::Outcome { step, .. } => step.kind == glidepath_core::StepKind::Probe,
+        _ => false,
+    };
+    if let (false, true, Some(why)) = (seen.held, sli_verdict, &state.held) {
+        out.push(("breach", why.clone()));
+    }
     let w = waiting(spec, state);
     if let (false, Some(why)) = (seen.waiting, &w) {
         out.push((
@@ -166,6 +177,7 @@ fn derive(
         out.push(("incident", why.clone()));
     }
     seen.phase = state.phase;
+    seen.held = state.held.is_some();
     seen.waiting = w.is_some();
     seen.incident = i.is_some();
     out
@@ -259,6 +271,7 @@ impl Notifier {
             },
             seen: Mutex::new(Seen {
                 phase: state.phase,
+                held: state.held.is_some(),
                 waiting: waiting(spec, state).is_some(),
                 incident: incident(state).is_some(),
             }),
@@ -521,6 +534,7 @@ mod tests {
         let state = RunState::new(&spec);
         let mut seen = Seen {
             phase: Phase::Rolling,
+            held: false,
             waiting: false,
             incident: false,
         };
@@ -548,6 +562,7 @@ mod tests {
     fn seen() -> Seen {
         Seen {
             phase: Phase::Rolling,
+            held: false,
             waiting: false,
             incident: false,
         }
@@ -607,13 +622,18 @@ mod tests {
             vec![("incident", "both groups past the limit".to_string())]
         );
         assert!(derive(&spec, &mut s, &ev, &state).is_empty(), "once");
-        // a breach held for a person
+        // a breach held for a person: the breach, then the wait
         state.window = None;
         state.held = Some("SLI breach held: promote or rollback".into());
-        let got = derive(&spec, &mut s, &ev, &state);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].0, "waiting");
-        assert!(got[0].1.starts_with("SLI breach held"));
+        let closed = Event::WindowClosed {
+            at: 9,
+            passed: false,
+            reason: "error rate 0.3 > max 0.05".into(),
+        };
+        let got = derive(&spec, &mut s, &closed, &state);
+        let kinds: Vec<_> = got.iter().map(|g| g.0).collect();
+        assert_eq!(kinds, ["breach", "waiting"]);
+        assert!(got[1].1.starts_with("SLI breach held"));
         assert!(derive(&spec, &mut s, &ev, &state).is_empty(), "once");
     }
 
