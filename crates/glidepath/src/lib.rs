@@ -14,6 +14,7 @@ pub mod journal;
 pub mod lint;
 pub mod live;
 pub mod names;
+pub mod notify;
 pub mod output;
 pub mod plan;
 pub mod probe;
