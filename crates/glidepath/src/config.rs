@@ -413,3 +413,67 @@ pub struct PromQlProbe {
     pub on_empty: OnEmpty,
     pub within: Option<Duration>,
 }
+
+/// `[notify]`: where the run's notifications go (read by `plan::notify`,
+/// delivered by `notify::Notifier`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyCfg {
+    pub sinks: Vec<NotifySink>,
+    /// How long the end of a run waits for deliveries in flight.
+    pub grace: Duration,
+}
+
+/// One destination of notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifySink {
+    /// How messages name it (`webhook 1`, `slack 2`, `command 1`): never
+    /// its URL, which may be a secret.
+    pub label: String,
+    pub kind: NotifyKind,
+    /// The events it receives (`on = [...]`); `None`: all of them.
+    pub on: Option<Vec<String>>,
+    /// Each call's timeout.
+    pub timeout: Duration,
+    /// The body: the event as JSON, or Slack's `{"text": …}`.
+    pub format: NotifyFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyFormat {
+    Json,
+    Slack,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotifyKind {
+    /// An HTTP POST (plain `http://`: this build has no TLS).
+    Webhook {
+        url: NotifyUrl,
+        /// Sent as `Authorization: Bearer …`.
+        token: Option<SecretRef>,
+    },
+    /// A shell command, the event as JSON on its stdin and in
+    /// `$GLIDEPATH_EVENT`.
+    Command { command: String },
+}
+
+/// A webhook's URL: written in the plan (which is journaled), or a secret
+/// read at each delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotifyUrl {
+    Plain(String),
+    Secret(SecretRef),
+}
+
+/// The events a sink may ask for (`on = [...]`).
+pub const NOTIFY_EVENTS: &[&str] = &[
+    "start",
+    "waiting",
+    "breach",
+    "rollback",
+    "incident",
+    "suspended",
+    "finished",
+    "failed",
+    "rollback_failed",
+];

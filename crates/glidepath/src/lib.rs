@@ -13,6 +13,7 @@ pub mod gates;
 pub mod journal;
 pub mod lint;
 pub mod names;
+pub mod notify;
 pub mod output;
 pub mod plan;
 pub mod probe;

@@ -111,18 +111,64 @@ pub async fn shell_output_raw(
     cwd: &Path,
     timeout: Duration,
 ) -> Result<RawOutput, ShellError> {
+    shell_raw(cmd, cwd, timeout, None).await
+}
+
+/// What a command is given besides its script: bytes on its stdin and
+/// environment variables (data, never interpolated into the script).
+pub struct Input<'a> {
+    pub stdin: &'a [u8],
+    pub env: &'a [(&'a str, &'a str)],
+}
+
+/// [`shell_output`], with `input` on the command's stdin and in its
+/// environment (a command that does not read its stdin is not blocked).
+pub async fn shell_output_with(
+    cmd: &str,
+    cwd: &Path,
+    timeout: Duration,
+    input: Input<'_>,
+) -> Result<String, ShellError> {
+    let raw = shell_raw(cmd, cwd, timeout, Some(input)).await?;
+    Ok(String::from_utf8_lossy(&raw.annotated()).into_owned())
+}
+
+async fn shell_raw(
+    cmd: &str,
+    cwd: &Path,
+    timeout: Duration,
+    input: Option<Input<'_>>,
+) -> Result<RawOutput, ShellError> {
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c")
         .arg(cmd)
         .current_dir(cwd)
         .process_group(0)
         .kill_on_drop(true)
-        .stdin(std::process::Stdio::null())
+        .stdin(if input.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = c
+    if let Some(i) = &input {
+        for (k, v) in i.env {
+            c.env(k, v);
+        }
+    }
+    let mut child = c
         .spawn()
         .map_err(|e| ShellError(format!("`{}` could not start: {e}", shown(cmd))))?;
+    if let (Some(i), Some(mut w)) = (&input, child.stdin.take()) {
+        let bytes = i.stdin.to_vec();
+        // a command that never reads its stdin must not block: the writer
+        // runs apart and a broken pipe is no error
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = w.write_all(&bytes).await;
+        });
+    }
     let mut group = GroupKiller::new(child.id().map(|id| id as libc::pid_t));
     let out = match tokio::time::timeout(timeout, wait_capped(child)).await {
         Err(_) => {

@@ -1,6 +1,6 @@
 //! Benchmarks that print figures (README "Performance").
 //!
-//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|lint|planner|preflight|judge|serve|prometheus|all]
+//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|lint|planner|preflight|judge|serve[-latency|-rss|-page]|prometheus|all]
 //!
 //! engine:   CPU time per node step of the executor + core + SQLite journal,
 //!           with drivers that return at once (no waits on a fleet).
@@ -66,8 +66,8 @@ async fn main() {
     if what == "judge" || what == "all" {
         judge::judge();
     }
-    if what == "serve" || what == "all" {
-        serve::serve_figures().await;
+    if what == "all" || what.starts_with("serve") {
+        serve::serve_figures(&what).await;
     }
     if what == "prometheus" || what == "all" {
         rollback::prometheus(5).await;

@@ -391,8 +391,15 @@ impl Cdp {
     }
 }
 
-pub async fn serve_figures() {
-    latency().await;
-    rss().await;
-    page().await;
+/// `what`: `serve` (all three), `serve-latency`, `serve-rss`, `serve-page`.
+pub async fn serve_figures(what: &str) {
+    if matches!(what, "serve" | "all" | "serve-latency") {
+        latency().await;
+    }
+    if matches!(what, "serve" | "all" | "serve-rss") {
+        rss().await;
+    }
+    if matches!(what, "serve" | "all" | "serve-page") {
+        page().await;
+    }
 }

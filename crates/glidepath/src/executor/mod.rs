@@ -119,6 +119,28 @@ fn bus(
     b
 }
 
+/// The run's notifier (`[notify]`), subscribed to the bus; the caller
+/// gives it its grace once the run ends.
+fn notifier(
+    plan: &Plan,
+    spec: &RolloutSpec,
+    journal: &dyn Store,
+    state: &RunState,
+    bus: &mut crate::events::EventBus,
+) -> Option<Arc<crate::notify::Notifier>> {
+    let cfg = plan.notify.as_ref()?;
+    let n = crate::notify::Notifier::start(
+        cfg,
+        spec,
+        &plan.fleet_name,
+        &journal.location(),
+        state,
+        plan.dir.clone(),
+    );
+    bus.add(n.clone());
+    Some(n)
+}
+
 /// What a crash-hook point names besides the step kind: the node, or the task.
 fn step_subject(step: &Step) -> Option<&str> {
     step.node
@@ -219,7 +241,8 @@ impl Executor {
             }
         };
         let state = RunState::new(&spec);
-        let event_bus = bus(&reporter, opts.subscribers);
+        let mut event_bus = bus(&reporter, opts.subscribers);
+        let notifier = notifier(&plan, &spec, journal.as_ref(), &state, &mut event_bus);
         let mut ex = Executor {
             targets: targets(&plan),
             plan,
@@ -242,7 +265,11 @@ impl Executor {
             "journal {jp} · follow it with: glidepath status {} --journal {jp}",
             ex.run_id
         ));
-        ex.preflight_then_drive().await
+        let result = ex.preflight_then_drive().await;
+        if let Some(n) = notifier {
+            n.finish().await;
+        }
+        result
     }
 
     /// Continue a run from its journal (after a crash, or to carry out an
@@ -321,7 +348,8 @@ impl Executor {
         let events = journal.events(run_id)?;
         let state = RunState::replay(&spec, &events);
         let drivers = make_drivers(&plan);
-        let event_bus = bus(&reporter, Vec::new());
+        let mut event_bus = bus(&reporter, Vec::new());
+        let notifier = notifier(&plan, &spec, journal.as_ref(), &state, &mut event_bus);
         let mut ex = Executor {
             targets: targets(&plan),
             plan,
@@ -338,12 +366,21 @@ impl Executor {
             bus: event_bus,
         };
         set_active_run(&ex.run_id, ex.journal.as_ref());
+        let result = ex.resume_events(&events).await;
+        if let Some(n) = notifier {
+            n.finish().await;
+        }
+        result
+    }
+
+    async fn resume_events(&mut self, events: &[Event]) -> Result<RunResult, ExecError> {
+        let ex = self;
         if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
-            return ex.resume_before_start(&events).await;
+            return ex.resume_before_start(events).await;
         }
         ex.reporter
-            .run_resumed(&ex.run_id, &ex.plan, &ex.spec, &events);
-        let in_flight: Vec<Step> = events_in_flight(&events);
+            .run_resumed(&ex.run_id, &ex.plan, &ex.spec, events);
+        let in_flight: Vec<Step> = events_in_flight(events);
         // A run that was not finished lost its process: mark it, so the
         // journal shows the resume and steps in flight are repeated.
         if !ex.state.is_finished() {

@@ -255,6 +255,43 @@ impl Plan {
             if self.rollback_on.iter().any(|o| o == "sli") { " or SLI breach" } else { "" },
             self.deploy.keep_releases
         ));
+        if let Some(n) = &self.notify {
+            out.push(format!(
+                "notify (never blocks the rollout; up to {} at the end): {}",
+                humantime::format_duration(n.grace),
+                n.sinks
+                    .iter()
+                    .map(notify_sink)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
         out
     }
+}
+
+/// A sink as `validate` shows it: where its secrets come from, never them.
+fn notify_sink(s: &crate::config::NotifySink) -> String {
+    use crate::config::{NotifyKind, NotifyUrl, SecretRef};
+    let from = |r: &SecretRef| match r {
+        SecretRef::Env(v) => format!("${v}"),
+        SecretRef::File(p) => p.display().to_string(),
+    };
+    let what = match &s.kind {
+        NotifyKind::Webhook { url, token } => {
+            let mut w = match url {
+                NotifyUrl::Plain(_) => "URL in the plan".to_string(),
+                NotifyUrl::Secret(r) => format!("URL from {}", from(r)),
+            };
+            if let Some(t) = token {
+                w.push_str(&format!(", bearer token from {}", from(t)));
+            }
+            w
+        }
+        NotifyKind::Command { .. } => "the event on stdin".to_string(),
+    };
+    let on =
+        s.on.as_ref()
+            .map_or("every event".to_string(), |on| on.join(", "));
+    format!("{} ({what}) on {on}", s.label)
 }

@@ -5,7 +5,7 @@
 //! Layout: [`parse`] reads the TOML document and calls one reader per
 //! section, each `<section>::read(r, root, …) -> Option<Cfg>` in its own
 //! module (`release`, `fleet`, `strategy`, `balancer`, `deploy`, `health`,
-//! `sli` with `checks`, `rollback`, `system`, `journal`; `[gates]` is
+//! `sli` with `checks`, `rollback`, `system`, `journal`, `notify`; `[gates]` is
 //! `crate::gates::read`). They share `reader` (the `Reader`: missing
 //! sections, wrong types, unknown keys, durations, `did_you_mean`). The
 //! config types are in `types`; `template` is the one template module
@@ -22,6 +22,7 @@ mod fleet;
 mod gates;
 mod health;
 mod journal;
+pub mod notify;
 mod override_release;
 mod placeholders;
 pub(crate) mod probe;
@@ -79,6 +80,8 @@ pub struct Plan {
     pub tasks: Vec<TaskCfg>,
     /// `[rollback] on_post_failure`.
     pub on_post_failure: glidepath_core::PostFailurePolicy,
+    /// `[notify]`: where the run's notifications go.
+    pub notify: Option<crate::config::NotifyCfg>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +101,7 @@ pub enum PlanError {
 /// The sections a plan may have.
 const SECTIONS: &[&str] = &[
     "release", "fleet", "strategy", "balancer", "deploy", "health", "sli", "rollback", "journal",
-    "system", "gates", "pre", "post",
+    "system", "gates", "pre", "post", "notify",
 ];
 
 /// Read a plan file, override its release (`run --release …`: the
@@ -185,6 +188,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     system::read(&mut r, &root, dir);
     let journal = journal::read(&mut r, &root, dir);
     let tasks = tasks::read(&mut r, &root, dir);
+    let notify = notify::read(&mut r, &root, dir);
 
     let errors = r.diags.iter().any(|d| d.severity == Severity::Error);
     let mut diags = r.diags;
@@ -215,6 +219,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
         gates,
         tasks,
         on_post_failure: rollback.on_post_failure,
+        notify,
     };
     Ok((plan, report(diags)))
 }

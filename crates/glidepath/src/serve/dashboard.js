@@ -167,7 +167,9 @@ function drawRun() {
 }
 
 let pending = null;
-function refresh() {
+// Redraw from the API, at most every 150 ms while events pour in (the
+// first one at once).
+function refresh(delay = 150) {
   if (pending) return;
   pending = setTimeout(async () => {
     pending = null;
@@ -178,12 +180,12 @@ function refresh() {
     } catch (e) {
       live.textContent = String(e);
     }
-  }, 150);
+  }, delay);
 }
 
 function runPage(id) {
   run.id = id;
-  refresh();
+  refresh(0);
   const es = new EventSource("/api/v1/runs/" + encodeURIComponent(id) + "/events");
   es.onopen = () => { live.textContent = "live"; };
   es.onmessage = (m) => {

@@ -10,6 +10,7 @@ mod json;
 mod judge;
 mod limits;
 mod lint;
+mod notify;
 mod operator;
 mod phases;
 mod plans;
