@@ -188,6 +188,29 @@ async fn api_events_actions_and_metrics_follow_a_rollout_of_another_process() {
     })
     .await;
     assert_eq!(after7.iter().map(|e| e.0).collect::<Vec<_>>(), [8, 9]);
+    // the clients that went away (the run still waits) are dropped: no
+    // stream stays open on the server
+    let metrics = format!("{}/metrics", s.url);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = client()
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let open = glidepath_core::metrics::parse_text(&text)
+            .into_iter()
+            .find(|m| m.name == "glidepath_serve_event_streams")
+            .map(|m| m.value);
+        if open == Some(0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "streams still open: {open:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     // the run as `status --output json` shows it
     let api = get_json(&format!("{}/api/v1/runs/{run}", s.url)).await;
@@ -290,14 +313,20 @@ async fn api_events_actions_and_metrics_follow_a_rollout_of_another_process() {
     );
 
     // /metrics: valid exposition (promtool), and the figures of this run
-    let text = client()
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // (cached for 2 s: the run's end shows within that)
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && !text.contains("glidepath_runs{status=\"succeeded\"} 1") {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        text = client()
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
     if available(&["promtool"]) {
         let dir = env.path().join("metrics.txt");
         std::fs::write(&dir, &text).unwrap();
