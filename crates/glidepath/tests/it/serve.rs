@@ -386,6 +386,21 @@ async fn serve_refuses_a_remote_address_and_actions_without_a_configured_token()
         "{}",
         stderr(&out)
     );
+    // a token file others can read is refused; an unset variable too
+    let tf = env.path().join("token");
+    std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.run(&["serve", "--token-file", tf.to_str().unwrap()]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("readable by other users"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["serve", "--token-env", "GP_NO_SUCH_VARIABLE"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("GP_NO_SUCH_VARIABLE: the variable is not set"));
     let s = serve(&env, &[]).await;
     let plan = env.plan(&env.v2, &DemoPlan::quick("1s", 1));
     assert_eq!(code(&env.run(&["run", plan.to_str().unwrap()])), 0);
