@@ -173,56 +173,13 @@ pub async fn send(
     reporter: Arc<dyn Reporter>,
     stop: &(dyn Fn() -> StopSignals + Send + Sync),
 ) -> Result<Sent, ControlError> {
-    use OperatorCommand::*;
-    let rec = j.run(run)?;
     let run = run.to_string();
-    if rec.status == RunStatus::Refused {
-        return Err(ControlError::RefusedAtPreflight { run, command });
-    }
-    if rec.status.is_final() && command == Promote {
-        return Err(ControlError::PromoteFinished {
-            run,
-            status: rec.status,
-        });
-    }
-    if rec.status.is_final() && command != Rollback {
-        return Ok(Sent::AlreadyFinished { status: rec.status });
-    }
-    let plan = journaled_plan(&rec)?;
-    let spec = plan.rollout_spec();
-    let state = glidepath_core::RunState::replay(&spec, &j.events(&run)?);
-    if rec.status.is_final() && command == Rollback {
-        // a finished run with no node on its release: nothing to roll back
-        // (journaling a second finish would only blur the record)
-        let changed = state
-            .nodes
-            .values()
-            .any(|n| n.switched || n.status == glidepath_core::NodeStatus::Updated);
-        if !changed {
-            return Ok(Sent::AlreadyFinished { status: rec.status });
-        }
-    }
-    let forced;
-    let reason = match (command, state.irreversible_list()) {
-        (Rollback, Some(what)) if !force => {
-            return Err(ControlError::Irreversible { run, what });
-        }
-        (Rollback, Some(what)) => {
-            forced = format!("{FORCED} ({what}) by {}: {reason}", operator());
-            forced.as_str()
-        }
-        _ => reason,
+    let reason = match prepare(&j, &run, command, reason, force)? {
+        Prepared::Done(sent) => return Ok(sent),
+        Prepared::Queue(reason) => reason,
     };
-    if command == Abort && state.phase == glidepath_core::Phase::RollingBack {
-        return Err(ControlError::RollingBack { run });
-    }
-    if command == Promote && glidepath_core::awaiting_promotion(&spec, &state).is_none() {
-        let waits = glidepath_core::decide(&spec, &state, now_ms())
-            .waiting
-            .map(|w| format!(" (it waits for: {w})"))
-            .unwrap_or_default();
-        return Err(ControlError::NotPaused { run, waits });
-    }
+    let reason = reason.as_str();
+    use OperatorCommand::*;
     let id = j.push_command(&run, command, reason)?;
     let lease = j.lease_of_run(&run)?;
     if let Some(l) = lease.filter(|l| !l.holder_dead(now_ms())) {
@@ -259,6 +216,137 @@ pub async fn send(
     ));
     let r = Executor::resume_with(j, &run, Drivers::for_plan, reporter, Some(stop())).await?;
     Ok(Sent::CarriedOut(Box::new(r)))
+}
+
+/// A command queued by [`queue`]: its id in the journal, and what became
+/// of it.
+#[derive(Debug)]
+pub struct Queued {
+    pub id: i64,
+    pub sent: Sent,
+}
+
+/// Queue `command` for `run`, checked like [`send`], without ever taking
+/// the run over (what `glidepath serve` does): when a live process holds
+/// the run, wait up to `wait` for it to act ([`Sent::Applied`], or an
+/// error if it refused); otherwise, or if it has not acted yet, the
+/// command stays queued ([`Sent::Queued`]) for the holder or for `resume`.
+/// Blocking: it polls the journal.
+pub fn queue(
+    j: &dyn Store,
+    run: &str,
+    Request {
+        command,
+        reason,
+        force,
+    }: Request<'_>,
+    wait: Duration,
+) -> Result<Queued, ControlError> {
+    let reason = match prepare(j, run, command, reason, force)? {
+        Prepared::Done(sent) => return Ok(Queued { id: 0, sent }),
+        Prepared::Queue(reason) => reason,
+    };
+    let id = j.push_command(run, command, &reason)?;
+    let Some(l) = j.lease_of_run(run)?.filter(|l| !l.holder_dead(now_ms())) else {
+        return Ok(Queued {
+            id,
+            sent: Sent::Queued,
+        });
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        match j.command_outcome(id)?.as_deref() {
+            None => {}
+            Some("applied") => {
+                return Ok(Queued {
+                    id,
+                    sent: Sent::Applied {
+                        holder: Holder::of(&l, now_ms()),
+                    },
+                })
+            }
+            Some(why) => {
+                return Err(ControlError::RefusedByRun {
+                    run: run.to_string(),
+                    command,
+                    why: why.to_string(),
+                })
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ok(Queued {
+                id,
+                sent: Sent::Queued,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What [`prepare`] found: nothing to send, or the reason to queue with.
+enum Prepared {
+    Done(Sent),
+    Queue(String),
+}
+
+/// Check `command` against the run's state: an error, nothing to do, or
+/// the reason to journal with it (a forced rollback's says so).
+fn prepare(
+    j: &dyn Store,
+    run: &str,
+    command: OperatorCommand,
+    reason: &str,
+    force: bool,
+) -> Result<Prepared, ControlError> {
+    use OperatorCommand::*;
+    let rec = j.run(run)?;
+    let run = run.to_string();
+    if rec.status == RunStatus::Refused {
+        return Err(ControlError::RefusedAtPreflight { run, command });
+    }
+    if rec.status.is_final() && command == Promote {
+        return Err(ControlError::PromoteFinished {
+            run,
+            status: rec.status,
+        });
+    }
+    if rec.status.is_final() && command != Rollback {
+        return Ok(Prepared::Done(Sent::AlreadyFinished { status: rec.status }));
+    }
+    let plan = journaled_plan(&rec)?;
+    let spec = plan.rollout_spec();
+    let state = glidepath_core::RunState::replay(&spec, &j.events(&run)?);
+    if rec.status.is_final() && command == Rollback {
+        // a finished run with no node on its release: nothing to roll back
+        // (journaling a second finish would only blur the record)
+        let changed = state
+            .nodes
+            .values()
+            .any(|n| n.switched || n.status == glidepath_core::NodeStatus::Updated);
+        if !changed {
+            return Ok(Prepared::Done(Sent::AlreadyFinished { status: rec.status }));
+        }
+    }
+    let reason = match (command, state.irreversible_list()) {
+        (Rollback, Some(what)) if !force => {
+            return Err(ControlError::Irreversible { run, what });
+        }
+        (Rollback, Some(what)) => {
+            format!("{FORCED} ({what}) by {}: {reason}", operator())
+        }
+        _ => reason.to_string(),
+    };
+    if command == Abort && state.phase == glidepath_core::Phase::RollingBack {
+        return Err(ControlError::RollingBack { run });
+    }
+    if command == Promote && glidepath_core::awaiting_promotion(&spec, &state).is_none() {
+        let waits = glidepath_core::decide(&spec, &state, now_ms())
+            .waiting
+            .map(|w| format!(" (it waits for: {w})"))
+            .unwrap_or_default();
+        return Err(ControlError::NotPaused { run, waits });
+    }
+    Ok(Prepared::Queue(reason))
 }
 
 /// Who is asking, for the journal: `$USER` (or `$LOGNAME`), else the uid.

@@ -234,6 +234,21 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         reporter: LintReporter,
     },
+    /// Serve a dashboard, a JSON API with live events, operator actions and /metrics, from the journal.
+    Serve {
+        /// Address to listen on (loopback unless --allow-remote).
+        #[arg(long, default_value = glidepath::serve::DEFAULT_LISTEN)]
+        listen: String,
+        /// Listen on an address other than loopback (put a TLS proxy in front).
+        #[arg(long)]
+        allow_remote: bool,
+        /// Environment variable holding the actions' bearer token.
+        #[arg(long, value_name = "VAR", conflicts_with = "token_file")]
+        token_env: Option<String>,
+        /// File holding the actions' bearer token (mode 600).
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+    },
     /// Run one demo node (used by `demo` and the tests).
     #[command(hide = true)]
     DemoNode {
@@ -514,5 +529,20 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             .await
         }
         Cmd::Lint { paths, reporter } => cli::lint::run(&ctx, &paths, reporter),
+        Cmd::Serve {
+            listen,
+            allow_remote,
+            token_env,
+            token_file,
+        } => {
+            cli::serve::run(
+                &ctx,
+                &listen,
+                allow_remote,
+                token_env.as_deref(),
+                token_file.as_deref(),
+            )
+            .await
+        }
     }
 }

@@ -13,7 +13,8 @@ use glidepath_core::Observation;
 use std::sync::Arc;
 use std::time::Instant;
 
-struct Instant0;
+/// Drivers that return at once (also `serve`'s runs).
+pub(crate) struct Instant0;
 
 #[async_trait]
 impl Balancer for Instant0 {
@@ -83,6 +84,18 @@ fn cpu_ms() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 * 1000.0 + tv.tv_usec as f64 / 1000.0;
     t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// [`Instant0`] as every driver.
+pub(crate) fn instant_drivers() -> Drivers {
+    let d = Arc::new(Instant0);
+    Drivers {
+        balancer: d.clone(),
+        deployer: d.clone(),
+        service: d.clone(),
+        health: d.clone(),
+        metrics: Some(d),
+    }
 }
 
 pub async fn engine() {

@@ -1,6 +1,6 @@
 //! Benchmarks that print figures (README "Performance").
 //!
-//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|lint|planner|preflight|judge|prometheus|all]
+//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|lint|planner|preflight|judge|serve[-latency|-rss|-page]|prometheus|all]
 //!
 //! engine:   CPU time per node step of the executor + core + SQLite journal,
 //!           with drivers that return at once (no waits on a fleet).
@@ -20,6 +20,9 @@
 //!           local deployer, `balancer = none`, a health check (tcp against
 //!           one local listener; then `command = "true"`, a process per
 //!           node) and a `[[gates.custom]]` command.
+//! serve:    `glidepath serve`: event-to-client latency over SSE during a
+//!           demo rollout, RSS with 1,000 runs in the journal, and a
+//!           200-node run's API answer and page load in headless Chromium.
 
 mod engine;
 mod judge;
@@ -27,6 +30,7 @@ mod lint;
 mod planner;
 mod preflight;
 mod rollback;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -61,6 +65,9 @@ async fn main() {
     }
     if what == "judge" || what == "all" {
         judge::judge();
+    }
+    if what == "all" || what.starts_with("serve") {
+        serve::serve_figures(&what).await;
     }
     if what == "prometheus" || what == "all" {
         rollback::prometheus(5).await;

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod lint;
 pub mod preflight;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod system;
 pub mod upgrade;

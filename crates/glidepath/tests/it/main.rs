@@ -22,6 +22,7 @@ mod real_ssh;
 mod release_override;
 mod rollout;
 mod safety;
+mod serve;
 mod system;
 mod task_edges;
 mod upgrade;
