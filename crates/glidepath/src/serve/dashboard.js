@@ -186,6 +186,9 @@ function refresh(delay = 150) {
 function runPage(id) {
   run.id = id;
   refresh(0);
+  // what the run waits for (paused, waiting on the infrastructure) is kept
+  // on its record, not journaled as an event: look again every 2 s too
+  const tick = setInterval(() => refresh(0), 2000);
   const es = new EventSource("/api/v1/runs/" + encodeURIComponent(id) + "/events");
   es.onopen = () => { live.textContent = "live"; };
   es.onmessage = (m) => {
@@ -195,6 +198,7 @@ function runPage(id) {
   };
   es.addEventListener("end", () => {
     es.close();
+    clearInterval(tick);
     live.textContent = "the run has ended · " + run.lastSeq + " events";
     refresh();
   });

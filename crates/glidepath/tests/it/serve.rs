@@ -624,6 +624,14 @@ async fn the_dashboard_in_headless_chromium_follows_a_rollout_live() {
         seen["status"] == "running" || seen["status"] == "paused",
         "{seen}"
     );
+    // the page looks at the record again by itself: `paused` shows up
+    // without any new event
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen["status"] != "paused" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        seen = dom(&mut cdp).await;
+    }
+    assert_eq!(seen["status"], "paused", "{seen}");
     assert!(
         seen["decisions"].to_string().contains("SLI window passed")
             || seen["decisions"].as_array().is_some_and(|d| !d.is_empty()),
