@@ -591,8 +591,13 @@ pub fn with_run_id(text: &str, run: &str) -> String {
     text.replace(" RUN`", &format!(" {run}`"))
 }
 
-/// Where each task stands, from the state and its last outcome.
-fn task_summaries(spec: &RolloutSpec, state: &RunState, events: &[Event]) -> Vec<TaskSummary> {
+/// Where each task stands, from the state and (for the attempts and the
+/// last detail) the events; `status --watch` passes none.
+pub(crate) fn task_summaries(
+    spec: &RolloutSpec,
+    state: &RunState,
+    events: &[Event],
+) -> Vec<TaskSummary> {
     use glidepath_core::TaskPhase;
     let mut out = Vec::new();
     for phase in [TaskPhase::Pre, TaskPhase::Post] {

@@ -11,7 +11,7 @@ use crate::control::{journaled_plan, ControlError};
 use crate::journal::{now_ms, RunRecord, RunStatus, Store};
 use crate::output::TaskSummary;
 use crate::report::with_run_id;
-use glidepath_core::{NodeStatus, Outcome, Phase, RolloutSpec, RunState, TaskPhase};
+use glidepath_core::{NodeStatus, Outcome, Phase, RolloutSpec, RunState};
 use std::fmt::Write as _;
 
 /// How often a follower polls the journal.
@@ -236,7 +236,7 @@ impl Follower {
             }
             _ => None,
         };
-        let tasks = tasks(spec, s);
+        let tasks = crate::report::task_summaries(spec, s, &[]);
         let waiting = match self.rec.status {
             RunStatus::Paused | RunStatus::Waiting if !self.rec.reason.is_empty() => {
                 Some(with_run_id(&self.rec.reason, &self.rec.id))
@@ -268,44 +268,6 @@ impl Follower {
             commands: self.commands(),
         }
     }
-}
-
-fn tasks(spec: &RolloutSpec, s: &RunState) -> Vec<TaskSummary> {
-    let mut out = Vec::new();
-    for phase in [TaskPhase::Pre, TaskPhase::Post] {
-        let done = s.tasks.done(phase);
-        for (i, t) in spec.tasks(phase).iter().enumerate() {
-            let running = s
-                .tasks
-                .in_flight
-                .as_ref()
-                .is_some_and(|r| r.phase == phase && r.index == i);
-            let failed = s
-                .tasks
-                .failed
-                .as_ref()
-                .is_some_and(|(r, _)| r.phase == phase && r.index == i);
-            let status = if i < done {
-                "done"
-            } else if running {
-                "running"
-            } else if failed {
-                "failed"
-            } else {
-                "pending"
-            };
-            out.push(TaskSummary {
-                phase: phase.as_str().into(),
-                name: t.name.clone(),
-                what: t.what.clone(),
-                status: status.into(),
-                detail: String::new(),
-                attempts: 0,
-                irreversible: t.irreversible.clone(),
-            });
-        }
-    }
-    out
 }
 
 /// One node in a [`View`].
