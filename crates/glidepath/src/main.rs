@@ -286,7 +286,11 @@ fn journal_code(e: &JournalError) -> u8 {
         | JournalError::Fenced { .. }
         | JournalError::OtherJournal { .. }
         | JournalError::CampaignHeld { .. } => exit::LOCKED,
-        JournalError::NoSuchRun(_) | JournalError::NoSuchCampaign(_) => exit::INVALID,
+        JournalError::NoSuchRun(_)
+        | JournalError::NoSuchCampaign(_)
+        | JournalError::NewerSchema { .. }
+        | JournalError::BadLocation { .. } => exit::INVALID,
+        JournalError::Unavailable { .. } => exit::UNREACHABLE,
         _ => exit::INTERNAL,
     }
 }
@@ -320,6 +324,8 @@ impl From<JournalError> for Failure {
                 format!("{e}\nhint: drive a fleet from one journal: pass --journal {journal} (or wait for that run to end)"),
             ),
             JournalError::NoSuchCampaign(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath upgrade` prints its campaign's id (c…), and --journal picks the database")),
+            JournalError::Unavailable { .. } => Failure::new(exit::UNREACHABLE, format!("{e}\nhint: check that the server runs and this machine reaches it; nothing was changed by this command")),
+            JournalError::NewerSchema { .. } => Failure::new(exit::INVALID, format!("{e}\nhint: a newer glidepath wrote this journal; use that version (or newer) here")),
             JournalError::CampaignHeld { campaign, .. } => Failure::new(exit::LOCKED, format!("{e}\nhint: wait for it, or `glidepath status {campaign}` to see where it stands")),
             _ => Failure::new(journal_code(&e), e.to_string()),
         }

@@ -10,6 +10,7 @@
 
 mod campaign;
 mod locks;
+pub mod postgres;
 pub mod sqlite;
 
 pub use campaign::{CampaignRecord, CampaignStatus, StageAction, StageRecord, StageStatus};
@@ -20,6 +21,70 @@ use glidepath_core::Event;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Where a journal is: a SQLite file (the embedded default, one machine) or
+/// a PostgreSQL database (team mode: every machine sees the same runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(postgres::Target),
+}
+
+impl Location {
+    /// `postgres://…` or `postgresql://…` is a PostgreSQL database (its
+    /// password from `GLIDEPATH_JOURNAL_PASSWORD_FILE` or
+    /// `GLIDEPATH_JOURNAL_PASSWORD`, never from the command line); anything
+    /// else is the path of a SQLite file.
+    pub fn parse(given: &str) -> Result<Location, JournalError> {
+        if postgres::is_url(given) {
+            return postgres::Target::parse(given).map(Location::Postgres);
+        }
+        if given.trim().is_empty() {
+            return Err(JournalError::BadLocation {
+                given: given.to_string(),
+                why: "empty".into(),
+            });
+        }
+        Ok(Location::Sqlite(PathBuf::from(given)))
+    }
+
+    /// Open the journal (creating or upgrading its schema).
+    pub fn open(&self) -> Result<Box<dyn Store>, JournalError> {
+        Ok(match self {
+            Location::Sqlite(p) => Box::new(SqliteJournal::open(p)?),
+            Location::Postgres(t) => postgres::open(t)?,
+        })
+    }
+
+    /// Does it exist yet? (A database is assumed to: opening it says.)
+    pub fn exists(&self) -> bool {
+        match self {
+            Location::Sqlite(p) => p.exists(),
+            Location::Postgres(_) => true,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Location::Postgres(_))
+    }
+}
+
+/// As people read it (and as `--journal` takes it back): a path, or the URL
+/// without its password.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "{}", p.display()),
+            Location::Postgres(t) => f.write_str(t.redacted()),
+        }
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(p: PathBuf) -> Location {
+        Location::Sqlite(p)
+    }
+}
 
 /// Lease heartbeats older than this mean the holder is gone (other hosts,
 /// or a stopped process on this one). `GLIDEPATH_LEASE_TTL` overrides it.
@@ -63,6 +128,22 @@ pub enum JournalError {
         seq: i64,
         message: String,
     },
+    /// The journal's server cannot be reached (refused, reset, timed out):
+    /// an infrastructure fault, retried by a run's holder with backoff.
+    #[error("journal {location} is unreachable: {message}")]
+    Unavailable { location: String, message: String },
+    /// The database answered with an error.
+    #[error("journal {location}: {message}")]
+    Database { location: String, message: String },
+    /// Written by a newer glidepath: this one refuses to touch it.
+    #[error("journal {location} has schema version {found}; this glidepath knows up to {known}")]
+    NewerSchema {
+        location: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("journal `{given}`: {why}")]
+    BadLocation { given: String, why: String },
     #[error("no run `{0}` in the journal")]
     NoSuchRun(String),
     #[error("no campaign `{0}` in the journal")]
@@ -343,6 +424,12 @@ pub trait Store: Send {
     fn refuse_command(&mut self, id: i64, why: &str) -> Result<(), JournalError>;
     /// `None` while pending, else `Some("applied")` or why it was refused.
     fn command_outcome(&self, id: i64) -> Result<Option<String>, JournalError>;
+    /// Woken (one permit) when a command is queued or acknowledged, for a
+    /// holder or a sender that would otherwise poll: PostgreSQL's
+    /// LISTEN/NOTIFY. `None`: poll.
+    fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 
     // Campaigns (`glidepath upgrade`): not fenced (each stage's run takes
     // its fleet's lease); one process carries a campaign out at a time.
@@ -424,7 +511,17 @@ pub struct Command {
     pub at: u64,
 }
 
+/// This machine's name in leases and campaigns: `GLIDEPATH_HOST` if set
+/// (containers that share a host name, or tests simulating hosts), else the
+/// kernel's host name.
 pub fn hostname() -> String {
+    if let Some(h) = std::env::var("GLIDEPATH_HOST")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.len() <= 255)
+    {
+        return h;
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
