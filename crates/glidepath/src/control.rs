@@ -29,6 +29,13 @@ pub struct Request<'a> {
 /// How long `promote`/`abort`/`rollback` wait for the live process to act.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often a sender looks for the acknowledgement when the journal does
+/// not wake it ([`Store::changes`]), and at the latest when it does.
+pub const ACK_POLL: Duration = Duration::from_millis(100);
+
+/// The same for [`queue`] (the API waits a short while only).
+const QUEUE_POLL: Duration = Duration::from_millis(50);
+
 /// An operator command (the journal's command kinds).
 pub use crate::journal::CommandKind as OperatorCommand;
 
@@ -162,7 +169,7 @@ pub fn latest(j: &dyn Store) -> Result<Option<RunRecord>, ControlError> {
 /// is carried out here: the run is resumed with `reporter` narrating and
 /// `stop` (called only then) installing the signal handlers.
 pub async fn send(
-    j: impl Store + 'static,
+    j: impl Into<Box<dyn Store>>,
     run: &str,
     Request {
         command,
@@ -173,8 +180,9 @@ pub async fn send(
     reporter: Arc<dyn Reporter>,
     stop: &(dyn Fn() -> StopSignals + Send + Sync),
 ) -> Result<Sent, ControlError> {
+    let j: Box<dyn Store> = j.into();
     let run = run.to_string();
-    let reason = match prepare(&j, &run, command, reason, force)? {
+    let reason = match prepare(j.as_ref(), &run, command, reason, force)? {
         Prepared::Done(sent) => return Ok(sent),
         Prepared::Queue(reason) => reason,
     };
@@ -188,7 +196,14 @@ pub async fn send(
             l.pid, l.host
         ));
         let deadline = Instant::now() + ACK_TIMEOUT;
+        let changes = j.changes();
         while Instant::now() < deadline {
+            // listening before looking: a notice between the two wakes the wait
+            let woken = changes.as_ref().map(|n| n.notified());
+            let mut woken = std::pin::pin!(woken);
+            if let Some(w) = woken.as_mut().as_pin_mut() {
+                w.enable();
+            }
             match j.command_outcome(id)?.as_deref() {
                 None => {}
                 Some("applied") => {
@@ -204,7 +219,14 @@ pub async fn send(
                     })
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // woken by the journal's notice, else polled
+            let poll = ACK_POLL.min(deadline.saturating_duration_since(Instant::now()));
+            match woken.as_mut().as_pin_mut() {
+                Some(w) => {
+                    let _ = tokio::time::timeout(poll, w).await;
+                }
+                None => tokio::time::sleep(poll).await,
+            }
         }
         return Err(ControlError::NotPickedUp { run, command });
     }
@@ -231,7 +253,9 @@ pub struct Queued {
 /// the run, wait up to `wait` for it to act ([`Sent::Applied`], or an
 /// error if it refused); otherwise, or if it has not acted yet, the
 /// command stays queued ([`Sent::Queued`]) for the holder or for `resume`.
-/// Blocking: it polls the journal.
+/// Blocking: it polls the journal, and wakes early on the journal's notice
+/// ([`Store::changes`]) when it runs on a blocking thread of a tokio runtime
+/// (`spawn_blocking`); never call it on an async task.
 pub fn queue(
     j: &dyn Store,
     run: &str,
@@ -254,7 +278,15 @@ pub fn queue(
         });
     };
     let deadline = Instant::now() + wait;
+    let changes = j.changes();
+    let rt = tokio::runtime::Handle::try_current().ok();
     loop {
+        // listening before looking: a notice between the two wakes the wait
+        let woken = changes.as_ref().map(|n| n.notified());
+        let mut woken = std::pin::pin!(woken);
+        if let Some(w) = woken.as_mut().as_pin_mut() {
+            w.enable();
+        }
         match j.command_outcome(id)?.as_deref() {
             None => {}
             Some("applied") => {
@@ -279,7 +311,13 @@ pub fn queue(
                 sent: Sent::Queued,
             });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let poll = QUEUE_POLL.min(deadline.saturating_duration_since(Instant::now()));
+        match (woken.as_mut().as_pin_mut(), &rt) {
+            (Some(w), Some(rt)) => {
+                let _ = rt.block_on(tokio::time::timeout(poll, w));
+            }
+            _ => std::thread::sleep(poll),
+        }
     }
 }
 
