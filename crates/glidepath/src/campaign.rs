@@ -388,7 +388,11 @@ type StageEnding = (usize, Option<StageStatus>, String);
 /// Record how the campaign ended (and its stage's status), and say it. The
 /// writes are best-effort: a journal that fails here (the reason a stage
 /// stopped, perhaps) must not hide the stage's own message.
-fn finish(j: &dyn Store, c: &CampaignRecord, ended: Ended) -> Result<CampaignResult, CampaignError> {
+fn finish(
+    j: &dyn Store,
+    c: &CampaignRecord,
+    ended: Ended,
+) -> Result<CampaignResult, CampaignError> {
     let id = &c.id;
     let total = c.stages.len();
     let resume = format!("glidepath upgrade --resume {id} --journal {}", j.location());
@@ -592,14 +596,7 @@ async fn upgrade_stage(
         run_id: Some(run_id),
         ..Default::default()
     };
-    let res = Executor::start_with(
-        p,
-        r.journal.open()?,
-        drivers,
-        r.reporter.clone(),
-        opts,
-    )
-    .await;
+    let res = Executor::start_with(p, r.journal.open()?, drivers, r.reporter.clone(), opts).await;
     Ok(stage_end(s.index, res))
 }
 
