@@ -159,3 +159,123 @@ fn run_uses_the_database_its_plan_names() {
     // no SQLite journal was made instead
     assert!(!dir.path().join("state/glidepath/journal.db").exists());
 }
+
+/// Poll (up to `limit`) until `pred` holds.
+async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut pred: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + limit;
+    while !pred().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The commands on a shared database: `run` there (its password from the
+/// environment), `serve` and `status` from other processes see it live,
+/// `promote` reaches it, `history` lists it; no output shows the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_works_on_a_shared_postgresql_journal() {
+    use crate::harness::{stderr, stdout, Env};
+    use glidepath::demo::infra::Postgres;
+    let env = Env::start(3).await;
+    let pg = Postgres::start(env.path()).expect("PostgreSQL starts (apt-get install postgresql)");
+    pg.psql("postgres", "CREATE DATABASE team").unwrap();
+    let url = pg.url("team");
+    // as messages show it (postgresql:// given, postgres:// shown)
+    let shown = glidepath::journal::Location::parse(&url)
+        .unwrap()
+        .to_string();
+    let secrets = env.path().join("pw");
+    std::fs::write(&secrets, "sekrit\n").unwrap();
+    let with_pw = |c: &mut Command| {
+        c.env("GLIDEPATH_JOURNAL_PASSWORD_FILE", &secrets);
+    };
+    let gp = |args: &[&str]| {
+        let mut c = env.cmd(args);
+        with_pw(&mut c);
+        c.arg("--journal").arg(&url);
+        let out = c.output().unwrap();
+        assert_no_secret(args, &out);
+        out
+    };
+    // serve first: it opens (and makes) the database before any run
+    let served = crate::serve::serve(&env, &["--journal", &url]).await;
+    assert!(
+        served
+            .log
+            .lock()
+            .unwrap()
+            .contains(&format!("(journal {shown};")),
+        "{}",
+        served.log.lock().unwrap()
+    );
+    let plan = env.plan(&env.v2, &crate::rollout::knobs().paused_after_canary());
+    let mut run = env.cmd(&["run", plan.to_str().unwrap(), "--journal", &url]);
+    with_pw(&mut run);
+    let run = run
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_async(
+        "the run to pause after the canary",
+        Duration::from_secs(90),
+        || {
+            let out = gp(&["status", "latest", "--output", "json"]);
+            async move {
+                serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                    .is_ok_and(|v| v["status"] == "paused")
+            }
+        },
+    )
+    .await;
+    // not a SQLite journal on the side
+    assert!(!env.journal_path().exists());
+    let status = gp(&["status", "latest"]);
+    assert!(
+        stdout(&status).contains("waiting: paused after the canary"),
+        "{}",
+        stdout(&status)
+    );
+    let api = format!("{}/api/v1/runs", served.url);
+    let runs: serde_json::Value = reqwest::get(&api).await.unwrap().json().await.unwrap();
+    let id = runs["runs"][0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(runs["runs"][0]["status"], "paused", "{runs}");
+    let p = gp(&["promote", "latest", "--reason", "looks good"]);
+    assert_eq!(p.status.code(), Some(0), "{}", stderr(&p));
+    assert!(stdout(&p).contains("acknowledged"), "{}", stdout(&p));
+    assert!(
+        stdout(&p).contains(&format!("--journal {shown}")),
+        "the hint names the journal: {}",
+        stdout(&p)
+    );
+    let out = crate::harness::wait_output(run.into(), Duration::from_secs(120)).await;
+    assert_no_secret(&["run"], &out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let history = gp(&["history", "--output", "json"]);
+    let h: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(h["runs"][0]["run_id"], id.as_str(), "{h}");
+    assert_eq!(h["runs"][0]["status"], "succeeded", "{h}");
+    let run: serde_json::Value = reqwest::get(format!("{api}/{id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let metrics = reqwest::get(format!("{}/metrics", served.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("glidepath_runs{status=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    let log = served.log.lock().unwrap().clone();
+    assert!(!log.contains("sekrit"), "{log}");
+}
