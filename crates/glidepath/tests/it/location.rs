@@ -102,6 +102,11 @@ fn a_bad_journal_location_is_refused_with_exit_2() {
             "not a PostgreSQL URL",
         ),
         ("postgresql://db/fleet?sslmode=require", "sslmode=require"),
+        (
+            "postgres://glide@db/fleet?password=hunter2&sslmode=require",
+            "sslmode=require",
+        ),
+        ("postgres://glide:hun@ter2@db/fleet", "holds `@`"),
     ] {
         let args = ["status", "--journal", given];
         let out = glidepath(dir.path(), &args, &[], Duration::from_secs(20));

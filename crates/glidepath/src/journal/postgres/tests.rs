@@ -270,3 +270,23 @@ fn a_newer_schema_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn a_url_is_shown_without_its_password_wherever_it_is() {
+    for (given, shown) in [
+        ("postgresql://u:pw@h/d", "postgresql://u:***@h/d"),
+        ("postgres://u:p@w?x/y@h:1/d", "postgres://u:***@h:1/d"),
+        (
+            "postgres://u@h/d?sslmode=require&password=pw",
+            "postgres://u@h/d?sslmode=require&password=***",
+        ),
+        ("postgres://h/d", "postgres://h/d"),
+        ("j.db", "j.db"),
+    ] {
+        assert_eq!(redact_text(given), shown, "{given}");
+    }
+    let bad = Target::parse("postgres://u@h/d?password=s3cret&sslmode=require")
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("sslmode") && !bad.contains("s3cret"), "{bad}");
+}
