@@ -208,15 +208,15 @@ async fn every_command_works_on_a_shared_postgresql_journal() {
     };
     // serve first: it opens (and makes) the database before any run
     let served = crate::serve::serve(&env, &["--journal", &url]).await;
-    assert!(
-        served
-            .log
-            .lock()
-            .unwrap()
-            .contains(&format!("(journal {shown};")),
-        "{}",
-        served.log.lock().unwrap()
-    );
+    // the helper hands the address over before it logs the line
+    let log = served.log.clone();
+    wait_until_async("serve's address line", Duration::from_secs(10), || {
+        let l = log.clone();
+        async move { l.lock().unwrap().contains("(journal ") }
+    })
+    .await;
+    let line = served.log.lock().unwrap().clone();
+    assert!(line.contains(&format!("(journal {shown};")), "{line}");
     let plan = env.plan(&env.v2, &crate::rollout::knobs().paused_after_canary());
     let mut run = env.cmd(&["run", plan.to_str().unwrap(), "--journal", &url]);
     with_pw(&mut run);
