@@ -107,7 +107,10 @@ fn the_store_round_trips_and_fences_a_stale_holder() {
     assert_eq!(b.events_since("r1", 1).unwrap().len(), 2);
     assert_eq!(b.runs(10).unwrap().len(), 1);
 
-    // a live holder keeps the fleet
+    // a live holder (on another host: in this process, `b` would be `a`)
+    // keeps the fleet
+    pg.psql("j1", "UPDATE glidepath.leases SET host = 'host-a'")
+        .unwrap();
     b.create_run(&run("r2", "web")).unwrap();
     let e = b.acquire_lease("web", "r2", true).unwrap_err();
     assert!(
