@@ -402,7 +402,7 @@ async fn a_stopped_holder_is_taken_over_after_the_ttl_and_fenced() {
     );
 }
 
-/// PostgreSQL stopped under a run (after the canary group started) and
+/// PostgreSQL stopped under a run (once the canary's drain is journaled) and
 /// started again: the run says it waits for the journal, then completes;
 /// no event lost or written twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,9 +414,9 @@ async fn postgres_restarted_mid_rollout_the_run_waits_and_completes() {
     let plan = env.plan(&env.v2, &DemoPlan::quick("3s", 5));
     let mut runner = Streamed::spawn(env.cmd(&["run", plan.to_str().unwrap()]));
     env.wait_event(
-        "the canary group to start",
+        "the canary to start (its drain's intent)",
         Duration::from_secs(60),
-        |e| matches!(e, Event::GroupStarted { group: 0, .. }),
+        |e| matches!(e, Event::Intent { step, .. } if step.kind == StepKind::Drain),
     )
     .await;
     let run = env.latest_run();
@@ -493,4 +493,102 @@ async fn postgres_down_past_the_retry_deadline_stops_the_run_resumable() {
     assert_node_steps_once(&events, &["node-1", "node-2", "node-3", "node-4"]);
     env.assert_fleet(&["2", "2", "2", "2"]).await;
     println!("deadline figures: the runner stopped {gave_up:?} after the server went down (deadline 3s)");
+}
+
+/// A holder stopped inside one of its transactions (its backend idle in
+/// transaction, the lease row locked `FOR SHARE`) must not block the
+/// takeover: the server ends such a session, so `resume` elsewhere takes the
+/// lease after the TTL as usual. (A partitioned holder leaves the same
+/// open transaction behind.) To stop it there for sure, an insert of its is
+/// held up by a table lock, it is stopped while waiting, and the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_stopped_inside_a_transaction_does_not_block_the_takeover() {
+    if !postgres_available() {
+        return;
+    }
+    let env = Env::start_on(4, Backend::Postgres).await;
+    let plan = env.plan(&env.v2, &DemoPlan::quick("4s", 5));
+    let ttl = "3s";
+    let mut first = Streamed::spawn({
+        let mut c = as_host(&env, "host-a", &["run", plan.to_str().unwrap()]);
+        c.env("GLIDEPATH_LEASE_TTL", ttl);
+        c
+    });
+    env.wait_event(
+        "the canary's post-check",
+        Duration::from_secs(60),
+        |e| matches!(e, Event::Outcome { step, outcome, .. } if step.kind == StepKind::PostCheck && step.node.as_deref() == Some("node-1") && outcome.ok),
+    )
+    .await;
+    let run = env.latest_run();
+    let pg = env.pg();
+    let (locker, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE glidepath.events IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // the holder's next append waits for the table, inside its transaction
+    wait_until(
+        "the holder's insert to wait for the table lock",
+        Duration::from_secs(30),
+        || {
+            pg.psql(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'glidepath' AND wait_event_type = 'Lock'",
+            ) == "1"
+        },
+    )
+    .await;
+    signal(&first.child, libc::SIGSTOP);
+    let stopped = Instant::now();
+    locker.batch_execute("COMMIT").await.unwrap();
+    let idle_in_tx = || {
+        pg.psql(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = 'glidepath' AND state = 'idle in transaction'",
+        )
+    };
+    wait_until(
+        "the stopped holder's transaction to sit idle",
+        Duration::from_secs(10),
+        || idle_in_tx() == "1",
+    )
+    .await;
+    wait_until(
+        "the stopped holder's heartbeat to age past the TTL",
+        TTL + Duration::from_secs(10),
+        || lease_row(pg).3 > TTL.as_millis() as i64,
+    )
+    .await;
+    let mut second = Streamed::spawn({
+        let mut c = as_host(&env, "host-b", &["resume", &run]);
+        c.env("GLIDEPATH_LEASE_TTL", ttl);
+        c
+    });
+    wait_until(
+        "host-b to take the lease over",
+        Duration::from_secs(30),
+        || {
+            let (r, h, _, _) = lease_row(pg);
+            (r == run && h == "host-b") || second.child.try_wait().ok().flatten().is_some()
+        },
+    )
+    .await;
+    let takeover = stopped.elapsed();
+    let code = second.exit(Duration::from_secs(120)).await;
+    assert_eq!(code, 0, "resume on host-b finishes the run: {}", second.text());
+    let rows = event_rows(pg, &run);
+    signal(&first.child, libc::SIGCONT);
+    let code = first.exit(Duration::from_secs(30)).await;
+    assert_eq!(code, 6, "the stale holder exits 6: {}", first.text());
+    assert_eq!(event_rows(pg, &run), rows, "the stale holder wrote no event row");
+    let events = env.events(&run);
+    assert_journal_consistent(&events);
+    assert_rows_gapless_and_single(pg, &run, events.len());
+    assert_node_steps_once(&events, &["node-1", "node-2", "node-3", "node-4"]);
+    env.assert_fleet(&["2", "2", "2", "2"]).await;
+    println!("stopped-in-a-transaction figures: TTL {ttl}; host-b held the lease {takeover:?} after SIGSTOP");
 }
