@@ -2,11 +2,11 @@
 //! conditions with deadlines (never fixed sleeps).
 
 use glidepath::demo::fleet::{write_release, DemoFleet, LocalFleet, Traffic};
+use glidepath::demo::infra::Postgres;
 use glidepath::demo::node::Behaviour;
 use glidepath::demo::{plan_text, relative_artifact, DemoPlan};
-use glidepath::demo::infra::Postgres;
-use glidepath::journal::{Journal, Location};
 pub use glidepath::journal::Store;
+use glidepath::journal::{Journal, Location};
 use glidepath::plan::Release;
 use glidepath_core::{Event, StepKind};
 use std::ops::{Deref, DerefMut};
@@ -51,7 +51,9 @@ pub fn postgres_available() -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("PostgreSQL is not installed: under CI every real component must be there (.ci/run installs it)");
     }
-    eprintln!("\n!!!!!!!! SKIPPING: PostgreSQL not installed (apt-get install postgresql) !!!!!!!!\n");
+    eprintln!(
+        "\n!!!!!!!! SKIPPING: PostgreSQL not installed (apt-get install postgresql) !!!!!!!!\n"
+    );
     false
 }
 
@@ -197,7 +199,10 @@ impl Env {
     /// for which `pred` holds.
     pub async fn wait_event(&self, what: &str, timeout: Duration, pred: impl Fn(&Event) -> bool) {
         let j = self.journal();
-        wait_until(what, timeout, || latest_events(j.as_ref()).iter().any(&pred)).await;
+        wait_until(what, timeout, || {
+            latest_events(j.as_ref()).iter().any(&pred)
+        })
+        .await;
     }
 
     /// Start `glidepath run <plan> [extra…]` (a plan paused after the

@@ -167,7 +167,9 @@ async fn crash_then_resume_on(backend: Backend, point: &str, release: &str, expe
         let pg = env.pg();
         let n = events.len();
         assert_eq!(
-            pg.psql(&format!("SELECT count(*), min(seq), max(seq) FROM glidepath.events WHERE run_id = '{run}'")),
+            pg.psql(&format!(
+                "SELECT count(*), min(seq), max(seq) FROM glidepath.events WHERE run_id = '{run}'"
+            )),
             format!("{n}|1|{n}"),
             "the run's event rows after {point}"
         );

@@ -295,7 +295,10 @@ fn classify(e: &tokio_postgres::Error, location: &str) -> JournalError {
         // 25P03, 57P05: the server ended an idle session (this process
         // stopped answering mid-transaction): the session is gone
         if code.starts_with("08")
-            || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "25P03" | "57P05")
+            || matches!(
+                code,
+                "57P01" | "57P02" | "57P03" | "53300" | "25P03" | "57P05"
+            )
         {
             return unavailable(message);
         }
