@@ -263,6 +263,7 @@ async fn two_hosts_race_run_on_one_fleet_and_exactly_one_holds_it() {
             || j.run(&holder_run).unwrap().status == RunStatus::Paused,
         )
         .await;
+        let before_abort = lease_row(pg);
         let abort = as_host(
             &env,
             "host-c",
@@ -270,7 +271,22 @@ async fn two_hosts_race_run_on_one_fleet_and_exactly_one_holds_it() {
         )
         .output()
         .unwrap();
-        assert_eq!(code_of(&abort), 0, "trial {trial}: abort from host-c");
+        assert_eq!(
+            code_of(&abort),
+            0,
+            "trial {trial}: abort from host-c: {}{}\nthe lease before: {before_abort:?}\nthe holder said: {}",
+            stdout(&abort),
+            stderr(&abort),
+            std::fs::read_to_string(&logs[winner]).unwrap()
+        );
+        assert!(
+            stdout(&abort).contains(&format!(
+                "(pid {} on {win_host}); waiting for it to act",
+                racers[winner].id()
+            )) && stdout(&abort).contains("acknowledged: the run journaled the abort"),
+            "trial {trial}: the holder on {win_host} acknowledges the abort: {}",
+            stdout(&abort)
+        );
         let status = wait_exit(&mut racers[winner], Duration::from_secs(60)).await;
         assert_eq!(
             status.code(),
