@@ -188,8 +188,11 @@ pub async fn send(
     };
     let reason = reason.as_str();
     use OperatorCommand::*;
-    let id = j.push_command(&run, command, reason)?;
+    // the holder is read before the command is queued: a holder woken at
+    // once (NOTIFY) may act, finish and give the lease back before a read
+    // after the queueing, which would then take the finished run over
     let lease = j.lease_of_run(&run)?;
+    let id = j.push_command(&run, command, reason)?;
     if let Some(l) = lease.filter(|l| !l.holder_dead(now_ms())) {
         say(&format!(
             "{command} sent to run {run} (pid {} on {}); waiting for it to act…",

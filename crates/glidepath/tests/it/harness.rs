@@ -2,10 +2,11 @@
 //! conditions with deadlines (never fixed sleeps).
 
 use glidepath::demo::fleet::{write_release, DemoFleet, LocalFleet, Traffic};
+use glidepath::demo::infra::Postgres;
 use glidepath::demo::node::Behaviour;
 use glidepath::demo::{plan_text, relative_artifact, DemoPlan};
-use glidepath::journal::Journal;
 pub use glidepath::journal::Store;
+use glidepath::journal::{Journal, Location};
 use glidepath::plan::Release;
 use glidepath_core::{Event, StepKind};
 use std::ops::{Deref, DerefMut};
@@ -15,7 +16,51 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_glidepath");
 
+/// Which journal the commands of an [`Env`] use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The per-machine SQLite file (in the test's directory).
+    Sqlite,
+    /// A PostgreSQL database on the env's own throwaway cluster.
+    Postgres,
+}
+
+/// An env's PostgreSQL journal: its cluster (stopped when dropped) and the
+/// URL the commands get as `GLIDEPATH_JOURNAL`.
+pub struct PgJournalDb {
+    pub server: Postgres,
+    pub url: String,
+}
+
+impl PgJournalDb {
+    /// The journal's database.
+    pub const DB: &'static str = "glidepath";
+
+    /// Run SQL on the journal's database (psql's unaligned, tuples-only output).
+    pub fn psql(&self, sql: &str) -> String {
+        self.server.psql(Self::DB, sql).unwrap()
+    }
+}
+
+/// Is PostgreSQL installed? Under `CI=true` it must be (a failure, not a
+/// skip); elsewhere a test without it skips loudly.
+pub fn postgres_available() -> bool {
+    if glidepath::demo::infra::postgres_bin().is_some() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("PostgreSQL is not installed: under CI every real component must be there (.ci/run installs it)");
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIPPING: PostgreSQL not installed (apt-get install postgresql) !!!!!!!!\n"
+    );
+    false
+}
+
 pub struct Env {
+    /// Set when the commands journal in PostgreSQL (dropped first: the
+    /// cluster stops before its directory goes).
+    pub pg: Option<PgJournalDb>,
     pub dir: tempfile::TempDir,
     pub fleet: LocalFleet,
     pub traffic: Option<Traffic>,
@@ -37,6 +82,7 @@ impl Env {
         } = DemoFleet::start(Path::new(BIN), dir.path(), n).expect("fleet starts");
         let traffic = Some(fleet.traffic(150));
         Env {
+            pg: None,
             dir,
             fleet,
             traffic,
@@ -44,6 +90,34 @@ impl Env {
             v2,
             v3,
         }
+    }
+
+    /// `n` demo nodes, their commands journaling in `backend`.
+    pub async fn start_on(n: usize, backend: Backend) -> Env {
+        let env = Env::start(n).await;
+        match backend {
+            Backend::Sqlite => env,
+            Backend::Postgres => env.with_postgres(),
+        }
+    }
+
+    /// From now on the commands journal in a PostgreSQL database of a
+    /// throwaway cluster of this env's own (check [`postgres_available`]
+    /// first).
+    pub fn with_postgres(mut self) -> Env {
+        let server = Postgres::start(&self.path().join("journal-db"))
+            .expect("PostgreSQL starts (apt-get install postgresql)");
+        server
+            .psql("postgres", &format!("CREATE DATABASE {}", PgJournalDb::DB))
+            .unwrap();
+        let url = server.url(PgJournalDb::DB);
+        self.pg = Some(PgJournalDb { server, url });
+        self
+    }
+
+    /// The env's PostgreSQL journal (an env made by [`Env::with_postgres`]).
+    pub fn pg(&self) -> &PgJournalDb {
+        self.pg.as_ref().expect("an env journaling in PostgreSQL")
     }
 
     pub fn path(&self) -> &Path {
@@ -68,9 +142,16 @@ impl Env {
             .current_dir(self.path())
             .env_remove("GLIDEPATH_CRASH_AT")
             .env_remove("GLIDEPATH_JOURNAL")
+            .env_remove("GLIDEPATH_JOURNAL_PASSWORD")
+            .env_remove("GLIDEPATH_JOURNAL_PASSWORD_FILE")
+            .env_remove("GLIDEPATH_HOST")
+            .env_remove("GLIDEPATH_LEASE_TTL")
             // the per-machine journal and node locks live in the test's dir
             .env("XDG_STATE_HOME", self.path().join("state"))
             .stdin(Stdio::null());
+        if let Some(pg) = &self.pg {
+            c.env("GLIDEPATH_JOURNAL", &pg.url);
+        }
         c
     }
 
@@ -118,7 +199,10 @@ impl Env {
     /// for which `pred` holds.
     pub async fn wait_event(&self, what: &str, timeout: Duration, pred: impl Fn(&Event) -> bool) {
         let j = self.journal();
-        wait_until(what, timeout, || latest_events(&j).iter().any(&pred)).await;
+        wait_until(what, timeout, || {
+            latest_events(j.as_ref()).iter().any(&pred)
+        })
+        .await;
     }
 
     /// Start `glidepath run <plan> [extra…]` (a plan paused after the
@@ -152,8 +236,13 @@ impl Env {
         self.path().join("state/glidepath/journal.db")
     }
 
-    pub fn journal(&self) -> Journal {
-        Journal::open(&self.journal_path()).unwrap()
+    /// The journal the commands use: the SQLite file, or the env's
+    /// PostgreSQL database.
+    pub fn journal(&self) -> Box<dyn Store> {
+        match &self.pg {
+            Some(pg) => Location::parse(&pg.url).unwrap().open().unwrap(),
+            None => Box::new(Journal::open(&self.journal_path()).unwrap()),
+        }
     }
 
     pub fn latest_run(&self) -> String {
@@ -219,7 +308,7 @@ impl Env {
 }
 
 /// Events of the newest run in a journal (empty before the first run).
-pub fn latest_events(j: &Journal) -> Vec<Event> {
+pub fn latest_events(j: &dyn Store) -> Vec<Event> {
     j.runs(1)
         .ok()
         .and_then(|r| r.first().cloned())

@@ -81,7 +81,7 @@ async fn a_fleet_wide_incident_during_a_good_release_pauses_and_never_rolls_back
     let child = env.spawn(&["run", plan.to_str().unwrap()]);
     let j = env.journal();
     wait_until("two probes of the window", Duration::from_secs(90), || {
-        probes(&latest_events(&j)) >= 2
+        probes(&latest_events(&*j)) >= 2
     })
     .await;
     // every node, canary and baseline alike: +3 % errors and +60 ms
@@ -89,7 +89,7 @@ async fn a_fleet_wide_incident_during_a_good_release_pauses_and_never_rolls_back
     wait_until(
         "the window to pause for the incident",
         Duration::from_secs(60),
-        || paused_for_an_incident(&plan, &latest_events(&j)),
+        || paused_for_an_incident(&plan, &latest_events(&*j)),
     )
     .await;
     let run = env.latest_run();

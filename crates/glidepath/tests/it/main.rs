@@ -1,6 +1,7 @@
 //! glidepath's integration tests: one binary. Real demo-node processes on
 //! 127.0.0.1, the real `glidepath` binary as a child process (so it can be
-//! killed with SIGKILL), the real SQLite journal.
+//! killed with SIGKILL), the real SQLite journal, and a real PostgreSQL
+//! journal (`team.rs`, and the kill -9 suite again in `rollout.rs`).
 
 mod budget;
 mod follow;
@@ -26,6 +27,7 @@ mod safety;
 mod serve;
 mod system;
 mod task_edges;
+mod team;
 mod upgrade;
 mod watch;
 mod watch_status;

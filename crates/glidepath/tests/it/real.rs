@@ -234,11 +234,11 @@ async fn prometheus_down_mid_window_pauses_the_run_and_it_continues_when_back() 
     let plan = real_plan(&r, &r.env.v2, "8s", "");
     let child = r.env.spawn(&["run", plan.to_str().unwrap()]);
     let j = r.env.journal();
-    let probes_ok = |j: &glidepath::journal::Journal| {
+    let probes_ok = |j: &dyn Store| {
         latest_events(j).iter().filter(|e| matches!(e, Event::Outcome { step, outcome, .. } if step.kind == StepKind::Probe && outcome.observations.iter().all(|o| o.error.is_none()))).count()
     };
     wait_until("two good probes", Duration::from_secs(90), || {
-        probes_ok(&j) >= 2
+        probes_ok(&*j) >= 2
     })
     .await;
     r.front.prom.stop();

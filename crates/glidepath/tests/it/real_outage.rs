@@ -125,11 +125,11 @@ async fn haproxy_killed_during_a_rollback_the_restore_waits_and_finishes() {
         .env
         .spawn(&["rollback", &run, "--reason", "data bug found"]);
     let j = r.env.journal();
-    let back_drains = |j: &glidepath::journal::Journal| {
+    let back_drains = |j: &dyn Store| {
         j.events(&run).unwrap().iter().filter(|e| matches!(e, Event::Outcome { step, outcome, .. } if step.kind == StepKind::Drain && outcome.ok && step.reason.contains("restore"))).count()
     };
     wait_until("a restore drained a node", Duration::from_secs(60), || {
-        back_drains(&j) >= 1
+        back_drains(&*j) >= 1
     })
     .await;
     r.front.haproxy.kill();

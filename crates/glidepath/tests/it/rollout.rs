@@ -106,9 +106,13 @@ async fn canary_failing_its_health_deadline_is_restored() {
     assert_eq!(env.current_links(), ["1", "1"]);
 }
 
-/// Kill glidepath with SIGKILL at `point`, resume, and check the fleet and journal.
-async fn crash_then_resume(point: &str, release: &str, expect: &[&str]) {
-    let env = Env::start(4).await;
+/// Kill glidepath with SIGKILL at `point`, resume, and check the fleet and
+/// journal (`backend`: where the commands journal).
+async fn crash_then_resume_on(backend: Backend, point: &str, release: &str, expect: &[&str]) {
+    if backend == Backend::Postgres && !postgres_available() {
+        return;
+    }
+    let env = Env::start_on(4, backend).await;
     let rel = if release == "2" { &env.v2 } else { &env.v3 };
     let plan = env.plan(rel, &knobs());
     env.run_until_killed(&["run", plan.to_str().unwrap()], point);
@@ -158,6 +162,37 @@ async fn crash_then_resume(point: &str, release: &str, expect: &[&str]) {
         v["decisions"].to_string().contains("resumed after a crash"),
         "{v}"
     );
+    if backend == Backend::Postgres {
+        // the rows themselves: numbered 1..N without a gap, none written twice
+        let pg = env.pg();
+        let n = events.len();
+        assert_eq!(
+            pg.psql(&format!(
+                "SELECT count(*), min(seq), max(seq) FROM glidepath.events WHERE run_id = '{run}'"
+            )),
+            format!("{n}|1|{n}"),
+            "the run's event rows after {point}"
+        );
+        assert_eq!(
+            pg.psql("SELECT count(*) FROM (SELECT data FROM glidepath.events GROUP BY run_id, data HAVING count(*) > 1) d"),
+            "0",
+            "an event journaled twice after {point}"
+        );
+        assert_eq!(
+            pg.psql("SELECT count(*) FROM glidepath.leases WHERE run_id IS NOT NULL"),
+            "0",
+            "the lease is given back at the end"
+        );
+    }
+}
+
+async fn crash_then_resume(point: &str, release: &str, expect: &[&str]) {
+    crash_then_resume_on(Backend::Sqlite, point, release, expect).await;
+}
+
+/// The same crash on the PostgreSQL journal.
+async fn pg_crash_then_resume(point: &str, release: &str, expect: &[&str]) {
+    crash_then_resume_on(Backend::Postgres, point, release, expect).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,6 +230,43 @@ async fn kill_mid_batch_after_restart_then_resume() {
 async fn kill_during_automatic_rollback_then_resume() {
     // second switch of node-1 is the switch back to 1
     crash_then_resume("outcome:switch:node-1@2", "3", &["1", "1", "1", "1"]).await;
+}
+
+// The kill -9 suite again, journaling in PostgreSQL.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_kill_during_drain_then_resume() {
+    pg_crash_then_resume("done:drain:node-1", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_kill_after_switch_before_restart_then_resume() {
+    pg_crash_then_resume("outcome:switch:node-1", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_kill_during_health_check_then_resume() {
+    pg_crash_then_resume("intent:check_health:node-1", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_kill_during_sli_window_then_resume() {
+    pg_crash_then_resume("outcome:probe@2", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_kill_between_batches_then_resume() {
+    pg_crash_then_resume("transition:group_started@2", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_kill_mid_batch_after_restart_then_resume() {
+    pg_crash_then_resume("outcome:restart:node-3", "2", &["2", "2", "2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_kill_during_automatic_rollback_then_resume() {
+    pg_crash_then_resume("outcome:switch:node-1@2", "3", &["1", "1", "1", "1"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

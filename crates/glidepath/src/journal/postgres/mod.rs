@@ -291,8 +291,15 @@ fn classify(e: &tokio_postgres::Error, location: &str) -> JournalError {
             None => db.message().to_string(),
         };
         // 08: connection exception; 57P01-57P03: admin shutdown, crash
-        // shutdown, cannot connect now; 53300: too many connections
-        if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") {
+        // shutdown, cannot connect now; 53300: too many connections;
+        // 25P03, 57P05: the server ended an idle session (this process
+        // stopped answering mid-transaction): the session is gone
+        if code.starts_with("08")
+            || matches!(
+                code,
+                "57P01" | "57P02" | "57P03" | "53300" | "25P03" | "57P05"
+            )
+        {
             return unavailable(message);
         }
         return JournalError::Database {

@@ -79,9 +79,18 @@ fn holder_text(l: &Lease) -> String {
     )
 }
 
+/// The first statement of a transaction that locks the lease row (a
+/// holder's write, a takeover): should this process stop answering in the
+/// middle of it (stopped, partitioned, its machine suspended), the server
+/// ends the session after 2 s idle in the transaction, releasing the row;
+/// otherwise the lock would outlive the TTL and block every takeover. (A
+/// live process never idles in these transactions: each is one call.)
+const IDLE_LIMIT: &str = "SET LOCAL idle_in_transaction_session_timeout = '2s'";
+
 /// The fence check of a holder's write, inside its transaction: the lease
 /// row, locked `FOR SHARE` until the transaction ends, must still be ours.
 async fn check_fence(tx: &Transaction<'_>, f: &Fence) -> Result<(), Fail> {
+    tx.batch_execute(IDLE_LIMIT).await?;
     let now = tx
         .query_opt(&format!("{LEASE_SELECT} FOR SHARE"), &[&f.fleet])
         .await?;
@@ -453,6 +462,7 @@ impl Store for PgJournal {
         let (fleet_s, run_s) = (fleet.to_string(), run.to_string());
         let epoch = self.sql(async move |c| {
             let tx = c.transaction().await?;
+            tx.batch_execute(IDLE_LIMIT).await?;
             tx.execute(
                 "INSERT INTO glidepath.leases (fleet) VALUES ($1) ON CONFLICT (fleet) DO NOTHING",
                 &[&fleet_s],
