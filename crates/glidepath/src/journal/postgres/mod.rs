@@ -96,15 +96,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// the file `GLIDEPATH_JOURNAL_PASSWORD_FILE` names (its first line), else
 /// `GLIDEPATH_JOURNAL_PASSWORD`.
 fn password_from_env() -> Result<Option<String>, String> {
-    if let Some(f) = std::env::var_os("GLIDEPATH_JOURNAL_PASSWORD_FILE").filter(|f| !f.is_empty())
-    {
+    if let Some(f) = std::env::var_os("GLIDEPATH_JOURNAL_PASSWORD_FILE").filter(|f| !f.is_empty()) {
         let path = PathBuf::from(f);
-        let meta = std::fs::metadata(&path).map_err(|e| {
-            format!(
-                "GLIDEPATH_JOURNAL_PASSWORD_FILE {}: {e}",
-                path.display()
-            )
-        })?;
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| format!("GLIDEPATH_JOURNAL_PASSWORD_FILE {}: {e}", path.display()))?;
         if meta.len() > 4096 {
             return Err(format!(
                 "GLIDEPATH_JOURNAL_PASSWORD_FILE {}: {} bytes; a password file holds one line",
@@ -112,12 +107,8 @@ fn password_from_env() -> Result<Option<String>, String> {
                 meta.len()
             ));
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "GLIDEPATH_JOURNAL_PASSWORD_FILE {}: {e}",
-                path.display()
-            )
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("GLIDEPATH_JOURNAL_PASSWORD_FILE {}: {e}", path.display()))?;
         return Ok(Some(text.lines().next().unwrap_or("").to_string()));
     }
     Ok(std::env::var("GLIDEPATH_JOURNAL_PASSWORD")
