@@ -197,7 +197,9 @@ pub fn import(ctx: &Ctx, file: &Path) -> Result<u8, Failure> {
     };
     let io = |e: std::io::Error| bad_file(format!("cannot read: {e}"));
     match dump::read_line(&mut *reader, 4096).map_err(io)? {
-        ReadLine::Line(h) => dump::parse_header(&h).map_err(|e| bad_file(format!("line 1: {e}")))?,
+        ReadLine::Line(h) => {
+            dump::parse_header(&h).map_err(|e| bad_file(format!("line 1: {e}")))?
+        }
         ReadLine::Eof => return Err(bad_file("empty: not a glidepath journal dump".into())),
         _ => return Err(bad_file("line 1: not a glidepath journal dump".into())),
     };
@@ -376,7 +378,11 @@ pub fn info(ctx: &Ctx) -> Result<u8, Failure> {
             l.holder.host,
             glidepath::journal::fmt_time(l.holder.since),
             l.epoch,
-            if l.holder.alive { "" } else { " — holder gone" }
+            if l.holder.alive {
+                ""
+            } else {
+                " — holder gone"
+            }
         );
     }
     Ok(exit::OK)
