@@ -329,6 +329,9 @@ pub(crate) fn exec_code(e: &ExecError) -> u8 {
         ExecError::Gate(_) => exit::GATE,
         ExecError::Unreachable(_) | ExecError::Suspended { .. } => exit::UNREACHABLE,
         ExecError::Interrupted(_) => exit::INTERRUPTED,
+        ExecError::JournalLost {
+            unreachable: true, ..
+        } => exit::UNREACHABLE,
         ExecError::BadJournaledPlan { .. } | ExecError::JournalLost { .. } => exit::INTERNAL,
     }
 }
@@ -370,7 +373,7 @@ impl From<ExecError> for Failure {
             ExecError::Interrupted(_) => Failure::new(exit::INTERRUPTED, e.to_string()),
             ExecError::Suspended { .. } => Failure::new(exit::UNREACHABLE, e.to_string()),
             ExecError::BadJournaledPlan { .. } => Failure::new(exit::INTERNAL, e.to_string()),
-            ExecError::JournalLost { .. } => Failure::new(exit::INTERNAL, e.to_string()),
+            ExecError::JournalLost { .. } => Failure::new(exec_code(&e), e.to_string()),
         }
     }
 }

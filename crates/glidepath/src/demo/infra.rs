@@ -444,6 +444,9 @@ pub struct Postgres {
     data: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
+    /// The server options and log file, to start it again.
+    opts: String,
+    log: PathBuf,
 }
 
 impl Postgres {
@@ -493,20 +496,51 @@ impl Postgres {
             "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c full_page_writes=off -c client_connection_check_interval=200ms",
             pg.display()
         );
-        run_ok(
-            cmd(as_postgres, &bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(pg.join("log"))
-                .args(["-w", "-t", "60", "-o", &opts, "start"]),
-        )?;
-        Ok(Postgres {
+        let pg = Postgres {
             port,
             data,
             bin,
             as_postgres,
-        })
+            opts,
+            log: pg.join("log"),
+        };
+        pg.start_again()?;
+        Ok(pg)
+    }
+
+    fn pg_ctl(&self) -> Command {
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        }
+    }
+
+    /// Start the stopped server again (same port, same data), waiting until
+    /// it accepts connections.
+    pub fn start_again(&self) -> std::io::Result<()> {
+        run_ok(
+            self.pg_ctl()
+                .arg("-D")
+                .arg(&self.data)
+                .arg("-l")
+                .arg(&self.log)
+                .args(["-w", "-t", "60", "-o", &self.opts, "start"]),
+        )
+    }
+
+    /// Stop the server as an operator would (`pg_ctl -m fast`): sessions are
+    /// ended, then it shuts down; waits until it has.
+    pub fn stop_fast(&self) -> std::io::Result<()> {
+        run_ok(
+            self.pg_ctl()
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "fast", "-w", "-t", "60", "stop"]),
+        )
     }
 
     /// `postgresql://postgres@127.0.0.1:PORT/DB`.
@@ -539,15 +573,8 @@ impl Postgres {
     }
 
     pub fn stop(&mut self) {
-        let mut c = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"])
-                .arg(self.bin.join("pg_ctl"));
-            c
-        } else {
-            Command::new(self.bin.join("pg_ctl"))
-        };
-        let _ = c
+        let _ = self
+            .pg_ctl()
             .arg("-D")
             .arg(&self.data)
             .args(["-m", "immediate", "-w", "stop"])

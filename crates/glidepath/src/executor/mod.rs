@@ -55,6 +55,9 @@ pub enum ExecError {
         cause: String,
         restored: Vec<String>,
         kept: Vec<String>,
+        /// The journal's server stayed unreachable past the retry deadline
+        /// (an infrastructure fault: exit 4), rather than failing to write.
+        unreachable: bool,
     },
     #[error("the journaled plan of run {run} no longer parses: {message}")]
     BadJournaledPlan { run: String, message: String },
@@ -186,7 +189,66 @@ fn targets(plan: &Plan) -> BTreeMap<String, Target> {
         .collect()
 }
 
+/// A journal call, retried while the journal's server is unreachable
+/// ([`JournalError::Unavailable`]): the run takes no new step meanwhile
+/// (the caller is the loop), the steps in flight go on, and past the plan's
+/// retry deadline the error is returned (`drive` then puts drained but
+/// unchanged nodes back and stops, resumable). The call is re-evaluated each
+/// time: every journal write may be retried after a lost answer.
+macro_rules! patient {
+    ($ex:ident, $call:expr) => {{
+        let mut outage: Option<(std::time::Instant, u32)> = None;
+        loop {
+            match $call {
+                Err(JournalError::Unavailable { location, message }) => {
+                    $ex.journal_unreachable(&mut outage, location, message)
+                        .await?;
+                }
+                other => {
+                    if outage.is_some() {
+                        $ex.reporter
+                            .note("the journal answers again: going on from where the run stood");
+                    }
+                    break other;
+                }
+            }
+        }
+    }};
+}
+
 impl Executor {
+    /// One more wait for an unreachable journal, or the error once the
+    /// plan's retry deadline has passed.
+    async fn journal_unreachable(
+        &self,
+        outage: &mut Option<(std::time::Instant, u32)>,
+        location: String,
+        message: String,
+    ) -> Result<(), ExecError> {
+        let deadline = Duration::from_millis(self.spec.retry.deadline_ms);
+        let (since, tries) = outage.get_or_insert_with(|| {
+            self.reporter.note(&format!(
+                "the journal {location} is unreachable ({message}): taking no new step until it answers (the steps in flight go on); retrying for up to {}",
+                humantime::format_duration(deadline)
+            ));
+            self.reporter.waiting(&self.run_id, "the journal to answer");
+            (std::time::Instant::now(), 0)
+        });
+        if since.elapsed() >= deadline {
+            return Err(ExecError::Journal(JournalError::Unavailable {
+                location,
+                message: format!(
+                    "{message} (for {}, the plan's retry deadline)",
+                    humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+                ),
+            }));
+        }
+        *tries += 1;
+        let wait = self.spec.retry.delay(*tries).min(2_000);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        Ok(())
+    }
+
     /// Preflight, then journal the start of a new run and drive it.
     pub async fn start(
         plan: Plan,
@@ -387,24 +449,31 @@ impl Executor {
             ex.record(Event::Interrupted {
                 at: now_ms(),
                 in_flight,
-            })?;
+            })
+            .await?;
         }
-        ex.journal.set_status(&ex.run_id, RunStatus::Running, "")?;
+        patient!(
+            ex,
+            ex.journal.set_status(&ex.run_id, RunStatus::Running, "")
+        )?;
         ex.drive().await
     }
 
     /// Journal an event, apply it, report it.
-    fn record(&mut self, ev: Event) -> Result<(), ExecError> {
+    async fn record(&mut self, ev: Event) -> Result<(), ExecError> {
         let ev = crate::journal::bounded(ev);
-        let seq = self.journal.append(&self.run_id, &ev)?;
+        let seq = patient!(self, self.journal.append(&self.run_id, &ev))?;
         self.state.apply(&self.spec, &ev);
         self.publish(seq, &ev);
         if let Event::Finished {
             outcome, reason, ..
         } = &ev
         {
-            self.journal
-                .set_status(&self.run_id, RunStatus::from(*outcome), reason)?;
+            patient!(
+                self,
+                self.journal
+                    .set_status(&self.run_id, RunStatus::from(*outcome), reason)
+            )?;
         }
         match &ev {
             Event::Intent { step, .. } => {
@@ -431,17 +500,20 @@ impl Executor {
         );
     }
 
-    fn take_commands(&mut self) -> Result<(), ExecError> {
-        for c in self.journal.pending_commands(&self.run_id)? {
+    async fn take_commands(&mut self) -> Result<(), ExecError> {
+        for c in patient!(self, self.journal.pending_commands(&self.run_id))? {
             let at = now_ms();
             let reason = c.reason.clone();
             let ev = match c.kind.as_str() {
                 "promote" => {
                     if glidepath_core::awaiting_promotion(&self.spec, &self.state).is_none() {
                         // never pre-approve a pause that has not come yet
-                        self.journal.refuse_command(
-                            c.id,
-                            "the run is not waiting at a pause point or a held breach now",
+                        patient!(
+                            self,
+                            self.journal.refuse_command(
+                                c.id,
+                                "the run is not waiting at a pause point or a held breach now",
+                            )
                         )?;
                         continue;
                     }
@@ -453,17 +525,15 @@ impl Executor {
                         if !reason.starts_with(crate::journal::FORCED) {
                             // the CLI checks too; this closes the race with a
                             // task that ran since
-                            self.journal.refuse_command(
-                                c.id,
-                                &format!("irreversible task(s) ran: {what}; `rollback --force --reason` if the previous release works with them"),
-                            )?;
+                            let why = format!("irreversible task(s) ran: {what}; `rollback --force --reason` if the previous release works with them");
+                            patient!(self, self.journal.refuse_command(c.id, &why))?;
                             continue;
                         }
                     }
                     Event::RollbackRequested { at, reason }
                 }
                 _ => {
-                    self.journal.consume_command(c.id)?;
+                    patient!(self, self.journal.consume_command(c.id))?;
                     continue;
                 }
             };
@@ -472,10 +542,16 @@ impl Executor {
                 Event::RollbackRequested { .. } | Event::AbortRequested { .. }
             ) && self.state.is_finished()
             {
-                self.journal
-                    .set_status(&self.run_id, RunStatus::Running, "")?;
+                patient!(
+                    self,
+                    self.journal
+                        .set_status(&self.run_id, RunStatus::Running, "")
+                )?;
             }
-            let seq = self.journal.append_for_command(&self.run_id, &ev, c.id)?;
+            let seq = patient!(
+                self,
+                self.journal.append_for_command(&self.run_id, &ev, c.id)
+            )?;
             self.state.apply(&self.spec, &ev);
             self.publish(seq, &ev);
         }
@@ -550,6 +626,7 @@ impl Executor {
         ExecError::JournalLost {
             journal: self.journal.location(),
             run: self.run_id.clone(),
+            unreachable: matches!(cause, JournalError::Unavailable { .. }),
             cause: cause.to_string(),
             restored,
             kept,
@@ -574,16 +651,22 @@ impl Executor {
         let (n, what) = *stop.borrow_and_update();
         if n > 0 {
             interrupts = n;
-            self.interrupted(n, what)?;
+            self.interrupted(n, what).await?;
         }
         let mut last_beat = std::time::Instant::now();
         let mut last_waiting: Option<String> = None;
+        // a shared journal wakes the loop when a command is queued
+        // (LISTEN/NOTIFY); the embedded one is polled each round
+        let wake = self.journal.changes();
         loop {
-            self.take_commands()?;
+            self.take_commands().await?;
             if let Phase::Finished(outcome) = self.state.phase {
                 if self.state.in_flight().is_empty() && self.state.run_step_in_flight.is_none() {
-                    self.journal
-                        .release_lease(&self.plan.fleet_name, &self.run_id)?;
+                    patient!(
+                        self,
+                        self.journal
+                            .release_lease(&self.plan.fleet_name, &self.run_id)
+                    )?;
                     return Ok(RunResult {
                         run_id: self.run_id.clone(),
                         outcome,
@@ -593,10 +676,16 @@ impl Executor {
             }
             if let Some(reason) = self.state.suspended.clone() {
                 // decide suspends only with nothing in flight
-                self.journal
-                    .set_status(&self.run_id, RunStatus::Suspended, &reason)?;
-                self.journal
-                    .release_lease(&self.plan.fleet_name, &self.run_id)?;
+                patient!(
+                    self,
+                    self.journal
+                        .set_status(&self.run_id, RunStatus::Suspended, &reason)
+                )?;
+                patient!(
+                    self,
+                    self.journal
+                        .release_lease(&self.plan.fleet_name, &self.run_id)
+                )?;
                 return Err(ExecError::Suspended {
                     run: self.run_id.clone(),
                     reason,
@@ -605,14 +694,15 @@ impl Executor {
             let now = now_ms();
             let d = decide(&self.spec, &self.state, now);
             if let Some(ev) = d.transition {
-                self.record(ev)?;
+                self.record(ev).await?;
                 continue;
             }
             for step in d.steps {
                 self.record(Event::Intent {
                     at: now_ms(),
                     step: step.clone(),
-                })?;
+                })
+                .await?;
                 if step.kind == StepKind::Task {
                     let fut = self.task_future(&step);
                     let tx = tx.clone();
@@ -649,10 +739,13 @@ impl Executor {
                     _ => RunStatus::Running,
                 };
                 if !self.state.is_finished() {
-                    self.journal.set_status(
-                        &self.run_id,
-                        status,
-                        d.waiting.as_deref().unwrap_or(""),
+                    patient!(
+                        self,
+                        self.journal.set_status(
+                            &self.run_id,
+                            status,
+                            d.waiting.as_deref().unwrap_or(""),
+                        )
                     )?;
                 }
                 if let Some(w) = &d.waiting {
@@ -667,26 +760,34 @@ impl Executor {
             tokio::select! {
                 Some((step, outcome)) = rx.recv() => {
                     self.crash.hit("done", step.kind.as_str(), step_subject(&step));
-                    self.record(Event::Outcome { at: now_ms(), step, outcome })?;
+                    self.record(Event::Outcome { at: now_ms(), step, outcome }).await?;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                _ = async {
+                    match &wake {
+                        Some(n) => n.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
                 Ok(()) = stop.changed() => {
                     let (n, what) = *stop.borrow_and_update();
                     if n > interrupts {
                         interrupts = n;
-                        self.interrupted(n, what)?;
+                        self.interrupted(n, what).await?;
                     }
                 }
             }
             if last_beat.elapsed() > Duration::from_secs(1) {
-                self.journal
-                    .heartbeat(&self.plan.fleet_name, &self.run_id)?;
+                patient!(
+                    self,
+                    self.journal.heartbeat(&self.plan.fleet_name, &self.run_id)
+                )?;
                 last_beat = std::time::Instant::now();
             }
         }
     }
 
-    fn interrupted(&mut self, count: u32, what: &str) -> Result<(), ExecError> {
+    async fn interrupted(&mut self, count: u32, what: &str) -> Result<(), ExecError> {
         if count > 1 {
             return Err(ExecError::Interrupted(self.run_id.clone()));
         }
@@ -697,6 +798,7 @@ impl Executor {
             at: now_ms(),
             reason: format!("{what} received"),
         })
+        .await
     }
 
     /// A `[[pre]]`/`[[post]]` task, carried out by `crate::tasks`.

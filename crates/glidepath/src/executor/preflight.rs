@@ -28,12 +28,14 @@ impl Executor {
                 return Err(e);
             }
             Err(signal) => {
-                return self.finish_before_start(
-                    Outcome::Aborted,
-                    format!(
+                return self
+                    .finish_before_start(
+                        Outcome::Aborted,
+                        format!(
                         "{signal} during preflight: the run was stopped before any node changed"
                     ),
-                );
+                    )
+                    .await;
             }
         };
         self.journal
@@ -41,7 +43,8 @@ impl Executor {
         self.record(Event::Started {
             at: now_ms(),
             before,
-        })?;
+        })
+        .await?;
         let files: BTreeMap<String, String> = self
             .plan
             .tasks
@@ -58,14 +61,15 @@ impl Executor {
             self.record(Event::FilesPinned {
                 at: now_ms(),
                 files,
-            })?;
+            })
+            .await?;
         }
         self.drive().await
     }
 
     /// End a run that never started (nothing changed): journal `Finished`,
     /// release the lease.
-    pub(super) fn finish_before_start(
+    pub(super) async fn finish_before_start(
         &mut self,
         outcome: Outcome,
         reason: String,
@@ -75,7 +79,8 @@ impl Executor {
             at: now_ms(),
             outcome,
             reason,
-        })?;
+        })
+        .await?;
         self.journal
             .release_lease(&self.plan.fleet_name, &self.run_id)?;
         Ok(RunResult {
@@ -103,13 +108,15 @@ impl Executor {
             }
             self.journal
                 .set_status(&self.run_id, RunStatus::Running, "")?;
-            return self.finish_before_start(
-                Outcome::Aborted,
-                format!(
-                    "{} before preflight passed ({}): no node was changed",
-                    c.kind, c.reason
-                ),
-            );
+            return self
+                .finish_before_start(
+                    Outcome::Aborted,
+                    format!(
+                        "{} before preflight passed ({}): no node was changed",
+                        c.kind, c.reason
+                    ),
+                )
+                .await;
         }
         self.forces = events
             .iter()
@@ -164,7 +171,8 @@ impl Executor {
                         gate: r.gate.clone(),
                         reason,
                         by: by.clone(),
-                    })?;
+                    })
+                    .await?;
                 }
             }
         }
@@ -194,7 +202,8 @@ impl Executor {
                     reason: r.reason.clone(),
                 })
                 .collect(),
-        })?;
+        })
+        .await?;
         for line in crate::gates::render(&results).lines() {
             self.reporter.note(&format!("preflight  {line}"));
         }
@@ -210,7 +219,8 @@ impl Executor {
                 versions: before.clone(),
                 config_hashes,
                 env,
-            })?;
+            })
+            .await?;
             return Ok(before);
         }
         let text = failing

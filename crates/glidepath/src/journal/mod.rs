@@ -28,7 +28,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Sqlite(PathBuf),
-    Postgres(postgres::Target),
+    Postgres(Box<postgres::Target>),
 }
 
 impl Location {
@@ -38,7 +38,7 @@ impl Location {
     /// else is the path of a SQLite file.
     pub fn parse(given: &str) -> Result<Location, JournalError> {
         if postgres::is_url(given) {
-            return postgres::Target::parse(given).map(Location::Postgres);
+            return postgres::Target::parse(given).map(|t| Location::Postgres(Box::new(t)));
         }
         if given.trim().is_empty() {
             return Err(JournalError::BadLocation {
