@@ -275,3 +275,138 @@ impl PgJournal {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::infra::Postgres;
+    use crate::journal::{CampaignStatus, StageAction, StageRecord, StageStatus};
+
+    fn open(pg: &Postgres, db: &str) -> PgJournal {
+        pg.psql("postgres", &format!("CREATE DATABASE {db}"))
+            .unwrap();
+        PgJournal::open(&Target::parse(&pg.url(db)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn runs_and_campaigns_move_between_databases_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let pg =
+            Postgres::start(dir.path()).expect("PostgreSQL starts (apt-get install postgresql)");
+        let mut a = open(&pg, "a");
+        let now = now_ms();
+        a.create_run(&RunRecord {
+            id: "r1".into(),
+            fleet: "web".into(),
+            plan_path: "/p/plan.toml".into(),
+            plan_hash: "h".into(),
+            plan_source: "[release]".into(),
+            version: "2".into(),
+            status: RunStatus::Running,
+            reason: String::new(),
+            created_at: now,
+            updated_at: now,
+        })
+        .unwrap();
+        for i in 1..=3 {
+            a.append(
+                "r1",
+                &Event::Promoted {
+                    at: i,
+                    reason: format!("event {i}"),
+                },
+            )
+            .unwrap();
+        }
+        let k = a.push_command("r1", CommandKind::Abort, "stop").unwrap();
+        a.refuse_command(k, "too late").unwrap();
+        a.push_command("r1", CommandKind::Promote, "go").unwrap();
+        a.create_campaign(&CampaignRecord {
+            id: "c1".into(),
+            system_path: "/s/system.toml".into(),
+            system_source: "[[component]]".into(),
+            to: vec!["server=2".into()],
+            enable: vec![],
+            status: CampaignStatus::Stopped,
+            reason: "aborted".into(),
+            pid: 1,
+            host: "elsewhere".into(),
+            created_at: now,
+            updated_at: now,
+            stages: vec![StageRecord {
+                index: 0,
+                action: StageAction::EnableFlag {
+                    flag: "f".into(),
+                    command: "true".into(),
+                    timeout_ms: 1000,
+                    dir: "/s".into(),
+                },
+                why: "last".into(),
+                status: StageStatus::Stopped,
+                run_id: Some("r1".into()),
+                detail: "aborted".into(),
+                updated_at: now,
+            }],
+        })
+        .unwrap();
+        let run = a.export_run("r1").unwrap();
+        assert_eq!((run.events.len(), run.commands.len()), (3, 2));
+        let camp = a.export_campaign("c1").unwrap();
+        assert_eq!(a.campaign_ids().unwrap(), ["c1"]);
+
+        // two importers of one run at once: it is added once
+        let url = pg.url("b");
+        let mut b = open(&pg, "b");
+        let results: Vec<Imported> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let (url, run) = (url.clone(), run.clone());
+                    s.spawn(move || {
+                        let mut j = PgJournal::open(&Target::parse(&url).unwrap()).unwrap();
+                        j.import_run(&run).unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut results = results;
+        results.sort_by_key(|r| *r == Imported::Skipped);
+        assert_eq!(results, [Imported::Added, Imported::Skipped]);
+        assert_eq!(b.import_campaign(&camp).unwrap(), Imported::Added);
+        assert_eq!(b.import_campaign(&camp).unwrap(), Imported::Skipped);
+        assert_eq!(b.export_run("r1").unwrap(), run);
+        assert_eq!(b.export_campaign("c1").unwrap(), camp);
+        assert_eq!(b.pending_commands("r1").unwrap().len(), 1);
+        assert_eq!(b.events("r1").unwrap(), a.events("r1").unwrap());
+        // the imported run goes on where it was
+        assert_eq!(
+            b.append(
+                "r1",
+                &Event::Promoted {
+                    at: 9,
+                    reason: "on".into()
+                }
+            )
+            .unwrap(),
+            4
+        );
+        let mut other = run.clone();
+        other.plan_source = "[release] changed".into();
+        let e = b.import_run(&other).unwrap_err();
+        assert!(
+            matches!(&e, JournalError::ImportConflict { what: "run", id, .. } if id == "r1"),
+            "{e}"
+        );
+        let info = b.info().unwrap();
+        assert_eq!(
+            (info.backend, info.schema_version),
+            ("postgresql", SCHEMA_VERSION)
+        );
+        assert_eq!((info.runs, info.campaigns), (1, 1));
+        assert!(info.leases.is_empty());
+        a.acquire_lease("web", "r1", false).unwrap();
+        let info = a.info().unwrap();
+        assert_eq!(info.leases.len(), 1);
+        assert_eq!(info.leases[0].pid, std::process::id());
+    }
+}
