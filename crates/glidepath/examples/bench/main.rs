@@ -1,6 +1,6 @@
 //! Benchmarks that print figures (README "Performance").
 //!
-//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|lint|planner|preflight|judge|serve[-latency|-rss|-page]|prometheus|all]
+//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|lint|planner|preflight|judge|journal|serve[-latency|-rss|-page]|prometheus|all]
 //!
 //! engine:   CPU time per node step of the executor + core + SQLite journal,
 //!           with drivers that return at once (no waits on a fleet).
@@ -20,11 +20,15 @@
 //!           local deployer, `balancer = none`, a health check (tcp against
 //!           one local listener; then `command = "true"`, a process per
 //!           node) and a `[[gates.custom]]` command.
+//! journal:  the PostgreSQL journal beside SQLite: append latency, command
+//!           delivery from another process, takeover after a holder dies,
+//!           50 fleets rolled at once by 50 processes (needs PostgreSQL).
 //! serve:    `glidepath serve`: event-to-client latency over SSE during a
 //!           demo rollout, RSS with 1,000 runs in the journal, and a
 //!           200-node run's API answer and page load in headless Chromium.
 
 mod engine;
+mod journal;
 mod judge;
 mod lint;
 mod planner;
@@ -65,6 +69,9 @@ async fn main() {
     }
     if what == "judge" || what == "all" {
         judge::judge();
+    }
+    if what == "journal" || what == "all" {
+        journal::journal().await;
     }
     if what == "all" || what.starts_with("serve") {
         serve::serve_figures(&what).await;

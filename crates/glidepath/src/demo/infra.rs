@@ -451,6 +451,17 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start(dir: &Path) -> std::io::Result<Postgres> {
+        Self::start_with(dir, false)
+    }
+
+    /// A cluster that keeps every commit on disk (`fsync`, full page
+    /// writes: PostgreSQL's defaults), for benchmarks beside SQLite's
+    /// `synchronous = FULL`. [`Postgres::start`] turns both off.
+    pub fn start_durable(dir: &Path) -> std::io::Result<Postgres> {
+        Self::start_with(dir, true)
+    }
+
+    fn start_with(dir: &Path, durable: bool) -> std::io::Result<Postgres> {
         let bin = postgres_bin().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -493,8 +504,13 @@ impl Postgres {
                 .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
         )?;
         let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c full_page_writes=off -c client_connection_check_interval=200ms",
-            pg.display()
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} {} -c client_connection_check_interval=200ms -c max_connections=300",
+            pg.display(),
+            if durable {
+                "-c fsync=on -c full_page_writes=on"
+            } else {
+                "-c fsync=off -c full_page_writes=off"
+            }
         );
         let pg = Postgres {
             port,
@@ -517,6 +533,17 @@ impl Postgres {
         } else {
             Command::new(self.bin.join("pg_ctl"))
         }
+    }
+
+    /// The postmaster's pid (its children are the server's processes).
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Start the stopped server again (same port, same data), waiting until

@@ -53,8 +53,9 @@ pub enum ExecError {
         journal: String,
         run: String,
         cause: String,
-        restored: Vec<String>,
-        kept: Vec<String>,
+        /// (Boxed slices keep `ExecError` small.)
+        restored: Box<[String]>,
+        kept: Box<[String]>,
         /// The journal's server stayed unreachable past the retry deadline
         /// (an infrastructure fault: exit 4), rather than failing to write.
         unreachable: bool,
@@ -201,8 +202,13 @@ macro_rules! patient {
         loop {
             match $call {
                 Err(JournalError::Unavailable { location, message }) => {
-                    $ex.journal_unreachable(&mut outage, location, message)
-                        .await?;
+                    journal_unreachable(
+                        (&$ex.spec.retry, &$ex.reporter, &$ex.run_id),
+                        &mut outage,
+                        location,
+                        message,
+                    )
+                    .await?;
                 }
                 other => {
                     if outage.is_some() {
@@ -216,39 +222,40 @@ macro_rules! patient {
     }};
 }
 
-impl Executor {
-    /// One more wait for an unreachable journal, or the error once the
-    /// plan's retry deadline has passed.
-    async fn journal_unreachable(
-        &self,
-        outage: &mut Option<(std::time::Instant, u32)>,
-        location: String,
-        message: String,
-    ) -> Result<(), ExecError> {
-        let deadline = Duration::from_millis(self.spec.retry.deadline_ms);
-        let (since, tries) = outage.get_or_insert_with(|| {
-            self.reporter.note(&format!(
-                "the journal {location} is unreachable ({message}): taking no new step until it answers (the steps in flight go on); retrying for up to {}",
-                humantime::format_duration(deadline)
-            ));
-            self.reporter.waiting(&self.run_id, "the journal to answer");
-            (std::time::Instant::now(), 0)
-        });
-        if since.elapsed() >= deadline {
-            return Err(ExecError::Journal(JournalError::Unavailable {
-                location,
-                message: format!(
-                    "{message} (for {}, the plan's retry deadline)",
-                    humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
-                ),
-            }));
-        }
-        *tries += 1;
-        let wait = self.spec.retry.delay(*tries).min(2_000);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        Ok(())
+/// One more wait for an unreachable journal, or the error once the plan's
+/// retry deadline has passed. (It takes the executor's parts, not the
+/// executor: its future must stay `Send` with a journal that is not `Sync`.)
+async fn journal_unreachable(
+    (retry, reporter, run_id): (&glidepath_core::RetrySpec, &Arc<dyn Reporter>, &str),
+    outage: &mut Option<(std::time::Instant, u32)>,
+    location: String,
+    message: String,
+) -> Result<(), ExecError> {
+    let deadline = Duration::from_millis(retry.deadline_ms);
+    let (since, tries) = outage.get_or_insert_with(|| {
+        reporter.note(&format!(
+            "the journal {location} is unreachable ({message}): taking no new step until it answers (the steps in flight go on); retrying for up to {}",
+            humantime::format_duration(deadline)
+        ));
+        reporter.waiting(run_id, "the journal to answer");
+        (std::time::Instant::now(), 0)
+    });
+    if since.elapsed() >= deadline {
+        return Err(ExecError::Journal(JournalError::Unavailable {
+            location,
+            message: format!(
+                "{message} (for {}, the plan's retry deadline)",
+                humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+            ),
+        }));
     }
+    *tries += 1;
+    let wait = retry.delay(*tries).min(2_000);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    Ok(())
+}
 
+impl Executor {
     /// Preflight, then journal the start of a new run and drive it.
     pub async fn start(
         plan: Plan,
@@ -628,8 +635,8 @@ impl Executor {
             run: self.run_id.clone(),
             unreachable: matches!(cause, JournalError::Unavailable { .. }),
             cause: cause.to_string(),
-            restored,
-            kept,
+            restored: restored.into(),
+            kept: kept.into(),
         }
     }
 
