@@ -462,7 +462,9 @@ impl Store for PgJournal {
                 .query_one(&format!("{LEASE_SELECT} FOR UPDATE"), &[&fleet_s])
                 .await?;
             if let Some(l) = row_to_lease(&row)? {
-                let mine = l.pid as i64 == me && l.host == host && l.run_id == run_s;
+                // this very process (as in the SQLite journal): a retry after a
+                // lost answer, or a second run of one campaign
+                let mine = l.pid as i64 == me && l.host == host;
                 let dead = l.holder_dead(now_ms());
                 if !(mine || dead && take_over_dead) {
                     return Err(Fail::Journal(JournalError::Locked {
