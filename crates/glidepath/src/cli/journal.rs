@@ -262,8 +262,12 @@ pub fn import(ctx: &Ctx, file: &Path) -> Result<u8, Failure> {
                 error: Some(e.to_string()),
             },
             // the journal itself failed (unreachable, …): stop here
+            // (what was done so far is said in text; in JSON, the error
+            // document says which journal failed)
             Err(e) => {
-                report_import(ctx, &loc, file, &lines, None);
+                if !ctx.json() {
+                    report_import(ctx, &loc, file, &lines, None);
+                }
                 return Err(Failure::from(e));
             }
         };

@@ -239,4 +239,27 @@ async fn a_run_moves_between_journals_without_loss() {
     // the live snapshot is another version of the same run: refused too
     let out = env.run(&["--journal", b, "journal", "import", "live.jsonl"]);
     assert_eq!(code(&out), 2, "{}", stdout(&out));
+
+    // a journal written by a newer glidepath is refused, and left as it is
+    rusqlite::Connection::open(b)
+        .unwrap()
+        .pragma_update(None, "user_version", 2)
+        .unwrap();
+    for args in [
+        &["journal", "info"][..],
+        &["history"],
+        &["journal", "import", "a.jsonl"],
+    ] {
+        let mut all = vec!["--journal", b];
+        all.extend(args);
+        let out = env.run(&all);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "journal {b} has schema version 2; this glidepath knows up to 1"
+            )),
+            "{}",
+            stderr(&out)
+        );
+    }
 }
