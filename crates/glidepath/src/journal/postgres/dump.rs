@@ -133,9 +133,13 @@ impl PgJournal {
             if added == 0 {
                 let existing = read_run(&tx, &d.id, &location).await?;
                 tx.rollback().await?;
-                return match dump::compare_run(existing, &d, location)? {
+                return match dump::compare_run(existing, &d, location.clone())? {
                     Some(done) => Ok(done),
-                    None => unreachable!("the run is there: its insert conflicted"),
+                    // (runs are never deleted: its insert conflicted, so it is there)
+                    None => Err(Fail::Journal(JournalError::Database {
+                        location,
+                        message: format!("run {} neither inserted nor found", d.id),
+                    })),
                 };
             }
             let ev = tx
