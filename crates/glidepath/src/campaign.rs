@@ -23,7 +23,7 @@ use crate::control::journaled_plan;
 use crate::drivers::Drivers;
 use crate::executor::{new_run_id, ExecError, Executor, RunResult, StartOptions, StopSignals};
 use crate::journal::{
-    hostname, now_ms, CampaignRecord, CampaignStatus, Journal, JournalError, RunStatus,
+    hostname, now_ms, CampaignRecord, CampaignStatus, JournalError, Location, RunStatus,
     StageAction, StageRecord, StageStatus, Store,
 };
 use crate::plan::{self, PlanError, ReleaseOverride};
@@ -32,7 +32,6 @@ use crate::system::SystemFile;
 use crate::upgrade::{self, PlannedStage, UpgradeError, UpgradePlan};
 use glidepath_core::compat::Stage;
 use glidepath_core::{Outcome, RunState};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -227,9 +226,10 @@ fn action_of(
 }
 
 /// What a campaign process needs: the journal (the campaign's and every
-/// stage's run), the narration, and the process's signal watch.
+/// stage's run; a SQLite file or a PostgreSQL database), the narration,
+/// and the process's signal watch.
 pub struct Runner {
-    pub journal: PathBuf,
+    pub journal: Location,
     pub reporter: Arc<dyn Reporter>,
     pub stop: StopSignals,
 }
@@ -266,7 +266,7 @@ pub struct CampaignResult {
 
 /// Journal a prepared campaign and carry it out.
 pub async fn start(p: Prepared, r: &Runner) -> Result<CampaignResult, CampaignError> {
-    let j = Journal::open(&r.journal)?;
+    let j = r.journal.open()?;
     j.create_campaign(&p.record)?;
     r.reporter.note(&format!(
         "campaign {} · {} stage(s) · journal {} · follow it with: glidepath status {} --journal {}",
@@ -276,13 +276,13 @@ pub async fn start(p: Prepared, r: &Runner) -> Result<CampaignResult, CampaignEr
         p.record.id,
         j.location()
     ));
-    drive(&j, &p.record.id, r).await
+    drive(j.as_ref(), &p.record.id, r).await
 }
 
 /// Continue a campaign: succeeded stages are skipped, an unfinished run is
 /// resumed, a failed campaign is refused.
 pub async fn resume(id: &str, r: &Runner) -> Result<CampaignResult, CampaignError> {
-    let j = Journal::open(&r.journal)?;
+    let j = r.journal.open()?;
     let c = j.campaign(id)?;
     match c.status {
         CampaignStatus::Succeeded => {
@@ -320,7 +320,7 @@ pub async fn resume(id: &str, r: &Runner) -> Result<CampaignResult, CampaignErro
             .count(),
         c.stages.len()
     ));
-    drive(&j, id, r).await
+    drive(j.as_ref(), id, r).await
 }
 
 /// How one stage ended.
@@ -329,7 +329,7 @@ enum StageEnd {
     Ended(Ended),
 }
 
-async fn drive(j: &Journal, id: &str, r: &Runner) -> Result<CampaignResult, CampaignError> {
+async fn drive(j: &dyn Store, id: &str, r: &Runner) -> Result<CampaignResult, CampaignError> {
     let c = j.campaign(id)?;
     let total = c.stages.len();
     for s in &c.stages {
@@ -388,7 +388,11 @@ type StageEnding = (usize, Option<StageStatus>, String);
 /// Record how the campaign ended (and its stage's status), and say it. The
 /// writes are best-effort: a journal that fails here (the reason a stage
 /// stopped, perhaps) must not hide the stage's own message.
-fn finish(j: &Journal, c: &CampaignRecord, ended: Ended) -> Result<CampaignResult, CampaignError> {
+fn finish(
+    j: &dyn Store,
+    c: &CampaignRecord,
+    ended: Ended,
+) -> Result<CampaignResult, CampaignError> {
     let id = &c.id;
     let total = c.stages.len();
     let resume = format!("glidepath upgrade --resume {id} --journal {}", j.location());
@@ -520,7 +524,7 @@ fn earlier(c: &CampaignRecord, stage: usize) -> String {
 /// Carry out an upgrade stage: continue its run if it has one, else start
 /// one (its id journaled first).
 async fn upgrade_stage(
-    j: &Journal,
+    j: &dyn Store,
     id: &str,
     s: &StageRecord,
     r: &Runner,
@@ -551,7 +555,7 @@ async fn upgrade_stage(
             Ok(_) => {
                 r.reporter.note(&format!("resuming run {run}"));
                 let res = Executor::resume_with(
-                    Journal::open(&r.journal)?,
+                    r.journal.open()?,
                     run,
                     Drivers::for_plan,
                     r.reporter.clone(),
@@ -592,14 +596,7 @@ async fn upgrade_stage(
         run_id: Some(run_id),
         ..Default::default()
     };
-    let res = Executor::start_with(
-        p,
-        Journal::open(&r.journal)?,
-        drivers,
-        r.reporter.clone(),
-        opts,
-    )
-    .await;
+    let res = Executor::start_with(p, r.journal.open()?, drivers, r.reporter.clone(), opts).await;
     Ok(stage_end(s.index, res))
 }
 
@@ -622,7 +619,7 @@ fn ended_run(stage: usize, result: RunResult) -> StageEnd {
 }
 
 /// A finished run's result, from its journal.
-fn finished(j: &Journal, rec: &crate::journal::RunRecord) -> Result<RunResult, CampaignError> {
+fn finished(j: &dyn Store, rec: &crate::journal::RunRecord) -> Result<RunResult, CampaignError> {
     let spec = journaled_plan(rec)
         .map_err(|e| CampaignError::NotReady(vec![e.to_string()]))?
         .rollout_spec();

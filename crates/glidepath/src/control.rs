@@ -29,6 +29,13 @@ pub struct Request<'a> {
 /// How long `promote`/`abort`/`rollback` wait for the live process to act.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often a sender looks for the acknowledgement when the journal does
+/// not wake it ([`Store::changes`]), and at the latest when it does.
+pub const ACK_POLL: Duration = Duration::from_millis(100);
+
+/// The same for [`queue`] (the API waits a short while only).
+const QUEUE_POLL: Duration = Duration::from_millis(50);
+
 /// An operator command (the journal's command kinds).
 pub use crate::journal::CommandKind as OperatorCommand;
 
@@ -162,7 +169,7 @@ pub fn latest(j: &dyn Store) -> Result<Option<RunRecord>, ControlError> {
 /// is carried out here: the run is resumed with `reporter` narrating and
 /// `stop` (called only then) installing the signal handlers.
 pub async fn send(
-    j: impl Store + 'static,
+    j: impl Into<Box<dyn Store>>,
     run: &str,
     Request {
         command,
@@ -173,8 +180,9 @@ pub async fn send(
     reporter: Arc<dyn Reporter>,
     stop: &(dyn Fn() -> StopSignals + Send + Sync),
 ) -> Result<Sent, ControlError> {
+    let j: Box<dyn Store> = j.into();
     let run = run.to_string();
-    let reason = match prepare(&j, &run, command, reason, force)? {
+    let reason = match prepare(j.as_ref(), &run, command, reason, force)? {
         Prepared::Done(sent) => return Ok(sent),
         Prepared::Queue(reason) => reason,
     };
@@ -187,24 +195,27 @@ pub async fn send(
             "{command} sent to run {run} (pid {} on {}); waiting for it to act…",
             l.pid, l.host
         ));
-        let deadline = Instant::now() + ACK_TIMEOUT;
-        while Instant::now() < deadline {
-            match j.command_outcome(id)?.as_deref() {
-                None => {}
-                Some("applied") => {
-                    return Ok(Sent::Applied {
-                        holder: Holder::of(&l, now_ms()),
-                    })
-                }
-                Some(why) => {
-                    return Err(ControlError::RefusedByRun {
-                        run,
-                        command,
-                        why: why.to_string(),
-                    })
-                }
+        let outcome = wait_for(
+            j.changes().as_deref(),
+            Instant::now() + ACK_TIMEOUT,
+            ACK_POLL,
+            || j.command_outcome(id),
+        )
+        .await?;
+        match outcome.as_deref() {
+            None => {}
+            Some("applied") => {
+                return Ok(Sent::Applied {
+                    holder: Holder::of(&l, now_ms()),
+                })
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some(why) => {
+                return Err(ControlError::RefusedByRun {
+                    run,
+                    command,
+                    why: why.to_string(),
+                })
+            }
         }
         return Err(ControlError::NotPickedUp { run, command });
     }
@@ -231,7 +242,9 @@ pub struct Queued {
 /// the run, wait up to `wait` for it to act ([`Sent::Applied`], or an
 /// error if it refused); otherwise, or if it has not acted yet, the
 /// command stays queued ([`Sent::Queued`]) for the holder or for `resume`.
-/// Blocking: it polls the journal.
+/// Blocking: it polls the journal, and wakes early on the journal's notice
+/// ([`Store::changes`]). Call it on a blocking thread (`spawn_blocking`)
+/// or outside a runtime, never on an async task.
 pub fn queue(
     j: &dyn Store,
     run: &str,
@@ -253,33 +266,73 @@ pub fn queue(
             sent: Sent::Queued,
         });
     };
-    let deadline = Instant::now() + wait;
+    let changes = j.changes();
+    let look = wait_for(
+        changes.as_deref(),
+        Instant::now() + wait,
+        QUEUE_POLL,
+        || j.command_outcome(id),
+    );
+    // on a blocking thread of the runtime (`spawn_blocking`), or outside any
+    let outcome = match tokio::runtime::Handle::try_current() {
+        Ok(rt) => rt.block_on(look),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| JournalError::Unavailable {
+                location: j.location(),
+                message: format!("cannot wait for the acknowledgement: {e}"),
+            })?
+            .block_on(look),
+    }?;
+    match outcome.as_deref() {
+        None => Ok(Queued {
+            id,
+            sent: Sent::Queued,
+        }),
+        Some("applied") => Ok(Queued {
+            id,
+            sent: Sent::Applied {
+                holder: Holder::of(&l, now_ms()),
+            },
+        }),
+        Some(why) => Err(ControlError::RefusedByRun {
+            run: run.to_string(),
+            command,
+            why: why.to_string(),
+        }),
+    }
+}
+
+/// Look with `check` until it finds something or `deadline` passes (then
+/// `None`): after each miss, wait for the journal's notice (`changes`,
+/// [`Store::changes`]) or `poll`, whichever comes first. The notice is
+/// listened for before each look, so one between the look and the wait is
+/// not missed.
+async fn wait_for<T>(
+    changes: Option<&tokio::sync::Notify>,
+    deadline: Instant,
+    poll: Duration,
+    mut check: impl FnMut() -> Result<Option<T>, JournalError>,
+) -> Result<Option<T>, JournalError> {
     loop {
-        match j.command_outcome(id)?.as_deref() {
-            None => {}
-            Some("applied") => {
-                return Ok(Queued {
-                    id,
-                    sent: Sent::Applied {
-                        holder: Holder::of(&l, now_ms()),
-                    },
-                })
-            }
-            Some(why) => {
-                return Err(ControlError::RefusedByRun {
-                    run: run.to_string(),
-                    command,
-                    why: why.to_string(),
-                })
-            }
+        let mut woken = std::pin::pin!(changes.map(|n| n.notified()));
+        if let Some(w) = woken.as_mut().as_pin_mut() {
+            w.enable();
         }
-        if Instant::now() >= deadline {
-            return Ok(Queued {
-                id,
-                sent: Sent::Queued,
-            });
+        if let Some(found) = check()? {
+            return Ok(Some(found));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        match woken.as_mut().as_pin_mut() {
+            Some(w) => {
+                let _ = tokio::time::timeout(poll.min(left), w).await;
+            }
+            None => tokio::time::sleep(poll.min(left)).await,
+        }
     }
 }
 
@@ -359,4 +412,72 @@ pub fn operator() -> String {
             // SAFETY: getuid has no preconditions.
             format!("uid {}", unsafe { libc::getuid() })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A look that misses once, with the journal's notice (as a store
+    /// that hears the holder's acknowledgement would), and finds on its
+    /// second call. Returns the time from the first look to the second.
+    async fn gap_after_notice(
+        notice: Option<Arc<tokio::sync::Notify>>,
+        poll: Duration,
+    ) -> Duration {
+        let times = std::sync::Mutex::new(Vec::new());
+        let found = wait_for(
+            notice.as_deref(),
+            Instant::now() + Duration::from_secs(10),
+            poll,
+            || {
+                let mut t = times.lock().unwrap();
+                t.push(Instant::now());
+                if t.len() > 1 {
+                    return Ok(Some("applied".to_string()));
+                }
+                if let Some(n) = &notice {
+                    n.notify_waiters();
+                }
+                Ok(None)
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(found.as_deref(), Some("applied"));
+        let t = times.lock().unwrap();
+        assert_eq!(t.len(), 2);
+        t[1] - t[0]
+    }
+
+    #[tokio::test]
+    async fn a_notice_wakes_the_wait_before_the_poll() {
+        let poll = Duration::from_secs(5);
+        let gap = gap_after_notice(Some(Arc::new(tokio::sync::Notify::new())), poll).await;
+        assert!(gap < Duration::from_secs(1), "woken after {gap:?}");
+    }
+
+    #[tokio::test]
+    async fn without_notices_the_wait_polls() {
+        let poll = Duration::from_millis(200);
+        let gap = gap_after_notice(None, poll).await;
+        assert!(gap >= poll, "looked again after {gap:?}");
+    }
+
+    #[tokio::test]
+    async fn the_wait_ends_at_the_deadline() {
+        let n = tokio::sync::Notify::new();
+        let t0 = Instant::now();
+        let found: Option<()> = wait_for(
+            Some(&n),
+            t0 + Duration::from_millis(300),
+            Duration::from_millis(50),
+            || Ok(None),
+        )
+        .await
+        .unwrap();
+        assert!(found.is_none());
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
 }

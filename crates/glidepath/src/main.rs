@@ -63,9 +63,9 @@ mod exit {
     about = "Executable, provable upgrade runbooks: preflight, canary, SLI watch, batches, automatic rollback."
 )]
 struct Cli {
-    /// Journal database (default: the plan's [journal] path, else one per machine: $XDG_STATE_HOME/glidepath/journal.db).
-    #[arg(long, global = true, env = "GLIDEPATH_JOURNAL")]
-    journal: Option<PathBuf>,
+    /// Journal: a SQLite file, or postgres://USER@HOST:PORT/DATABASE shared by a team (password from GLIDEPATH_JOURNAL_PASSWORD_FILE or GLIDEPATH_JOURNAL_PASSWORD). Default: the plan's [journal], else one per machine: $XDG_STATE_HOME/glidepath/journal.db.
+    #[arg(long, global = true, env = "GLIDEPATH_JOURNAL", hide_env_values = true)]
+    journal: Option<String>,
     /// Output format for reports.
     #[arg(long, global = true, value_enum, default_value = "text")]
     output: Format,

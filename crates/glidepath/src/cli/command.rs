@@ -4,7 +4,6 @@
 use super::{outcome_code, print_json, stop_signals, Ctx};
 use crate::{exit, Failure};
 use glidepath::control::{self, OperatorCommand, Sent};
-use glidepath::journal::{Journal, Store};
 use glidepath::output::{Command, CommandResult};
 
 pub async fn run(
@@ -14,8 +13,8 @@ pub async fn run(
     reason: &str,
     force: bool,
 ) -> Result<u8, Failure> {
-    let (jpath, j) = ctx.open_existing()?;
-    let run = &glidepath::control::resolve_run(&j, run)?.id;
+    let (location, j) = ctx.open_existing()?;
+    let run = &glidepath::control::resolve_run(j.as_ref(), run)?.id;
     let run = run.as_str();
     let json = ctx.json();
     let sent = control::send(
@@ -72,8 +71,8 @@ pub async fn run(
             Ok(exit::OK)
         }
         Sent::CarriedOut(r) => {
-            let j = Journal::open(&jpath)?;
-            let s = control::summary(&j, &j.run(&r.run_id)?, false)?;
+            let j = location.open()?;
+            let s = control::summary(j.as_ref(), &j.run(&r.run_id)?, false)?;
             if json {
                 print_json(Command {
                     status: Some(&s.status),

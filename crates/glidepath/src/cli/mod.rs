@@ -17,20 +17,22 @@ pub mod validate;
 
 use crate::{exit, Failure, Format};
 use glidepath::executor::RunResult;
-use glidepath::journal::{Journal, Store};
+use glidepath::journal::{Location, Store};
 use glidepath::plan::{self, PlanError};
 use glidepath::report::{Console, Reporter};
 use glidepath_core::{CauseKind, NodeStatus, Outcome};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// What every command gets from the global options.
 pub struct Ctx {
     pub format: Format,
     pub color: bool,
-    /// `--journal` (or `GLIDEPATH_JOURNAL`).
-    pub journal: Option<PathBuf>,
+    /// `--journal` (or `GLIDEPATH_JOURNAL`) as given: a SQLite path or a
+    /// PostgreSQL URL, read by [`Ctx::journal_location`] when a command
+    /// needs a journal (a command that does not is not refused for it).
+    pub journal: Option<String>,
     /// `-q`, `-v`.
     pub verbosity: glidepath::report::Verbosity,
 }
@@ -40,33 +42,49 @@ impl Ctx {
         self.format == Format::Json
     }
 
-    /// The journal to read: `--journal`, else this machine's.
-    pub fn journal_path(&self) -> PathBuf {
-        self.journal
-            .clone()
-            .unwrap_or_else(glidepath::journal::default_path)
+    /// `--journal` (or `GLIDEPATH_JOURNAL`) if given, read: a bad one is
+    /// refused (exit 2), naming it without its password.
+    pub fn given_journal(&self) -> Result<Option<Location>, Failure> {
+        let Some(given) = self.journal.as_deref() else {
+            return Ok(None);
+        };
+        Location::parse(given).map(Some).map_err(|e| {
+            Failure::new(
+                exit::INVALID,
+                format!("--journal: {e}\nhint: --journal (or GLIDEPATH_JOURNAL) is a SQLite file's path or postgres://USER@HOST:PORT/DATABASE; the database's password comes from GLIDEPATH_JOURNAL_PASSWORD_FILE (a file) or GLIDEPATH_JOURNAL_PASSWORD"),
+            )
+        })
     }
 
-    /// `--journal PATH` as the commands this one suggests need it: none
-    /// when it is the default journal.
+    /// The journal to use: `--journal`, else this machine's.
+    pub fn journal_location(&self) -> Result<Location, Failure> {
+        Ok(self
+            .given_journal()?
+            .unwrap_or_else(|| glidepath::journal::default_path().into()))
+    }
+
+    /// `--journal …` as the commands this one suggests need it (a path, or
+    /// the URL without its password): none when it is the default journal.
     pub fn journal_arg(&self) -> Option<String> {
-        self.journal
-            .as_ref()
-            .filter(|p| **p != glidepath::journal::default_path())
-            .map(|p| p.display().to_string())
+        self.given_journal()
+            .ok()
+            .flatten()
+            .filter(|l| *l != Location::from(glidepath::journal::default_path()))
+            .map(|l| l.to_string())
     }
 
-    /// The journal to read, which must exist.
-    pub fn open_existing(&self) -> Result<(PathBuf, Journal), Failure> {
-        let path = self.journal_path();
-        if !path.exists() {
+    /// The journal to read, which must exist (a database always "exists":
+    /// opening it says whether it answers).
+    pub fn open_existing(&self) -> Result<(Location, Box<dyn Store>), Failure> {
+        let location = self.journal_location()?;
+        if !location.exists() {
             return Err(Failure::new(
                 exit::INVALID,
-                format!("no journal at {}\nhint: pass --journal PATH (or GLIDEPATH_JOURNAL); the default is one journal per machine and user, in $XDG_STATE_HOME/glidepath/ (~/.local/state/glidepath/)", path.display()),
+                format!("no journal at {location}\nhint: pass --journal PATH (or GLIDEPATH_JOURNAL; a postgres:// URL for a shared journal); the default is one journal per machine and user, in $XDG_STATE_HOME/glidepath/ (~/.local/state/glidepath/)"),
             ));
         }
-        let j = Journal::open(&path)?;
-        Ok((path, j))
+        let j = location.open()?;
+        Ok((location, j))
     }
 
     /// The live narration: stdout for people, stderr when stdout is JSON;
@@ -217,9 +235,9 @@ pub fn outcome_code(r: &RunResult) -> u8 {
 
 /// The end of `run`, `resume` and a taken-over `abort`/`rollback`: the
 /// run's summary (text, or the JSON document), and its exit code.
-pub fn print_result(journal_path: &Path, r: &RunResult, ctx: &Ctx) -> Result<u8, Failure> {
-    let j = Journal::open(journal_path)?;
-    let s = glidepath::control::summary(&j, &j.run(&r.run_id)?, false)?;
+pub fn print_result(journal: &Location, r: &RunResult, ctx: &Ctx) -> Result<u8, Failure> {
+    let j = journal.open()?;
+    let s = glidepath::control::summary(j.as_ref(), &j.run(&r.run_id)?, false)?;
     if ctx.json() {
         print_json(&s);
     } else {

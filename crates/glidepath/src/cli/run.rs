@@ -5,7 +5,6 @@ use super::{load_plan_with, print_json, print_result, stop_signals, Ctx};
 use crate::{exit, Failure};
 use glidepath::drivers::Drivers;
 use glidepath::executor::Executor;
-use glidepath::journal::{Journal, Store};
 use std::path::Path;
 
 pub async fn run(
@@ -40,8 +39,8 @@ pub async fn run(
     }
     let stop = stop_signals();
     let p = load_plan_with(path, ctx, &release)?;
-    let jpath = ctx.journal.clone().unwrap_or_else(|| p.journal_path());
-    let journal = Journal::open(&jpath)?;
+    let location = ctx.given_journal()?.unwrap_or_else(|| p.journal_location());
+    let journal = location.open()?;
     let drivers = Drivers::for_plan(&p);
     let opts = glidepath::executor::StartOptions {
         forces,
@@ -49,11 +48,11 @@ pub async fn run(
         ..Default::default()
     };
     let r = Executor::start_with(p, journal, drivers, ctx.reporter(), opts).await?;
-    print_result(&jpath, &r, ctx)
+    print_result(&location, &r, ctx)
 }
 
 pub async fn resume(ctx: &Ctx, run: &str) -> Result<u8, Failure> {
-    let (jpath, journal) = ctx.open_existing()?;
+    let (location, journal) = ctx.open_existing()?;
     if glidepath::campaign::is_campaign_id(run) && journal.campaign(run).is_ok() {
         return Err(Failure::new(
             exit::INVALID,
@@ -63,11 +62,11 @@ hint: `glidepath upgrade --resume {run}` continues a campaign"
             ),
         ));
     }
-    let rec = glidepath::control::resolve_run(&journal, run)?;
+    let rec = glidepath::control::resolve_run(journal.as_ref(), run)?;
     let run = rec.id.as_str();
     if rec.status.is_final() && journal.pending_commands(run)?.is_empty() {
         if ctx.json() {
-            print_json(glidepath::control::summary(&journal, &rec, true)?);
+            print_json(glidepath::control::summary(journal.as_ref(), &rec, true)?);
         } else {
             println!(
                 "run {run} already finished: {} — {}",
@@ -79,5 +78,5 @@ hint: `glidepath upgrade --resume {run}` continues a campaign"
     let stop = stop_signals();
     let r =
         Executor::resume_with(journal, run, Drivers::for_plan, ctx.reporter(), Some(stop)).await?;
-    print_result(&jpath, &r, ctx)
+    print_result(&location, &r, ctx)
 }

@@ -5,7 +5,7 @@ use super::Ctx;
 use crate::{exit, Failure};
 use glidepath::serve::{ServeConfig, Server};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The actions' token: from the variable `env`, or the file `file`
 /// (trimmed), read once here; never printed.
@@ -53,10 +53,10 @@ pub async fn run(
     let token = token(token_env, token_file)?;
     // a journal named on purpose must exist (a typo would serve an empty
     // one); this machine's is created, so serve may start before any run
-    if ctx.journal.is_some() {
+    let journal = ctx.journal_location()?;
+    if ctx.journal.is_some() && !journal.exists() {
         ctx.open_existing()?;
     }
-    let journal: PathBuf = ctx.journal_path();
     let server = Server::bind(ServeConfig {
         listen,
         journal: journal.clone(),
@@ -64,7 +64,11 @@ pub async fn run(
         allow_remote,
     })
     .await
-    .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
+    .map_err(|e| match e {
+        // an unreachable database: 4, like every command
+        glidepath::serve::ServeError::Journal(j) => Failure::from(j),
+        e => Failure::new(exit::INVALID, e.to_string()),
+    })?;
     let actions = if server.actions_enabled() {
         "actions need the bearer token"
     } else {
@@ -74,7 +78,7 @@ pub async fn run(
     eprintln!(
         "glidepath serve: http://{}/ (journal {}; {actions})",
         server.addr(),
-        journal.display()
+        journal
     );
     server.run().await;
     Ok(exit::OK)

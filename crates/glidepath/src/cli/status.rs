@@ -4,15 +4,16 @@
 use super::{outcome_code, print_json, Ctx};
 use crate::{exit, Failure};
 use glidepath::executor::RunResult;
-use glidepath::journal::{Journal, RunRecord, Store};
+use glidepath::journal::{RunRecord, Store};
 use glidepath::output::{History, RunEntry};
 use std::collections::HashMap;
 
 pub async fn status(ctx: &Ctx, run: Option<&str>, watch: bool) -> Result<u8, Failure> {
     let (_, journal) = ctx.open_existing()?;
+    let journal = journal.as_ref();
     if let Some(id) = run.filter(|id| glidepath::campaign::is_campaign_id(id)) {
         if watch {
-            return watch_campaign(ctx, &journal, id).await;
+            return watch_campaign(ctx, journal, id).await;
         }
         let c = glidepath::output::CampaignSummary::of(&journal.campaign(id)?);
         if ctx.json() {
@@ -22,11 +23,11 @@ pub async fn status(ctx: &Ctx, run: Option<&str>, watch: bool) -> Result<u8, Fai
         }
         return Ok(exit::OK);
     }
-    let rec = glidepath::control::resolve_run(&journal, run.unwrap_or("latest"))?;
+    let rec = glidepath::control::resolve_run(journal, run.unwrap_or("latest"))?;
     if watch {
-        return follow(ctx, &journal, rec).await;
+        return follow(ctx, journal, rec).await;
     }
-    let s = glidepath::control::summary(&journal, &rec, true)?;
+    let s = glidepath::control::summary(journal, &rec, true)?;
     if ctx.json() {
         print_json(&s);
     } else {
@@ -66,7 +67,7 @@ pub fn history(ctx: &Ctx, limit: usize) -> Result<u8, Failure> {
 /// `status RUN --watch`: follow the run from the journal until it ends,
 /// redrawn in place on a terminal, one line per change otherwise (with
 /// `--output json`, the summary once it ends); the run's exit code.
-async fn follow(ctx: &Ctx, journal: &Journal, rec: RunRecord) -> Result<u8, Failure> {
+async fn follow(ctx: &Ctx, journal: &dyn Store, rec: RunRecord) -> Result<u8, Failure> {
     use glidepath::watch::{Ended, Follower, POLL};
     use std::io::IsTerminal;
     let tty = !ctx.json() && std::io::stdout().is_terminal();
@@ -114,7 +115,7 @@ async fn follow(ctx: &Ctx, journal: &Journal, rec: RunRecord) -> Result<u8, Fail
 /// `status CAMPAIGN --watch`: follow each stage's run as the campaign
 /// reaches it, until the campaign ends (its last run's exit code, 0 when
 /// every stage succeeded).
-async fn watch_campaign(ctx: &Ctx, journal: &Journal, id: &str) -> Result<u8, Failure> {
+async fn watch_campaign(ctx: &Ctx, journal: &dyn Store, id: &str) -> Result<u8, Failure> {
     use glidepath::journal::CampaignStatus;
     let mut followed: Vec<String> = Vec::new();
     let mut last = exit::OK;

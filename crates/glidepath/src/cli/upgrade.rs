@@ -18,7 +18,7 @@ pub async fn run(
 ) -> Result<u8, Failure> {
     let stop = stop_signals();
     let runner = Runner {
-        journal: ctx.journal_path(),
+        journal: ctx.journal_location()?,
         reporter: ctx.reporter(),
         stop,
     };

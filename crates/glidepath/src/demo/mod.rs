@@ -15,7 +15,7 @@ pub mod ws_peer;
 
 use crate::drivers::Drivers;
 use crate::executor::{ExecError, Executor, RunResult};
-use crate::journal::{Journal, Store};
+use crate::journal::Location;
 use crate::report::{summarize, Console, Reporter};
 use fleet::{DemoFleet, LocalFleet};
 use glidepath_core::{Event, Outcome, RolloutSpec, StepKind, Track};
@@ -161,10 +161,10 @@ async fn rollout(
         Err(crate::plan::PlanError::Invalid(r)) => panic!("demo plan invalid:\n{}", r.short()),
         Err(e) => panic!("{e}"),
     };
-    let journal = Journal::open(&plan.journal_path())?;
+    let journal = plan.journal_location().open()?;
     let drivers = Drivers::for_plan(&plan);
     let result = Executor::start(plan.clone(), journal, drivers, reporter).await?;
-    let j = Journal::open(&plan.journal_path())?;
+    let j = plan.journal_location().open()?;
     let events = j.events(&result.run_id)?;
     let rec = j.run(&result.run_id)?;
     let summary = summarize(
@@ -444,7 +444,7 @@ async fn incident_during_window(
     say: &impl Fn(&str),
 ) -> anyhow::Result<()> {
     let probed = |n: usize| -> Option<()> {
-        let j = Journal::open(journal).ok()?;
+        let j = Location::from(journal.to_path_buf()).open().ok()?;
         let run = j.runs(1).ok()?.into_iter().next()?;
         if run.version != version {
             return None;

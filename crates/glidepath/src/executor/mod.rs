@@ -171,7 +171,7 @@ fn node_locks(
         .iter()
         .map(|n| (n.name.clone(), n.address.clone()))
         .collect();
-    crate::journal::NodeLocks::acquire(&nodes, run, std::path::Path::new(&journal.location()))
+    crate::journal::NodeLocks::acquire(&nodes, run, &journal.location())
 }
 
 fn targets(plan: &Plan) -> BTreeMap<String, Target> {
@@ -259,7 +259,7 @@ impl Executor {
     /// Preflight, then journal the start of a new run and drive it.
     pub async fn start(
         plan: Plan,
-        journal: impl Store + 'static,
+        journal: impl Into<Box<dyn Store>>,
         drivers: Drivers,
         reporter: Arc<dyn Reporter>,
     ) -> Result<RunResult, ExecError> {
@@ -269,12 +269,12 @@ impl Executor {
     /// Like [`Executor::start`], with forced gates and a signal watch.
     pub async fn start_with(
         plan: Plan,
-        journal: impl Store + 'static,
+        journal: impl Into<Box<dyn Store>>,
         drivers: Drivers,
         reporter: Arc<dyn Reporter>,
         opts: StartOptions,
     ) -> Result<RunResult, ExecError> {
-        let mut journal: Box<dyn Store> = Box::new(journal);
+        let mut journal: Box<dyn Store> = journal.into();
         // Signals first: a Ctrl-C during preflight must end the run cleanly.
         let stop = opts.stop.unwrap_or_else(|| watch_signals(|_| {}));
         let forces = opts.forces;
@@ -344,7 +344,7 @@ impl Executor {
     /// Continue a run from its journal (after a crash, or to carry out an
     /// abort/rollback on a run whose process is gone).
     pub async fn resume(
-        journal: impl Store + 'static,
+        journal: impl Into<Box<dyn Store>>,
         run_id: &str,
         make_drivers: impl FnOnce(&Plan) -> Drivers,
         reporter: Arc<dyn Reporter>,
@@ -354,14 +354,14 @@ impl Executor {
 
     /// Like [`Executor::resume`], with the process's signal watch.
     pub async fn resume_with(
-        journal: impl Store + 'static,
+        journal: impl Into<Box<dyn Store>>,
         run_id: &str,
         make_drivers: impl FnOnce(&Plan) -> Drivers,
         reporter: Arc<dyn Reporter>,
         stop: Option<StopSignals>,
     ) -> Result<RunResult, ExecError> {
         let stop = stop.unwrap_or_else(|| watch_signals(|_| {}));
-        let mut journal: Box<dyn Store> = Box::new(journal);
+        let mut journal: Box<dyn Store> = journal.into();
         let rec = journal.run(run_id)?;
         let path = std::path::PathBuf::from(&rec.plan_path);
         let dir = path

@@ -15,13 +15,15 @@ pub struct NodeLocks {
 }
 
 impl NodeLocks {
-    /// Lock every `(node, address)` for `run` of `journal`. A node locked by
-    /// a run of the same journal is left to the lease (a takeover after a
-    /// stopped holder); one locked from another journal is refused.
+    /// Lock every `(node, address)` for `run` of `journal` (a SQLite path,
+    /// or a PostgreSQL URL without its password, as `Store::location` gives
+    /// it). A node locked by a run of the same journal is left to the lease
+    /// (a takeover after a stopped holder); one locked from another journal
+    /// is refused.
     pub fn acquire(
         nodes: &[(String, String)],
         run: &str,
-        journal: &Path,
+        journal: &str,
     ) -> Result<NodeLocks, JournalError> {
         use std::io::{Read, Seek, Write};
         use std::os::unix::io::AsRawFd;
@@ -30,11 +32,7 @@ impl NodeLocks {
             source,
         };
         let dir = lock_dir().map_err(|(d, e)| io(&d, e))?;
-        let me = journal
-            .canonicalize()
-            .unwrap_or_else(|_| journal.to_path_buf())
-            .display()
-            .to_string();
+        let me = journal_key(journal);
         let mut files = Vec::new();
         let keys: Vec<(&String, &String, String)> = nodes
             .iter()
@@ -92,6 +90,20 @@ impl NodeLocks {
         }
         Ok(NodeLocks { _files: files })
     }
+}
+
+/// How a lock names its journal: a SQLite file by its canonical path (two
+/// spellings of one file meet), a database by its URL as given (already
+/// without a password; never a path to resolve).
+fn journal_key(journal: &str) -> String {
+    if super::postgres::is_url(journal) {
+        return journal.trim().to_string();
+    }
+    let path = Path::new(journal);
+    path.canonicalize()
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Where the node locks live: `GLIDEPATH_LOCK_DIR`, else
@@ -169,5 +181,16 @@ mod tests {
         assert!(b.iter().any(|k| a.contains(k)), "{a:?} {b:?}");
         assert_eq!(a, c);
         assert_ne!(node_keys("127.0.0.1:8081"), a);
+    }
+
+    #[test]
+    fn a_database_is_named_as_given_and_a_file_by_its_canonical_path() {
+        let url = "postgres://glide@db.example:5432/journal";
+        assert_eq!(journal_key(url), url);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("j.db"), "").unwrap();
+        let canon = dir.path().join("j.db").canonicalize().unwrap();
+        let spelled = format!("{}/./j.db", dir.path().display());
+        assert_eq!(journal_key(&spelled), canon.display().to_string());
     }
 }

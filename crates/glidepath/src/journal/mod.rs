@@ -87,6 +87,15 @@ impl From<PathBuf> for Location {
     }
 }
 
+/// A SQLite journal where any store will do (`Executor::start` takes
+/// `impl Into<Box<dyn Store>>`: a `SqliteJournal`, or what
+/// [`Location::open`] gives).
+impl From<SqliteJournal> for Box<dyn Store> {
+    fn from(j: SqliteJournal) -> Box<dyn Store> {
+        Box::new(j)
+    }
+}
+
 /// Lease heartbeats older than this mean the holder is gone (other hosts,
 /// or a stopped process on this one). `GLIDEPATH_LEASE_TTL` overrides it.
 pub const LEASE_STALE_MS: u64 = 30_000;

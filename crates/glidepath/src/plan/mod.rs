@@ -74,7 +74,8 @@ pub struct Plan {
     /// The last-known-good release as an artifact, for nodes whose
     /// `releases/` no longer holds it.
     pub rollback_release: Option<Release>,
-    pub journal: Option<PathBuf>,
+    /// `[journal]`: a SQLite file (`path`) or a PostgreSQL database (`url`).
+    pub journal: Option<crate::journal::Location>,
     pub gates: crate::gates::GatesCfg,
     /// `[[pre]]` then `[[post]]` tasks, in order.
     pub tasks: Vec<TaskCfg>,
@@ -250,10 +251,11 @@ impl Plan {
         Vars::node(&node.name, &node.address).with("plan_dir", self.dir.display().to_string())
     }
 
-    /// Where the journal lives unless overridden on the command line.
-    pub fn journal_path(&self) -> PathBuf {
+    /// Where the journal lives unless overridden on the command line: the
+    /// plan's `[journal]`, else this machine's.
+    pub fn journal_location(&self) -> crate::journal::Location {
         self.journal
             .clone()
-            .unwrap_or_else(crate::journal::default_path)
+            .unwrap_or_else(|| crate::journal::default_path().into())
     }
 }

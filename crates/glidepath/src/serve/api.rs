@@ -8,7 +8,7 @@
 
 use super::{App, Peer, ACTION_WAIT, POLL_INTERVAL, STREAM_LIFETIME};
 use crate::control::{self, ControlError, OperatorCommand, Sent};
-use crate::journal::{Journal, JournalError, RunStatus, Store};
+use crate::journal::{JournalError, RunStatus, Store};
 use crate::output::{document, Command, CommandResult, History, RunEntry};
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use glidepath_core::{Event, Phase, RolloutSpec, RunState, TaskPhase};
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// An error answer: `{schema_version, error, status}`.
@@ -67,12 +67,12 @@ fn control_error(e: ControlError) -> Response {
 /// Run `f` with the server's journal, off the async threads.
 async fn with_journal<T: Send + 'static>(
     app: &Arc<App>,
-    f: impl FnOnce(&Journal) -> Result<T, Response> + Send + 'static,
+    f: impl FnOnce(&dyn Store) -> Result<T, Response> + Send + 'static,
 ) -> Result<T, Response> {
     let app = app.clone();
     tokio::task::spawn_blocking(move || {
         let j = app.db.lock().unwrap_or_else(|p| p.into_inner());
-        f(&j)
+        f(j.as_ref())
     })
     .await
     .unwrap_or_else(|e| {
@@ -408,7 +408,8 @@ fn sse_event(seq: i64, ev: &Event) -> SseEvent {
 
 /// A stream's progress.
 struct Follow {
-    journal: Journal,
+    /// The stream's own connection, used on blocking threads.
+    journal: Arc<Mutex<Box<dyn Store>>>,
     run: String,
     /// The last sequence number sent.
     last: i64,
@@ -454,12 +455,12 @@ pub(crate) async fn events(
         (None, Some(f)) => (f - 1).max(0),
         (None, None) => 0,
     };
-    let path = app.journal.clone();
+    let location = app.journal.clone();
     let run = id.clone();
     let opened = tokio::task::spawn_blocking(move || {
-        let j = Journal::open(&path)?;
+        let j = location.open()?;
         j.run(&run)?;
-        Ok::<_, JournalError>(j)
+        Ok::<_, JournalError>(Arc::new(Mutex::new(j)))
     })
     .await;
     let journal = match opened {
@@ -491,10 +492,20 @@ pub(crate) async fn events(
             if Instant::now() >= st.ends_at {
                 return None;
             }
-            // a short indexed read; the status first, so that an event
+            // a short indexed read, on a blocking thread (a database is
+            // across the network); the status first, so that an event
             // journaled between the two reads is not missed
-            let status = st.journal.run(&st.run).map(|r| r.status);
-            match st.journal.events_since(&st.run, st.last) {
+            let (j, run, last) = (st.journal.clone(), st.run.clone(), st.last);
+            let read = tokio::task::spawn_blocking(move || {
+                let j = j.lock().unwrap_or_else(|p| p.into_inner());
+                let status = j.run(&run).map(|r| r.status);
+                (status, j.events_since(&run, last))
+            })
+            .await;
+            let Ok((status, read)) = read else {
+                return None;
+            };
+            match read {
                 Ok(new) if !new.is_empty() => st.pending.extend(new),
                 Ok(_) if status.as_ref().is_ok_and(|s| s.is_final()) => st.ended = true,
                 Ok(_) => tokio::time::sleep(POLL_INTERVAL).await,

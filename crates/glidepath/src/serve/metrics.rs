@@ -18,7 +18,7 @@
 //! the others are recomputed at most every [`TTL`].
 
 use super::App;
-use crate::journal::{Journal, RunRecord, RunStatus, Store};
+use crate::journal::{RunRecord, RunStatus, Store};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -117,7 +117,7 @@ fn key(s: &Step) -> (StepKind, Option<String>, Option<(String, usize)>) {
 
 /// A run's figures from its events (and its cause, from the journaled plan,
 /// when it rolled back).
-fn facts(j: &Journal, rec: &RunRecord) -> Facts {
+fn facts(j: &dyn Store, rec: &RunRecord) -> Facts {
     let events = j.events(&rec.id).unwrap_or_default();
     let mut f = Facts::default();
     let mut open = HashMap::new();
@@ -171,7 +171,7 @@ fn cause_name(k: CauseKind) -> &'static str {
 }
 
 /// The exposition, from the journal (`cache` keeps finished runs' figures).
-fn render(j: &Journal, cache: &mut HashMap<String, Facts>, streams: usize) -> String {
+fn render(j: &dyn Store, cache: &mut HashMap<String, Facts>, streams: usize) -> String {
     let runs = j.runs(MAX_RUNS).unwrap_or_default();
     let mut by_status: BTreeMap<&str, u64> =
         RunStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
@@ -249,7 +249,7 @@ pub(crate) async fn handler(State(app): State<Arc<App>>) -> Response {
         let streams = super::MAX_STREAMS - a.streams.available_permits();
         let s = {
             let j = a.db.lock().unwrap_or_else(|p| p.into_inner());
-            render(&j, &mut cache.finished, streams)
+            render(j.as_ref(), &mut cache.finished, streams)
         };
         cache.answer = Some((Instant::now(), s.clone()));
         s

@@ -27,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -57,7 +56,8 @@ pub const ACTION_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    pub journal: PathBuf,
+    /// A SQLite file or a PostgreSQL database.
+    pub journal: crate::journal::Location,
     /// The bearer token of the actions; `None` disables them (403).
     pub token: Option<String>,
     /// Bind an address other than loopback.
@@ -80,9 +80,9 @@ pub enum ServeError {
 
 /// What every handler shares.
 pub(crate) struct App {
-    pub journal: PathBuf,
+    pub journal: crate::journal::Location,
     /// The API's connection (an event stream opens its own).
-    pub db: Mutex<crate::journal::Journal>,
+    pub db: Mutex<Box<dyn crate::journal::Store>>,
     pub token: Option<String>,
     pub streams: Arc<Semaphore>,
     pub metrics: Mutex<metrics::Cache>,
@@ -102,7 +102,14 @@ impl Server {
         if !cfg.listen.ip().is_loopback() && !cfg.allow_remote {
             return Err(ServeError::NotLoopback(cfg.listen));
         }
-        let db = crate::journal::Journal::open(&cfg.journal)?;
+        // opening a database connects: off the async threads
+        let loc = cfg.journal.clone();
+        let db = tokio::task::spawn_blocking(move || loc.open())
+            .await
+            .map_err(|e| crate::journal::JournalError::Unavailable {
+                location: cfg.journal.to_string(),
+                message: e.to_string(),
+            })??;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ServeError::Bind {

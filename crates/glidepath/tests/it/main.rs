@@ -11,6 +11,7 @@ mod json;
 mod judge;
 mod limits;
 mod lint;
+mod location;
 mod notify;
 mod operator;
 mod phases;

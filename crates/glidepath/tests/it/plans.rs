@@ -933,3 +933,66 @@ fn probe_checks_are_sli_checks() {
     }
     insta::assert_snapshot!("probe_checks", all);
 }
+
+/// `[journal]`: a SQLite `path` or a PostgreSQL `url` (team mode), never
+/// both, and a URL never with a password (the plan is journaled).
+#[test]
+fn journal_urls_and_their_diagnostics() {
+    use glidepath::journal::Location;
+    let (dir, good) = setup();
+    let with = |section: &str| format!("{good}\n[journal]\n{section}\n");
+    let load = |src: &str| parse(Path::new("plan.toml"), src, dir.path()).map(|(p, _)| p);
+
+    let p = load(&with("url = \"postgres://glide@db.internal:5433/fleet\"")).unwrap();
+    let loc = p.journal_location();
+    assert!(loc.is_postgres(), "{loc:?}");
+    assert_eq!(loc.to_string(), "postgres://glide@db.internal:5433/fleet");
+    let p = load(&with("path = \"j.db\"")).unwrap();
+    assert_eq!(
+        p.journal_location(),
+        Location::from(dir.path().join("j.db"))
+    );
+    let p = load(&good).unwrap();
+    assert_eq!(
+        p.journal_location(),
+        Location::from(glidepath::journal::default_path())
+    );
+
+    let cases: &[(&str, &str)] = &[
+        (
+            "password_in_url",
+            "url = \"postgres://glide:hunter2@db.internal/fleet\"",
+        ),
+        (
+            "password_in_query",
+            "url = \"postgres://glide@db.internal/fleet?password=hunter2\"",
+        ),
+        (
+            "path_and_url",
+            "path = \"j.db\"\nurl = \"postgres://glide@db.internal/fleet\"",
+        ),
+        ("not_postgres", "url = \"mysql://glide@db.internal/fleet\""),
+        ("no_host", "url = \"postgres:///fleet\""),
+        (
+            "tls_required",
+            "url = \"postgres://glide@db.internal/fleet?sslmode=require\"",
+        ),
+        ("url_not_a_string", "url = 5432"),
+    ];
+    let mut all = String::new();
+    for (name, section) in cases {
+        let src = with(section);
+        let out = diagnose(dir.path(), &src);
+        assert_ne!(out, "valid", "case {name} must be refused");
+        // the rendered form (with the source lines) keeps the password out too
+        let Err(PlanError::Invalid(report)) = load(&src) else {
+            unreachable!()
+        };
+        let rendered = report.render(false);
+        for shown in [&out, &rendered] {
+            assert!(!shown.contains("hunter2"), "case {name}: {shown}");
+        }
+        all.push_str(&format!("## {name}\n{out}\n"));
+    }
+    insta::assert_snapshot!("journal_diagnostics", all);
+}

@@ -47,6 +47,16 @@ impl Target {
         if config.get_hosts().is_empty() {
             return Err(bad("no host: postgres://USER@HOST:PORT/DATABASE".into()));
         }
+        // `user:p@ss@host` reads as host `ss@host`, showing part of the password
+        if config
+            .get_hosts()
+            .iter()
+            .any(|h| matches!(h, tokio_postgres::config::Host::Tcp(h) if h.contains('@')))
+        {
+            return Err(bad(
+                "a host name holds `@`: an `@` in the user or the password is written %40 (better: the password in GLIDEPATH_JOURNAL_PASSWORD_FILE)".into(),
+            ));
+        }
         if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             return Err(bad("sslmode=require: this glidepath speaks to PostgreSQL without TLS; reach the server over a trusted network or a tunnel, and drop sslmode".into()));
         }
@@ -118,18 +128,35 @@ fn password_from_env() -> Result<Option<String>, String> {
 
 /// A URL as given, with any password replaced (for error messages).
 pub fn redact_text(given: &str) -> String {
-    // postgres://user:secret@host → postgres://user:***@host
+    // postgres://user:secret@host → postgres://user:***@host; the userinfo
+    // ends at the last `@` (a password may hold `@`, `/` or `?`), and a
+    // `password=` in the query is hidden too
     let Some((scheme, rest)) = given.split_once("://") else {
         return given.to_string();
     };
-    let (auth, tail) = match rest.split_once('@') {
-        Some((a, t)) => (a, t),
-        None => return given.to_string(),
+    let (user, tail) = match rest.rsplit_once('@') {
+        Some((auth, tail)) => match auth.split_once(':') {
+            Some((user, _)) => (format!("{user}:***@"), tail),
+            None => (format!("{auth}@"), tail),
+        },
+        None => (String::new(), rest),
     };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{tail}"),
-        None => given.to_string(),
-    }
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.trim().eq_ignore_ascii_case("password") => {
+                        format!("{k}=***")
+                    }
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{user}{tail}")
 }
 
 /// Open the journal at `t` (creating or upgrading its schema).

@@ -107,7 +107,10 @@ fn the_store_round_trips_and_fences_a_stale_holder() {
     assert_eq!(b.events_since("r1", 1).unwrap().len(), 2);
     assert_eq!(b.runs(10).unwrap().len(), 1);
 
-    // a live holder keeps the fleet
+    // a live holder (on another host: in this process, `b` would be `a`)
+    // keeps the fleet
+    pg.psql("j1", "UPDATE glidepath.leases SET host = 'host-a'")
+        .unwrap();
     b.create_run(&run("r2", "web")).unwrap();
     let e = b.acquire_lease("web", "r2", true).unwrap_err();
     assert!(
@@ -269,4 +272,24 @@ fn a_newer_schema_is_refused() {
         ),
         "{e}"
     );
+}
+
+#[test]
+fn a_url_is_shown_without_its_password_wherever_it_is() {
+    for (given, shown) in [
+        ("postgresql://u:pw@h/d", "postgresql://u:***@h/d"),
+        ("postgres://u:p@w?x/y@h:1/d", "postgres://u:***@h:1/d"),
+        (
+            "postgres://u@h/d?sslmode=require&password=pw",
+            "postgres://u@h/d?sslmode=require&password=***",
+        ),
+        ("postgres://h/d", "postgres://h/d"),
+        ("j.db", "j.db"),
+    ] {
+        assert_eq!(redact_text(given), shown, "{given}");
+    }
+    let bad = Target::parse("postgres://u@h/d?password=s3cret&sslmode=require")
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("sslmode") && !bad.contains("s3cret"), "{bad}");
 }
