@@ -9,24 +9,6 @@ use glidepath::journal::{now_ms, pid_alive, CampaignStatus, JournalError, Locati
 use glidepath::output::{Holder, ImportLine, JournalImport, LeaseEntry};
 use std::path::Path;
 
-/// The journal `--journal` names (or this machine's).
-fn location(ctx: &Ctx) -> Result<Location, Failure> {
-    Ok(Location::parse(&ctx.journal_path().to_string_lossy())?)
-}
-
-/// The journal, which must exist.
-fn open_existing(ctx: &Ctx) -> Result<(Location, Box<dyn Store>), Failure> {
-    let loc = location(ctx)?;
-    if !loc.exists() {
-        return Err(Failure::new(
-            exit::INVALID,
-            format!("no journal at {loc}\nhint: pass --journal PATH or --journal postgres://… (or GLIDEPATH_JOURNAL)"),
-        ));
-    }
-    let store = loc.open()?;
-    Ok((loc, store))
-}
-
 /// `journal export [ITEM…] [--file FILE] [--include-live]`.
 pub fn export(
     ctx: &Ctx,
@@ -40,7 +22,7 @@ pub fn export(
             "journal export --output json: the dump would go to stdout with the report\nhint: pass --file FILE (the JSON report then goes to stdout)",
         ));
     }
-    let (loc, store) = open_existing(ctx)?;
+    let (loc, store) = ctx.open_existing()?;
     let (runs, campaigns) = select(&*store, items)?;
     if !include_live {
         refuse_live(&*store, &runs, &campaigns)?;
@@ -186,7 +168,7 @@ fn refuse_live(store: &dyn Store, runs: &[String], campaigns: &[String]) -> Resu
 /// `journal import FILE`: into `--journal` (created if it is a new SQLite
 /// file). Each line is imported on its own, in one transaction.
 pub fn import(ctx: &Ctx, file: &Path) -> Result<u8, Failure> {
-    let loc = location(ctx)?;
+    let loc = ctx.journal_location()?;
     let bad_file = |why: String| Failure::new(exit::INVALID, format!("{}: {why}", file.display()));
     let mut reader: Box<dyn std::io::BufRead> = if file == Path::new("-") {
         Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -337,7 +319,7 @@ fn report_import(
 
 /// `journal info`.
 pub fn info(ctx: &Ctx) -> Result<u8, Failure> {
-    let (loc, store) = open_existing(ctx)?;
+    let (loc, store) = ctx.open_existing()?;
     let i = store.info()?;
     let now = now_ms();
     let leases: Vec<LeaseEntry> = i
