@@ -249,6 +249,11 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         token_file: Option<PathBuf>,
     },
+    /// Move runs between journals (export/import) and describe one (info).
+    Journal {
+        #[command(subcommand)]
+        cmd: JournalCmd,
+    },
     /// Run one demo node (used by `demo` and the tests).
     #[command(hide = true)]
     DemoNode {
@@ -259,6 +264,26 @@ enum Cmd {
         #[arg(long, default_value_t = 150)]
         boot_ms: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum JournalCmd {
+    /// Write runs and campaigns (default: every one) as JSON Lines, from --journal.
+    Export {
+        /// Runs (an id, a unique prefix, `latest`) and campaigns (c…, with their runs).
+        #[arg(value_name = "RUN")]
+        items: Vec<String>,
+        /// Write the dump to FILE (default: stdout).
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Export runs whose process is alive too, as they stand now.
+        #[arg(long)]
+        include_live: bool,
+    },
+    /// Add the runs and campaigns of a dump (FILE, or - for stdin) to --journal.
+    Import { file: PathBuf },
+    /// The journal's backend, location, schema version, runs and live leases.
+    Info,
 }
 
 /// An error with its exit code.
@@ -289,7 +314,9 @@ fn journal_code(e: &JournalError) -> u8 {
         JournalError::NoSuchRun(_)
         | JournalError::NoSuchCampaign(_)
         | JournalError::NewerSchema { .. }
-        | JournalError::BadLocation { .. } => exit::INVALID,
+        | JournalError::BadLocation { .. }
+        | JournalError::ImportConflict { .. }
+        | JournalError::Unsupported { .. } => exit::INVALID,
         JournalError::Unavailable { .. } => exit::UNREACHABLE,
         _ => exit::INTERNAL,
     }
@@ -537,6 +564,15 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             )
             .await
         }
+        Cmd::Journal { cmd } => match cmd {
+            JournalCmd::Export {
+                items,
+                file,
+                include_live,
+            } => cli::journal::export(&ctx, &items, file.as_deref(), include_live),
+            JournalCmd::Import { file } => cli::journal::import(&ctx, &file),
+            JournalCmd::Info => cli::journal::info(&ctx),
+        },
         Cmd::Lint { paths, reporter } => cli::lint::run(&ctx, &paths, reporter),
         Cmd::Serve {
             listen,

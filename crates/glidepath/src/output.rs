@@ -15,7 +15,8 @@
 //! [`crate::upgrade::Inventory`]; `plan` [`crate::upgrade::UpgradePlan`] or
 //! [`PlanUnreachable`]; `upgrade` and `status CAMPAIGN` [`CampaignSummary`]
 //! (or [`CampaignFailed`]); `lint` [`Lint`]; `demo` [`crate::demo::DemoReport`];
-//! any error [`Error`].
+//! `journal export` [`JournalExport`], `journal import` [`JournalImport`],
+//! `journal info` [`JournalInfo`]; any error [`Error`].
 
 use crate::gates::GateResult;
 use crate::journal::{
@@ -488,4 +489,77 @@ pub struct CampaignFailed<'a> {
     pub campaign: &'a CampaignSummary,
     pub error: &'a str,
     pub exit_code: u8,
+}
+
+/// `journal export`: what went into the dump.
+#[derive(Debug, Serialize)]
+pub struct JournalExport<'a> {
+    /// The journal read (a path, or a URL without its password).
+    pub journal: &'a str,
+    pub file: &'a std::path::Path,
+    /// The dump's `format` and `version` (its header line).
+    pub format: &'a str,
+    pub format_version: u32,
+    pub runs: &'a [String],
+    pub campaigns: &'a [String],
+}
+
+/// What `journal import` did with one line of the dump.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportLine {
+    /// 1-based (the header is line 1).
+    pub line: usize,
+    /// `run` or `campaign` (absent when the line is unreadable).
+    pub kind: Option<&'static str>,
+    pub id: Option<String>,
+    /// `imported`, `skipped` (already there, identical), `refused` (there
+    /// with other content) or `malformed`.
+    pub result: &'static str,
+    /// Why it was refused or is malformed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `journal import`.
+#[derive(Debug, Serialize)]
+pub struct JournalImport<'a> {
+    /// The journal written (a path, or a URL without its password).
+    pub journal: &'a str,
+    pub file: &'a std::path::Path,
+    pub imported: usize,
+    pub skipped: usize,
+    /// Refused or malformed lines (the command exits 2).
+    pub refused: usize,
+    pub lines: &'a [ImportLine],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u8>,
+}
+
+/// A lease as `journal info` lists it.
+#[derive(Debug, Serialize)]
+pub struct LeaseEntry {
+    pub fleet: String,
+    pub run_id: String,
+    pub holder: Holder,
+    pub epoch: i64,
+}
+
+/// `journal info`.
+#[derive(Debug, Serialize)]
+pub struct JournalInfo {
+    /// `sqlite` or `postgresql`.
+    pub backend: &'static str,
+    /// A path, or the URL without its password.
+    pub location: String,
+    /// The journal's schema version (not the document's `schema_version`).
+    pub journal_schema_version: i64,
+    /// The newest journal schema this glidepath knows.
+    pub known_journal_schema_version: i64,
+    pub runs: u64,
+    pub campaigns: u64,
+    /// Leases whose holder is alive.
+    pub live_leases: usize,
+    pub leases: Vec<LeaseEntry>,
 }

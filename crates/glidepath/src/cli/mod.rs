@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod demo;
+pub mod journal;
 pub mod lint;
 pub mod preflight;
 pub mod run;

@@ -9,6 +9,7 @@
 //! commands, statuses) are the journal's vocabulary, whatever holds it.
 
 mod campaign;
+pub mod dump;
 mod locks;
 pub mod postgres;
 pub mod sqlite;
@@ -153,6 +154,21 @@ pub enum JournalError {
     },
     #[error("journal `{given}`: {why}")]
     BadLocation { given: String, why: String },
+    /// `journal import`: the journal holds another run (or campaign) under
+    /// the same id; nothing of it was imported.
+    #[error("{what} {id} is already in journal {location} with different content ({why}); refused: nothing of it was imported")]
+    ImportConflict {
+        what: &'static str,
+        id: String,
+        location: String,
+        why: String,
+    },
+    /// This kind of journal cannot do that.
+    #[error("journal {location}: {what} is not supported by this journal")]
+    Unsupported {
+        location: String,
+        what: &'static str,
+    },
     #[error("no run `{0}` in the journal")]
     NoSuchRun(String),
     #[error("no campaign `{0}` in the journal")]
@@ -468,6 +484,48 @@ pub trait Store: Send {
         run: Option<&str>,
         detail: &str,
     ) -> Result<(), JournalError>;
+
+    // Moving runs between journals (`glidepath journal export/import`, see
+    // [`dump`]). Leases are live state: they are not moved.
+
+    /// A run with every event row exactly as stored and its commands.
+    fn export_run(&self, id: &str) -> Result<dump::RunDump, JournalError> {
+        let _ = id;
+        Err(self.unsupported("exporting a run"))
+    }
+    /// Add a run in one transaction: one already here with the same content
+    /// is skipped, one with other content refused
+    /// ([`JournalError::ImportConflict`]).
+    fn import_run(&mut self, run: &dump::RunDump) -> Result<dump::Imported, JournalError> {
+        let _ = run;
+        Err(self.unsupported("importing a run"))
+    }
+    /// Every campaign's id, oldest first.
+    fn campaign_ids(&self) -> Result<Vec<String>, JournalError> {
+        Err(self.unsupported("listing campaigns"))
+    }
+    /// A campaign with its stages, as [`dump::CampaignDump`].
+    fn export_campaign(&self, id: &str) -> Result<dump::CampaignDump, JournalError> {
+        let _ = id;
+        Err(self.unsupported("exporting a campaign"))
+    }
+    /// Add a campaign with its stages in one transaction (skipped when
+    /// identical, refused when different, as [`Store::import_run`]).
+    fn import_campaign(&mut self, c: &dump::CampaignDump) -> Result<dump::Imported, JournalError> {
+        let _ = c;
+        Err(self.unsupported("importing a campaign"))
+    }
+    /// What `glidepath journal info` shows.
+    fn info(&self) -> Result<dump::JournalInfo, JournalError> {
+        Err(self.unsupported("describing the journal"))
+    }
+    /// The error of a method this journal does not implement.
+    fn unsupported(&self, what: &'static str) -> JournalError {
+        JournalError::Unsupported {
+            location: self.location(),
+            what,
+        }
+    }
 }
 
 /// A row of the `runs` table.

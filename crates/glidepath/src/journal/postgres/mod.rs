@@ -617,6 +617,7 @@ async fn migrate(c: &mut tokio_postgres::Client, location: &str) -> Result<(), F
 }
 
 mod campaigns;
+mod dump;
 mod store;
 
 #[cfg(test)]

@@ -50,14 +50,24 @@ fn row_to_stage(r: &rusqlite::Row) -> rusqlite::Result<StageRecord> {
 
 impl SqliteJournal {
     pub(super) fn insert_campaign(&self, c: &CampaignRecord) -> Result<(), JournalError> {
+        let conn = self.conn()?;
+        let tx = conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        self.write_campaign(&tx, c).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The campaign's rows, written with `conn` (in the caller's transaction).
+    pub(super) fn write_campaign(
+        &self,
+        conn: &Connection,
+        c: &CampaignRecord,
+    ) -> rusqlite::Result<()> {
         let target = serde_json::to_string(&TargetCol {
             to: c.to.clone(),
             enable: c.enable.clone(),
         })
         .expect("strings serialize");
-        let conn = self.conn()?;
-        let tx = conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        tx.execute(
+        conn.execute(
             &format!("INSERT INTO campaigns ({CAMPAIGN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
             params![
                 c.id,
@@ -71,10 +81,9 @@ impl SqliteJournal {
                 c.created_at as i64,
                 c.updated_at as i64
             ],
-        )
-        .map_err(|e| self.err(e))?;
+        )?;
         for s in &c.stages {
-            tx.execute(
+            conn.execute(
                 "INSERT INTO campaign_stages (campaign_id, idx, action, why, status, run_id, detail, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -87,10 +96,9 @@ impl SqliteJournal {
                     s.detail,
                     s.updated_at as i64
                 ],
-            )
-            .map_err(|e| self.err(e))?;
+            )?;
         }
-        tx.commit().map_err(|e| self.err(e))
+        Ok(())
     }
 
     pub(super) fn read_campaign(&self, id: &str) -> Result<CampaignRecord, JournalError> {

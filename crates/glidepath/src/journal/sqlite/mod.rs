@@ -5,6 +5,7 @@
 
 use super::*;
 mod campaigns;
+mod dump;
 mod store;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -55,6 +56,12 @@ struct Fence {
     run: String,
     epoch: i64,
 }
+
+/// The schema version this glidepath writes (`PRAGMA user_version`): 1 is
+/// the schema below with the migrations of [`SqliteJournal::migrate`]. A
+/// journal with a higher one was written by a newer glidepath and is
+/// refused ([`JournalError::NewerSchema`]).
+pub const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS runs (
@@ -169,9 +176,26 @@ impl SqliteJournal {
         // schema and migrations in one IMMEDIATE transaction: two processes
         // opening a fresh journal at once must not both add a column
         conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        // a journal written by a newer glidepath is left as it is
+        match Self::schema_version(&conn) {
+            Ok(found) if found > SCHEMA_VERSION => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(JournalError::NewerSchema {
+                    location: path.display().to_string(),
+                    found,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(err(e));
+            }
+        }
         let setup = conn
             .execute_batch(SCHEMA)
-            .and_then(|_| Self::migrate(&conn));
+            .and_then(|_| Self::migrate(&conn))
+            .and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION));
         match setup {
             Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
             Err(e) => {

@@ -344,6 +344,39 @@ impl Store for SqliteJournal {
     ) -> Result<(), JournalError> {
         self.update_stage(id, index, status, run, detail)
     }
+
+    fn export_run(&self, id: &str) -> Result<crate::journal::dump::RunDump, JournalError> {
+        self.dump_run(id)
+    }
+
+    fn import_run(
+        &mut self,
+        run: &crate::journal::dump::RunDump,
+    ) -> Result<crate::journal::dump::Imported, JournalError> {
+        self.load_run(run)
+    }
+
+    fn campaign_ids(&self) -> Result<Vec<String>, JournalError> {
+        self.list_campaigns()
+    }
+
+    fn export_campaign(
+        &self,
+        id: &str,
+    ) -> Result<crate::journal::dump::CampaignDump, JournalError> {
+        self.dump_campaign(id)
+    }
+
+    fn import_campaign(
+        &mut self,
+        c: &crate::journal::dump::CampaignDump,
+    ) -> Result<crate::journal::dump::Imported, JournalError> {
+        self.load_campaign(c)
+    }
+
+    fn info(&self) -> Result<crate::journal::dump::JournalInfo, JournalError> {
+        self.describe()
+    }
 }
 
 impl Drop for SqliteJournal {

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::journal::{
-    bounded, CampaignStatus, RunStatus, StageAction, StageRecord, StageStatus, Store, MAX_EVENT,
-    MAX_TEXT,
+    bounded, dump, CampaignStatus, RunStatus, StageAction, StageRecord, StageStatus, Store,
+    MAX_EVENT, MAX_TEXT,
 };
 use glidepath_core::{Step, StepKind, StepOutcome};
 
@@ -247,4 +247,134 @@ fn a_journal_written_before_campaigns_gains_their_tables() {
     assert!(j.campaign_of_run("r0").unwrap().is_none());
     j.create_campaign(&campaign_c1(std::process::id())).unwrap();
     assert_eq!(j.campaign("c1").unwrap().stages.len(), 2);
+}
+
+#[test]
+fn the_schema_version_is_recorded_and_a_newer_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    {
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(
+            SqliteJournal::schema_version(&j.conn).unwrap(),
+            SCHEMA_VERSION
+        );
+        assert_eq!(j.info().unwrap().schema_version, 1);
+        j.create_run(&run_r1()).unwrap();
+    }
+    // a journal from before versioning (user_version 0) is upgraded to 1
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 0)
+        .unwrap();
+    let j = Journal::open(&path).unwrap();
+    assert_eq!(SqliteJournal::schema_version(&j.conn).unwrap(), 1);
+    drop(j);
+    // written by a newer glidepath: refused, and left as it is
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let e = Journal::open(&path).err().expect("refused");
+    assert!(
+        matches!(
+            e,
+            JournalError::NewerSchema {
+                found: 2,
+                known: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("schema version 2"), "{e}");
+    let v: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2, "not rewritten");
+}
+
+#[test]
+fn a_run_and_a_campaign_move_between_journals_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Journal::open(&dir.path().join("a.db")).unwrap();
+    a.create_run(&run_r1()).unwrap();
+    a.append("r1", &failed("one".into())).unwrap();
+    a.append("r1", &failed("two".into())).unwrap();
+    let c = a
+        .push_command("r1", crate::journal::CommandKind::Abort, "stop")
+        .unwrap();
+    a.refuse_command(c, "too late").unwrap();
+    a.push_command("r1", crate::journal::CommandKind::Promote, "go")
+        .unwrap();
+    a.set_status("r1", RunStatus::Paused, "waiting").unwrap();
+    a.create_campaign(&campaign_c1(std::process::id())).unwrap();
+    // an event's text as stored is kept, even where serde would write it
+    // otherwise (here: spaces)
+    a.conn
+        .execute(
+            "UPDATE events SET data = replace(data, ',', ', ') WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+    let run = a.export_run("r1").unwrap();
+    assert!(run.events[1].data.contains(", "));
+    assert_eq!(run.commands.len(), 2);
+    assert_eq!(run.commands[0].outcome.as_deref(), Some("too late"));
+    assert_eq!(run.commands[1].consumed_at, None);
+    assert_eq!(a.campaign_ids().unwrap(), ["c1"]);
+    let camp = a.export_campaign("c1").unwrap();
+
+    let mut b = Journal::open(&dir.path().join("b.db")).unwrap();
+    assert_eq!(b.import_run(&run).unwrap(), dump::Imported::Added);
+    assert_eq!(b.import_campaign(&camp).unwrap(), dump::Imported::Added);
+    assert_eq!(b.export_run("r1").unwrap(), run);
+    assert_eq!(b.export_campaign("c1").unwrap(), camp);
+    assert_eq!(
+        b.run("r1").unwrap().updated_at,
+        a.run("r1").unwrap().updated_at
+    );
+    assert_eq!(b.events("r1").unwrap(), a.events("r1").unwrap());
+    assert_eq!(b.pending_commands("r1").unwrap().len(), 1);
+    // again: skipped
+    assert_eq!(b.import_run(&run).unwrap(), dump::Imported::Skipped);
+    assert_eq!(b.import_campaign(&camp).unwrap(), dump::Imported::Skipped);
+    // another run under the same id: refused, nothing of it written
+    let mut other = run.clone();
+    other.events.pop();
+    other.status = RunStatus::Succeeded;
+    let e = b.import_run(&other).unwrap_err();
+    assert!(
+        matches!(&e, JournalError::ImportConflict { id, .. } if id == "r1"),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("status") && msg.contains("2 events here, 1 in the dump"),
+        "{msg}"
+    );
+    assert_eq!(b.export_run("r1").unwrap(), run);
+    let mut camp2 = camp.clone();
+    camp2.stages[1].status = StageStatus::Succeeded;
+    let e = b.import_campaign(&camp2).unwrap_err();
+    assert!(e.to_string().contains("stage 2 differs"), "{e}");
+}
+
+#[test]
+fn an_import_that_fails_midway_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Journal::open(&dir.path().join("a.db")).unwrap();
+    a.create_run(&run_r1()).unwrap();
+    a.append("r1", &failed("one".into())).unwrap();
+    let mut run = a.export_run("r1").unwrap();
+    // two rows with one sequence number: the second insert fails
+    run.events.push(run.events[0].clone());
+    let mut b = Journal::open(&dir.path().join("b.db")).unwrap();
+    assert!(b.import_run(&run).is_err());
+    assert!(matches!(
+        b.run("r1").unwrap_err(),
+        JournalError::NoSuchRun(_)
+    ));
+    assert!(b.events("r1").unwrap().is_empty());
 }
