@@ -58,7 +58,7 @@ pub async fn run(
                     ..doc(true, CommandResult::Applied)
                 });
             } else {
-                println!("acknowledged: the run journaled the {command}; `glidepath status {run} --watch` follows it{}", ctx.journal_arg().map(|p| format!(" --journal {p}")).unwrap_or_default());
+                println!("acknowledged: the run journaled the {command}; `glidepath status {run} --watch{}` follows it", ctx.journal_arg().map(|p| format!(" --journal {p}")).unwrap_or_default());
             }
             Ok(exit::OK)
         }
