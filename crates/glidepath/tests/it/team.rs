@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 struct Streamed {
     child: Running,
     out: Arc<Mutex<String>>,
+    /// The pipe readers: they end at the pipes' end of file.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Streamed {
@@ -32,9 +34,10 @@ impl Streamed {
             Box::new(child.stdout.take().unwrap()),
             Box::new(child.stderr.take().unwrap()),
         ];
+        let mut readers = Vec::new();
         for pipe in pipes {
             let out = out.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 use std::io::BufRead;
                 for line in std::io::BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
@@ -43,11 +46,12 @@ impl Streamed {
                     o.push_str(&line);
                     o.push('\n');
                 }
-            });
+            }));
         }
         Streamed {
             child: Running::from(child),
             out,
+            readers,
         }
     }
 
@@ -66,24 +70,13 @@ impl Streamed {
     /// Wait for its exit (or kill it and fail at the deadline).
     async fn exit(&mut self, timeout: Duration) -> i32 {
         let status = wait_exit(&mut self.child, timeout).await;
-        // the readers finish with the pipes
-        let _ = wait_for_pipes(&self.out).await;
-        status.code().unwrap_or(-1)
-    }
-}
-
-/// Give the reader threads a moment to drain the closed pipes: wait until
-/// the text stops growing (bounded).
-async fn wait_for_pipes(out: &Arc<Mutex<String>>) -> usize {
-    let mut last = usize::MAX;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let n = out.lock().unwrap().len();
-        if n == last || Instant::now() > deadline {
-            return n;
+        // the readers end at the pipes' end of file (bounded, should a
+        // grandchild still hold a pipe)
+        for r in self.readers.drain(..) {
+            let joined = tokio::task::spawn_blocking(move || r.join());
+            let _ = tokio::time::timeout(Duration::from_secs(10), joined).await;
         }
-        last = n;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        status.code().unwrap_or(-1)
     }
 }
 
