@@ -354,7 +354,7 @@ impl From<JournalError> for Failure {
                 format!("{e}\nhint: drive a fleet from one journal: pass --journal {journal} (or wait for that run to end)"),
             ),
             JournalError::NoSuchCampaign(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath upgrade` prints its campaign's id (c…), and --journal picks the database")),
-            JournalError::Unavailable { .. } => Failure::new(exit::UNREACHABLE, format!("{e}\nhint: check that the server runs and this machine reaches it; nothing was changed by this command")),
+            JournalError::Unavailable { .. } => Failure::new(exit::UNREACHABLE, format!("{e}\nhint: check that the server runs and this machine reaches it")),
             JournalError::NewerSchema { .. } => Failure::new(exit::INVALID, format!("{e}\nhint: a newer glidepath wrote this journal; use that version (or newer) here")),
             JournalError::CampaignHeld { campaign, .. } => Failure::new(exit::LOCKED, format!("{e}\nhint: wait for it, or `glidepath status {campaign}` to see where it stands")),
             _ => Failure::new(journal_code(&e), e.to_string()),
@@ -432,6 +432,9 @@ impl From<UpgradeError> for Failure {
 fn main() -> ExitCode {
     glidepath::executor::install_sigbus_handler(exit::INTERNAL as i32);
     let cli = Cli::parse();
+    // the journal's password goes no further than this process: no command
+    // of a plan inherits it (still one thread here)
+    glidepath::journal::postgres::take_password_env();
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,

@@ -96,6 +96,10 @@ pub struct Executor {
     _locks: crate::journal::NodeLocks,
     /// Every journaled event goes to these (the narration first).
     bus: crate::events::EventBus,
+    /// When the last heartbeat that the journal confirmed was sent (or the
+    /// lease taken): the lease cannot have been taken over before this plus
+    /// the TTL, whatever the journal's server did meanwhile.
+    lease_confirmed: std::time::Instant,
 }
 
 /// What a caller may add to [`Executor::start`]: forced gates and the
@@ -297,6 +301,7 @@ impl Executor {
             created_at: now_ms(),
             updated_at: now_ms(),
         })?;
+        let lease_confirmed = std::time::Instant::now();
         if let Err(e) = journal.acquire_lease(&plan.fleet_name, &run_id, false) {
             journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
             return Err(e.into());
@@ -326,6 +331,7 @@ impl Executor {
             stop,
             _locks: locks,
             bus: event_bus,
+            lease_confirmed,
         };
         set_active_run(&ex.run_id, ex.journal.as_ref());
         ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
@@ -405,6 +411,7 @@ impl Executor {
                 ));
             }
         }
+        let lease_confirmed = std::time::Instant::now();
         journal.acquire_lease(&plan.fleet_name, run_id, true)?;
         let locks = match node_locks(&plan, run_id, journal.as_ref()) {
             Ok(l) => l,
@@ -433,6 +440,7 @@ impl Executor {
             stop,
             _locks: locks,
             bus: event_bus,
+            lease_confirmed,
         };
         set_active_run(&ex.run_id, ex.journal.as_ref());
         let result = ex.resume_events(&events).await;
@@ -574,6 +582,12 @@ impl Executor {
             Err(ExecError::Journal(e)) if !matches!(e, JournalError::Fenced { .. }) => {
                 Err(self.journal_lost(e, &mut rx).await)
             }
+            Err(ExecError::Journal(e @ JournalError::Fenced { .. })) => {
+                // another process holds the run now: the commands of the
+                // steps in flight here stop with this process
+                crate::shell::kill_all();
+                Err(ExecError::Journal(e))
+            }
             other => other,
         }
     }
@@ -605,6 +619,12 @@ impl Executor {
         }
         let mut restored = Vec::new();
         let mut kept = Vec::new();
+        // unheard for the TTL, the lease may have been taken over: another
+        // process may drive these nodes now, so they are left as they are
+        let ttl = Duration::from_millis(crate::journal::lease_ttl_ms());
+        let silent = self.lease_confirmed.elapsed();
+        let may_be_taken = matches!(cause, JournalError::Unavailable { .. })
+            && silent + Duration::from_secs(1) >= ttl;
         for (name, n) in &self.state.nodes {
             // a drain in flight may have happened: count it as drained
             let drained = n.out_of_rotation || n.in_flight == Some(StepKind::Drain);
@@ -623,6 +643,14 @@ impl Executor {
             };
             if changed {
                 kept.push(format!("{name} (switched, left out of rotation)"));
+                continue;
+            }
+            if may_be_taken {
+                kept.push(format!(
+                    "{name} (left as it is: the lease was last confirmed {}s ago, past the {}s TTL, so another process may have taken the run over)",
+                    silent.as_secs(),
+                    ttl.as_secs()
+                ));
                 continue;
             }
             match self.drivers.balancer.enable(&t).await {
@@ -785,10 +813,16 @@ impl Executor {
                 }
             }
             if last_beat.elapsed() > Duration::from_secs(1) {
+                let sent = std::time::Instant::now();
                 patient!(
                     self,
                     self.journal.heartbeat(&self.plan.fleet_name, &self.run_id)
                 )?;
+                // a heartbeat that took long (an outage waited out) was
+                // written at an unknown moment: the next quick one confirms
+                if sent.elapsed() < Duration::from_secs(1) {
+                    self.lease_confirmed = sent;
+                }
                 last_beat = std::time::Instant::now();
             }
         }

@@ -40,6 +40,17 @@ impl Location {
         if postgres::is_url(given) {
             return postgres::Target::parse(given).map(|t| Location::Postgres(Box::new(t)));
         }
+        if let Some(why) = postgres::not_a_location(given) {
+            return Err(JournalError::BadLocation {
+                // a key=value string may hold a password: not echoed
+                given: if given.contains("://") {
+                    postgres::redact_text(given)
+                } else {
+                    "(a key=value string, not shown)".into()
+                },
+                why: why.into(),
+            });
+        }
         if given.trim().is_empty() {
             return Err(JournalError::BadLocation {
                 given: given.to_string(),
@@ -556,17 +567,66 @@ pub struct Lease {
     /// The fencing epoch: increased by every acquisition of the fleet's
     /// lease, checked by every write of the holder.
     pub epoch: i64,
+    /// The TTL the holder declared ([`lease_ttl_ms`] in its process; 0 in
+    /// rows written before it was recorded): it knows, so, when it may be
+    /// taken over.
+    pub ttl_ms: u64,
+    /// The holder process's [`process_token`] (empty in older rows).
+    #[serde(skip)]
+    pub token: String,
 }
 
 impl Lease {
-    /// Is the holder certainly gone? Same host: the process no longer exists
-    /// (or is a zombie). Any host: no heartbeat for [`LEASE_STALE_MS`].
+    /// Is the holder certainly gone? Any host: no heartbeat for the TTL the
+    /// holder declared. This host and this pid namespace: the process no
+    /// longer exists (or is a zombie); in another pid namespace (another
+    /// container with the same host name) its pid means nothing here.
     pub fn holder_dead(&self, now: u64) -> bool {
-        if now.saturating_sub(self.heartbeat) > lease_ttl_ms() {
+        let ttl = if self.ttl_ms > 0 {
+            self.ttl_ms
+        } else {
+            lease_ttl_ms()
+        };
+        if now.saturating_sub(self.heartbeat) > ttl {
             return true;
         }
-        self.host == hostname() && !pid_alive(self.pid)
+        self.host == hostname() && self.same_pid_namespace() && !pid_alive(self.pid)
     }
+
+    /// Is this lease held by this very process?
+    pub fn is_mine(&self) -> bool {
+        if self.token.is_empty() {
+            self.pid == std::process::id() && self.host == hostname()
+        } else {
+            self.token == process_token()
+        }
+    }
+
+    fn same_pid_namespace(&self) -> bool {
+        self.token.is_empty() || self.token.split('/').next() == process_token().split('/').next()
+    }
+}
+
+/// This process's identity in a lease: its pid namespace and 64 random
+/// bits (`pid:[4026531836]/9f…`). Two processes that share a host name and
+/// a pid (pid 1 of two containers) differ by it.
+pub fn process_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        use std::io::Read;
+        let ns = std::fs::read_link("/proc/self/ns/pid")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let mut bytes = [0u8; 8];
+        let random = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .is_ok();
+        if !random {
+            // no /dev/urandom: the time and pid still tell two processes apart
+            bytes = (now_ms() ^ ((std::process::id() as u64) << 40)).to_le_bytes();
+        }
+        format!("{ns}/{}", hex::encode(bytes))
+    })
 }
 
 /// A queued operator command.

@@ -677,3 +677,182 @@ async fn a_holder_stopped_inside_a_transaction_does_not_block_the_takeover() {
     env.assert_fleet(&["2", "2", "2", "2"]).await;
     println!("stopped-in-a-transaction figures: TTL {ttl}; host-b held the lease {takeover:?} after SIGSTOP");
 }
+
+/// The database's password does not reach the plan's commands through the
+/// environment: a captured `[[pre]]` task would write it into the shared
+/// journal, where every member of the team reads it (`status`, `history`,
+/// `serve`, `journal export`). (Found by review; failed before the binary
+/// took the password variables out of its environment.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_password_is_not_handed_to_the_plans_commands() {
+    if !postgres_available() {
+        return;
+    }
+    let env = Env::start_on(2, Backend::Postgres).await;
+    let plan = env.plan(&env.v2, &DemoPlan::quick("2s", 3));
+    let mut text = std::fs::read_to_string(&plan).unwrap();
+    text.push_str(
+        "\n[[pre]]\nname = \"env\"\nrun = \"printenv GLIDEPATH_JOURNAL_PASSWORD || echo none\"\ncapture = true\n",
+    );
+    std::fs::write(&plan, text).unwrap();
+    const SECRET: &str = "pw-a13-sentinel";
+    let out = env
+        .cmd(&["run", plan.to_str().unwrap()])
+        .env("GLIDEPATH_JOURNAL_PASSWORD", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let journal = env
+        .pg()
+        .psql("SELECT count(*) FROM glidepath.events WHERE data LIKE '%pw-a13-sentinel%'");
+    assert_eq!(
+        journal.trim(),
+        "0",
+        "the shared journal holds the database's password"
+    );
+    assert!(
+        !stdout(&out).contains(SECRET),
+        "the run printed the database's password"
+    );
+}
+
+/// A TCP relay to the journal's server that the test can cut: the holder
+/// alone loses the database (a partition), while other hosts still reach it.
+struct Relay {
+    port: u16,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn to(target: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Default::default();
+        let t = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    continue;
+                };
+                let pipe = tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                t.lock().unwrap().push(pipe);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        Relay { port, tasks }
+    }
+
+    /// Stop accepting and drop every relayed connection.
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// A holder cut off from the database (a partition: other hosts still reach
+/// it) waits out its retry deadline; by then another host took the lease
+/// over after the TTL and drives the node the holder had drained. The holder
+/// must not touch the fleet: it leaves the node as it is, says why, and
+/// exits 4. (Found by review; before, it put the node back into rotation
+/// in the middle of the other host's rollout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_holder_does_not_touch_the_fleet_after_the_takeover() {
+    if !postgres_available() {
+        return;
+    }
+    let env = Env::start_on(3, Backend::Postgres).await;
+    let go = env.path().join("drain-may-finish");
+    let enables = env.path().join("enables.log");
+    let plan = env.plan(
+        &env.v2,
+        &DemoPlan {
+            strategy_extra:
+                r#"retry = { backoff = "200ms", max_backoff = "1s", deadline = "10s" }"#.into(),
+            ..DemoPlan::quick("2s", 3)
+        },
+    );
+    // the balancer by commands: the drain finishes once told to, and each
+    // enable says which host ran it
+    let text = std::fs::read_to_string(&plan).unwrap().replacen(
+        glidepath::demo::plans::HTTP_BALANCER,
+        &format!(
+            r#"[balancer]
+kind   = "command"
+drain  = "curl -fsS -X POST http://{{address}}/admin/drain && while [ ! -e '{go}' ]; do sleep 0.05; done"
+enable = "echo \"$GLIDEPATH_HOST {{node}}\" >> '{enables}'; curl -fsS -X POST http://{{address}}/admin/ready"
+active = "curl -fsS http://{{address}}/admin/state | grep -o '\"active\":[0-9]*' | cut -d: -f2"
+check  = "curl -fsS http://{{address}}/admin/state | grep -q '\"drained\":false'"
+"#,
+            go = go.display(),
+            enables = enables.display(),
+        ),
+        1,
+    );
+    assert!(text.contains("kind   = \"command\""), "{text}");
+    std::fs::write(&plan, text).unwrap();
+    let pg = env.pg();
+    let pg_port: u16 = pg
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let relay = Relay::to(pg_port).await;
+    let relayed_url = pg
+        .url
+        .replace(&format!(":{pg_port}/"), &format!(":{}/", relay.port));
+    let mut holder = Streamed::spawn({
+        let mut c = as_host(&env, "host-a", &["run", plan.to_str().unwrap()]);
+        c.env("GLIDEPATH_JOURNAL", &relayed_url)
+            .env("GLIDEPATH_LEASE_TTL", "3s")
+            .env("GLIDEPATH_LOCK_DIR", env.path().join("locks-a"));
+        c
+    });
+    wait_until_async("the canary drained", Duration::from_secs(60), || async {
+        env.node_state(0).await.1
+    })
+    .await;
+    let run = env.latest_run();
+    // host-a alone loses the database, its drain's outcome unwritten
+    relay.cut();
+    std::fs::write(&go, "").unwrap();
+    wait_until(
+        "host-a's heartbeat older than the TTL",
+        Duration::from_secs(30),
+        || lease_row(pg).3 > 3_500,
+    )
+    .await;
+    let out = {
+        let mut c = as_host(&env, "host-b", &["resume", &run]);
+        c.env("GLIDEPATH_LEASE_TTL", "3s")
+            .env("GLIDEPATH_LOCK_DIR", env.path().join("locks-b"));
+        c.output().unwrap()
+    };
+    assert_eq!(
+        code(&out),
+        0,
+        "host-b finishes the run: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let code_a = holder.exit(Duration::from_secs(60)).await;
+    let said = holder.text();
+    let log = std::fs::read_to_string(&enables).unwrap_or_default();
+    assert!(
+        !log.lines().any(|l| l.starts_with("host-a")),
+        "host-a (exit {code_a}) put a node back into rotation after host-b took the lease over:\n{log}\n{said}"
+    );
+    assert_eq!(code_a, 4, "{said}");
+    assert!(
+        said.contains("another process may have taken the run over"),
+        "{said}"
+    );
+}

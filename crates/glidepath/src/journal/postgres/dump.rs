@@ -241,31 +241,17 @@ impl PgJournal {
             let runs = count("SELECT COUNT(*) FROM glidepath.runs").await?;
             let campaigns = count("SELECT COUNT(*) FROM glidepath.campaigns").await?;
             // the holders' ages by the server's clock, put on this machine's
-            let now = now_ms();
-            let leases = c
+            let leases: Vec<Lease> = c
                 .query(
-                    "SELECT fleet, run_id, pid, host, epoch,
-                        (extract(epoch from clock_timestamp()) * 1000)::bigint - since,
-                        (extract(epoch from clock_timestamp()) * 1000)::bigint - heartbeat
-                     FROM glidepath.leases WHERE run_id IS NOT NULL ORDER BY fleet",
+                    &format!(
+                        "SELECT {} FROM glidepath.leases WHERE run_id IS NOT NULL ORDER BY fleet",
+                        store::LEASE_COLS
+                    ),
                     &[],
                 )
                 .await?
                 .iter()
-                .map(|r| {
-                    let age = |i: usize| -> Result<u64, Fail> {
-                        Ok(now.saturating_sub(r.try_get::<_, i64>(i)?.max(0) as u64))
-                    };
-                    Ok(Lease {
-                        fleet: r.try_get(0)?,
-                        run_id: r.try_get(1)?,
-                        pid: r.try_get::<_, i64>(2)? as u32,
-                        host: r.try_get(3)?,
-                        epoch: r.try_get(4)?,
-                        since: age(5)?,
-                        heartbeat: age(6)?,
-                    })
-                })
+                .filter_map(|r| store::row_to_lease(r).transpose())
                 .collect::<Result<_, Fail>>()?;
             Ok(dump::JournalInfo {
                 backend: "postgresql",

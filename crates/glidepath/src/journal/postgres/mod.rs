@@ -6,8 +6,55 @@ use super::*;
 
 /// Is `s` a PostgreSQL URL (`postgres://…`, `postgresql://…`)?
 pub fn is_url(s: &str) -> bool {
-    let s = s.trim_start();
+    let s = s.trim_start().to_ascii_lowercase();
     s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// What a journal location must not be, whatever else it is: a URL of
+/// another scheme (a misspelt `postgres://` would otherwise be a SQLite
+/// file of that name, and team mode silently off), or libpq's
+/// `key=value` form (which may carry a password). `None`: fine.
+pub fn not_a_location(s: &str) -> Option<&'static str> {
+    let t = s.trim_start();
+    if let Some((scheme, _)) = t.split_once("://") {
+        if !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            return Some("not a journal URL: only postgres:// and postgresql:// are (anything else is the path of a SQLite file, without ://)");
+        }
+    }
+    let first = t.split_whitespace().next().unwrap_or("");
+    if let Some((key, _)) = first.split_once('=') {
+        if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Some("a key=value connection string: give a URL, postgres://USER@HOST:PORT/DATABASE, with the password in GLIDEPATH_JOURNAL_PASSWORD_FILE");
+        }
+    }
+    None
+}
+
+/// The password variables, read once and then removed from this process's
+/// environment (by [`take_password_env`]), so that no command of a plan
+/// (tasks, hooks, notifications) inherits them.
+static PASSWORD: std::sync::OnceLock<Result<Option<String>, String>> = std::sync::OnceLock::new();
+
+/// Read the journal's password variables and remove them, with a
+/// `GLIDEPATH_JOURNAL` that holds a password, from the environment: the
+/// binary calls this first thing, while it has one thread.
+pub fn take_password_env() {
+    let _ = PASSWORD.set(read_password_env());
+    // std::env::remove_var: called by `main` before any other thread
+    // exists, so nothing reads the environment concurrently
+    for var in [
+        "GLIDEPATH_JOURNAL_PASSWORD",
+        "GLIDEPATH_JOURNAL_PASSWORD_FILE",
+    ] {
+        std::env::remove_var(var);
+    }
+    if std::env::var("GLIDEPATH_JOURNAL").is_ok_and(|j| redact_text(&j) != j) {
+        std::env::remove_var("GLIDEPATH_JOURNAL");
+    }
 }
 
 /// A PostgreSQL journal's address: the connection settings (with the
@@ -106,19 +153,36 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// the file `GLIDEPATH_JOURNAL_PASSWORD_FILE` names (its first line), else
 /// `GLIDEPATH_JOURNAL_PASSWORD`.
 fn password_from_env() -> Result<Option<String>, String> {
+    match PASSWORD.get() {
+        Some(p) => p.clone(),
+        None => read_password_env(),
+    }
+}
+
+fn read_password_env() -> Result<Option<String>, String> {
     if let Some(f) = std::env::var_os("GLIDEPATH_JOURNAL_PASSWORD_FILE").filter(|f| !f.is_empty()) {
         let path = PathBuf::from(f);
         let meta = std::fs::metadata(&path)
             .map_err(|e| format!("GLIDEPATH_JOURNAL_PASSWORD_FILE {}: {e}", path.display()))?;
-        if meta.len() > 4096 {
+        if !meta.is_file() {
             return Err(format!(
-                "GLIDEPATH_JOURNAL_PASSWORD_FILE {}: {} bytes; a password file holds one line",
-                path.display(),
-                meta.len()
+                "GLIDEPATH_JOURNAL_PASSWORD_FILE {}: not a regular file",
+                path.display()
             ));
         }
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("GLIDEPATH_JOURNAL_PASSWORD_FILE {}: {e}", path.display()))?;
+        let mut text = String::new();
+        {
+            use std::io::Read;
+            std::fs::File::open(&path)
+                .and_then(|f| f.take(4097).read_to_string(&mut text))
+                .map_err(|e| format!("GLIDEPATH_JOURNAL_PASSWORD_FILE {}: {e}", path.display()))?;
+        }
+        if text.len() > 4096 {
+            return Err(format!(
+                "GLIDEPATH_JOURNAL_PASSWORD_FILE {}: over 4096 bytes; a password file holds one line",
+                path.display()
+            ));
+        }
         return Ok(Some(text.lines().next().unwrap_or("").to_string()));
     }
     Ok(std::env::var("GLIDEPATH_JOURNAL_PASSWORD")
@@ -208,7 +272,9 @@ CREATE TABLE IF NOT EXISTS glidepath.leases (
     host text NOT NULL DEFAULT '',
     since bigint NOT NULL DEFAULT 0,
     heartbeat bigint NOT NULL DEFAULT 0,
-    epoch bigint NOT NULL DEFAULT 0
+    epoch bigint NOT NULL DEFAULT 0,
+    ttl_ms bigint NOT NULL DEFAULT 0,
+    token text NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS glidepath.commands (
     id bigserial PRIMARY KEY,
@@ -302,6 +368,13 @@ fn classify(e: &tokio_postgres::Error, location: &str) -> JournalError {
         {
             return unavailable(message);
         }
+        // the server answered, and said no: wrong user, password or database
+        if matches!(code, "28P01" | "28000" | "3D000") {
+            return JournalError::BadLocation {
+                given: location.to_string(),
+                why: format!("{message} [SQLSTATE {code}]: check the user and database of the URL, and the password in GLIDEPATH_JOURNAL_PASSWORD_FILE or GLIDEPATH_JOURNAL_PASSWORD"),
+            };
+        }
         return JournalError::Database {
             location: location.to_string(),
             message: format!("{message} [SQLSTATE {code}]"),
@@ -315,6 +388,12 @@ fn classify(e: &tokio_postgres::Error, location: &str) -> JournalError {
     }
     if e.is_closed() || io {
         return unavailable(e.to_string());
+    }
+    if e.to_string().contains("password missing") {
+        return JournalError::BadLocation {
+            given: location.to_string(),
+            why: "the server wants a password: put it in a file named by GLIDEPATH_JOURNAL_PASSWORD_FILE (or in GLIDEPATH_JOURNAL_PASSWORD)".into(),
+        };
     }
     JournalError::Database {
         location: location.to_string(),
@@ -591,7 +670,18 @@ async fn migrate(c: &mut tokio_postgres::Client, location: &str) -> Result<(), F
             &[],
         )
         .await?
-        .and_then(|r| r.get::<_, String>(0).parse().ok())
+        .map(|r| r.get::<_, String>(0))
+        .map(|v| {
+            v.trim().parse::<i64>().map_err(|_| {
+                Fail::Journal(JournalError::Database {
+                    location: location.to_string(),
+                    message: format!(
+                        "glidepath.meta holds schema version {v:?}, which is not a number: not touching it"
+                    ),
+                })
+            })
+        })
+        .transpose()?
         .unwrap_or(0)
     } else {
         0

@@ -46,14 +46,21 @@ fn row_to_run(r: &Row, location: &str) -> Result<RunRecord, Fail> {
 }
 
 /// The lease columns, with the holder's ages by the server's clock.
+pub(super) const LEASE_COLS: &str = "fleet, run_id, pid, host, epoch,
+        (extract(epoch from clock_timestamp()) * 1000)::bigint - since,
+        (extract(epoch from clock_timestamp()) * 1000)::bigint - heartbeat,
+        ttl_ms, token";
+
+/// The fleet's lease row.
 const LEASE_SELECT: &str = "SELECT fleet, run_id, pid, host, epoch,
         (extract(epoch from clock_timestamp()) * 1000)::bigint - since,
-        (extract(epoch from clock_timestamp()) * 1000)::bigint - heartbeat
+        (extract(epoch from clock_timestamp()) * 1000)::bigint - heartbeat,
+        ttl_ms, token
     FROM glidepath.leases WHERE fleet = $1";
 
 /// A lease row, its times put on this machine's clock (the server measured
 /// the ages), or `None` when the fleet has no holder.
-fn row_to_lease(r: &Row) -> Result<Option<Lease>, Fail> {
+pub(super) fn row_to_lease(r: &Row) -> Result<Option<Lease>, Fail> {
     let Some(run_id) = r.try_get::<_, Option<String>>(1)? else {
         return Ok(None);
     };
@@ -69,6 +76,8 @@ fn row_to_lease(r: &Row) -> Result<Option<Lease>, Fail> {
         epoch: r.try_get(4)?,
         since: age(5)?,
         heartbeat: age(6)?,
+        ttl_ms: r.try_get::<_, i64>(7)?.max(0) as u64,
+        token: r.try_get(8)?,
     }))
 }
 
@@ -458,7 +467,12 @@ impl Store for PgJournal {
         run: &str,
         take_over_dead: bool,
     ) -> Result<(), JournalError> {
-        let (me, host) = (std::process::id() as i64, hostname());
+        let (me, host, ttl, token) = (
+            std::process::id() as i64,
+            hostname(),
+            lease_ttl_ms() as i64,
+            process_token(),
+        );
         let (fleet_s, run_s) = (fleet.to_string(), run.to_string());
         let epoch = self.sql(async move |c| {
             let tx = c.transaction().await?;
@@ -472,9 +486,9 @@ impl Store for PgJournal {
                 .query_one(&format!("{LEASE_SELECT} FOR UPDATE"), &[&fleet_s])
                 .await?;
             if let Some(l) = row_to_lease(&row)? {
-                // this very process (as in the SQLite journal): a retry after a
-                // lost answer, or a second run of one campaign
-                let mine = l.pid as i64 == me && l.host == host;
+                // this very process: a retry after a lost answer, or a
+                // second run of one campaign
+                let mine = l.is_mine();
                 let dead = l.holder_dead(now_ms());
                 if !(mine || dead && take_over_dead) {
                     return Err(Fail::Journal(JournalError::Locked {
@@ -491,10 +505,11 @@ impl Store for PgJournal {
                 .query_one(
                     &format!(
                         "UPDATE glidepath.leases SET run_id = $2, pid = $3, host = $4,
-                            since = {NOW_MS}, heartbeat = {NOW_MS}, epoch = epoch + 1
+                            since = {NOW_MS}, heartbeat = {NOW_MS}, epoch = epoch + 1,
+                            ttl_ms = $5, token = $6
                          WHERE fleet = $1 RETURNING epoch"
                     ),
-                    &[&fleet_s, &run_s, &me, &host],
+                    &[&fleet_s, &run_s, &me, &host, &ttl, &token],
                 )
                 .await?
                 .get(0);

@@ -109,8 +109,11 @@ fn the_store_round_trips_and_fences_a_stale_holder() {
 
     // a live holder (on another host: in this process, `b` would be `a`)
     // keeps the fleet
-    pg.psql("j1", "UPDATE glidepath.leases SET host = 'host-a'")
-        .unwrap();
+    pg.psql(
+        "j1",
+        "UPDATE glidepath.leases SET host = 'host-a', token = 'pid:[1]/other'",
+    )
+    .unwrap();
     b.create_run(&run("r2", "web")).unwrap();
     let e = b.acquire_lease("web", "r2", true).unwrap_err();
     assert!(

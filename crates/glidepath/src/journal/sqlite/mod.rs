@@ -237,6 +237,12 @@ impl SqliteJournal {
         if !has("leases", "epoch")? {
             conn.execute_batch("ALTER TABLE leases ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0")?;
         }
+        if !has("leases", "ttl_ms")? {
+            conn.execute_batch(
+                "ALTER TABLE leases ADD COLUMN ttl_ms INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE leases ADD COLUMN token TEXT NOT NULL DEFAULT ''",
+            )?;
+        }
         Ok(())
     }
 
@@ -357,10 +363,13 @@ impl SqliteJournal {
             since: r.get::<_, i64>(4)? as u64,
             heartbeat: r.get::<_, i64>(5)? as u64,
             epoch: r.get(6)?,
+            ttl_ms: r.get::<_, i64>(7)?.max(0) as u64,
+            token: r.get(8)?,
         })
     }
 
-    const LEASE_COLS: &'static str = "fleet, run_id, pid, host, since, heartbeat, epoch";
+    const LEASE_COLS: &'static str =
+        "fleet, run_id, pid, host, since, heartbeat, epoch, ttl_ms, token";
 
     const RUN_COLS: &'static str =
         "id, fleet, plan_path, plan_hash, plan_source, version, status, reason, created_at, updated_at";

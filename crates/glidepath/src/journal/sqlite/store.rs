@@ -173,7 +173,7 @@ impl Store for SqliteJournal {
                 source: e,
             })?;
         if let Some(l) = existing {
-            let mine = l.pid == me && l.host == host;
+            let mine = l.is_mine();
             let dead = l.holder_dead(now);
             if !(mine || dead && take_over_dead) {
                 return Err(JournalError::Locked {
@@ -201,9 +201,9 @@ impl Store for SqliteJournal {
             )
             .map_err(sql_err)?;
         tx.execute(
-            "INSERT INTO leases (fleet, run_id, pid, host, since, heartbeat, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
-             ON CONFLICT(fleet) DO UPDATE SET run_id = ?2, pid = ?3, host = ?4, since = ?5, heartbeat = ?5, epoch = ?6",
-            params![fleet, run, me as i64, host, now as i64, epoch],
+            "INSERT INTO leases (fleet, run_id, pid, host, since, heartbeat, epoch, ttl_ms, token) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)
+             ON CONFLICT(fleet) DO UPDATE SET run_id = ?2, pid = ?3, host = ?4, since = ?5, heartbeat = ?5, epoch = ?6, ttl_ms = ?7, token = ?8",
+            params![fleet, run, me as i64, host, now as i64, epoch, lease_ttl_ms() as i64, process_token()],
         )
         .map_err(sql_err)?;
         tx.commit().map_err(sql_err)?;
