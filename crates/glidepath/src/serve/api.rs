@@ -46,9 +46,16 @@ fn json(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-fn journal_error(e: JournalError) -> Response {
+pub(super) fn journal_error(e: JournalError) -> Response {
     match e {
         JournalError::NoSuchRun(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        JournalError::Unavailable { .. } => {
+            eprintln!("serve: {e}");
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
         other => {
             eprintln!("serve: {other}");
             error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
@@ -457,10 +464,17 @@ pub(crate) async fn events(
     };
     let location = app.journal.clone();
     let run = id.clone();
+    let shared = app.db.clone();
     let opened = tokio::task::spawn_blocking(move || {
-        let j = location.open()?;
-        j.run(&run)?;
-        Ok::<_, JournalError>(Arc::new(Mutex::new(j)))
+        // a SQLite file: a handle per stream (reads run side by side); a
+        // database: the server's one connection, each poll a short query
+        let j = if location.is_postgres() {
+            shared
+        } else {
+            Arc::new(Mutex::new(location.open()?))
+        };
+        j.lock().unwrap_or_else(|p| p.into_inner()).run(&run)?;
+        Ok::<_, JournalError>(j)
     })
     .await;
     let journal = match opened {

@@ -18,7 +18,7 @@
 //! the others are recomputed at most every [`TTL`].
 
 use super::App;
-use crate::journal::{RunRecord, RunStatus, Store};
+use crate::journal::{JournalError, RunRecord, RunStatus, Store};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -117,8 +117,8 @@ fn key(s: &Step) -> (StepKind, Option<String>, Option<(String, usize)>) {
 
 /// A run's figures from its events (and its cause, from the journaled plan,
 /// when it rolled back).
-fn facts(j: &dyn Store, rec: &RunRecord) -> Facts {
-    let events = j.events(&rec.id).unwrap_or_default();
+fn facts(j: &dyn Store, rec: &RunRecord) -> Result<Facts, JournalError> {
+    let events = j.events(&rec.id)?;
     let mut f = Facts::default();
     let mut open = HashMap::new();
     for (i, e) in events.iter().enumerate() {
@@ -156,7 +156,7 @@ fn facts(j: &dyn Store, rec: &RunRecord) -> Facts {
                 .map(|c| c.kind)
         });
     }
-    f
+    Ok(f)
 }
 
 fn cause_name(k: CauseKind) -> &'static str {
@@ -171,8 +171,13 @@ fn cause_name(k: CauseKind) -> &'static str {
 }
 
 /// The exposition, from the journal (`cache` keeps finished runs' figures).
-fn render(j: &dyn Store, cache: &mut HashMap<String, Facts>, streams: usize) -> String {
-    let runs = j.runs(MAX_RUNS).unwrap_or_default();
+fn render(
+    j: &dyn Store,
+    cache: &mut HashMap<String, Facts>,
+    streams: usize,
+) -> Result<String, JournalError> {
+    // an unreachable journal is an error (503), never a page of zeros
+    let runs = j.runs(MAX_RUNS)?;
     let mut by_status: BTreeMap<&str, u64> =
         RunStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     let mut causes: BTreeMap<&str, u64> = [
@@ -191,10 +196,15 @@ fn render(j: &dyn Store, cache: &mut HashMap<String, Facts>, streams: usize) -> 
     for rec in &runs {
         *by_status.entry(rec.status.as_str()).or_default() += 1;
         let fresh;
+        // only what was read whole is kept for a finished run
         let f = if rec.status.is_final() {
-            cache.entry(rec.id.clone()).or_insert_with(|| facts(j, rec))
+            if !cache.contains_key(&rec.id) {
+                let read = facts(j, rec)?;
+                cache.insert(rec.id.clone(), read);
+            }
+            &cache[&rec.id]
         } else {
-            fresh = facts(j, rec);
+            fresh = facts(j, rec)?;
             &fresh
         };
         if let Some(c) = f.cause {
@@ -233,7 +243,7 @@ fn render(j: &dyn Store, cache: &mut HashMap<String, Facts>, streams: usize) -> 
     decisions.write(&mut out, "glidepath_decision_latency_seconds", "");
     out.push_str("# HELP glidepath_serve_event_streams Event streams open now.\n# TYPE glidepath_serve_event_streams gauge\n");
     let _ = writeln!(out, "glidepath_serve_event_streams {streams}");
-    out
+    Ok(out)
 }
 
 /// `GET /metrics`.
@@ -243,20 +253,21 @@ pub(crate) async fn handler(State(app): State<Arc<App>>) -> Response {
         let mut cache = a.metrics.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((t, s)) = &cache.answer {
             if t.elapsed() < TTL {
-                return s.clone();
+                return Ok(s.clone());
             }
         }
         let streams = super::MAX_STREAMS - a.streams.available_permits();
         let s = {
             let j = a.db.lock().unwrap_or_else(|p| p.into_inner());
-            render(j.as_ref(), &mut cache.finished, streams)
+            render(j.as_ref(), &mut cache.finished, streams)?
         };
         cache.answer = Some((Instant::now(), s.clone()));
-        s
+        Ok::<_, JournalError>(s)
     })
     .await;
     match body {
-        Ok(s) => (
+        Ok(Err(e)) => super::api::journal_error(e),
+        Ok(Ok(s)) => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,

@@ -82,7 +82,9 @@ pub enum ServeError {
 pub(crate) struct App {
     pub journal: crate::journal::Location,
     /// The API's connection (an event stream opens its own).
-    pub db: Mutex<Box<dyn crate::journal::Store>>,
+    /// The server's journal handle (shared with the event streams when it
+    /// is a database: one connection, not one per stream).
+    pub db: Arc<Mutex<Box<dyn crate::journal::Store>>>,
     pub token: Option<String>,
     pub streams: Arc<Semaphore>,
     pub metrics: Mutex<metrics::Cache>,
@@ -129,7 +131,7 @@ impl Server {
             listener,
             app: Arc::new(App {
                 journal: cfg.journal,
-                db: Mutex::new(db),
+                db: Arc::new(Mutex::new(db)),
                 token: cfg.token.filter(|t| !t.is_empty()),
                 streams: Arc::new(Semaphore::new(MAX_STREAMS)),
                 metrics: Mutex::new(metrics::Cache::default()),

@@ -338,6 +338,23 @@ pub fn stderr(out: &Output) -> String {
 }
 
 /// Poll until `f` holds, or panic at the deadline (the kit's `demo::wait_for`).
+/// Poll an async condition (every 20 ms) until it holds, or panic at the
+/// deadline.
+pub async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     glidepath::demo::wait_for(what, timeout, || f().then_some(()))
         .await

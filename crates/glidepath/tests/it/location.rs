@@ -165,25 +165,12 @@ fn run_uses_the_database_its_plan_names() {
     assert!(!dir.path().join("state/glidepath/journal.db").exists());
 }
 
-/// Poll (up to `limit`) until `pred` holds.
-async fn wait_until_async<F: std::future::Future<Output = bool>>(
-    what: &str,
-    limit: Duration,
-    mut pred: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + limit;
-    while !pred().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The commands on a shared database: `run` there (its password from the
 /// environment), `serve` and `status` from other processes see it live,
 /// `promote` reaches it, `history` lists it; no output shows the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_works_on_a_shared_postgresql_journal() {
-    use crate::harness::{stderr, stdout, Env};
+    use crate::harness::{stderr, stdout, wait_until_async, Env};
     use glidepath::demo::infra::Postgres;
     let env = Env::start(3).await;
     let pg = Postgres::start(env.path()).expect("PostgreSQL starts (apt-get install postgresql)");

@@ -555,22 +555,6 @@ check  = "curl -fsS http://{{address}}/admin/state | grep -q '\"drained\":false'
     );
 }
 
-/// Poll an async condition until it holds, or panic at the deadline.
-async fn wait_until_async<F: std::future::Future<Output = bool>>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + timeout;
-    while !f().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A holder stopped inside one of its transactions (its backend idle in
 /// transaction, the lease row locked `FOR SHARE`) must not block the
 /// takeover: the server ends such a session, so `resume` elsewhere takes the
@@ -854,5 +838,80 @@ check  = "curl -fsS http://{{address}}/admin/state | grep -q '\"drained\":false'
     assert!(
         said.contains("another process may have taken the run over"),
         "{said}"
+    );
+}
+
+/// `serve` against PostgreSQL: its event streams share the server's one
+/// connection (ten streams do not take ten connections), and while the
+/// database is down the API and `/metrics` answer 503 with `Retry-After`,
+/// never a page of zeros; once it is back they answer again. (Found by
+/// review: a stream opened a connection of its own, and `/metrics` showed
+/// zeros.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres_shares_its_connection_and_says_503_while_it_is_down() {
+    if !postgres_available() {
+        return;
+    }
+    let env = Env::start_on(2, Backend::Postgres).await;
+    let plan = env.plan(&env.v2, &DemoPlan::quick("1s", 3));
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let run = env.latest_run();
+    let served = crate::serve::serve(&env, &[]).await;
+    let connections = || {
+        env.pg()
+            .psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name = 'glidepath'")
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let before = connections();
+    let client = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        let r = client
+            .get(format!("{}/api/v1/runs/{run}/events", served.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        streams.push(r);
+    }
+    // each stream has read the run (its first poll) through the shared handle
+    let during = connections();
+    assert!(
+        during <= before + 1,
+        "10 event streams took {} more connections",
+        during - before
+    );
+    drop(streams);
+    env.pg().server.stop_fast().unwrap();
+    for path in ["/api/v1/runs", "/metrics"] {
+        let r = client
+            .get(format!("{}{path}", served.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{path}: {}", r.text().await.unwrap());
+        assert!(r.headers().contains_key("retry-after"), "{path}");
+    }
+    env.pg().server.start_again().unwrap();
+    wait_until_async("the API to answer again", Duration::from_secs(30), || {
+        let c = client.clone();
+        let url = format!("{}/metrics", served.url);
+        async move { c.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+    let metrics = client
+        .get(format!("{}/metrics", served.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("glidepath_runs{status=\"succeeded\"} 1"),
+        "{metrics}"
     );
 }
