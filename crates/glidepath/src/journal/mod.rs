@@ -752,3 +752,52 @@ pub fn now_ms() -> u64 {
 pub fn fmt_time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    fn lease(pid: u32, host: &str, token: &str, heartbeat: u64, ttl_ms: u64) -> Lease {
+        Lease {
+            fleet: "web".into(),
+            run_id: "r1".into(),
+            pid,
+            host: host.into(),
+            since: heartbeat,
+            heartbeat,
+            epoch: 1,
+            ttl_ms,
+            token: token.into(),
+        }
+    }
+
+    #[test]
+    fn a_lease_is_mine_by_its_token_not_by_pid_and_host() {
+        let me = std::process::id();
+        // pid 1 of another container with the same host name: not mine
+        let other = format!(
+            "{}/0000000000000000",
+            process_token().split('/').next().unwrap()
+        );
+        assert!(!lease(me, &hostname(), &other, now_ms(), 30_000).is_mine());
+        assert!(lease(me, &hostname(), process_token(), now_ms(), 30_000).is_mine());
+        // rows written before tokens: pid and host
+        assert!(lease(me, &hostname(), "", now_ms(), 30_000).is_mine());
+    }
+
+    #[test]
+    fn a_holder_is_dead_by_its_own_ttl_and_by_pid_only_in_this_pid_namespace() {
+        let now = now_ms();
+        // the holder declared 3 s: 5 s without a heartbeat is dead, whatever
+        // this process's TTL
+        assert!(lease(1, "elsewhere", "pid:[1]/x", now - 5_000, 3_000).holder_dead(now));
+        assert!(!lease(1, "elsewhere", "pid:[1]/x", now - 5_000, 60_000).holder_dead(now));
+        // this host, a pid that does not exist here, in another pid
+        // namespace: its pid means nothing here, only the TTL counts
+        let gone = 4_000_000;
+        assert!(!lease(gone, &hostname(), "pid:[1]/x", now, 30_000).holder_dead(now));
+        // … in this one: dead at once
+        let here = format!("{}/x", process_token().split('/').next().unwrap());
+        assert!(lease(gone, &hostname(), &here, now, 30_000).holder_dead(now));
+    }
+}

@@ -107,6 +107,11 @@ fn a_bad_journal_location_is_refused_with_exit_2() {
             "sslmode=require",
         ),
         ("postgres://glide:hun@ter2@db/fleet", "holds `@`"),
+        // a misspelt scheme is not a SQLite file of that name (team mode
+        // silently off), and libpq's key=value form is not echoed
+        ("Postgress://glide:hunter2@db/fleet", "only postgres://"),
+        ("mysql://glide@db/fleet", "only postgres://"),
+        ("host=db user=glide password=hunter2", "key=value"),
     ] {
         let args = ["status", "--journal", given];
         let out = glidepath(dir.path(), &args, &[], Duration::from_secs(20));
@@ -133,6 +138,17 @@ fn a_bad_journal_location_is_refused_with_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("GLIDEPATH_JOURNAL_PASSWORD_FILE"), "{err}");
+    // a password file that is not a regular file (a device, a FIFO) is
+    // refused, never read
+    let out = glidepath(
+        dir.path(),
+        &["history", "--journal", "postgres://glide@db/fleet"],
+        &[("GLIDEPATH_JOURNAL_PASSWORD_FILE", "/dev/zero")],
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
     // a command that needs no journal is not refused for it
     let (pdir, good) = crate::plans::setup();
     let plan = pdir.path().join("plan.toml");

@@ -853,6 +853,12 @@ async fn serve_on_postgres_shares_its_connection_and_says_503_while_it_is_down()
         return;
     }
     let env = Env::start_on(2, Backend::Postgres).await;
+    // a database that does not exist is a wrong location (exit 2, with a
+    // hint), not an outage
+    let wrong = env.pg().url.replace("/glidepath", "/nosuchdb");
+    let out = env.run(&["history", "--journal", &wrong]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("3D000"), "{}", stderr(&out));
     let plan = env.plan(&env.v2, &DemoPlan::quick("1s", 3));
     let out = env.run(&["run", plan.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
