@@ -59,6 +59,26 @@ pub struct RunDump {
     pub commands: Vec<CommandRow>,
 }
 
+impl RunDump {
+    /// A run's record with its rows.
+    pub fn of(r: super::RunRecord, events: Vec<EventRow>, commands: Vec<CommandRow>) -> RunDump {
+        RunDump {
+            id: r.id,
+            fleet: r.fleet,
+            plan_path: r.plan_path,
+            plan_hash: r.plan_hash,
+            plan_source: r.plan_source,
+            version: r.version,
+            status: r.status,
+            reason: r.reason,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            events,
+            commands,
+        }
+    }
+}
+
 /// An event row as stored: `data` is the event's JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,15 +5,7 @@ use super::*;
 use crate::journal::dump::{self, CampaignDump, CommandRow, EventRow, Imported, RunDump};
 use tokio_postgres::GenericClient;
 
-const RUN_COLS: &str =
-    "id, fleet, plan_path, plan_hash, plan_source, version, status, reason, created_at, updated_at";
-
-fn bad(location: &str, e: UnknownName) -> Fail {
-    Fail::Journal(JournalError::Database {
-        location: location.to_string(),
-        message: e.to_string(),
-    })
-}
+use store::{unknown as bad, RUN_COLS};
 
 /// The run's rows, as [`RunDump`], if it is there.
 async fn read_run<C: GenericClient + Sync>(
@@ -68,23 +60,11 @@ async fn read_run<C: GenericClient + Sync>(
             })
         })
         .collect::<Result<_, Fail>>()?;
-    Ok(Some(RunDump {
-        id: r.try_get(0)?,
-        fleet: r.try_get(1)?,
-        plan_path: r.try_get(2)?,
-        plan_hash: r.try_get(3)?,
-        plan_source: r.try_get(4)?,
-        version: r.try_get(5)?,
-        status: r
-            .try_get::<_, String>(6)?
-            .parse()
-            .map_err(|e| bad(location, e))?,
-        reason: r.try_get(7)?,
-        created_at: r.try_get::<_, i64>(8)? as u64,
-        updated_at: r.try_get::<_, i64>(9)? as u64,
+    Ok(Some(RunDump::of(
+        store::row_to_run(&r, location)?,
         events,
         commands,
-    }))
+    )))
 }
 
 impl PgJournal {

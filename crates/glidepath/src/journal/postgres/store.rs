@@ -8,7 +8,7 @@
 use super::*;
 use tokio_postgres::{Row, Transaction};
 
-const RUN_COLS: &str =
+pub(super) const RUN_COLS: &str =
     "id, fleet, plan_path, plan_hash, plan_source, version, status, reason, created_at, updated_at";
 
 fn corrupt(location: &str, run: &str, seq: i64, message: String) -> JournalError {
@@ -20,14 +20,14 @@ fn corrupt(location: &str, run: &str, seq: i64, message: String) -> JournalError
     }
 }
 
-fn unknown(location: &str, e: UnknownName) -> Fail {
+pub(super) fn unknown(location: &str, e: UnknownName) -> Fail {
     Fail::Journal(JournalError::Database {
         location: location.to_string(),
         message: e.to_string(),
     })
 }
 
-fn row_to_run(r: &Row, location: &str) -> Result<RunRecord, Fail> {
+pub(super) fn row_to_run(r: &Row, location: &str) -> Result<RunRecord, Fail> {
     Ok(RunRecord {
         id: r.try_get(0)?,
         fleet: r.try_get(1)?,

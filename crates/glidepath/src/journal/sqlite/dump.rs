@@ -46,20 +46,7 @@ impl SqliteJournal {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        Ok(Some(RunDump {
-            id: r.id,
-            fleet: r.fleet,
-            plan_path: r.plan_path,
-            plan_hash: r.plan_hash,
-            plan_source: r.plan_source,
-            version: r.version,
-            status: r.status,
-            reason: r.reason,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            events,
-            commands,
-        }))
+        Ok(Some(RunDump::of(r, events, commands)))
     }
 
     fn insert_run_dump(tx: &rusqlite::Transaction, d: &RunDump) -> rusqlite::Result<()> {
