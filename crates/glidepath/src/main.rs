@@ -343,7 +343,11 @@ impl From<JournalError> for Failure {
                 exit::LOCKED,
                 format!("{e}\nhint: that process is gone; `glidepath resume {run_id}` finishes its run, `glidepath abort {run_id}` stops it safely"),
             ),
-            JournalError::Locked { run_id, .. } => Failure::new(exit::LOCKED, format!("{e}\nhint: wait for it (`glidepath status {run_id} --watch` follows it to its end)")),
+            JournalError::Locked { run_id, heartbeat_age_ms, ttl_ms, .. } => Failure::new(exit::LOCKED, format!(
+                "{e}\nhint: wait for it (`glidepath status {run_id} --watch` follows it to its end); its last heartbeat was {:.1}s ago: should it have stopped answering, `glidepath resume {run_id}` takes it over once that passes {}s",
+                *heartbeat_age_ms as f64 / 1000.0,
+                ttl_ms / 1000
+            )),
             JournalError::NoSuchRun(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath history` lists runs; a run is named by its id, a unique prefix of it, or `latest` (and --journal picks the database)")),
             JournalError::Fenced { run, .. } => Failure::new(
                 exit::LOCKED,

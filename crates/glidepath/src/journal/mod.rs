@@ -226,6 +226,10 @@ pub enum JournalError {
         host: String,
         since: String,
         holder_dead: bool,
+        /// How long ago the holder's last heartbeat was, and the TTL after
+        /// which, without another, it may be taken over.
+        heartbeat_age_ms: u64,
+        ttl_ms: u64,
     },
 }
 
@@ -577,17 +581,35 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The TTL that judges this holder: the one it declared, else ours.
+    pub fn ttl(&self) -> u64 {
+        if self.ttl_ms > 0 {
+            self.ttl_ms
+        } else {
+            lease_ttl_ms()
+        }
+    }
+
+    /// The error of a fleet held by this lease's holder.
+    pub fn locked(&self, now: u64) -> JournalError {
+        JournalError::Locked {
+            fleet: self.fleet.clone(),
+            run_id: self.run_id.clone(),
+            pid: self.pid,
+            host: self.host.clone(),
+            since: fmt_time(self.since),
+            holder_dead: self.holder_dead(now),
+            heartbeat_age_ms: now.saturating_sub(self.heartbeat),
+            ttl_ms: self.ttl(),
+        }
+    }
+
     /// Is the holder certainly gone? Any host: no heartbeat for the TTL the
     /// holder declared. This host and this pid namespace: the process no
     /// longer exists (or is a zombie); in another pid namespace (another
     /// container with the same host name) its pid means nothing here.
     pub fn holder_dead(&self, now: u64) -> bool {
-        let ttl = if self.ttl_ms > 0 {
-            self.ttl_ms
-        } else {
-            lease_ttl_ms()
-        };
-        if now.saturating_sub(self.heartbeat) > ttl {
+        if now.saturating_sub(self.heartbeat) > self.ttl() {
             return true;
         }
         self.host == hostname() && self.same_pid_namespace() && !pid_alive(self.pid)

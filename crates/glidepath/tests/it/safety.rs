@@ -319,7 +319,22 @@ fn paused_plan(env: &Env) -> std::path::PathBuf {
 async fn a_stopped_holder_that_lost_its_lease_writes_nothing_and_stops() {
     let env = Env::start(3).await;
     let plan = paused_plan(&env);
-    let (mut first, run) = env.run_to_pause(&plan, &[]).await;
+    // the holder declares a 2 s TTL in its lease: past it, `resume` may take over
+    let mut first = Running::from(
+        env.cmd(&["run", plan.to_str().unwrap()])
+            .env("GLIDEPATH_LEASE_TTL", "2s")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    env.wait_event(
+        "the run to pause after the canary",
+        Duration::from_secs(60),
+        window_passed,
+    )
+    .await;
+    let run = env.latest_run();
     let j = env.journal();
     let epoch1 = j.lease("demo").unwrap().unwrap().epoch;
     signal(&first, libc::SIGSTOP);

@@ -247,6 +247,11 @@ async fn two_hosts_race_run_on_one_fleet_and_exactly_one_holds_it() {
                 && said.contains(&format!("on {win_host}")),
             "trial {trial}: {lose_host} names the holder (run {holder_run} on {win_host}): {said}"
         );
+        // and says when a silent holder could be taken over (its 30 s TTL)
+        assert!(
+            said.contains("its last heartbeat was") && said.contains("once that passes 30s"),
+            "trial {trial}: {said}"
+        );
         *wins.entry(win_host.to_string()).or_default() += 1;
         // the holder's run goes on alone; a third host ends it at its pause
         let j = env.journal();

@@ -489,16 +489,9 @@ impl Store for PgJournal {
                 // this very process: a retry after a lost answer, or a
                 // second run of one campaign
                 let mine = l.is_mine();
-                let dead = l.holder_dead(now_ms());
-                if !(mine || dead && take_over_dead) {
-                    return Err(Fail::Journal(JournalError::Locked {
-                        fleet: fleet_s,
-                        run_id: l.run_id,
-                        pid: l.pid,
-                        host: l.host,
-                        since: fmt_time(l.since),
-                        holder_dead: dead,
-                    }));
+                let now = now_ms();
+                if !(mine || l.holder_dead(now) && take_over_dead) {
+                    return Err(Fail::Journal(l.locked(now)));
                 }
             }
             let epoch: i64 = tx

@@ -176,14 +176,7 @@ impl Store for SqliteJournal {
             let mine = l.is_mine();
             let dead = l.holder_dead(now);
             if !(mine || dead && take_over_dead) {
-                return Err(JournalError::Locked {
-                    fleet: fleet.to_string(),
-                    run_id: l.run_id,
-                    pid: l.pid,
-                    host: l.host,
-                    since: fmt_time(l.since),
-                    holder_dead: dead,
-                });
+                return Err(l.locked(now));
             }
         }
         // every acquisition (a takeover too) gets a new epoch; the old
