@@ -62,7 +62,7 @@ mod exit {
     version,
     about = "Executable, provable upgrade runbooks: preflight, canary, SLI watch, batches, automatic rollback."
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Journal: a SQLite file, or postgres://USER@HOST:PORT/DATABASE shared by a team (password from GLIDEPATH_JOURNAL_PASSWORD_FILE or GLIDEPATH_JOURNAL_PASSWORD). Default: the plan's [journal], else one per machine: $XDG_STATE_HOME/glidepath/journal.db.
     #[arg(long, global = true, env = "GLIDEPATH_JOURNAL", hide_env_values = true)]
     journal: Option<String>,
@@ -227,6 +227,25 @@ enum Cmd {
         resume: Option<String>,
     },
     /// Migration safety lint for rolling deploys (files or directories of .sql).
+    /// Print the sha256 a plan's `[release] sha256` needs for a file or a directory (what every deployer verifies).
+    Hash {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Print a directory's manifest (what its sha256 is taken of) instead.
+        #[arg(long)]
+        manifest: bool,
+    },
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, or with --dir write one per command.
+    Man {
+        /// Write glidepath.1 and glidepath-COMMAND.1 into DIR.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     Lint {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -581,6 +600,9 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             JournalCmd::Info => cli::journal::info(&ctx),
         },
         Cmd::Lint { paths, reporter } => cli::lint::run(&ctx, &paths, reporter),
+        Cmd::Hash { paths, manifest } => cli::tools::hash(&ctx, &paths, manifest),
+        Cmd::Completions { shell } => cli::tools::completions(shell),
+        Cmd::Man { dir } => cli::tools::man(dir.as_deref()),
         Cmd::Serve {
             listen,
             allow_remote,

@@ -12,6 +12,7 @@ pub mod run;
 pub mod serve;
 pub mod status;
 pub mod system;
+pub mod tools;
 pub mod upgrade;
 pub mod validate;
 
