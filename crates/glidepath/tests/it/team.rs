@@ -321,6 +321,25 @@ fn code_of(out: &std::process::Output) -> i32 {
 /// The TTL of the stale-holder test.
 const TTL: Duration = Duration::from_secs(3);
 
+/// `run` on host-a (declaring `ttl`), waited for until the canary is in
+/// rotation again and its window runs: from there on, only probes (reads)
+/// are in flight. The process and its run id.
+async fn holder_past_the_canary(env: &Env, ttl: &str) -> (Streamed, String) {
+    let plan = env.plan(&env.v2, &DemoPlan::quick("4s", 5));
+    let first = Streamed::spawn({
+        let mut c = as_host(env, "host-a", &["run", plan.to_str().unwrap()]);
+        c.env("GLIDEPATH_LEASE_TTL", ttl);
+        c
+    });
+    env.wait_event(
+        "the canary's post-check",
+        Duration::from_secs(60),
+        |e| matches!(e, Event::Outcome { step, outcome, .. } if step.kind == StepKind::PostCheck && step.node.as_deref() == Some("node-1") && outcome.ok),
+    )
+    .await;
+    (first, env.latest_run())
+}
+
 /// A holder stopped (SIGSTOP) mid-rollout past the TTL is taken over by
 /// `resume` on another host, which finishes the run; woken (SIGCONT), the
 /// first process writes nothing and stops itself with exit 6 within about a
@@ -332,22 +351,8 @@ async fn a_stopped_holder_is_taken_over_after_the_ttl_and_fenced() {
         return;
     }
     let env = Env::start_on(4, Backend::Postgres).await;
-    let plan = env.plan(&env.v2, &DemoPlan::quick("4s", 5));
     let ttl = "3s";
-    let mut first = Streamed::spawn({
-        let mut c = as_host(&env, "host-a", &["run", plan.to_str().unwrap()]);
-        c.env("GLIDEPATH_LEASE_TTL", ttl);
-        c
-    });
-    // the canary is in rotation again and its window runs: from here on,
-    // only probes (reads) are in flight
-    env.wait_event(
-        "the canary's post-check",
-        Duration::from_secs(60),
-        |e| matches!(e, Event::Outcome { step, outcome, .. } if step.kind == StepKind::PostCheck && step.node.as_deref() == Some("node-1") && outcome.ok),
-    )
-    .await;
-    let run = env.latest_run();
+    let (mut first, run) = holder_past_the_canary(&env, ttl).await;
     let pg = env.pg();
     let (_, _, epoch_a, _) = lease_row(pg);
     signal(&first.child, libc::SIGSTOP);
@@ -572,20 +577,8 @@ async fn a_holder_stopped_inside_a_transaction_does_not_block_the_takeover() {
         return;
     }
     let env = Env::start_on(4, Backend::Postgres).await;
-    let plan = env.plan(&env.v2, &DemoPlan::quick("4s", 5));
     let ttl = "3s";
-    let mut first = Streamed::spawn({
-        let mut c = as_host(&env, "host-a", &["run", plan.to_str().unwrap()]);
-        c.env("GLIDEPATH_LEASE_TTL", ttl);
-        c
-    });
-    env.wait_event(
-        "the canary's post-check",
-        Duration::from_secs(60),
-        |e| matches!(e, Event::Outcome { step, outcome, .. } if step.kind == StepKind::PostCheck && step.node.as_deref() == Some("node-1") && outcome.ok),
-    )
-    .await;
-    let run = env.latest_run();
+    let (mut first, run) = holder_past_the_canary(&env, ttl).await;
     let pg = env.pg();
     let (locker, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
         .await
