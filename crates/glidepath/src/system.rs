@@ -119,6 +119,7 @@ pub fn load(path: &Path) -> Result<SystemFile, PlanError> {
     let mut r = Reader {
         src: &source,
         diags: Vec::new(),
+        uses_port: None,
     };
     r.known_keys(
         &root,
