@@ -127,3 +127,29 @@ fn port_needs_an_address_with_a_port() {
     let text = diagnose(dir.path(), &ok);
     assert_eq!(text, "valid");
 }
+
+/// `[journal] path` is relative to the plan's directory: a path that
+/// repeats that directory (written from the working directory) is warned
+/// about, naming where the journal really goes.
+#[test]
+fn a_journal_path_repeating_the_plan_directory_is_warned_about() {
+    let (tmp, good) = crate::plans::setup();
+    let cwd = std::env::current_dir().unwrap();
+    let dir = cwd.join("results/dev");
+    let art = tmp.path().join("dist/2/release.toml");
+    let src = good.replace("dist/2/release.toml", art.to_str().unwrap());
+    let with = |p: &str| format!("{src}\n[journal]\npath = \"{p}\"\n");
+    let parse = |s: &str| {
+        glidepath::plan::parse(std::path::Path::new("results/dev/plan.toml"), s, &dir)
+            .map(|(_, warnings)| warnings.short())
+            .map_err(|e| format!("{e:?}"))
+    };
+    let text = parse(&with("results/dev/glidepath.db")).unwrap();
+    assert!(
+        text.contains("`path` in [journal] is relative to the plan's directory (results/dev), like every path in a plan: this journal is results/dev/results/dev/glidepath.db"),
+        "{text}"
+    );
+    assert!(text.contains("write path = \"glidepath.db\""), "{text}");
+    let text = parse(&with("glidepath.db")).unwrap();
+    assert!(!text.contains("[journal]"), "{text}");
+}
