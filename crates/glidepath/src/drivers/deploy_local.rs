@@ -6,7 +6,7 @@
 //! *copy*, and renames it into place, so a crash never leaves a
 //! half-written `releases/<version>`.
 
-use super::{reported_version, DResult, Deployer, DriverError, Target};
+use super::{reported_version, DResult, Deployer, DriverError, Installed, Target};
 use crate::artifact::{artifact_sha256, open_regular, MARKER};
 use crate::config::Release;
 use async_trait::async_trait;
@@ -69,27 +69,32 @@ fn copy_file(src: &Path, dst: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Copy one entry: a symlink as a symlink, a directory with what it holds,
+/// a regular file with its mode; anything else is refused by open_regular.
+fn copy_entry(p: &Path, to: &Path) -> std::io::Result<()> {
+    let ft = fs::symlink_metadata(p)?.file_type();
+    if ft.is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(p)?, to)
+    } else if ft.is_dir() {
+        fs::create_dir(to)?;
+        fs::set_permissions(to, fs::symlink_metadata(p)?.permissions())?;
+        copy_dir(p, to)
+    } else {
+        copy_file(p, to)
+    }
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
+    for e in fs::read_dir(src)? {
+        let e = e?;
+        copy_entry(&e.path(), &dst.join(e.file_name()))?;
+    }
+    Ok(())
+}
+
 /// Copy an artifact: symlinks as symlinks, special files refused (the copy
 /// is hashed afterwards, which also refuses links leaving the tree).
 fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
-        for e in fs::read_dir(src)? {
-            let e = e?;
-            let (p, to) = (e.path(), dst.join(e.file_name()));
-            let ft = e.file_type()?;
-            if ft.is_symlink() {
-                std::os::unix::fs::symlink(fs::read_link(&p)?, &to)?;
-            } else if ft.is_dir() {
-                fs::create_dir(&to)?;
-                fs::set_permissions(&to, fs::symlink_metadata(&p)?.permissions())?;
-                copy_dir(&p, &to)?;
-            } else {
-                // regular files; anything else is refused by open_regular
-                copy_file(&p, &to)?;
-            }
-        }
-        Ok(())
-    }
     fs::create_dir_all(dst)?;
     if fs::metadata(src)?.is_file() {
         return copy_file(
@@ -236,6 +241,71 @@ pub fn switch_sync(
     Ok(msg)
 }
 
+/// What `dir` holds before glidepath deployed it (see
+/// [`Deployer::installed`]).
+pub fn installed_sync(dir: &Path, exclude: &[String]) -> DResult<Installed> {
+    let current = read_current(dir)?;
+    let current_present = current
+        .as_ref()
+        .is_some_and(|v| dir.join("releases").join(v).is_dir());
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Installed::default());
+        }
+        Err(e) => return Err(failed("read", dir, e)),
+    };
+    let mut entries: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            !n.starts_with('.') && n != "releases" && n != "current" && !exclude.contains(n)
+        })
+        .collect();
+    entries.sort();
+    Ok(Installed {
+        current,
+        current_present,
+        entries,
+    })
+}
+
+/// Make what `dir` holds its first release `version` (see
+/// [`Deployer::adopt`]): copied through a temporary directory renamed into
+/// `releases/<version>`, then `current` pointed at it atomically.
+pub fn adopt_sync(dir: &Path, version: &str, exclude: &[String]) -> DResult<String> {
+    let found = installed_sync(dir, exclude)?;
+    if let Some(v) = &found.current {
+        return Ok(format!("already adopted (current -> releases/{v})"));
+    }
+    let releases = dir.join("releases");
+    let dest = releases.join(version);
+    let copied = if dest.is_dir() {
+        format!("{} was already there", dest.display())
+    } else {
+        if found.entries.is_empty() {
+            return Err(DriverError::Failed(format!(
+                "nothing is installed in {}",
+                dir.display()
+            )));
+        }
+        fs::create_dir_all(&releases).map_err(|e| failed("create", &releases, e))?;
+        let tmp = releases.join(format!(".{version}.adopting-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir(&tmp).map_err(|e| failed("create", &tmp, e))?;
+        for name in &found.entries {
+            if let Err(e) = copy_entry(&dir.join(name), &tmp.join(name)) {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(failed("copy", &dir.join(name), e));
+            }
+        }
+        fs::rename(&tmp, &dest).map_err(|e| failed("rename into", &dest, e))?;
+        format!("copied {} into {}", found.entries.join(", "), dest.display())
+    };
+    switch_sync(dir, version, usize::MAX, None)?;
+    Ok(format!("{copied}; current -> releases/{version}"))
+}
+
 /// Keep the newest `keep` releases; never the current or previous one.
 fn prune(dir: &Path, keep: usize, current: &str, previous: Option<&str>) -> Vec<String> {
     let Ok(rd) = fs::read_dir(dir.join("releases")) else {
@@ -321,6 +391,23 @@ impl Deployer for LocalDeployer {
 
     async fn has_release(&self, t: &Target, version: &str) -> DResult<bool> {
         Ok(t.install_dir.join("releases").join(version).is_dir())
+    }
+
+    async fn installed(&self, t: &Target, exclude: &[String]) -> DResult<Installed> {
+        let (dir, ex) = (t.install_dir.clone(), exclude.to_vec());
+        let mut found = self
+            .blocking("reading the install dir", move || installed_sync(&dir, &ex))
+            .await?;
+        if let Some(v) = &found.current {
+            found.current = Some(reported_version(t, "the `current` link", v)?);
+        }
+        Ok(found)
+    }
+
+    async fn adopt(&self, t: &Target, version: &str, exclude: &[String]) -> DResult<String> {
+        let (dir, v, ex) = (t.install_dir.clone(), version.to_string(), exclude.to_vec());
+        self.blocking("adopting", move || adopt_sync(&dir, &v, &ex))
+            .await
     }
 }
 
