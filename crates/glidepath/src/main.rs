@@ -118,9 +118,12 @@ enum Cmd {
         /// Probe interval of the rehearsals.
         #[arg(long, default_value = "1s")]
         probe_interval: String,
-        /// Keep the work directory (plans, journal, node dirs) afterwards.
+        /// Keep the work directory (plans, journal, node dirs, logs) and leave the demo fleet running; `--stop DIR` stops it.
         #[arg(long)]
         keep: bool,
+        /// Stop the demo fleet a `demo --keep` left running in DIR (only its own node processes, by pid).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["keep", "dir"])]
+        stop: Option<PathBuf>,
         /// Work directory (default: a fresh one under the system temp dir).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -549,8 +552,12 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             window,
             probe_interval,
             keep,
+            stop,
             dir,
         } => {
+            if let Some(kept) = stop {
+                return cli::demo::stop(&ctx, &kept);
+            }
             let knobs = glidepath::demo::DemoPlan {
                 window,
                 probe_interval,

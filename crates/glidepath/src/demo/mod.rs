@@ -231,7 +231,12 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         v3: rel3,
         v4: rel4,
         ..
-    } = DemoFleet::start(bin, &dir, opts.nodes)?;
+    } = DemoFleet::start_with(
+        bin,
+        &dir,
+        opts.nodes,
+        opts.keep.then(|| dir.join("logs")).as_deref(),
+    )?;
     for n in &fleet.nodes {
         say(&format!(
             "  {} listening on {} (pid {}), serving release 1",
@@ -325,8 +330,8 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         })
     };
     let stats = traffic.stop().await;
-    fleet.stop();
     if incident.outcome == Outcome::Aborted || stopped() {
+        fleet.stop();
         say("demo interrupted: fleet stopped, nothing left running");
         return Ok(DemoReport {
             good: good.outcome.as_str().into(),
@@ -397,11 +402,10 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         }
     ));
     if opts.keep {
-        say(&format!(
-            "kept {} — try: glidepath history --journal {}/glidepath.db",
-            dir.display(),
-            dir.display()
-        ));
+        say(&kept(&fleet, &dir));
+        fleet.detach();
+    } else {
+        fleet.stop();
     }
     Ok(DemoReport {
         good: good.outcome.as_str().into(),
@@ -413,6 +417,30 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         passed,
         interrupted: false,
     })
+}
+
+/// What `demo --keep` leaves, and the commands to try next against it.
+fn kept(fleet: &LocalFleet, dir: &Path) -> String {
+    let d = dir.display();
+    let pids: Vec<String> = fleet.nodes.iter().map(|n| n.pid().to_string()).collect();
+    let nodes: String = fleet
+        .nodes
+        .iter()
+        .map(|n| format!(" --node {}={}", n.name, n.address))
+        .collect();
+    format!(
+        "\nkept {d}: the demo fleet is still running (pids {pids}; their output in {d}/logs/).\n\
+         try, against it:\n\
+         \x20 glidepath history --journal {d}/glidepath.db\n\
+         \x20 glidepath status latest --journal {d}/glidepath.db\n\
+         \x20 curl -s http://{addr}/version\n\
+         \x20 glidepath init {d}/mine.toml --balancer http{nodes} --install-dir 'nodes/{{node}}' --restart 'kill -HUP $(cat {{install_dir}}/node.pid)' --version-url 'http://{{address}}/version' --release 2 --artifact {d}/dist/2/release.toml\n\
+         \x20 glidepath run {d}/mine.toml --journal {d}/glidepath.db\n\
+         stop it with:\n\
+         \x20 glidepath demo --stop {d}",
+        pids = pids.join(" "),
+        addr = fleet.nodes.first().map_or("", |n| n.address.as_str()),
+    )
 }
 
 /// Rehearsal 1's `[[pre]]`/`[[post]]` tasks: a backup, a capture of the
