@@ -128,7 +128,11 @@ pub async fn run(
     let mut out = Vec::new();
     let mut code = exit::OK;
     let mut worst = |e: &DriverError| {
-        let c = if e.is_infra() { exit::UNREACHABLE } else { exit::GATE };
+        let c = if e.is_infra() {
+            exit::UNREACHABLE
+        } else {
+            exit::GATE
+        };
         if code == exit::OK || c == exit::GATE {
             code = c;
         }
@@ -145,7 +149,11 @@ pub async fn run(
                 ("refused", None, e.to_string())
             }
             Todo::Adopt(v, entries) if dry_run || refused => (
-                if refused { "not_changed" } else { "would_adopt" },
+                if refused {
+                    "not_changed"
+                } else {
+                    "would_adopt"
+                },
                 Some(v.clone()),
                 format!(
                     "would copy {} into {}/releases/{v} and point current at it",

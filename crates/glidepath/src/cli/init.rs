@@ -143,7 +143,13 @@ impl Asker<'_> {
     }
 
     /// A kind, asked again (up to three times) while it is not one.
-    fn kind<T: ValueEnum>(&mut self, q: &str, flag: &str, default: T, given: Option<T>) -> Result<T, Failure> {
+    fn kind<T: ValueEnum>(
+        &mut self,
+        q: &str,
+        flag: &str,
+        default: T,
+        given: Option<T>,
+    ) -> Result<T, Failure> {
         if let Some(g) = given {
             return Ok(g);
         }
@@ -161,7 +167,10 @@ impl Asker<'_> {
                 Err(_) => break,
             }
         }
-        Err(Failure::new(exit::INVALID, format!("{flag}: expected one of {}", all.join(", "))))
+        Err(Failure::new(
+            exit::INVALID,
+            format!("{flag}: expected one of {}", all.join(", ")),
+        ))
     }
 }
 
@@ -169,21 +178,32 @@ impl Asker<'_> {
 pub fn answers(a: &InitArgs, k: &mut Asker) -> Result<Answers, Failure> {
     let balancer = k.kind("Balancer", "--balancer", BalancerKind::None, a.balancer)?;
     let deploy = k.kind("Deployer", "--deploy", DeployKind::Local, a.deploy)?;
-    let nodes = k.ask(
-        "Nodes, NAME=ADDRESS separated by spaces",
-        "--node",
-        DEFAULT_NODES,
-        (!a.nodes.is_empty()).then(|| a.nodes.join(" ")),
-    );
+    let nodes = match a.nodes.as_slice() {
+        [] => k
+            .ask(
+                "Nodes, NAME=ADDRESS separated by spaces",
+                "--node",
+                DEFAULT_NODES,
+                None,
+            )
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+        given => given.to_vec(),
+    };
     let nodes = nodes
-        .split_whitespace()
-        .map(split_node)
+        .iter()
+        .map(|n| split_node(n))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::new(exit::INVALID, e))?;
     let install_dir = k.ask(
         "Install dir on each node (releases/ and current go there)",
         "--install-dir",
-        if deploy == DeployKind::Local { "/opt/api/{node}" } else { "/opt/api" },
+        if deploy == DeployKind::Local {
+            "/opt/api/{node}"
+        } else {
+            "/opt/api"
+        },
         a.install_dir.clone(),
     );
     let restart = k.ask(
@@ -198,20 +218,34 @@ pub fn answers(a: &InitArgs, k: &mut Asker) -> Result<Answers, Failure> {
         "http://{address}/health",
         a.health_url.clone(),
     );
-    let version_url = k
-        .ask(
-            "Version URL (answers the release a node serves; empty: none)",
-            "--version-url",
-            "",
-            a.version_url.clone(),
-        );
+    let version_url = k.ask(
+        "Version URL (answers the release a node serves; empty: none)",
+        "--version-url",
+        "",
+        a.version_url.clone(),
+    );
     let metrics = k.kind("SLI metrics", "--metrics", MetricsKind::None, a.metrics)?;
     let metrics_url = match metrics {
         MetricsKind::None => String::new(),
-        MetricsKind::Scrape => k.ask("Metrics URL of each node", "--metrics-url", "http://{address}/metrics", a.metrics_url.clone()),
-        MetricsKind::Prometheus => k.ask("Prometheus URL", "--metrics-url", "http://127.0.0.1:9090", a.metrics_url.clone()),
+        MetricsKind::Scrape => k.ask(
+            "Metrics URL of each node",
+            "--metrics-url",
+            "http://{address}/metrics",
+            a.metrics_url.clone(),
+        ),
+        MetricsKind::Prometheus => k.ask(
+            "Prometheus URL",
+            "--metrics-url",
+            "http://127.0.0.1:9090",
+            a.metrics_url.clone(),
+        ),
     };
-    let release = k.ask("Release to roll out", "--release", "1.0.1", a.release.clone());
+    let release = k.ask(
+        "Release to roll out",
+        "--release",
+        "1.0.1",
+        a.release.clone(),
+    );
     let artifact = k.ask(
         "Its artifact (a file or a directory; empty: fill in later)",
         "--artifact",
@@ -224,7 +258,9 @@ pub fn answers(a: &InitArgs, k: &mut Asker) -> Result<Answers, Failure> {
             let sha = glidepath::artifact::artifact_sha256(Path::new(p)).map_err(|e| {
                 Failure::new(
                     exit::INVALID,
-                    format!("--artifact {p}: {e}\nhint: an artifact is a regular file or a directory"),
+                    format!(
+                        "--artifact {p}: {e}\nhint: an artifact is a regular file or a directory"
+                    ),
                 )
             })?;
             Some((p.to_string(), sha))
@@ -302,7 +338,11 @@ nodes = [
         version = q(&a.release),
     ));
     for (n, addr) in &a.nodes {
-        s.push_str(&format!("  {{ name = {}, address = {} }},\n", q(n), q(addr)));
+        s.push_str(&format!(
+            "  {{ name = {}, address = {} }},\n",
+            q(n),
+            q(addr)
+        ));
     }
     s.push_str(&format!(
         r#"]
@@ -324,34 +364,42 @@ max_unavailable = 1
     }
     s.push_str("\n# How a node is taken out of rotation before it changes, and put back.\n");
     s.push_str(match a.balancer {
-        BalancerKind::Haproxy => r#"# HAProxy's runtime API: a stats socket at `level admin`, and the backend
+        BalancerKind::Haproxy => {
+            r#"# HAProxy's runtime API: a stats socket at `level admin`, and the backend
 # whose servers are the nodes (`servers = { api-1 = "srv1" }` when the names differ).
 [balancer]
 kind    = "haproxy"
 socket  = "/run/haproxy/admin.sock"   # or address = "127.0.0.1:9999"
 backend = "api"                        # change: your backend's name
-"#,
-        BalancerKind::Http => r#"# An HTTP drain API on each node: POST drain/ready, and a state URL
+"#
+        }
+        BalancerKind::Http => {
+            r#"# An HTTP drain API on each node: POST drain/ready, and a state URL
 # answering {"drained": bool, "active": n} (the demo nodes speak it).
 [balancer]
 kind  = "http"
 drain = "http://{address}/admin/drain"
 ready = "http://{address}/admin/ready"
 state = "http://{address}/admin/state"
-"#,
-        BalancerKind::Command => r#"# Commands for any other balancer. `active` prints the node's open
+"#
+        }
+        BalancerKind::Command => {
+            r#"# Commands for any other balancer. `active` prints the node's open
 # connections (a number). Change them to your balancer's CLI.
 [balancer]
 kind   = "command"
 drain  = "lbctl drain {node}"
 enable = "lbctl enable {node}"
 active = "lbctl connections {node}"
-"#,
-        BalancerKind::None => r#"# No balancer: nodes are restarted in place (clients see the restart).
+"#
+        }
+        BalancerKind::None => {
+            r#"# No balancer: nodes are restarted in place (clients see the restart).
 # Change to kind = "haproxy", "http" or "command" when the nodes sit behind one.
 [balancer]
 kind = "none"
-"#,
+"#
+        }
     });
     s.push_str(&format!(
         "\n# How a release reaches a node: releases/<version> under install_dir, and a\n# `current` symlink switched atomically. `restart` must start the release in\n# {{install_dir}}/current. A fleet glidepath never deployed: `glidepath adopt` once.\n[deploy]\n{kind}install_dir   = {dir}\nkeep_releases = 3\nrestart       = {restart}\nrestart_timeout = \"60s\"\n",
@@ -418,7 +466,12 @@ min_samples = 100
 
 /// Validate `text` as the plan at `path` would be read, with the
 /// placeholder artifact made up for the check when none was given.
-fn check(path: &Path, text: &str, plan_dir: &Path, placeholder: bool) -> Result<(), glidepath::diag::Report> {
+fn check(
+    path: &Path,
+    text: &str,
+    plan_dir: &Path,
+    placeholder: bool,
+) -> Result<(), glidepath::diag::Report> {
     let scratch;
     let dir = if placeholder {
         scratch = std::env::temp_dir().join(format!("glidepath-init-{}", std::process::id()));
@@ -466,21 +519,27 @@ pub fn run(ctx: &Ctx, a: &InitArgs) -> Result<u8, Failure> {
     let (stdin, mut err) = (std::io::stdin(), std::io::stderr());
     let mut lock = stdin.lock();
     let mut k = Asker {
-        input: tty.then_some((&mut lock as &mut dyn BufRead, &mut err as &mut dyn std::io::Write)),
+        input: tty.then_some((
+            &mut lock as &mut dyn BufRead,
+            &mut err as &mut dyn std::io::Write,
+        )),
         defaulted: Vec::new(),
     };
     let mut answers = answers(a, &mut k)?;
     let defaulted = k.defaulted;
     if answers.nodes.is_empty() {
-        return Err(Failure::new(exit::INVALID, "no node: pass --node NAME=ADDRESS"));
+        return Err(Failure::new(
+            exit::INVALID,
+            "no node: pass --node NAME=ADDRESS",
+        ));
     }
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let plan_dir = parent.canonicalize().map_err(|e| {
-        Failure::new(exit::INVALID, format!("{}: {e}", parent.display()))
-    })?;
+    let plan_dir = parent
+        .canonicalize()
+        .map_err(|e| Failure::new(exit::INVALID, format!("{}: {e}", parent.display())))?;
     if let Some((p, _)) = answers.artifact.as_mut() {
         *p = relative_to(Path::new(p), &plan_dir);
     }
@@ -489,7 +548,10 @@ pub fn run(ctx: &Ctx, a: &InitArgs) -> Result<u8, Failure> {
         return Err(super::invalid(
             &report,
             ctx,
-            format!("the plan for {} has problems (above): nothing was written", path.display()),
+            format!(
+                "the plan for {} has problems (above): nothing was written",
+                path.display()
+            ),
         ));
     }
     std::fs::write(path, &text)
@@ -497,7 +559,9 @@ pub fn run(ctx: &Ctx, a: &InitArgs) -> Result<u8, Failure> {
     let p = path.display();
     let mut next = Vec::new();
     if answers.artifact.is_none() {
-        next.push(format!("glidepath hash ARTIFACT     # then put ARTIFACT and its sha256 in [release] of {p}"));
+        next.push(format!(
+            "glidepath hash ARTIFACT     # then put ARTIFACT and its sha256 in [release] of {p}"
+        ));
     }
     next.push(format!("glidepath validate {p}"));
     next.push(format!("glidepath adopt {p}     # once, if glidepath never deployed this fleet (no releases/ and current yet)"));
@@ -526,4 +590,55 @@ pub fn run(ctx: &Ctx, a: &InitArgs) -> Result<u8, Failure> {
         println!("  {n}");
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dialogue asks only what the flags leave out, takes the default
+    /// on an empty line, asks a kind again when the answer is not one, and
+    /// takes the defaults at the end of its input.
+    #[test]
+    fn the_dialogue_asks_what_the_flags_leave_out() {
+        let a = InitArgs {
+            deploy: Some(DeployKind::Ssh),
+            ..Default::default()
+        };
+        let mut input: &[u8] = b"nginx\nhttp\napi-1=10.0.0.1:80 api-2=10.0.0.2:80\n\n\n\nhttp://{address}/version\nscrape\n";
+        let mut prompts = Vec::new();
+        let mut k = Asker {
+            input: Some((&mut input, &mut prompts)),
+            defaulted: Vec::new(),
+        };
+        let got = answers(&a, &mut k).unwrap_or_else(|f| panic!("{}", f.message));
+        let defaulted = std::mem::take(&mut k.defaulted);
+        drop(k);
+        let prompts = String::from_utf8(prompts).unwrap();
+        assert!(!prompts.contains("Deployer"), "given by a flag: {prompts}");
+        assert!(
+            prompts.contains("\"nginx\" is not one of haproxy, http, command, none"),
+            "{prompts}"
+        );
+        assert!(
+            prompts.contains("Balancer (haproxy, http, command, none) [none]: "),
+            "{prompts}"
+        );
+        assert_eq!(got.balancer, BalancerKind::Http);
+        assert_eq!(got.nodes.len(), 2);
+        assert_eq!(
+            got.install_dir, "/opt/api",
+            "an empty line takes the default"
+        );
+        assert_eq!(got.restart, "systemctl restart api");
+        assert_eq!(got.version_url.as_deref(), Some("http://{address}/version"));
+        assert_eq!(got.metrics, MetricsKind::Scrape);
+        // the input ended: the defaults from here on
+        assert_eq!(got.metrics_url, "http://{address}/metrics");
+        assert_eq!(got.release, "1.0.1");
+        assert!(got.artifact.is_none());
+        assert!(defaulted.is_empty(), "asked, not defaulted: {defaulted:?}");
+        let text = plan_text(&got);
+        assert!(text.contains("kind  = \"http\"") && text.contains("source = \"scrape\""));
+    }
 }

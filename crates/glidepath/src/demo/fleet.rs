@@ -170,9 +170,9 @@ fn is_demo_node(pid: u32, dir: &Path) -> bool {
         Path::new(std::ffi::OsStr::from_bytes(a))
     }
     args.iter().any(|a| *a == b"demo-node")
-        && args.windows(2).any(|w| {
-            w[0] == b"--dir" && named(w[1]).canonicalize().ok().as_deref() == Some(dir)
-        })
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--dir" && named(w[1]).canonicalize().ok().as_deref() == Some(dir))
 }
 
 /// Has `pid` exited (gone, or a zombie waiting for its parent)?
@@ -207,13 +207,19 @@ pub fn stop_kept(root: &Path) -> std::io::Result<Vec<Stopped>> {
     dirs.sort();
     let mut out = Vec::new();
     for dir in dirs {
-        let node = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let node = dir
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
         let pid = std::fs::read_to_string(dir.join("node.pid"))
             .ok()
             .and_then(|p| p.trim().parse::<u32>().ok())
             .filter(|p| *p > 1);
         let Some(pid) = pid.filter(|p| !exited(*p) && is_demo_node(*p, &dir)) else {
-            out.push(Stopped { node, pid, result: "not_running" });
+            out.push(Stopped {
+                node,
+                pid,
+                result: "not_running",
+            });
             continue;
         };
         let gone = |sig: i32| {
@@ -233,7 +239,11 @@ pub fn stop_kept(root: &Path) -> std::io::Result<Vec<Stopped>> {
         } else {
             "failed"
         };
-        out.push(Stopped { node, pid: Some(pid), result });
+        out.push(Stopped {
+            node,
+            pid: Some(pid),
+            result,
+        });
     }
     Ok(out)
 }

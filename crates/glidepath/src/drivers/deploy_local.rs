@@ -300,7 +300,11 @@ pub fn adopt_sync(dir: &Path, version: &str, exclude: &[String]) -> DResult<Stri
             }
         }
         fs::rename(&tmp, &dest).map_err(|e| failed("rename into", &dest, e))?;
-        format!("copied {} into {}", found.entries.join(", "), dest.display())
+        format!(
+            "copied {} into {}",
+            found.entries.join(", "),
+            dest.display()
+        )
     };
     switch_sync(dir, version, usize::MAX, None)?;
     Ok(format!("{copied}; current -> releases/{version}"))

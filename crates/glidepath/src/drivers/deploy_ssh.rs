@@ -10,9 +10,7 @@
 //! again before it is reused or switched to; the marker is never trusted.
 
 use super::service_command::tail;
-use super::{
-    reported_version, DResult, Deployer, DriverError, Installed, ServiceControl, Target,
-};
+use super::{reported_version, DResult, Deployer, DriverError, Installed, ServiceControl, Target};
 use crate::artifact::DIR_SHA256_PIPELINE;
 use crate::config::Release;
 pub use crate::template::sq;
