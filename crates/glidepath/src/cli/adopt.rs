@@ -187,7 +187,7 @@ pub async fn run(
     for n in &out {
         let mark = match n.result {
             "adopted" => "✓ adopted",
-            "already_adopted" => "· ",
+            "already_adopted" => "·",
             "would_adopt" => "· would adopt:",
             "not_changed" => "· not changed:",
             _ => "✗",

@@ -333,6 +333,7 @@ sha256   = {sha}
 # The nodes. `name` becomes a directory and a command argument; `address` is
 # host:port, filled into {{address}} (and {{host}}) in the templates below.
 [fleet]
+# name = "api"                        # the lock key (default: this file's name)
 nodes = [
 "#,
         version = q(&a.release),

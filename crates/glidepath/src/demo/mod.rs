@@ -402,6 +402,14 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         }
     ));
     if opts.keep {
+        // a next release for a first plan of one's own
+        fleet::write_release(
+            &dir.join("dist"),
+            &Behaviour {
+                version: "5".into(),
+                ..releases()[3].clone()
+            },
+        )?;
         say(&kept(&fleet, &dir));
         fleet.detach();
     } else {
@@ -434,8 +442,9 @@ fn kept(fleet: &LocalFleet, dir: &Path) -> String {
          \x20 glidepath history --journal {d}/glidepath.db\n\
          \x20 glidepath status latest --journal {d}/glidepath.db\n\
          \x20 curl -s http://{addr}/version\n\
-         \x20 glidepath init {d}/mine.toml --balancer http{nodes} --install-dir 'nodes/{{node}}' --restart 'kill -HUP $(cat {{install_dir}}/node.pid)' --version-url 'http://{{address}}/version' --release 2 --artifact {d}/dist/2/release.toml\n\
-         \x20 glidepath run {d}/mine.toml --journal {d}/glidepath.db\n\
+         a first plan of your own for it (README \"Your first plan\"):\n\
+         \x20 glidepath init plan.toml --balancer http{nodes} --install-dir '{d}/nodes/{{node}}' --restart 'kill -HUP $(cat {{install_dir}}/node.pid)' --version-url 'http://{{address}}/version' --release 5 --artifact {d}/dist/5/release.toml\n\
+         \x20 glidepath run plan.toml\n\
          stop it with:\n\
          \x20 glidepath demo --stop {d}",
         pids = pids.join(" "),
