@@ -118,6 +118,7 @@ pub async fn run(
             name: n.name.clone(),
             address: n.address.clone(),
             install_dir: plan.install_dir(n),
+            ..Default::default()
         })
         .collect();
     let mut todo = Vec::new();

@@ -32,7 +32,7 @@ impl Health {
         let Some(vt) = &self.cfg.version_url else {
             return Ok(None);
         };
-        let url = t.url_vars().fill(vt);
+        let url = t.vars("", &self.plan_dir).fill(vt);
         let what = format!("GET {url}");
         let resp = send_checked(self.client.get(&url), &what, DriverError::Failed).await?;
         let body = read_text(resp, SMALL_MAX, &what, DriverError::Failed).await?;
