@@ -244,6 +244,10 @@ pub fn switch_sync(
 /// What `dir` holds before glidepath deployed it (see
 /// [`Deployer::installed`]).
 pub fn installed_sync(dir: &Path, exclude: &[String]) -> DResult<Installed> {
+    let link = dir.join("current");
+    if fs::symlink_metadata(&link).is_ok_and(|m| !m.file_type().is_symlink()) {
+        return Err(not_a_link(&link.display().to_string()));
+    }
     let current = read_current(dir)?;
     let current_present = current
         .as_ref()
@@ -268,6 +272,13 @@ pub fn installed_sync(dir: &Path, exclude: &[String]) -> DResult<Installed> {
         current_present,
         entries,
     })
+}
+
+/// `current` is there, and not glidepath's link.
+pub(crate) fn not_a_link(path: &str) -> DriverError {
+    DriverError::Failed(format!(
+        "{path} is not a symlink: glidepath's `current` links to releases/<version>; move it aside (adopt records what the install dir holds)"
+    ))
 }
 
 /// Make what `dir` holds its first release `version` (see
@@ -475,6 +486,44 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("release 1 is not on the node"));
+    }
+
+    /// `adopt_sync` copies the install (links as links, hidden entries,
+    /// `releases`, `current` and the excluded ones left out), points
+    /// `current` at it, leaves the originals, and is idempotent; a
+    /// `current` that is not a link, or an empty dir, is refused.
+    #[test]
+    fn adopting_an_install_makes_it_the_first_release() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = tmp.path().join("node");
+        fs::create_dir_all(node.join("bin")).unwrap();
+        fs::write(node.join("bin/app"), "v1").unwrap();
+        std::os::unix::fs::symlink("bin/app", node.join("app")).unwrap();
+        fs::write(node.join(".hidden"), "x").unwrap();
+        fs::write(node.join("app.log"), "log").unwrap();
+        let ex = vec!["app.log".to_string()];
+        assert_eq!(installed_sync(&node, &ex).unwrap().entries, ["app", "bin"]);
+        let msg = adopt_sync(&node, "1.4", &ex).unwrap();
+        assert!(msg.ends_with("current -> releases/1.4"), "{msg}");
+        let r = node.join("releases/1.4");
+        assert_eq!(fs::read_to_string(r.join("bin/app")).unwrap(), "v1");
+        assert_eq!(fs::read_link(r.join("app")).unwrap(), Path::new("bin/app"));
+        assert!(!r.join("app.log").exists() && !r.join(".hidden").exists());
+        assert!(node.join("bin/app").is_file(), "the original stays");
+        assert_eq!(read_current(&node).unwrap().as_deref(), Some("1.4"));
+        assert_eq!(
+            adopt_sync(&node, "9", &ex).unwrap(),
+            "already adopted (current -> releases/1.4)"
+        );
+        let other = tmp.path().join("other");
+        fs::create_dir_all(other.join("current")).unwrap();
+        let err = installed_sync(&other, &[]).unwrap_err().to_string();
+        assert!(err.contains("is not a symlink"), "{err}");
+        let empty = tmp.path().join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        let err = adopt_sync(&empty, "1", &[]).unwrap_err().to_string();
+        assert!(err.contains("nothing is installed"), "{err}");
+        assert!(!empty.join("current").exists());
     }
 
     #[test]

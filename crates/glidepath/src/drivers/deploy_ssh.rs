@@ -419,6 +419,13 @@ impl Deployer for SshDeployer {
                 }
                 Some(("entry", e)) => found.entries.push(e.to_string()),
                 _ if line == "present" => found.current_present = true,
+                _ if line == "not-a-link" => {
+                    return Err(super::deploy_local::not_a_link(&format!(
+                        "{}:{}/current",
+                        t.name,
+                        dir(t)
+                    )))
+                }
                 _ => {}
             }
         }
@@ -460,7 +467,7 @@ fn entries_loop(exclude: &[String], body: &str) -> String {
 /// `entry NAME` lines.
 fn installed_command(d: &str, exclude: &[String]) -> String {
     format!(
-        "cd {d} 2>/dev/null || exit 0; if [ -L current ]; then c=$(readlink current); printf 'current %s\\n' \"$c\"; [ -d \"releases/$(basename \"$c\")\" ] && echo present; fi; {}",
+        "cd {d} 2>/dev/null || exit 0; if [ -L current ]; then c=$(readlink current); printf 'current %s\\n' \"$c\"; [ -d \"releases/$(basename \"$c\")\" ] && echo present; elif [ -e current ]; then echo not-a-link; exit 0; fi; {}",
         entries_loop(exclude, "printf 'entry %s\\n' \"$e\""),
         d = sq(d)
     )
