@@ -442,7 +442,9 @@ fn finish(
                     ExecError::Gate(_)
                         | ExecError::Unreachable(_)
                         | ExecError::Journal(
-                            JournalError::Locked { .. } | JournalError::OtherJournal { .. }
+                            JournalError::Locked { .. }
+                                | JournalError::OtherJournal { .. }
+                                | JournalError::NodeBusy { .. }
                         )
                 );
                 let then = if refused {

@@ -358,6 +358,7 @@ fn journal_code(e: &JournalError) -> u8 {
         JournalError::Locked { .. }
         | JournalError::Fenced { .. }
         | JournalError::OtherJournal { .. }
+        | JournalError::NodeBusy { .. }
         | JournalError::CampaignHeld { .. } => exit::LOCKED,
         JournalError::NoSuchRun(_)
         | JournalError::NoSuchCampaign(_)
@@ -404,6 +405,10 @@ impl From<JournalError> for Failure {
             JournalError::OtherJournal { journal, .. } => Failure::new(
                 exit::LOCKED,
                 format!("{e}\nhint: drive a fleet from one journal: pass --journal {journal} (or wait for that run to end)"),
+            ),
+            JournalError::NodeBusy { run, .. } => Failure::new(
+                exit::LOCKED,
+                format!("{e}\nhint: wait for it (`glidepath status {run} --watch`) or stop it (`glidepath abort {run}`); plans that share nodes should share one `[fleet] name`, so that one lease covers them"),
             ),
             JournalError::NoSuchCampaign(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath upgrade` prints its campaign's id (c…), and --journal picks the database")),
             JournalError::Unavailable { .. } => Failure::new(exit::UNREACHABLE, format!("{e}\nhint: check that the server runs and this machine reaches it")),

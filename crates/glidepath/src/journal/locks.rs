@@ -17,9 +17,10 @@ pub struct NodeLocks {
 impl NodeLocks {
     /// Lock every `(node, address)` for `run` of `journal` (a SQLite path,
     /// or a PostgreSQL URL without its password, as `Store::location` gives
-    /// it). A node locked by a run of the same journal is left to the lease
-    /// (a takeover after a stopped holder); one locked from another journal
-    /// is refused.
+    /// it). A node locked by this same run (a takeover after a stopped
+    /// holder) is left to the fleet's lease; one locked by another run, of
+    /// this journal (another fleet name on the same nodes) or of another
+    /// journal, is refused.
     pub fn acquire(
         nodes: &[(String, String)],
         run: &str,
@@ -71,8 +72,18 @@ impl NodeLocks {
                     parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
                     parts.next().unwrap_or("?").to_string(),
                 );
+                if other_journal == me && other_run == run {
+                    continue; // this run, taken over: its fleet's lease decides
+                }
                 if other_journal == me {
-                    continue; // the same journal: its lease decides
+                    // another fleet's run of this journal (a plan copied
+                    // under another name): its lease is not ours
+                    return Err(JournalError::NodeBusy {
+                        node: node.clone(),
+                        address: address.clone(),
+                        run: other_run,
+                        pid,
+                    });
                 }
                 return Err(JournalError::OtherJournal {
                     node: node.clone(),

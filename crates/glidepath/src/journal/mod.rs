@@ -200,6 +200,15 @@ pub enum JournalError {
         pid: u32,
         journal: String,
     },
+    /// A run of another fleet of this journal drives one of the nodes (two
+    /// plans naming the same nodes under two fleet names: two leases).
+    #[error("node {node} ({address}) is being rolled out by run {run} (pid {pid}) of another fleet in this journal: a node is driven by one run at a time")]
+    NodeBusy {
+        node: String,
+        address: String,
+        run: String,
+        pid: u32,
+    },
     #[error("journal file {path} cannot be written: {why}")]
     NotWritable { path: PathBuf, why: String },
     #[error("cannot take this machine's node lock {path}: {source}")]

@@ -419,6 +419,24 @@ async fn two_copies_or_two_journals_cannot_drive_one_fleet() {
         "{}",
         stderr(&out)
     );
+    // the same journal, the copy under another fleet name: another lease,
+    // but the nodes are still driven by the first run
+    let renamed = std::fs::read_to_string(&copied)
+        .unwrap()
+        .replace("name  = \"demo\"", "name  = \"demo-copy\"");
+    assert!(renamed.contains("\"demo-copy\""), "{renamed}");
+    std::fs::write(&copied, renamed).unwrap();
+    let out = env.run(&["run", copied.to_str().unwrap()]);
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "is being rolled out by run {run} (pid {}) of another fleet in this journal",
+            first.id()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains(&format!("glidepath abort {run}")));
     // an explicit other journal, the nodes spelled differently
     std::fs::write(
         &copied,
