@@ -63,7 +63,7 @@ mod exit {
     about = "Executable, provable upgrade runbooks: preflight, canary, SLI watch, batches, automatic rollback."
 )]
 pub(crate) struct Cli {
-    /// Journal: a SQLite file, or postgres://USER@HOST:PORT/DATABASE shared by a team (password from GLIDEPATH_JOURNAL_PASSWORD_FILE or GLIDEPATH_JOURNAL_PASSWORD). Default: the plan's [journal], else one per machine: $XDG_STATE_HOME/glidepath/journal.db.
+    /// Journal: a SQLite file, or postgres://USER@HOST:PORT/DATABASE shared by a team (password from GLIDEPATH_JOURNAL_PASSWORD_FILE or GLIDEPATH_JOURNAL_PASSWORD). Default: for run, preflight and validate the plan's [journal]; else (and for every command that takes a run id) one per machine: $XDG_STATE_HOME/glidepath/journal.db.
     #[arg(long, global = true, env = "GLIDEPATH_JOURNAL", hide_env_values = true)]
     journal: Option<String>,
     /// Output format for reports.
@@ -254,7 +254,6 @@ enum Cmd {
         #[arg(long, value_name = "CAMPAIGN", conflicts_with_all = ["file", "to", "enable"])]
         resume: Option<String>,
     },
-    /// Migration safety lint for rolling deploys (files or directories of .sql).
     /// Print the sha256 a plan's `[release] sha256` needs for a file or a directory (what every deployer verifies).
     Hash {
         #[arg(required = true, value_name = "PATH")]
@@ -274,6 +273,7 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Migration safety lint for rolling deploys (files or directories of .sql).
     Lint {
         #[arg(required = true)]
         paths: Vec<PathBuf>,

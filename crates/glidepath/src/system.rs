@@ -480,7 +480,10 @@ fn read_artifact(
                 *hs,
                 format!("{component} release `{version}`: `sha256` must be 64 hex digits"),
                 "not a sha256",
-                Some("sha256sum ARTIFACT | cut -d' ' -f1 (for a directory: glidepath validate prints the manifest's sha256)".into()),
+                Some(
+                    "glidepath hash ARTIFACT (a file or a directory, as the deployers verify it)"
+                        .into(),
+                ),
             );
             return None;
         }

@@ -83,7 +83,7 @@ impl Ctx {
         if !location.exists() {
             return Err(Failure::new(
                 exit::INVALID,
-                format!("no journal at {location}\nhint: pass --journal PATH (or GLIDEPATH_JOURNAL; a postgres:// URL for a shared journal); the default is one journal per machine and user, in $XDG_STATE_HOME/glidepath/ (~/.local/state/glidepath/)"),
+                format!("no journal at {location}\nhint: pass --journal PATH (or GLIDEPATH_JOURNAL; a postgres:// URL for a shared journal); the default is one journal per machine and user, in $XDG_STATE_HOME/glidepath/ (~/.local/state/glidepath/). A plan with `[journal] path` journals there: give that path (relative to the plan's directory) to --journal"),
             ));
         }
         let j = location.open()?;

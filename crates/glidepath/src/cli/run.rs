@@ -34,7 +34,7 @@ pub async fn run(
     if parts.iter().any(|p| *p) && !parts.iter().all(|p| *p) {
         return Err(Failure::new(
             exit::INVALID,
-            "--release, --artifact and --sha256 go together: a release is its version, its artifact and the artifact's reviewed sha256\nhint: glidepath run PLAN --release 1.5 --artifact dist/1.5.tar --sha256 $(sha256sum dist/1.5.tar | cut -d' ' -f1)",
+            "--release, --artifact and --sha256 go together: a release is its version, its artifact and the artifact's reviewed sha256\nhint: glidepath run PLAN --release 1.5 --artifact dist/1.5.tar --sha256 $(glidepath hash dist/1.5.tar | cut -d' ' -f1)",
         ));
     }
     let stop = stop_signals();

@@ -55,7 +55,7 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<Relea
     }
     if let Some((h, s)) = &sha {
         if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
-            r.err(*s, "`sha256` must be 64 hex digits", format!("{} characters", h.len()), Some("compute it with: sha256sum FILE, or for a directory the recipe in the README (\"Artifacts\"); `glidepath validate` prints the artifact's sha256 when it differs".into()));
+            r.err(*s, "`sha256` must be 64 hex digits", format!("{} characters", h.len()), Some("compute it with: glidepath hash ARTIFACT (a file or a directory, as the deployers verify it)".into()));
         }
     }
     let (Some((v, _)), Some(p), Some((h, _))) = (version, art_path, sha) else {
