@@ -9,7 +9,7 @@ use crate::executor::{ExecError, Executor, RunResult, StopSignals};
 use crate::journal::{now_ms, JournalError, RunRecord, RunStatus, Store};
 use crate::output::Holder;
 use crate::plan::{self, Plan};
-use crate::report::{summarize, Reporter, RunSummary};
+use crate::report::{summarize_in, Reporter, RunSummary};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,7 +124,15 @@ pub fn summary(j: &dyn Store, rec: &RunRecord, holder: bool) -> Result<RunSummar
     } else {
         None
     };
-    let mut s = summarize(rec, &plan.rollout_spec(), &j.events(&rec.id)?, holder, now);
+    let hints = crate::hints::Hints::new(&rec.id, &j.location());
+    let mut s = summarize_in(
+        rec,
+        &plan.rollout_spec(),
+        &j.events(&rec.id)?,
+        holder,
+        now,
+        &hints,
+    );
     s.campaign = j
         .campaign_of_run(&rec.id)?
         .and_then(|c| crate::output::CampaignRef::of(&c, &rec.id));

@@ -347,7 +347,7 @@ pub(crate) fn exec_code(e: &ExecError) -> u8 {
         ExecError::Journal(j) => journal_code(j),
         ExecError::Gate(_) => exit::GATE,
         ExecError::Unreachable(_) | ExecError::Suspended { .. } => exit::UNREACHABLE,
-        ExecError::Interrupted(_) => exit::INTERRUPTED,
+        ExecError::Interrupted(..) => exit::INTERRUPTED,
         ExecError::JournalLost {
             unreachable: true, ..
         } => exit::UNREACHABLE,
@@ -358,23 +358,31 @@ pub(crate) fn exec_code(e: &ExecError) -> u8 {
 impl From<JournalError> for Failure {
     fn from(e: JournalError) -> Self {
         match &e {
-            JournalError::Locked { holder_dead: true, run_id, .. } => Failure::new(
-                exit::LOCKED,
-                format!("{e}\nhint: that process is gone; `glidepath resume {run_id}` finishes its run, `glidepath abort {run_id}` stops it safely"),
-            ),
-            JournalError::Locked { run_id, heartbeat_age_ms, ttl_ms, .. } => Failure::new(exit::LOCKED, format!(
-                "{e}\nhint: wait for it (`glidepath status {run_id} --watch` follows it to its end); its last heartbeat was {:.1}s ago: should it have stopped answering, `glidepath resume {run_id}` takes it over once that passes {}s",
-                *heartbeat_age_ms as f64 / 1000.0,
-                ttl_ms / 1000
-            )),
+            JournalError::Locked { holder_dead: true, run_id, .. } => {
+                let h = cli::hints(run_id);
+                Failure::new(
+                    exit::LOCKED,
+                    format!("{e}\nhint: that process is gone; `{}` finishes its run, `{}` stops it safely", h.cmd("resume"), h.cmd("abort")),
+                )
+            }
+            JournalError::Locked { run_id, heartbeat_age_ms, ttl_ms, .. } => {
+                let h = cli::hints(run_id);
+                Failure::new(exit::LOCKED, format!(
+                    "{e}\nhint: wait for it (`{}` follows it to its end); its last heartbeat was {:.1}s ago: should it have stopped answering, `{}` takes it over once that passes {}s",
+                    h.cmd_with("status", "--watch"),
+                    *heartbeat_age_ms as f64 / 1000.0,
+                    h.cmd("resume"),
+                    ttl_ms / 1000
+                ))
+            }
             JournalError::NoSuchRun(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath history` lists runs; a run is named by its id, a unique prefix of it, or `latest` (and --journal picks the database)")),
             JournalError::Fenced { run, .. } => Failure::new(
                 exit::LOCKED,
-                format!("{e}\nhint: another process resumed this run after this one stopped answering; `glidepath status {run} --watch` follows it"),
+                format!("{e}\nhint: another process resumed this run after this one stopped answering; `{}` follows it", cli::hints(run).cmd_with("status", "--watch")),
             ),
             JournalError::OtherJournal { journal, .. } => Failure::new(
                 exit::LOCKED,
-                format!("{e}\nhint: drive a fleet from one journal: pass --journal {journal} (or wait for that run to end)"),
+                format!("{e}\nhint: drive a fleet from one journal: pass --journal {} (or wait for that run to end)", glidepath::hints::shell_word(journal)),
             ),
             JournalError::NoSuchCampaign(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath upgrade` prints its campaign's id (c…), and --journal picks the database")),
             JournalError::Unavailable { .. } => Failure::new(exit::UNREACHABLE, format!("{e}\nhint: check that the server runs and this machine reaches it")),
@@ -393,7 +401,7 @@ impl From<ExecError> for Failure {
             ExecError::Unreachable(_) => {
                 Failure::new(exit::UNREACHABLE, format!("{e}\nno node was changed"))
             }
-            ExecError::Interrupted(_) => Failure::new(exit::INTERRUPTED, e.to_string()),
+            ExecError::Interrupted(..) => Failure::new(exit::INTERRUPTED, e.to_string()),
             ExecError::Suspended { .. } => Failure::new(exit::UNREACHABLE, e.to_string()),
             ExecError::BadJournaledPlan { .. } => Failure::new(exit::INTERNAL, e.to_string()),
             ExecError::JournalLost { .. } => Failure::new(exec_code(&e), e.to_string()),

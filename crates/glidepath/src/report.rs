@@ -470,13 +470,28 @@ impl Console {
     }
 }
 
-/// Build a summary from the journal's record and events.
+/// Build a summary from the journal's record and events (its hints name
+/// no journal: see [`summarize_in`]).
 pub fn summarize(
     rec: &RunRecord,
     spec: &RolloutSpec,
     events: &[Event],
     holder: Option<Holder>,
     now: u64,
+) -> RunSummary {
+    let hints = crate::hints::Hints::with_arg(&rec.id, None);
+    summarize_in(rec, spec, events, holder, now, &hints)
+}
+
+/// [`summarize`], the commands it suggests spelled by `hints` (the run's
+/// journal when it is not the default one).
+pub fn summarize_in(
+    rec: &RunRecord,
+    spec: &RolloutSpec,
+    events: &[Event],
+    holder: Option<Holder>,
+    now: u64,
+    hints: &crate::hints::Hints,
 ) -> RunSummary {
     let state = RunState::replay(spec, events);
     let mut nodes = Vec::new();
@@ -549,13 +564,20 @@ pub fn summarize(
         RunStatus::Suspended => glidepath_core::decide(spec, &state, now).waiting,
         _ => None,
     }
-    .map(|w| with_run_id(&w, &rec.id));
+    .map(|w| hints.fill(&w));
+    let next_commands = hints.next_commands(crate::hints::situation(
+        rec.status,
+        spec,
+        &state,
+        holder.as_ref().map(|h| h.alive),
+    ));
     RunSummary {
         run_id: rec.id.clone(),
         fleet: rec.fleet.clone(),
         version: rec.version.clone(),
         status: rec.status.to_string(),
-        reason: with_run_id(&rec.reason, &rec.id),
+        reason: hints.fill(&rec.reason),
+        next_commands,
         cause: state.cause.clone(),
         started_at: rec.created_at,
         updated_at: last,
@@ -586,9 +608,9 @@ pub fn summarize(
 }
 
 /// The core's texts name the run `RUN` (it does not know its id): the
-/// commands they suggest, with the real id.
+/// commands they suggest, with the real id ([`crate::hints::Hints::fill`]).
 pub fn with_run_id(text: &str, run: &str) -> String {
-    text.replace(" RUN`", &format!(" {run}`"))
+    crate::hints::Hints::with_arg(run, None).fill(text)
 }
 
 /// Where each task stands, from the state and (for the attempts and the
@@ -709,6 +731,12 @@ impl RunSummary {
         }
         if let Some(w) = &self.waiting {
             s.push_str(&format!("waiting: {w}\n"));
+        }
+        if !self.next_commands.is_empty() {
+            s.push_str("next:\n");
+            for c in &self.next_commands {
+                s.push_str(&format!("  {c}\n"));
+            }
         }
         if let Some(c) = &self.cause {
             s.push_str(&format!("why it left the forward path: {}\n", c.reason));

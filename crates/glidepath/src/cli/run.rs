@@ -40,6 +40,7 @@ pub async fn run(
     let stop = stop_signals();
     let p = load_plan_with(path, ctx, &release)?;
     let location = ctx.given_journal()?.unwrap_or_else(|| p.journal_location());
+    super::used_journal(&location);
     let journal = location.open()?;
     let drivers = Drivers::for_plan(&p);
     let opts = glidepath::executor::StartOptions {

@@ -23,6 +23,7 @@ use steps::perform;
 pub use steps::{events_in_flight, Releases};
 
 use crate::drivers::{Drivers, Target};
+use crate::hints::Hints;
 pub use crate::gates::builtin::{builtin_checks, same_release};
 use crate::journal::{now_ms, CommandKind, JournalError, RunRecord, RunStatus, Store};
 use crate::plan::Plan;
@@ -46,9 +47,10 @@ pub enum ExecError {
     #[error("infrastructure unreachable: {0}")]
     Unreachable(String),
     /// The journal could not be written mid-run: no new step was taken.
-    #[error("the journal {journal} cannot be written ({cause}): no new step was taken{}{}; `glidepath resume {run} --journal {journal}` finishes the run once the journal is writable again",
+    #[error("the journal {journal} cannot be written ({cause}): no new step was taken{}{}; `{}` finishes the run once the journal is writable again",
         if restored.is_empty() { String::new() } else { format!("; drained but unchanged, back in rotation: {}", restored.join(", ")) },
-        if kept.is_empty() { String::new() } else { format!("; still out of rotation: {}", kept.join(", ")) })]
+        if kept.is_empty() { String::new() } else { format!("; still out of rotation: {}", kept.join(", ")) },
+        Hints::with_arg(run, Some(journal.clone())).cmd("resume"))]
     JournalLost {
         journal: String,
         run: String,
@@ -63,12 +65,21 @@ pub enum ExecError {
     #[error("the journaled plan of run {run} no longer parses: {message}")]
     BadJournaledPlan { run: String, message: String },
     /// A second Ctrl-C: stopped at once, the journal intact for `resume`.
-    #[error("interrupted twice: stopped immediately; `glidepath resume {0}` finishes the run")]
-    Interrupted(String),
+    #[error("interrupted twice: stopped immediately; `{}` finishes the run", Hints::new(.0, .1).cmd("resume"))]
+    Interrupted(String, String),
     /// An infrastructure outage outlasted the retry deadline: the run took
     /// no new step, let the steps in flight finish, and stopped resumable.
-    #[error("run {run} stopped: {reason}\nno step is in flight; each node is as its last journaled step left it (`glidepath status {run}` shows which are out of rotation); `glidepath resume {run}` continues once the infrastructure answers (`glidepath rollback {run}` restores it instead)")]
-    Suspended { run: String, reason: String },
+    #[error("run {run} stopped: {}\nno step is in flight; each node is as its last journaled step left it (`{}` shows which are out of rotation); `{}` continues once the infrastructure answers (`{}` restores it instead)",
+        Hints::with_arg(run, journal.clone()).fill(reason),
+        Hints::with_arg(run, journal.clone()).cmd("status"),
+        Hints::with_arg(run, journal.clone()).cmd("resume"),
+        Hints::with_arg(run, journal.clone()).cmd("rollback"))]
+    Suspended {
+        run: String,
+        reason: String,
+        /// `--journal` for the commands (none: the default journal).
+        journal: Option<String>,
+    },
 }
 
 /// How a run ended, for the CLI.
@@ -337,8 +348,8 @@ impl Executor {
         ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
         let jp = ex.journal.location();
         ex.reporter.note(&format!(
-            "journal {jp} · follow it with: glidepath status {} --watch --journal {jp}",
-            ex.run_id
+            "journal {jp} · follow it with: {}",
+            Hints::new(&ex.run_id, &jp).cmd_with("status", "--watch")
         ));
         let result = ex.preflight_then_drive().await;
         if let Some(n) = notifier {
@@ -724,6 +735,7 @@ impl Executor {
                 return Err(ExecError::Suspended {
                     run: self.run_id.clone(),
                     reason,
+                    journal: crate::hints::journal_arg(&self.journal.location()),
                 });
             }
             let now = now_ms();
@@ -784,7 +796,19 @@ impl Executor {
                     )?;
                 }
                 if let Some(w) = &d.waiting {
-                    self.reporter.waiting(&self.run_id, w);
+                    let hints = Hints::new(&self.run_id, &self.journal.location());
+                    self.reporter.waiting(&self.run_id, &hints.fill(w));
+                    if d.waits_on == Some(WaitsOn::Person) {
+                        let now = crate::hints::situation(
+                            RunStatus::Paused,
+                            &self.spec,
+                            &self.state,
+                            Some(true),
+                        );
+                        for c in hints.next_commands(now) {
+                            self.reporter.note(&format!("  next: {c}"));
+                        }
+                    }
                 }
                 last_waiting = d.waiting.clone();
             }
@@ -830,7 +854,10 @@ impl Executor {
 
     async fn interrupted(&mut self, count: u32, what: &str) -> Result<(), ExecError> {
         if count > 1 {
-            return Err(ExecError::Interrupted(self.run_id.clone()));
+            return Err(ExecError::Interrupted(
+                self.run_id.clone(),
+                self.journal.location(),
+            ));
         }
         self.reporter.note(&format!(
             "{what}: aborting safely (finishing steps in flight, restoring half-deployed nodes); press Ctrl-C again to stop at once"

@@ -7,6 +7,7 @@ mod budget;
 mod follow;
 mod gates;
 mod harness;
+mod honest;
 mod journal_move;
 mod json;
 mod judge;

@@ -1,0 +1,230 @@
+//! Honest messages and copy-paste hints (issue 14, items 3 and 5): a gate
+//! with nothing to check is `skipped`, the narration claims no action that
+//! did not happen, a restart whose background child holds the output says
+//! so, and every hint names the real run and journal.
+
+use crate::harness::*;
+use crate::rollout::knobs;
+use glidepath_core::Event;
+use std::time::Duration;
+
+/// The demo plan's restart line.
+const RESTART: &str = "restart       = \"kill -HUP $(cat {install_dir}/node.pid)\"";
+
+/// A restart that starts a background process without redirecting its
+/// output (`sleep 30 &`): the shell exits at once, the sleep holds the pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_whose_background_child_holds_the_output_succeeds_and_says_so() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let pids = env.path().join("bg.pids");
+    let src = std::fs::read_to_string(&plan).unwrap().replace(
+        RESTART,
+        &format!(
+            "restart       = \"kill -HUP $(cat {{install_dir}}/node.pid); sleep 30 & echo $! >> {}\"\nrestart_timeout = \"5s\"",
+            pids.display()
+        ),
+    );
+    assert!(src.contains("sleep 30 &"), "restart replaced");
+    std::fs::write(&plan, src).unwrap();
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    let text = stdout(&out);
+    // the sleeps this test started
+    for pid in std::fs::read_to_string(&pids).unwrap_or_default().lines() {
+        if let Ok(p) = pid.trim().parse::<i32>() {
+            // SAFETY: a process this test's plan started.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    env.assert_fleet(&["2", "2"]).await;
+    assert!(!text.contains("timed out"), "{text}");
+    assert!(
+        text.contains("still holds its output") && text.contains("setsid"),
+        "says what holds the output and how to fix it: {text}"
+    );
+    let held = text
+        .lines()
+        .find(|l| l.contains("still holds its output"))
+        .unwrap();
+    assert!(held.contains("(pid "), "names the process: {held}");
+}
+
+/// Preflight with a node down: the gates that could not check anything say
+/// `skipped` (not an empty pass), and the refusal is a node unhealthy before
+/// the run (exit 3), not an unreachable infrastructure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_at_preflight_is_unhealthy_and_empty_gates_are_skipped() {
+    let mut env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs());
+    env.traffic.take().unwrap().stop().await;
+    env.fleet.nodes[0].kill();
+    env.fleet.nodes[1].kill();
+    let out = env.run(&["preflight", plan.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 3, "{text}{}", stderr(&out));
+    for l in text.lines() {
+        assert!(
+            !(l.contains(" pass ") && (l.contains(" 0 of ") || l.contains("0 node(s)"))),
+            "an empty pass: {l}"
+        );
+        assert!(
+            !l.trim_end().ends_with("releases:"),
+            "an empty list passed: {l}"
+        );
+    }
+    let line = |g: &str| {
+        text.lines()
+            .find(|l| l.starts_with(g))
+            .unwrap_or_else(|| panic!("no {g} line: {text}"))
+            .to_string()
+    };
+    assert!(line("rollback-target").contains("skipped"), "{text}");
+    assert!(line("permissions").contains("skipped"), "{text}");
+    assert!(line("health ").contains("FAIL"), "{text}");
+    let json = env.run(&["preflight", plan.to_str().unwrap(), "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let verdict = |g: &str| {
+        v["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["gate"] == g)
+            .unwrap()["verdict"]
+            .clone()
+    };
+    assert_eq!(verdict("rollback-target"), "skipped", "{v}");
+    assert_eq!(verdict("health"), "fail", "{v}");
+    let run = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&run), 3, "a node down before the run: {}", stderr(&run));
+    let events = env.events(&env.latest_run());
+    assert!(
+        events.iter().any(|e| matches!(e, Event::GatesChecked { results, .. }
+            if results.iter().any(|g| g.gate == "permissions" && g.verdict == "skipped"))),
+        "journaled as skipped: {events:?}"
+    );
+}
+
+/// `balancer = "none"`: the balancer gate is skipped, and the narration
+/// never claims a drain that no balancer did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_balancer_nothing_claims_a_balancer_answered() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let src = std::fs::read_to_string(&plan).unwrap().replace(
+        glidepath::demo::plans::HTTP_BALANCER,
+        "[balancer]\nkind = \"none\"\n",
+    );
+    assert!(src.contains("kind = \"none\""), "balancer replaced");
+    std::fs::write(&plan, src).unwrap();
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(
+        !text.contains("balancer(s) answer"),
+        "no balancer answered: {text}"
+    );
+    assert!(
+        !text.contains("active connection"),
+        "no connection was counted: {text}"
+    );
+    let gate = text
+        .lines()
+        .find(|l| l.contains("preflight  balancer"))
+        .unwrap();
+    assert!(gate.contains("skipped"), "{gate}");
+}
+
+/// The pause prompt names the real run and the journal (not the default
+/// one here), and the next commands; run as printed, promote goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pause_prompt_is_a_command_that_works_as_printed() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs().paused_after_canary());
+    let journal = env.path().join("elsewhere/my journal.db");
+    std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
+    let j = journal.to_str().unwrap();
+    let child = env.spawn(&["run", plan.to_str().unwrap(), "--journal", j]);
+    let store = || glidepath::journal::Journal::open(&journal).unwrap();
+    wait_until("the run to pause", Duration::from_secs(60), || {
+        journal.exists()
+            && store()
+                .runs(1)
+                .ok()
+                .and_then(|r| r.into_iter().next())
+                .is_some_and(|r| r.status == "paused")
+    })
+    .await;
+    let run = store().runs(1).unwrap().remove(0).id;
+    let status = env.run(&["status", &run, "--journal", j]);
+    let text = stdout(&status);
+    let promote = text
+        .lines()
+        .find_map(|l| {
+            let at = l.find("glidepath promote ")?;
+            Some(l[at..].to_string())
+        })
+        .unwrap_or_else(|| panic!("no promote command: {text}"));
+    assert!(promote.contains(&run), "{promote}");
+    assert!(
+        text.contains(&format!("glidepath abort {run}")),
+        "abort is named: {text}"
+    );
+    // as a shell would split it
+    let words = shell_words(promote.split("  (").next().unwrap().trim_end_matches('`'));
+    assert_eq!(words[0], "glidepath");
+    let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    let p = env.run(&args);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    // what the runner printed when it paused said the same
+    let out = wait_output(child, Duration::from_secs(60)).await;
+    assert_eq!(code(&out), 0);
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!("glidepath promote {run} --journal '{j}'")),
+        "{said}"
+    );
+}
+
+/// Split a line as `sh` would (single quotes, double quotes, backslashes).
+pub fn shell_words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut any = false;
+    let mut it = line.chars();
+    while let Some(c) = it.next() {
+        match c {
+            '\'' => {
+                any = true;
+                for d in it.by_ref() {
+                    if d == '\'' {
+                        break;
+                    }
+                    cur.push(d);
+                }
+            }
+            '"' => {
+                any = true;
+                while let Some(d) = it.next() {
+                    match d {
+                        '"' => break,
+                        '\\' => cur.extend(it.next()),
+                        d => cur.push(d),
+                    }
+                }
+            }
+            '\\' => cur.extend(it.next()),
+            c if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
