@@ -53,6 +53,9 @@ mod exit {
     pub const LOCKED: u8 = 6;
     pub const ROLLBACK_FAILED: u8 = 7;
     pub const INTERNAL: u8 = 8;
+    /// Nothing to do: the run already ended (or no node runs its release
+    /// any more); nothing was changed or journaled.
+    pub const NOTHING_TO_DO: u8 = 9;
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -421,9 +424,10 @@ impl From<ControlError> for Failure {
             ControlError::Journal(j) => j.into(),
             ControlError::Exec(x) => x.into(),
             ControlError::NotPickedUp { .. } => Failure::new(exit::UNREACHABLE, e.to_string()),
-            ControlError::RefusedAtPreflight { .. }
-            | ControlError::PromoteFinished { .. }
-            | ControlError::RollingBack { .. }
+            ControlError::RefusedAtPreflight { .. } | ControlError::PromoteFinished { .. } => {
+                Failure::new(exit::NOTHING_TO_DO, e.to_string())
+            }
+            ControlError::RollingBack { .. }
             | ControlError::NotPaused { .. }
             | ControlError::RefusedByRun { .. }
             | ControlError::Irreversible { .. }

@@ -137,6 +137,17 @@ pub fn hints(run: &str) -> glidepath::hints::Hints {
     }
 }
 
+/// The commands that apply to a run now, as lines to append to a message
+/// (empty when none does).
+pub fn next_after(j: &dyn Store, run: &str) -> Result<String, Failure> {
+    let rec = j.run(run)?;
+    let s = glidepath::control::summary(j, &rec, true)?;
+    Ok(s.next_commands
+        .iter()
+        .map(|c| format!("\nnext: {c}"))
+        .collect())
+}
+
 /// Print the command's one JSON document.
 pub fn print_json<T: Serialize>(body: T) {
     println!("{}", glidepath::output::document(body));

@@ -4,6 +4,7 @@
 //! journal (`team.rs`, and the kill -9 suite again in `rollout.rs`).
 
 mod budget;
+mod exit_codes;
 mod follow;
 mod gates;
 mod harness;
