@@ -41,6 +41,8 @@ struct ConsoleState {
     announced: bool,
     /// Nodes already narrated as failed within the failure budget.
     budget: std::collections::BTreeSet<String>,
+    /// An SLI window was under way when the resumed run's process died.
+    window_open: bool,
 }
 
 /// How much the narration says (`-q`, the default, `-v`).
@@ -79,6 +81,7 @@ impl Console {
                 verdicts: HashMap::new(),
                 announced: false,
                 budget: Default::default(),
+                window_open: false,
             }),
         }
     }
@@ -154,8 +157,12 @@ impl Reporter for Console {
     }
 
     fn run_resumed(&self, run_id: &str, plan: &Plan, spec: &RolloutSpec, events: &[Event]) {
-        if let Some(e) = events.first() {
-            self.st.lock().expect("console lock").start = Some(e.at());
+        {
+            let mut st = self.st.lock().expect("console lock");
+            if let Some(e) = events.first() {
+                st.start = Some(e.at());
+            }
+            st.window_open = RunState::replay(spec, events).window.is_some();
         }
         self.plain(&self.paint(
             "1",
@@ -370,11 +377,16 @@ impl Reporter for Console {
                         None => format!("{} {}", s.node.as_deref().unwrap_or("-"), s.kind.as_str()),
                     })
                     .collect();
+                let window = if self.st.lock().expect("console lock").window_open {
+                    "; the SLI window under way starts over (observations are not carried over)"
+                } else {
+                    ""
+                };
                 let text = if what.is_empty() {
-                    "the previous process died; SLI window restarts (observations are not carried over)".to_string()
+                    format!("the previous process died with no step in flight: going on from the journal{window}")
                 } else {
                     format!(
-                        "the previous process died with {} in flight: repeating what is safe to repeat",
+                        "the previous process died with {} in flight: repeating what is safe to repeat{window}",
                         what.join(", ")
                     )
                 };

@@ -174,9 +174,11 @@ async fn code_5_and_6_aborted_while_a_second_run_is_locked_out() {
     assert_eq!(code(&out), 5);
     // after an abort, what to do next is said, spelled out
     let said = stdout(&out);
+    let end = &said[said.rfind("status: aborted").expect("the summary")..];
     assert!(
-        said.contains(&format!("glidepath rollback {run}")),
-        "the next commands after an abort: {said}"
+        end.contains(&format!("next:\n  glidepath status {run}"))
+            && end.contains(&format!("glidepath rollback {run}  (")),
+        "the next commands after an abort: {end}"
     );
 }
 

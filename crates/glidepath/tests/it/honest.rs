@@ -125,8 +125,12 @@ async fn with_no_balancer_nothing_claims_a_balancer_answered() {
         "no balancer answered: {text}"
     );
     assert!(
-        !text.contains("active connection"),
+        !text.contains("✓ 0 active connection"),
         "no connection was counted: {text}"
+    );
+    assert!(
+        text.contains("✓ no balancer: no connection to wait for"),
+        "{text}"
     );
     let gate = text
         .lines()
@@ -160,10 +164,9 @@ async fn the_pause_prompt_is_a_command_that_works_as_printed() {
     let text = stdout(&status);
     let promote = text
         .lines()
-        .find_map(|l| {
-            let at = l.find("glidepath promote ")?;
-            Some(l[at..].to_string())
-        })
+        .map(str::trim)
+        .find(|l| l.starts_with("glidepath promote "))
+        .map(str::to_string)
         .unwrap_or_else(|| panic!("no promote command: {text}"));
     assert!(promote.contains(&run), "{promote}");
     assert!(
@@ -171,7 +174,7 @@ async fn the_pause_prompt_is_a_command_that_works_as_printed() {
         "abort is named: {text}"
     );
     // as a shell would split it
-    let words = shell_words(promote.split("  (").next().unwrap().trim_end_matches('`'));
+    let words = shell_words(promote.split("  (").next().unwrap());
     assert_eq!(words[0], "glidepath");
     let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
     let p = env.run(&args);
@@ -227,4 +230,29 @@ pub fn shell_words(line: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+/// A plan with no `[sli]`, its process killed mid-run: the resumed
+/// narration does not speak of an SLI window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_a_plan_without_sli_speaks_of_no_window() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let src = std::fs::read_to_string(&plan).unwrap();
+    let (head, rest) = src.split_once("[sli]").unwrap();
+    let (_, tail) = rest.split_once("[rollback]").unwrap();
+    let text = format!("{head}[rollback]{tail}")
+        .lines()
+        .filter(|l| !l.starts_with("sli_window") && !l.starts_with("probe_interval"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("on = [\"health\", \"sli\"]", "on = [\"health\"]");
+    std::fs::write(&plan, text).unwrap();
+    env.run_until_killed(&["run", plan.to_str().unwrap()], "outcome:switch:node-1");
+    let run = env.latest_run();
+    let out = env.run(&["resume", &run]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("the previous process died"), "{said}");
+    assert!(!said.contains("SLI window"), "{said}");
 }
