@@ -190,6 +190,13 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Close a rollback_failed run once a person fixed the node(s) it kept out of rotation (journaled with who and why); a new run of the fleet is refused until then.
+    Resolve {
+        run: String,
+        /// What was fixed (journaled with who and when).
+        #[arg(long)]
+        reason: String,
+    },
     /// Versions and protocol versions in use, and pairs already incompatible.
     Inventory {
         /// A system file ([[component]]s), or a plan with [system] file = "…".
@@ -348,7 +355,7 @@ fn journal_code(e: &JournalError) -> u8 {
 pub(crate) fn exec_code(e: &ExecError) -> u8 {
     match e {
         ExecError::Journal(j) => journal_code(j),
-        ExecError::Gate(_) => exit::GATE,
+        ExecError::Gate(_) | ExecError::Unresolved { .. } => exit::GATE,
         ExecError::Unreachable(_) | ExecError::Suspended { .. } => exit::UNREACHABLE,
         ExecError::Interrupted(..) => exit::INTERRUPTED,
         ExecError::JournalLost {
@@ -401,6 +408,7 @@ impl From<ExecError> for Failure {
         match e {
             ExecError::Journal(j) => j.into(),
             ExecError::Gate(_) => Failure::new(exit::GATE, format!("{e}\nno node was changed")),
+            ExecError::Unresolved { .. } => Failure::new(exit::GATE, e.to_string()),
             ExecError::Unreachable(_) => {
                 Failure::new(exit::UNREACHABLE, format!("{e}\nno node was changed"))
             }
@@ -426,6 +434,12 @@ impl From<ControlError> for Failure {
             ControlError::NotPickedUp { .. } => Failure::new(exit::UNREACHABLE, e.to_string()),
             ControlError::RefusedAtPreflight { .. } | ControlError::PromoteFinished { .. } => {
                 Failure::new(exit::NOTHING_TO_DO, e.to_string())
+            }
+            ControlError::NotRollbackFailed { status, .. } if status.is_final() => {
+                Failure::new(exit::NOTHING_TO_DO, e.to_string())
+            }
+            ControlError::NotRollbackFailed { .. } | ControlError::ResolveWithoutReason => {
+                Failure::new(exit::INVALID, e.to_string())
             }
             ControlError::RollingBack { .. }
             | ControlError::NotPaused { .. }
@@ -576,6 +590,7 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             let reason = reason.unwrap_or_else(|| "rollback requested by operator".into());
             cli::command::run(&ctx, &run, Op::Rollback, &reason, force).await
         }
+        Cmd::Resolve { run, reason } => cli::command::resolve(&ctx, &run, &reason),
         Cmd::Status { run, watch } => cli::status::status(&ctx, run.as_deref(), watch).await,
         Cmd::History { limit } => cli::status::history(&ctx, limit),
         Cmd::Inventory { file, timeout } => cli::system::inventory(&ctx, &file, &timeout).await,

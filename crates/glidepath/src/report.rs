@@ -422,6 +422,12 @@ impl Reporter for Console {
                     &self.paint("33", &format!("! rollback requested: {reason}")),
                 )
             }
+            Event::Resolved { at, by, reason } => self.line(
+                *at,
+                "-",
+                "resolved",
+                &self.paint("32", &format!("✓ resolved by {by}: {reason}")),
+            ),
             Event::Suspended { at, reason } => self.line(
                 *at,
                 "-",

@@ -98,3 +98,30 @@ pub async fn run(
         }
     }
 }
+
+/// `resolve`: close a rollback_failed run after a person fixed its node(s).
+pub fn resolve(ctx: &Ctx, run: &str, reason: &str) -> Result<u8, Failure> {
+    let (_, mut j) = ctx.open_existing()?;
+    let run = glidepath::control::resolve_run(j.as_ref(), run)?.id;
+    let done = control::resolve(j.as_mut(), &run, reason)?;
+    let s = control::summary(j.as_ref(), &done.run, true)?;
+    if ctx.json() {
+        print_json(Command {
+            run_id: &run,
+            command: "resolve",
+            acknowledged: true,
+            result: CommandResult::CarriedOut,
+            status: Some(&s.status),
+            holder: None,
+            summary: Some(&s),
+        });
+    } else {
+        println!(
+            "run {run} resolved by {}: {}; a new run of fleet `{}` may start",
+            done.by,
+            reason.trim(),
+            done.run.fleet
+        );
+    }
+    Ok(exit::OK)
+}

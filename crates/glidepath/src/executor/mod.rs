@@ -27,7 +27,7 @@ use crate::hints::Hints;
 pub use crate::gates::builtin::{builtin_checks, same_release};
 use crate::journal::{now_ms, CommandKind, JournalError, RunRecord, RunStatus, Store};
 use crate::plan::Plan;
-use crate::report::Reporter;
+use crate::report::{with_run_id, Reporter};
 use glidepath_core::{
     decide, Event, Outcome, Phase, RolloutSpec, RunState, Step, StepKind, StepOutcome, WaitsOn,
 };
@@ -61,6 +61,18 @@ pub enum ExecError {
         /// The journal's server stayed unreachable past the retry deadline
         /// (an infrastructure fault: exit 4), rather than failing to write.
         unreachable: bool,
+    },
+    /// The fleet's last run ended `rollback_failed` and nobody resolved it:
+    /// a node may still be out of rotation or half-restored.
+    #[error("fleet `{fleet}`: its last run {run} ended rollback_failed and is not resolved ({why})\nno new run starts on a fleet a failed rollback left for a person; no node was changed\nhint: check the node(s) first: `{}` names each node kept out of rotation and why; make sure each serves its previous release, answers its health check and is back in rotation; then `{}` closes that run",
+        Hints::with_arg(run, journal.clone()).cmd("status"),
+        Hints::with_arg(run, journal.clone()).cmd_with("resolve", "--reason \"what was fixed\""))]
+    Unresolved {
+        fleet: String,
+        run: String,
+        why: String,
+        /// `--journal` for the commands (none: the default journal).
+        journal: Option<String>,
     },
     #[error("the journaled plan of run {run} no longer parses: {message}")]
     BadJournaledPlan { run: String, message: String },
@@ -316,6 +328,25 @@ impl Executor {
         if let Err(e) = journal.acquire_lease(&plan.fleet_name, &run_id, false) {
             journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
             return Err(e.into());
+        }
+        match crate::control::unresolved(journal.as_ref(), &plan.fleet_name, &run_id) {
+            Ok(None) => {}
+            Ok(Some(failed)) => {
+                let e = ExecError::Unresolved {
+                    fleet: plan.fleet_name.clone(),
+                    run: failed.id.clone(),
+                    why: with_run_id(&failed.reason, &failed.id),
+                    journal: crate::hints::journal_arg(&journal.location()),
+                };
+                journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
+                journal.release_lease(&plan.fleet_name, &run_id)?;
+                return Err(e);
+            }
+            Err(e) => {
+                journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
+                journal.release_lease(&plan.fleet_name, &run_id)?;
+                return Err(e.into());
+            }
         }
         let locks = match node_locks(&plan, &run_id, journal.as_ref()) {
             Ok(l) => l,

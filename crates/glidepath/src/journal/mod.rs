@@ -261,6 +261,10 @@ pub enum RunStatus {
     Refused,
     /// A `pre` task failed: no node was changed.
     Failed,
+    /// A `rollback_failed` run that a person closed after fixing the node
+    /// it kept out of rotation (`glidepath resolve`; the reason says who
+    /// and what was done).
+    Resolved,
 }
 
 /// A name the journal does not know (a status or a command kind).
@@ -269,7 +273,7 @@ pub enum RunStatus {
 pub struct UnknownName(pub String);
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 11] = [
+    pub const ALL: [RunStatus; 12] = [
         RunStatus::Preflight,
         RunStatus::Running,
         RunStatus::Paused,
@@ -281,6 +285,7 @@ impl RunStatus {
         RunStatus::RollbackFailed,
         RunStatus::Refused,
         RunStatus::Failed,
+        RunStatus::Resolved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -296,6 +301,7 @@ impl RunStatus {
             RunStatus::RollbackFailed => "rollback_failed",
             RunStatus::Refused => "refused",
             RunStatus::Failed => "failed",
+            RunStatus::Resolved => "resolved",
         }
     }
 
@@ -317,6 +323,7 @@ impl RunStatus {
                 | RunStatus::RollbackFailed
                 | RunStatus::Refused
                 | RunStatus::Failed
+                | RunStatus::Resolved
         )
     }
 }

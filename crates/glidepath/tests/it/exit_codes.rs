@@ -183,7 +183,7 @@ async fn code_5_and_6_aborted_while_a_second_run_is_locked_out() {
 }
 
 /// The demo plan with a restart that works while `broken` does not exist.
-fn breakable(env: &Env, broken: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn breakable(env: &Env, broken: &std::path::Path) -> std::path::PathBuf {
     let plan = env.plan(&env.v2, &knobs());
     let src = std::fs::read_to_string(&plan).unwrap().replace(
         "restart       = \"kill -HUP $(cat {install_dir}/node.pid)\"",

@@ -256,3 +256,106 @@ async fn resuming_a_plan_without_sli_speaks_of_no_window() {
     assert!(said.contains("the previous process died"), "{said}");
     assert!(!said.contains("SLI window"), "{said}");
 }
+
+/// A person's fix of a node a failed rollback kept out: restart it on the
+/// release its `current` names, and put it back into rotation.
+async fn fix_by_hand(env: &Env, i: usize) {
+    let n = &env.fleet.nodes[i];
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -HUP $(cat '{}/node.pid')", n.dir.display()))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "restarted {}", n.name);
+    wait_until_async("the node to serve 1", Duration::from_secs(20), || async {
+        env.node_state(i).await.0 == "1"
+    })
+    .await;
+    reqwest::Client::new()
+        .post(format!("http://{}/admin/ready", n.address))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+}
+
+/// A run that ended rollback_failed blocks the next run of its fleet until
+/// a person resolves it (journaled, with who and why), on either journal.
+async fn resolve_closes_a_failed_rollback(backend: Backend) {
+    let env = Env::start_on(2, backend).await;
+    let broken = env.path().join("broken");
+    let plan = crate::exit_codes::breakable(&env, &broken);
+    let p = plan.to_str().unwrap();
+    assert_eq!(code(&env.run(&["run", p])), 0);
+    let run = env.latest_run();
+    std::fs::write(&broken, "").unwrap();
+    let rb = env.run(&["rollback", &run]);
+    assert_eq!(code(&rb), 7, "{}", stderr(&rb));
+    assert!(
+        stdout(&rb).contains(&format!("glidepath resolve {run}")),
+        "the end of the failed rollback points at resolve: {}",
+        stdout(&rb)
+    );
+    // a new run is refused, naming the run and what to check first
+    let again = env.run(&["run", p]);
+    assert_eq!(code(&again), 3, "{}", stderr(&again));
+    let err = stderr(&again);
+    assert!(err.contains(&format!("glidepath resolve {run}")), "{err}");
+    assert!(err.contains("check the node(s) first"), "{err}");
+    if backend == Backend::Postgres {
+        assert!(err.contains(" --journal postgres://"), "{err}");
+    }
+    let refused = env.latest_run();
+    assert_ne!(refused, run);
+    // resume points at resolve too; resolve refuses other runs
+    let r = env.run(&["resume", &run]);
+    assert_eq!(code(&r), 9);
+    assert!(stdout(&r).contains(&format!("glidepath resolve {run}")), "{}", stdout(&r));
+    let other = env.run(&["resolve", &refused, "--reason", "x"]);
+    assert_eq!(code(&other), 9, "{}", stderr(&other));
+    assert!(stderr(&other).contains("only a rollback_failed run is resolved"));
+    let empty = env.run(&["resolve", &run, "--reason", " "]);
+    assert_eq!(code(&empty), 2);
+    // the person fixes the nodes, then resolves
+    std::fs::remove_file(&broken).unwrap();
+    for i in 0..2 {
+        fix_by_hand(&env, i).await;
+    }
+    env.assert_fleet(&["1", "1"]).await;
+    let ok = env.run(&["resolve", &run, "--reason", "restarted both nodes by hand"]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    let events = env.events(&run);
+    assert!(
+        matches!(events.last(), Some(Event::Resolved { by, reason, .. })
+            if reason == "restarted both nodes by hand" && by.contains('@')),
+        "{:?}",
+        events.last()
+    );
+    let status = env.run(&["status", &run, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(v["status"], "resolved", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("restarted both nodes by hand"));
+    let history = stdout(&env.run(&["history"]));
+    assert!(history.contains("resolved"), "{history}");
+    let twice = env.run(&["resolve", &run, "--reason", "again"]);
+    assert_eq!(code(&twice), 9, "{}", stderr(&twice));
+    // and the fleet may be rolled out again
+    let next = env.run(&["run", p]);
+    assert_eq!(code(&next), 0, "{}", stderr(&next));
+    env.assert_fleet(&["2", "2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_closes_a_failed_rollback_in_sqlite() {
+    resolve_closes_a_failed_rollback(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_closes_a_failed_rollback_in_postgres() {
+    if !postgres_available() {
+        return;
+    }
+    resolve_closes_a_failed_rollback(Backend::Postgres).await;
+}
