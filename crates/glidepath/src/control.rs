@@ -174,8 +174,7 @@ pub fn unresolved(
     fleet: &str,
     except: &str,
 ) -> Result<Option<RunRecord>, JournalError> {
-    Ok(j
-        .runs(i64::MAX as usize)?
+    Ok(j.runs(i64::MAX as usize)?
         .into_iter()
         .find(|r| r.fleet == fleet && r.id != except && r.status != RunStatus::Refused)
         .filter(|r| r.status == RunStatus::RollbackFailed))

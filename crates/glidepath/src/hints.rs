@@ -205,7 +205,10 @@ mod tests {
         );
         let d = Hints::with_arg("r1", None);
         assert_eq!(d.fill("`glidepath promote RUN`"), "`glidepath promote r1`");
-        assert_eq!(d.fill("glidepath promote RUNNER"), "glidepath promote RUNNER");
+        assert_eq!(
+            d.fill("glidepath promote RUNNER"),
+            "glidepath promote RUNNER"
+        );
     }
 
     #[test]

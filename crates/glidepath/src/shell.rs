@@ -556,8 +556,9 @@ mod tests {
             .parse()
             .unwrap();
         assert!(
-            out.contains(&format!("a process it started (pid {pid}) still holds its output"))
-                && out.contains("setsid"),
+            out.contains(&format!(
+                "a process it started (pid {pid}) still holds its output"
+            )) && out.contains("setsid"),
             "names the holder and the fix: {out}"
         );
         // SAFETY: the sleep this test started.

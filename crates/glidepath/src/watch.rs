@@ -8,9 +8,9 @@
 //! lines, printed when they change (a log, a pipe).
 
 use crate::control::{journaled_plan, ControlError};
+use crate::hints::{situation, Hints};
 use crate::journal::{now_ms, RunRecord, RunStatus, Store};
 use crate::output::TaskSummary;
-use crate::hints::{situation, Hints};
 use glidepath_core::{NodeStatus, Outcome, Phase, RolloutSpec, RunState};
 use std::fmt::Write as _;
 

@@ -23,8 +23,8 @@ use steps::perform;
 pub use steps::{events_in_flight, Releases};
 
 use crate::drivers::{Drivers, Target};
-use crate::hints::Hints;
 pub use crate::gates::builtin::{builtin_checks, same_release};
+use crate::hints::Hints;
 use crate::journal::{now_ms, CommandKind, JournalError, RunRecord, RunStatus, Store};
 use crate::plan::Plan;
 use crate::report::{with_run_id, Reporter};

@@ -351,7 +351,10 @@ pub async fn builtin_checks(
             GateResult::new(
                 "permissions",
                 Verdict::Pass,
-                format!("{what} on {reached_perms} node(s){}", unreached(reached_perms)),
+                format!(
+                    "{what} on {reached_perms} node(s){}",
+                    unreached(reached_perms)
+                ),
                 None,
             ),
             false,

@@ -57,7 +57,10 @@ fn the_readme_table_and_these_tests_agree() {
         }
     }
     for (c, _) in ROWS {
-        assert!(codes.contains(c), "code {c} is tested but not in the README");
+        assert!(
+            codes.contains(c),
+            "code {c} is tested but not in the README"
+        );
     }
 }
 
@@ -101,7 +104,11 @@ async fn code_1_and_9_an_operator_rollback_then_nothing_to_do() {
         "{said}"
     );
     assert!(!said.contains("rolled back 2 node"), "{said}");
-    assert_eq!(env.events(&run), before, "the second rollback journaled nothing");
+    assert_eq!(
+        env.events(&run),
+        before,
+        "the second rollback journaled nothing"
+    );
     let json = env.run(&["abort", &run, "--output", "json"]);
     assert_eq!(code(&json), 9);
     let v: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
@@ -147,16 +154,18 @@ async fn code_4_the_balancer_unreachable_at_preflight() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = dead.local_addr().unwrap().port();
     drop(dead);
-    let src = std::fs::read_to_string(&plan)
-        .unwrap()
-        .replace(
-            "http://{address}/admin/",
-            &format!("http://127.0.0.1:{port}/admin/"),
-        );
+    let src = std::fs::read_to_string(&plan).unwrap().replace(
+        "http://{address}/admin/",
+        &format!("http://127.0.0.1:{port}/admin/"),
+    );
     std::fs::write(&plan, src).unwrap();
     let out = env.run(&["run", plan.to_str().unwrap()]);
     assert_eq!(code(&out), 4, "{}", stderr(&out));
-    assert!(stderr(&out).contains("no node was changed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no node was changed"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// 5 and 6: a second run is locked out while the first waits at its pause
@@ -229,7 +238,11 @@ async fn code_8_a_journaled_plan_that_no_longer_parses() {
     drop(db);
     let out = env.run(&["status", &run]);
     assert_eq!(code(&out), 8, "{}", stderr(&out));
-    assert!(stderr(&out).contains("no longer parses"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no longer parses"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// 130: a second SIGTERM while a restart hangs ends the process at once.

@@ -96,10 +96,17 @@ async fn a_node_down_at_preflight_is_unhealthy_and_empty_gates_are_skipped() {
     assert_eq!(verdict("rollback-target"), "skipped", "{v}");
     assert_eq!(verdict("health"), "fail", "{v}");
     let run = env.run(&["run", plan.to_str().unwrap()]);
-    assert_eq!(code(&run), 3, "a node down before the run: {}", stderr(&run));
+    assert_eq!(
+        code(&run),
+        3,
+        "a node down before the run: {}",
+        stderr(&run)
+    );
     let events = env.events(&env.latest_run());
     assert!(
-        events.iter().any(|e| matches!(e, Event::GatesChecked { results, .. }
+        events
+            .iter()
+            .any(|e| matches!(e, Event::GatesChecked { results, .. }
             if results.iter().any(|g| g.gate == "permissions" && g.verdict == "skipped"))),
         "journaled as skipped: {events:?}"
     );
@@ -312,7 +319,11 @@ async fn resolve_closes_a_failed_rollback(backend: Backend) {
     // resume points at resolve too; resolve refuses other runs
     let r = env.run(&["resume", &run]);
     assert_eq!(code(&r), 9);
-    assert!(stdout(&r).contains(&format!("glidepath resolve {run}")), "{}", stdout(&r));
+    assert!(
+        stdout(&r).contains(&format!("glidepath resolve {run}")),
+        "{}",
+        stdout(&r)
+    );
     let other = env.run(&["resolve", &refused, "--reason", "x"]);
     assert_eq!(code(&other), 9, "{}", stderr(&other));
     assert!(stderr(&other).contains("only a rollback_failed run is resolved"));
@@ -336,7 +347,10 @@ async fn resolve_closes_a_failed_rollback(backend: Backend) {
     let status = env.run(&["status", &run, "--output", "json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
     assert_eq!(v["status"], "resolved", "{v}");
-    assert!(v["reason"].as_str().unwrap().contains("restarted both nodes by hand"));
+    assert!(v["reason"]
+        .as_str()
+        .unwrap()
+        .contains("restarted both nodes by hand"));
     let history = stdout(&env.run(&["history"]));
     assert!(history.contains("resolved"), "{history}");
     let twice = env.run(&["resolve", &run, "--reason", "again"]);
