@@ -373,3 +373,78 @@ async fn resolve_closes_a_failed_rollback_in_postgres() {
     }
     resolve_closes_a_failed_rollback(Backend::Postgres).await;
 }
+
+/// The same over ssh (a real sshd): the remote process holding the
+/// session's output kept ssh open until the restart timed out; now the
+/// restart is done when the remote command exits, and says what holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_restart_whose_background_child_holds_the_session_succeeds_and_says_so() {
+    if !crate::real::available(&["sshd", "ssh"]) {
+        return;
+    }
+    let env = Env::start(2).await;
+    let sshd = glidepath::demo::infra::Sshd::start(&env.path().join("sshd"))
+        .await
+        .expect("sshd starts");
+    let pids = env.path().join("bg.pids");
+    let rel = &env.v2;
+    let head = glidepath::demo::plans::release_and_fleet(
+        rel,
+        &glidepath::demo::plans::relative_artifact(rel, env.path()),
+        "ssh",
+        &env.fleet.plan_nodes(),
+    );
+    let text = format!(
+        r#"{head}
+[strategy]
+canary     = ["node-1"]
+batch_size = 1
+
+{balancer}
+[deploy]
+kind            = "ssh"
+host            = "127.0.0.1"
+user            = "root"
+port            = {port}
+identity_file   = "{key}"
+ssh_options     = ["-o", "UserKnownHostsFile={known}"]
+install_dir     = "{dir}/nodes/{{node}}"
+restart         = "kill -HUP $(cat {{install_dir}}/node.pid); sleep 30 & echo $! >> {pids}"
+restart_timeout = "5s"
+
+[health]
+http        = "http://{{address}}/health"
+version_url = "http://{{address}}/version"
+deadline    = "15s"
+interval    = "100ms"
+
+[rollback]
+on = ["health"]
+"#,
+        balancer = glidepath::demo::plans::HTTP_BALANCER,
+        port = sshd.port,
+        key = sshd.client_key.display(),
+        known = sshd.known_hosts.display(),
+        dir = env.path().display(),
+        pids = pids.display(),
+    );
+    let plan = env.path().join("ssh.toml");
+    std::fs::write(&plan, text).unwrap();
+    let t = std::time::Instant::now();
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    for pid in std::fs::read_to_string(&pids).unwrap_or_default().lines() {
+        if let Ok(p) = pid.trim().parse::<i32>() {
+            // SAFETY: a process this test's plan started.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+    let said = stdout(&out);
+    assert_eq!(code(&out), 0, "{said}{}", stderr(&out));
+    assert!(!said.contains("timed out"), "{said}");
+    assert!(
+        said.contains("still holds its output") && said.contains("(pid "),
+        "names the process holding the output: {said}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    env.assert_fleet(&["2", "2"]).await;
+}
