@@ -166,20 +166,6 @@ pub fn resolve(j: &mut dyn Store, run: &str, reason: &str) -> Result<Resolution,
     })
 }
 
-/// The fleet's last run that ended `rollback_failed` and was not resolved,
-/// if that is how its last run (refusals aside) ended: a new run of the
-/// fleet is refused until a person resolves it.
-pub fn unresolved(
-    j: &dyn Store,
-    fleet: &str,
-    except: &str,
-) -> Result<Option<RunRecord>, JournalError> {
-    Ok(j.runs(i64::MAX as usize)?
-        .into_iter()
-        .find(|r| r.fleet == fleet && r.id != except && r.status != RunStatus::Refused)
-        .filter(|r| r.status == RunStatus::RollbackFailed))
-}
-
 /// The plan a run was started with, as journaled.
 pub fn journaled_plan(rec: &RunRecord) -> Result<Plan, ExecError> {
     let path = Path::new(&rec.plan_path);

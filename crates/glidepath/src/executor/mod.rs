@@ -330,7 +330,7 @@ impl Executor {
             journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
             return Err(e.into());
         }
-        match crate::control::unresolved(journal.as_ref(), &plan.fleet_name, &run_id) {
+        match crate::journal::unresolved(journal.as_ref(), &plan.fleet_name, &run_id) {
             Ok(None) => {}
             Ok(Some(failed)) => {
                 let e = ExecError::Unresolved {

@@ -566,6 +566,20 @@ pub struct RunRecord {
     pub updated_at: u64,
 }
 
+/// The fleet's last run that ended `rollback_failed` and was not resolved,
+/// if that is how its last run (refusals aside) ended: a new run of the
+/// fleet is refused until a person resolves it.
+pub fn unresolved(
+    j: &dyn Store,
+    fleet: &str,
+    except: &str,
+) -> Result<Option<RunRecord>, JournalError> {
+    Ok(j.runs(i64::MAX as usize)?
+        .into_iter()
+        .find(|r| r.fleet == fleet && r.id != except && r.status != RunStatus::Refused)
+        .filter(|r| r.status == RunStatus::RollbackFailed))
+}
+
 /// A lease row: who holds a fleet.
 #[derive(Debug, Clone, Serialize)]
 pub struct Lease {
