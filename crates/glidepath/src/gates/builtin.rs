@@ -317,7 +317,7 @@ pub async fn builtin_checks(
         )
     });
     out.push(if !targets_bad.is_empty() {
-        builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("install the current release through glidepath (releases/<version> + current) before rolling out")), target_infra)
+        builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("a fleet glidepath never deployed: `glidepath adopt PLAN` records what each node runs today as its first release (releases/<version> + current)")), target_infra)
     } else if before.is_empty() {
         skipped("rollback-target", why_not(reached_target))
     } else {

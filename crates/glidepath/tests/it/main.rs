@@ -16,6 +16,7 @@ mod limits;
 mod lint;
 mod location;
 mod notify;
+mod onboarding;
 mod operator;
 mod phases;
 mod plans;
