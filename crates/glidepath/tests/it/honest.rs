@@ -286,6 +286,18 @@ async fn fix_by_hand(env: &Env, i: usize) {
         .unwrap()
         .error_for_status()
         .unwrap();
+    // and checks that it answers its health check
+    let health = format!("http://{}/health", n.address);
+    wait_until_async(
+        "the node to be healthy",
+        Duration::from_secs(20),
+        || async {
+            reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
+    .await;
 }
 
 /// A run that ended rollback_failed blocks the next run of its fleet until
