@@ -793,7 +793,7 @@ fn decide_steps(spec: &RolloutSpec, state: &RunState, now: Millis) -> Decision {
                     format!("batch {}", state.group)
                 };
                 d.for_person(format!(
-                    "paused after {what} (pause point in the plan): run `glidepath promote RUN` to continue or `glidepath rollback RUN`"
+                    "paused after {what} (pause point in the plan): run `glidepath promote RUN` to continue, `glidepath rollback RUN` to revert, or `glidepath abort RUN` to stop here"
                 ));
                 return d;
             }

@@ -9,7 +9,7 @@ use crate::executor::{ExecError, Executor, RunResult, StopSignals};
 use crate::journal::{now_ms, JournalError, RunRecord, RunStatus, Store};
 use crate::output::Holder;
 use crate::plan::{self, Plan};
-use crate::report::{summarize, Reporter, RunSummary};
+use crate::report::{summarize_in, Reporter, RunSummary};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,11 +89,81 @@ pub enum ControlError {
     },
     #[error("the journal has no runs yet")]
     NoRuns,
+    #[error("run {run} {}: only a rollback_failed run is resolved{}", describe_status(*status), resolve_hint(*status))]
+    NotRollbackFailed { run: String, status: RunStatus },
+    #[error("--reason is required: say what was fixed (it is journaled with who and when)")]
+    ResolveWithoutReason,
     #[error("run {run} did not pick up the {command} within {}s; it stays queued", ACK_TIMEOUT.as_secs())]
     NotPickedUp {
         run: String,
         command: OperatorCommand,
     },
+}
+
+fn describe_status(s: RunStatus) -> String {
+    if s.is_final() {
+        format!("already finished ({s}): nothing to resolve")
+    } else {
+        format!("is {s}, not finished: nothing to resolve yet")
+    }
+}
+
+fn resolve_hint(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Resolved => "; it was resolved before",
+        s if s.is_final() => "",
+        _ => "\nhint: a run that has not ended is stopped with `glidepath abort` or `glidepath rollback`; `glidepath status` shows it",
+    }
+}
+
+/// What [`resolve`] journaled.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub run: RunRecord,
+    pub by: String,
+}
+
+/// Close a `rollback_failed` run after a person fixed the node(s) it kept
+/// out of rotation: the `Resolved` event (who, why) is journaled under the
+/// fleet's lease and the run's status becomes `resolved`, so that a new run
+/// of the fleet may start. Any other run is refused (nothing is written).
+pub fn resolve(j: &mut dyn Store, run: &str, reason: &str) -> Result<Resolution, ControlError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ControlError::ResolveWithoutReason);
+    }
+    let rec = j.run(run)?;
+    if rec.status != RunStatus::RollbackFailed {
+        return Err(ControlError::NotRollbackFailed {
+            run: rec.id,
+            status: rec.status,
+        });
+    }
+    let by = format!("{}@{}", operator(), crate::journal::hostname());
+    j.acquire_lease(&rec.fleet, &rec.id, false)?;
+    let written = j
+        .append(
+            &rec.id,
+            &glidepath_core::Event::Resolved {
+                at: now_ms(),
+                by: by.clone(),
+                reason: reason.to_string(),
+            },
+        )
+        .and_then(|_| {
+            j.set_status(
+                &rec.id,
+                RunStatus::Resolved,
+                &format!("resolved by {by}: {reason}"),
+            )
+        });
+    let released = j.release_lease(&rec.fleet, &rec.id);
+    written?;
+    released?;
+    Ok(Resolution {
+        run: j.run(&rec.id)?,
+        by,
+    })
 }
 
 /// The plan a run was started with, as journaled.
@@ -124,7 +194,15 @@ pub fn summary(j: &dyn Store, rec: &RunRecord, holder: bool) -> Result<RunSummar
     } else {
         None
     };
-    let mut s = summarize(rec, &plan.rollout_spec(), &j.events(&rec.id)?, holder, now);
+    let hints = crate::hints::Hints::new(&rec.id, &j.location());
+    let mut s = summarize_in(
+        rec,
+        &plan.rollout_spec(),
+        &j.events(&rec.id)?,
+        holder,
+        now,
+        &hints,
+    );
     s.campaign = j
         .campaign_of_run(&rec.id)?
         .and_then(|c| crate::output::CampaignRef::of(&c, &rec.id));

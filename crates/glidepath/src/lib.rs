@@ -10,6 +10,7 @@ pub mod events;
 pub mod executor;
 pub mod files;
 pub mod gates;
+pub mod hints;
 pub mod journal;
 pub mod lint;
 pub mod live;

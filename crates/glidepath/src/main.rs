@@ -53,6 +53,9 @@ mod exit {
     pub const LOCKED: u8 = 6;
     pub const ROLLBACK_FAILED: u8 = 7;
     pub const INTERNAL: u8 = 8;
+    /// Nothing to do: the run already ended (or no node runs its release
+    /// any more); nothing was changed or journaled.
+    pub const NOTHING_TO_DO: u8 = 9;
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -215,6 +218,13 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Close a rollback_failed run once a person fixed the node(s) it kept out of rotation (journaled with who and why); a new run of the fleet is refused until then.
+    Resolve {
+        run: String,
+        /// What was fixed (journaled with who and when).
+        #[arg(long)]
+        reason: String,
+    },
     /// Versions and protocol versions in use, and pairs already incompatible.
     Inventory {
         /// A system file ([[component]]s), or a plan with [system] file = "…".
@@ -375,9 +385,9 @@ fn journal_code(e: &JournalError) -> u8 {
 pub(crate) fn exec_code(e: &ExecError) -> u8 {
     match e {
         ExecError::Journal(j) => journal_code(j),
-        ExecError::Gate(_) => exit::GATE,
+        ExecError::Gate(_) | ExecError::Unresolved { .. } => exit::GATE,
         ExecError::Unreachable(_) | ExecError::Suspended { .. } => exit::UNREACHABLE,
-        ExecError::Interrupted(_) => exit::INTERRUPTED,
+        ExecError::Interrupted(..) => exit::INTERRUPTED,
         ExecError::JournalLost {
             unreachable: true, ..
         } => exit::UNREACHABLE,
@@ -388,23 +398,31 @@ pub(crate) fn exec_code(e: &ExecError) -> u8 {
 impl From<JournalError> for Failure {
     fn from(e: JournalError) -> Self {
         match &e {
-            JournalError::Locked { holder_dead: true, run_id, .. } => Failure::new(
-                exit::LOCKED,
-                format!("{e}\nhint: that process is gone; `glidepath resume {run_id}` finishes its run, `glidepath abort {run_id}` stops it safely"),
-            ),
-            JournalError::Locked { run_id, heartbeat_age_ms, ttl_ms, .. } => Failure::new(exit::LOCKED, format!(
-                "{e}\nhint: wait for it (`glidepath status {run_id} --watch` follows it to its end); its last heartbeat was {:.1}s ago: should it have stopped answering, `glidepath resume {run_id}` takes it over once that passes {}s",
-                *heartbeat_age_ms as f64 / 1000.0,
-                ttl_ms / 1000
-            )),
+            JournalError::Locked { holder_dead: true, run_id, .. } => {
+                let h = cli::hints(run_id);
+                Failure::new(
+                    exit::LOCKED,
+                    format!("{e}\nhint: that process is gone; `{}` finishes its run, `{}` stops it safely", h.cmd("resume"), h.cmd("abort")),
+                )
+            }
+            JournalError::Locked { run_id, heartbeat_age_ms, ttl_ms, .. } => {
+                let h = cli::hints(run_id);
+                Failure::new(exit::LOCKED, format!(
+                    "{e}\nhint: wait for it (`{}` follows it to its end); its last heartbeat was {:.1}s ago: should it have stopped answering, `{}` takes it over once that passes {}s",
+                    h.cmd_with("status", "--watch"),
+                    *heartbeat_age_ms as f64 / 1000.0,
+                    h.cmd("resume"),
+                    ttl_ms / 1000
+                ))
+            }
             JournalError::NoSuchRun(_) => Failure::new(exit::INVALID, format!("{e}\nhint: `glidepath history` lists runs; a run is named by its id, a unique prefix of it, or `latest` (and --journal picks the database)")),
             JournalError::Fenced { run, .. } => Failure::new(
                 exit::LOCKED,
-                format!("{e}\nhint: another process resumed this run after this one stopped answering; `glidepath status {run} --watch` follows it"),
+                format!("{e}\nhint: another process resumed this run after this one stopped answering; `{}` follows it", cli::hints(run).cmd_with("status", "--watch")),
             ),
             JournalError::OtherJournal { journal, .. } => Failure::new(
                 exit::LOCKED,
-                format!("{e}\nhint: drive a fleet from one journal: pass --journal {journal} (or wait for that run to end)"),
+                format!("{e}\nhint: drive a fleet from one journal: pass --journal {} (or wait for that run to end)", glidepath::hints::shell_word(journal)),
             ),
             JournalError::NodeBusy { run, .. } => Failure::new(
                 exit::LOCKED,
@@ -424,10 +442,11 @@ impl From<ExecError> for Failure {
         match e {
             ExecError::Journal(j) => j.into(),
             ExecError::Gate(_) => Failure::new(exit::GATE, format!("{e}\nno node was changed")),
+            ExecError::Unresolved { .. } => Failure::new(exit::GATE, e.to_string()),
             ExecError::Unreachable(_) => {
                 Failure::new(exit::UNREACHABLE, format!("{e}\nno node was changed"))
             }
-            ExecError::Interrupted(_) => Failure::new(exit::INTERRUPTED, e.to_string()),
+            ExecError::Interrupted(..) => Failure::new(exit::INTERRUPTED, e.to_string()),
             ExecError::Suspended { .. } => Failure::new(exit::UNREACHABLE, e.to_string()),
             ExecError::BadJournaledPlan { .. } => Failure::new(exit::INTERNAL, e.to_string()),
             ExecError::JournalLost { .. } => Failure::new(exec_code(&e), e.to_string()),
@@ -447,9 +466,16 @@ impl From<ControlError> for Failure {
             ControlError::Journal(j) => j.into(),
             ControlError::Exec(x) => x.into(),
             ControlError::NotPickedUp { .. } => Failure::new(exit::UNREACHABLE, e.to_string()),
-            ControlError::RefusedAtPreflight { .. }
-            | ControlError::PromoteFinished { .. }
-            | ControlError::RollingBack { .. }
+            ControlError::RefusedAtPreflight { .. } | ControlError::PromoteFinished { .. } => {
+                Failure::new(exit::NOTHING_TO_DO, e.to_string())
+            }
+            ControlError::NotRollbackFailed { status, .. } if status.is_final() => {
+                Failure::new(exit::NOTHING_TO_DO, e.to_string())
+            }
+            ControlError::NotRollbackFailed { .. } | ControlError::ResolveWithoutReason => {
+                Failure::new(exit::INVALID, e.to_string())
+            }
+            ControlError::RollingBack { .. }
             | ControlError::NotPaused { .. }
             | ControlError::RefusedByRun { .. }
             | ControlError::Irreversible { .. }
@@ -609,6 +635,7 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             let reason = reason.unwrap_or_else(|| "rollback requested by operator".into());
             cli::command::run(&ctx, &run, Op::Rollback, &reason, force).await
         }
+        Cmd::Resolve { run, reason } => cli::command::resolve(&ctx, &run, &reason),
         Cmd::Status { run, watch } => cli::status::status(&ctx, run.as_deref(), watch).await,
         Cmd::History { limit } => cli::status::history(&ctx, limit),
         Cmd::Inventory { file, timeout } => cli::system::inventory(&ctx, &file, &timeout).await,

@@ -244,6 +244,10 @@ pub struct RunSummary {
     pub version: String,
     pub status: String,
     pub reason: String,
+    /// The commands that apply now, spelled out (run id, `--journal` when
+    /// not the default), each with what it does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_commands: Vec<String>,
     pub cause: Option<Cause>,
     #[serde(with = "rfc3339")]
     pub started_at: u64,

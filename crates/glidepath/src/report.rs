@@ -41,6 +41,8 @@ struct ConsoleState {
     announced: bool,
     /// Nodes already narrated as failed within the failure budget.
     budget: std::collections::BTreeSet<String>,
+    /// An SLI window was under way when the resumed run's process died.
+    window_open: bool,
 }
 
 /// How much the narration says (`-q`, the default, `-v`).
@@ -79,6 +81,7 @@ impl Console {
                 verdicts: HashMap::new(),
                 announced: false,
                 budget: Default::default(),
+                window_open: false,
             }),
         }
     }
@@ -154,8 +157,12 @@ impl Reporter for Console {
     }
 
     fn run_resumed(&self, run_id: &str, plan: &Plan, spec: &RolloutSpec, events: &[Event]) {
-        if let Some(e) = events.first() {
-            self.st.lock().expect("console lock").start = Some(e.at());
+        {
+            let mut st = self.st.lock().expect("console lock");
+            if let Some(e) = events.first() {
+                st.start = Some(e.at());
+            }
+            st.window_open = RunState::replay(spec, events).window.is_some();
         }
         self.plain(&self.paint(
             "1",
@@ -370,11 +377,16 @@ impl Reporter for Console {
                         None => format!("{} {}", s.node.as_deref().unwrap_or("-"), s.kind.as_str()),
                     })
                     .collect();
+                let window = if self.st.lock().expect("console lock").window_open {
+                    "; the SLI window under way starts over (observations are not carried over)"
+                } else {
+                    ""
+                };
                 let text = if what.is_empty() {
-                    "the previous process died; SLI window restarts (observations are not carried over)".to_string()
+                    format!("the previous process died with no step in flight: going on from the journal{window}")
                 } else {
                     format!(
-                        "the previous process died with {} in flight: repeating what is safe to repeat",
+                        "the previous process died with {} in flight: repeating what is safe to repeat{window}",
                         what.join(", ")
                     )
                 };
@@ -410,6 +422,12 @@ impl Reporter for Console {
                     &self.paint("33", &format!("! rollback requested: {reason}")),
                 )
             }
+            Event::Resolved { at, by, reason } => self.line(
+                *at,
+                "-",
+                "resolved",
+                &self.paint("32", &format!("✓ resolved by {by}: {reason}")),
+            ),
             Event::Suspended { at, reason } => self.line(
                 *at,
                 "-",
@@ -496,13 +514,28 @@ pub fn node_busy_ms(mine: &[&Event]) -> u64 {
         .sum()
 }
 
-/// Build a summary from the journal's record and events.
+/// Build a summary from the journal's record and events (its hints name
+/// no journal: see [`summarize_in`]).
 pub fn summarize(
     rec: &RunRecord,
     spec: &RolloutSpec,
     events: &[Event],
     holder: Option<Holder>,
     now: u64,
+) -> RunSummary {
+    let hints = crate::hints::Hints::with_arg(&rec.id, None);
+    summarize_in(rec, spec, events, holder, now, &hints)
+}
+
+/// [`summarize`], the commands it suggests spelled by `hints` (the run's
+/// journal when it is not the default one).
+pub fn summarize_in(
+    rec: &RunRecord,
+    spec: &RolloutSpec,
+    events: &[Event],
+    holder: Option<Holder>,
+    now: u64,
+    hints: &crate::hints::Hints,
 ) -> RunSummary {
     let state = RunState::replay(spec, events);
     let mut nodes = Vec::new();
@@ -572,13 +605,20 @@ pub fn summarize(
         RunStatus::Suspended => glidepath_core::decide(spec, &state, now).waiting,
         _ => None,
     }
-    .map(|w| with_run_id(&w, &rec.id));
+    .map(|w| hints.fill(&w));
+    let next_commands = hints.next_commands(crate::hints::situation(
+        rec.status,
+        spec,
+        &state,
+        holder.as_ref().map(|h| h.alive),
+    ));
     RunSummary {
         run_id: rec.id.clone(),
         fleet: rec.fleet.clone(),
         version: rec.version.clone(),
         status: rec.status.to_string(),
-        reason: with_run_id(&rec.reason, &rec.id),
+        reason: hints.fill(&rec.reason),
+        next_commands,
         cause: state.cause.clone(),
         started_at: rec.created_at,
         updated_at: last,
@@ -609,9 +649,9 @@ pub fn summarize(
 }
 
 /// The core's texts name the run `RUN` (it does not know its id): the
-/// commands they suggest, with the real id.
+/// commands they suggest, with the real id ([`crate::hints::Hints::fill`]).
 pub fn with_run_id(text: &str, run: &str) -> String {
-    text.replace(" RUN`", &format!(" {run}`"))
+    crate::hints::Hints::with_arg(run, None).fill(text)
 }
 
 /// Where each task stands, from the state and (for the attempts and the
@@ -732,6 +772,12 @@ impl RunSummary {
         }
         if let Some(w) = &self.waiting {
             s.push_str(&format!("waiting: {w}\n"));
+        }
+        if !self.next_commands.is_empty() {
+            s.push_str("next:\n");
+            for c in &self.next_commands {
+                s.push_str(&format!("  {c}\n"));
+            }
         }
         if let Some(c) = &self.cause {
             s.push_str(&format!("why it left the forward path: {}\n", c.reason));

@@ -86,6 +86,49 @@ pub struct RawOutput {
     pub dropped: usize,
     /// A background process still held the pipe when the shell ended.
     pub held_open: bool,
+    /// The processes the command started that were still running (in its
+    /// process group) when the shell ended with the pipe held.
+    pub holders: Vec<i32>,
+}
+
+/// What to say when a command exited but a process it started still holds
+/// its output pipe: which one, what it means, and the fix.
+pub fn held_open_note(holders: &[i32]) -> String {
+    let who = match holders {
+        [] => "a process it started".to_string(),
+        [p] => format!("a process it started (pid {p})"),
+        many => format!(
+            "processes it started (pids {})",
+            many.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        "the command exited but {who} still holds its output: it counts as done (its exit status), and glidepath stopped reading (a later write there gets SIGPIPE); redirect the background process's output (`cmd >/dev/null 2>&1 &`) or start it with `setsid`"
+    )
+}
+
+/// The live processes (not zombies) of process group `pgid`, from /proc.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let mut out: Vec<i32> = rd
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                // after the command name: state, ppid, pgrp
+                let mut f = st.rsplit(')').next().unwrap_or("").split_whitespace();
+                let state = f.next().unwrap_or("Z");
+                let pgrp = f.nth(1).and_then(|g| g.parse::<i32>().ok());
+                pgrp == Some(pgid) && !state.starts_with('Z') && !state.starts_with('X')
+            })
+        })
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 impl RawOutput {
@@ -98,7 +141,7 @@ impl RawOutput {
             );
         }
         if self.held_open {
-            out.extend_from_slice(b"\n[output still held open by a background process]\n");
+            out.extend_from_slice(format!("\n[{}]\n", held_open_note(&self.holders)).as_bytes());
         }
         out
     }
@@ -229,12 +272,13 @@ async fn read_capped(
     }
 }
 
-fn captured(c: &Captured, open: bool) -> RawOutput {
+fn captured(c: &Captured, open: bool, holders: &[i32]) -> RawOutput {
     let c = c.lock().expect("capture lock");
     RawOutput {
         bytes: c.0.clone(),
         dropped: c.1,
         held_open: open,
+        holders: if open { holders.to_vec() } else { vec![] },
     }
 }
 
@@ -257,6 +301,7 @@ async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<Capped
     let (co, ce): (Captured, Captured) = Default::default();
     let ho = tokio::spawn(read_capped(out, co.clone()));
     let he = tokio::spawn(read_capped(err, ce.clone()));
+    let pgid = child.id().map(|p| p as i32);
     let status = child.wait().await?;
     let settle = |h: tokio::task::JoinHandle<std::io::Result<()>>| async move {
         let abort = h.abort_handle();
@@ -270,10 +315,16 @@ async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<Capped
         }
     };
     let (o, e) = tokio::join!(settle(ho), settle(he));
+    let (o, e) = (o?, e?);
+    // the shell is gone: what is left of its group started in it
+    let holders = match pgid {
+        Some(g) if o || e => group_members(g),
+        _ => vec![],
+    };
     Ok(CappedOutput {
         status,
-        stdout: captured(&co, o?),
-        stderr: captured(&ce, e?),
+        stdout: captured(&co, o, &holders),
+        stderr: captured(&ce, e, &holders),
     })
 }
 
@@ -504,6 +555,12 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
+        assert!(
+            out.contains(&format!(
+                "a process it started (pid {pid}) still holds its output"
+            )) && out.contains("setsid"),
+            "names the holder and the fix: {out}"
+        );
         // SAFETY: the sleep this test started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }

@@ -8,9 +8,9 @@
 //! lines, printed when they change (a log, a pipe).
 
 use crate::control::{journaled_plan, ControlError};
+use crate::hints::{situation, Hints};
 use crate::journal::{now_ms, RunRecord, RunStatus, Store};
 use crate::output::TaskSummary;
-use crate::report::with_run_id;
 use glidepath_core::{NodeStatus, Outcome, Phase, RolloutSpec, RunState};
 use std::fmt::Write as _;
 
@@ -98,55 +98,19 @@ impl Follower {
         }
     }
 
-    fn cmd(&self, what: &str) -> String {
-        let j = self
-            .journal_arg
-            .as_ref()
-            .map(|p| format!(" --journal {p}"))
-            .unwrap_or_default();
-        format!("glidepath {what} {}{j}", self.rec.id)
+    /// The commands for this run, spelled with its id and journal.
+    fn hints(&self) -> Hints {
+        Hints::with_arg(&self.rec.id, self.journal_arg.clone())
     }
 
     /// The operator commands that apply now.
     pub fn commands(&self) -> Vec<String> {
-        let s = &self.state;
-        let status = self.rec.status;
-        if status == RunStatus::Refused || status == RunStatus::Preflight {
-            return vec![];
-        }
-        if status.is_final() {
-            let changed = s
-                .nodes
-                .values()
-                .any(|n| n.switched || n.status == NodeStatus::Updated);
-            return if changed && status == RunStatus::Succeeded {
-                vec![format!("{}  (restores every node)", self.cmd("rollback"))]
-            } else {
-                vec![]
-            };
-        }
-        if status == RunStatus::Suspended || self.holder_alive == Some(false) {
-            return vec![
-                format!("{}  (continues it)", self.cmd("resume")),
-                format!("{}  (restores it instead)", self.cmd("rollback")),
-            ];
-        }
-        if s.phase == Phase::RollingBack || s.phase == Phase::Aborting {
-            return vec![];
-        }
-        let mut out = Vec::new();
-        if glidepath_core::awaiting_promotion(&self.spec, s).is_some() {
-            out.push(format!("{}  (goes on)", self.cmd("promote")));
-        }
-        out.push(format!(
-            "{}  (reverts every changed node)",
-            self.cmd("rollback")
-        ));
-        out.push(format!(
-            "{}  (stops safely: nodes half-deployed restored)",
-            self.cmd("abort")
-        ));
-        out
+        self.hints().next_commands(situation(
+            self.rec.status,
+            &self.spec,
+            &self.state,
+            self.holder_alive,
+        ))
     }
 
     /// What the run looks like now.
@@ -239,11 +203,11 @@ impl Follower {
         let tasks = crate::report::task_summaries(spec, s, &[]);
         let waiting = match self.rec.status {
             RunStatus::Paused | RunStatus::Waiting if !self.rec.reason.is_empty() => {
-                Some(with_run_id(&self.rec.reason, &self.rec.id))
+                Some(self.hints().fill(&self.rec.reason))
             }
             RunStatus::Suspended => Some(format!(
                 "stopped, resumable: {}",
-                with_run_id(&self.rec.reason, &self.rec.id)
+                self.hints().fill(&self.rec.reason)
             )),
             _ if self.holder_alive == Some(false) && !self.rec.status.is_final() => {
                 Some("the process holding the run is gone".to_string())

@@ -297,6 +297,14 @@ pub enum Event {
         at: Millis,
         files: BTreeMap<String, String>,
     },
+    /// A person closed a `rollback_failed` run after fixing the node(s) it
+    /// kept out of rotation (`glidepath resolve`): who, and what was done.
+    /// Nothing else changes in the state: the run stays as it ended.
+    Resolved {
+        at: Millis,
+        by: String,
+        reason: String,
+    },
 }
 
 /// One preflight gate's verdict, as journaled.
@@ -324,7 +332,8 @@ impl Event {
             | Event::Snapshot { at, .. }
             | Event::GateForced { at, .. }
             | Event::Suspended { at, .. }
-            | Event::FilesPinned { at, .. } => *at,
+            | Event::FilesPinned { at, .. }
+            | Event::Resolved { at, .. } => *at,
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -344,6 +353,7 @@ impl Event {
             Event::GateForced { .. } => "gate_forced",
             Event::Suspended { .. } => "suspended",
             Event::FilesPinned { .. } => "files_pinned",
+            Event::Resolved { .. } => "resolved",
         }
     }
 }

@@ -253,7 +253,7 @@ impl RunState {
             });
         } else {
             self.held = Some(format!(
-                "{reason} — automatic rollback is off for SLI breaches: `glidepath promote` to accept, `glidepath rollback` to restore"
+                "{reason} — automatic rollback is off for SLI breaches: `glidepath promote RUN` to accept, `glidepath rollback RUN` to restore, `glidepath abort RUN` to stop here"
             ));
         }
     }

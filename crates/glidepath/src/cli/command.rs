@@ -18,7 +18,7 @@ pub async fn run(
     let run = run.as_str();
     let json = ctx.json();
     let sent = control::send(
-        j,
+        location.open()?,
         run,
         control::Request {
             command,
@@ -41,15 +41,21 @@ pub async fn run(
     };
     match sent {
         Sent::AlreadyFinished { status } => {
+            let why = match command {
+                OperatorCommand::Rollback => "no node runs its release any more",
+                _ => "it waits for nothing",
+            };
+            let next = super::next_after(j.as_ref(), run)?;
             if json {
                 print_json(Command {
                     status: Some(&status),
                     ..doc(false, CommandResult::AlreadyFinished)
                 });
+                eprintln!("run {run} already finished ({status}): nothing to {command}, {why}; nothing was journaled{next}");
             } else {
-                println!("run {run} already finished ({status}); nothing to {command}");
+                println!("run {run} already finished ({status}): nothing to {command}, {why}; nothing was journaled{next}");
             }
-            Ok(exit::OK)
+            Ok(exit::NOTHING_TO_DO)
         }
         Sent::Applied { holder } => {
             if json {
@@ -58,7 +64,10 @@ pub async fn run(
                     ..doc(true, CommandResult::Applied)
                 });
             } else {
-                println!("acknowledged: the run journaled the {command}; `glidepath status {run} --watch{}` follows it", ctx.journal_arg().map(|p| format!(" --journal {p}")).unwrap_or_default());
+                println!(
+                    "acknowledged: the run journaled the {command}; `{}` follows it",
+                    super::hints(run).cmd_with("status", "--watch")
+                );
             }
             Ok(exit::OK)
         }
@@ -66,7 +75,10 @@ pub async fn run(
             if json {
                 print_json(doc(false, CommandResult::Queued));
             } else {
-                println!("{command} recorded for run {run}, but no process is running it: `glidepath resume {run}` continues it");
+                println!(
+                    "{command} recorded for run {run}, but no process is running it: `{}` continues it",
+                    super::hints(run).cmd("resume")
+                );
             }
             Ok(exit::OK)
         }
@@ -85,4 +97,31 @@ pub async fn run(
             Ok(outcome_code(&r))
         }
     }
+}
+
+/// `resolve`: close a rollback_failed run after a person fixed its node(s).
+pub fn resolve(ctx: &Ctx, run: &str, reason: &str) -> Result<u8, Failure> {
+    let (_, mut j) = ctx.open_existing()?;
+    let run = glidepath::control::resolve_run(j.as_ref(), run)?.id;
+    let done = control::resolve(j.as_mut(), &run, reason)?;
+    let s = control::summary(j.as_ref(), &done.run, true)?;
+    if ctx.json() {
+        print_json(Command {
+            run_id: &run,
+            command: "resolve",
+            acknowledged: true,
+            result: CommandResult::CarriedOut,
+            status: Some(&s.status),
+            holder: None,
+            summary: Some(&s),
+        });
+    } else {
+        println!(
+            "run {run} resolved by {}: {}; a new run of fleet `{}` may start",
+            done.by,
+            reason.trim(),
+            done.run.fleet
+        );
+    }
+    Ok(exit::OK)
 }

@@ -61,9 +61,11 @@ impl Ctx {
 
     /// The journal to use: `--journal`, else this machine's.
     pub fn journal_location(&self) -> Result<Location, Failure> {
-        Ok(self
+        let l = self
             .given_journal()?
-            .unwrap_or_else(|| glidepath::journal::default_path().into()))
+            .unwrap_or_else(|| glidepath::journal::default_path().into());
+        used_journal(&l);
+        Ok(l)
     }
 
     /// `--journal …` as the commands this one suggests need it (a path, or
@@ -119,6 +121,35 @@ impl Ctx {
     }
 }
 
+/// The journal this command uses, once known: the hints of its messages
+/// name it ([`hints`]).
+static JOURNAL_USED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Record the journal this command uses (the first one given counts).
+pub fn used_journal(l: &Location) {
+    let _ = JOURNAL_USED.set(l.to_string());
+}
+
+/// The commands a message suggests for `run`: its id, and `--journal` when
+/// the journal this command uses is not the default one.
+pub fn hints(run: &str) -> glidepath::hints::Hints {
+    match JOURNAL_USED.get() {
+        Some(j) => glidepath::hints::Hints::new(run, j),
+        None => glidepath::hints::Hints::with_arg(run, None),
+    }
+}
+
+/// The commands that apply to a run now, as lines to append to a message
+/// (empty when none does).
+pub fn next_after(j: &dyn Store, run: &str) -> Result<String, Failure> {
+    let rec = j.run(run)?;
+    let s = glidepath::control::summary(j, &rec, true)?;
+    Ok(s.next_commands
+        .iter()
+        .map(|c| format!("\nnext: {c}"))
+        .collect())
+}
+
 /// Print the command's one JSON document.
 pub fn print_json<T: Serialize>(body: T) {
     println!("{}", glidepath::output::document(body));
@@ -131,7 +162,10 @@ pub fn stop_signals() -> glidepath::executor::StopSignals {
     glidepath::executor::watch_signals(|name| {
         let hint = match glidepath::executor::active_run() {
             Some((run, journal)) => {
-                format!("`glidepath resume {run} --journal {journal}` finishes the run")
+                format!(
+                    "`{}` finishes the run",
+                    glidepath::hints::Hints::new(&run, &journal).cmd("resume")
+                )
             }
             None => "no run had started".to_string(),
         };

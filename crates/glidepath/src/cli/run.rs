@@ -40,6 +40,7 @@ pub async fn run(
     let stop = stop_signals();
     let p = load_plan_with(path, ctx, &release)?;
     let location = ctx.given_journal()?.unwrap_or_else(|| p.journal_location());
+    super::used_journal(&location);
     let journal = location.open()?;
     let drivers = Drivers::for_plan(&p);
     let opts = glidepath::executor::StartOptions {
@@ -65,15 +66,23 @@ hint: `glidepath upgrade --resume {run}` continues a campaign"
     let rec = glidepath::control::resolve_run(journal.as_ref(), run)?;
     let run = rec.id.as_str();
     if rec.status.is_final() && journal.pending_commands(run)?.is_empty() {
+        let next = super::next_after(journal.as_ref(), run)?;
+        let said = format!(
+            "run {run} already finished ({}): nothing to resume; nothing was journaled{}{next}",
+            rec.status,
+            if rec.reason.is_empty() {
+                String::new()
+            } else {
+                format!("\n{}", glidepath::report::with_run_id(&rec.reason, run))
+            }
+        );
         if ctx.json() {
             print_json(glidepath::control::summary(journal.as_ref(), &rec, true)?);
+            eprintln!("{said}");
         } else {
-            println!(
-                "run {run} already finished: {} — {}",
-                rec.status, rec.reason
-            );
+            println!("{said}");
         }
-        return Ok(exit::OK);
+        return Ok(exit::NOTHING_TO_DO);
     }
     let stop = stop_signals();
     let r =

@@ -23,4 +23,7 @@ impl Balancer for NoBalancer {
     async fn preflight(&self, _: &Target) -> DResult<String> {
         Ok("no balancer".into())
     }
+    fn exists(&self) -> bool {
+        false
+    }
 }

@@ -161,6 +161,158 @@ impl Ssh {
     }
 }
 
+/// The line a wrapped remote command prints on its stderr once it has
+/// exited, with its status and its last background process (see
+/// [`Ssh::run_until_exit`]).
+const EXITED: &str = "__glidepath_exited=";
+
+/// How long ssh may stay once the remote command said it exited: a
+/// background process it started may hold the session's output for ever.
+const HELD_GRACE: Duration = Duration::from_millis(500);
+
+impl Ssh {
+    /// Run `remote` on the node within `timeout`, done when the remote
+    /// command exits: it reports its exit status (and `$!`, the last process
+    /// it started in the background) on a line of its own, so a background process that keeps the
+    /// session's output open (`daemon &` without a redirection) does not
+    /// hold the step until the timeout. That process is then named, with
+    /// the fix, in the result.
+    pub async fn run_until_exit(
+        &self,
+        t: &Target,
+        remote: &str,
+        timeout: Duration,
+    ) -> DResult<String> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let wrapped = format!(
+            "{remote}\n__gp_rc=$?; printf '\\n{EXITED}%s %s\\n' \"$__gp_rc\" \"${{!:-}}\" >&2; exit \"$__gp_rc\""
+        );
+        let mut child = tokio::process::Command::new("ssh")
+            .args(self.args(t))
+            .arg("--")
+            .arg(&wrapped)
+            .kill_on_drop(true)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| DriverError::Failed(format!("cannot run ssh: {e}")))?;
+        let max = crate::shell::OUTPUT_MAX;
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, mut exited) = tokio::sync::watch::channel(None::<(i32, String)>);
+        let mut so = child.stdout.take().expect("piped stdout");
+        let se = child.stderr.take().expect("piped stderr");
+        let keep = out.clone();
+        let ho = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = so.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut k = keep.lock().expect("ssh output lock");
+                let room = max.saturating_sub(k.len()).min(n);
+                k.extend_from_slice(&buf[..room]);
+            }
+        });
+        let keep = err.clone();
+        let he = tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(se).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if let Some(rest) = l.strip_prefix(EXITED) {
+                    let (rc, jobs) = rest.split_once(' ').unwrap_or((rest, ""));
+                    let _ = tx.send(Some((
+                        rc.trim().parse().unwrap_or(-1),
+                        jobs.trim().to_string(),
+                    )));
+                    continue;
+                }
+                let mut k = keep.lock().expect("ssh output lock");
+                if k.len() < max {
+                    k.push_str(&l);
+                    k.push('\n');
+                }
+            }
+        });
+        enum End {
+            Status(std::io::Result<std::process::ExitStatus>),
+            Said,
+        }
+        let run = async {
+            tokio::select! {
+                st = child.wait() => End::Status(st),
+                _ = exited.wait_for(|v| v.is_some()) => End::Said,
+            }
+        };
+        let end = match tokio::time::timeout(timeout, run).await {
+            Err(_) => {
+                ho.abort();
+                he.abort();
+                return Err(DriverError::Failed(format!(
+                    "`{}` timed out after {:?} on {} (ssh was stopped)",
+                    crate::shell::shown(remote),
+                    timeout,
+                    t.name
+                )));
+            }
+            Ok(End::Said) => match tokio::time::timeout(HELD_GRACE, child.wait()).await {
+                Ok(st) => End::Status(st),
+                Err(_) => End::Said,
+            },
+            Ok(e) => e,
+        };
+        let held = matches!(end, End::Said);
+        if held {
+            // the remote command is done; only its output is held open
+            let _ = child.start_kill();
+            ho.abort();
+            he.abort();
+        } else {
+            let _ = tokio::time::timeout(HELD_GRACE, ho).await;
+            let _ = tokio::time::timeout(HELD_GRACE, he).await;
+        }
+        let stdout = String::from_utf8_lossy(&out.lock().expect("ssh output lock")).into_owned();
+        let stderr = err.lock().expect("ssh output lock").clone();
+        let said = exited.borrow().clone();
+        let code = match (&end, &said) {
+            (_, Some((rc, _))) => Some(*rc),
+            (End::Status(Ok(st)), None) => st.code(),
+            (End::Status(Err(e)), None) => {
+                return Err(DriverError::Failed(format!("ssh: {e}")));
+            }
+            (End::Said, None) => None,
+        };
+        let note = if held {
+            let pids: Vec<i32> = said
+                .as_ref()
+                .map(|(_, j)| {
+                    j.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(" [on {}: {}]", t.name, crate::shell::held_open_note(&pids))
+        } else {
+            String::new()
+        };
+        match code {
+            Some(0) => Ok(format!("{stdout}{note}")),
+            Some(255) if said.is_none() => Err(DriverError::Unreachable(format!(
+                "ssh {}: {}",
+                t.name,
+                tail(&stderr)
+            ))),
+            c => Err(DriverError::Failed(format!(
+                "on {}: `{}` failed (exit {}): {}{note}",
+                t.name,
+                crate::shell::shown(remote),
+                c.map_or("unknown".to_string(), |c| c.to_string()),
+                tail(&stderr)
+            ))),
+        }
+    }
+}
+
 pub struct SshDeployer {
     pub ssh: Ssh,
     pub keep: usize,
@@ -511,21 +663,17 @@ impl ServiceControl for SshService {
 
     async fn restart(&self, t: &Target, version: &str) -> DResult<String> {
         let cmd = t.vars(version, &self.plan_dir).shell(&self.template);
-        let fut = self.ssh.ssh.run(t, &cmd, None);
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map(|o| {
+        self.ssh
+            .ssh
+            .run_until_exit(t, &cmd, self.timeout)
+            .await
+            .map(|o| {
                 let t = tail(o.trim());
                 if t.is_empty() {
                     format!("`{}` ok on the node", crate::shell::shown(&cmd))
                 } else {
                     format!("`{}` ok on the node: {t}", crate::shell::shown(&cmd))
                 }
-            }),
-            Err(_) => Err(DriverError::Failed(format!(
-                "`{}` timed out after {:?}",
-                crate::shell::shown(&cmd),
-                self.timeout
-            ))),
-        }
+            })
     }
 }

@@ -123,6 +123,11 @@ pub trait Balancer: Send + Sync {
     async fn check_in_rotation(&self, t: &Target) -> DResult<String>;
     /// Before the run: the balancer answers for this node.
     async fn preflight(&self, t: &Target) -> DResult<String>;
+    /// There is a balancer at all (`kind = "none"` has none: nothing is
+    /// drained, no connection counted, and the narration says so).
+    fn exists(&self) -> bool {
+        true
+    }
 }
 
 /// Places releases on a node and switches between them.

@@ -24,9 +24,10 @@ pub use steps::{events_in_flight, Releases};
 
 use crate::drivers::{Drivers, Target};
 pub use crate::gates::builtin::{builtin_checks, same_release};
+use crate::hints::Hints;
 use crate::journal::{now_ms, CommandKind, JournalError, RunRecord, RunStatus, Store};
 use crate::plan::Plan;
-use crate::report::Reporter;
+use crate::report::{with_run_id, Reporter};
 use glidepath_core::{
     decide, Event, Outcome, Phase, RolloutSpec, RunState, Step, StepKind, StepOutcome, WaitsOn,
 };
@@ -46,9 +47,10 @@ pub enum ExecError {
     #[error("infrastructure unreachable: {0}")]
     Unreachable(String),
     /// The journal could not be written mid-run: no new step was taken.
-    #[error("the journal {journal} cannot be written ({cause}): no new step was taken{}{}; `glidepath resume {run} --journal {journal}` finishes the run once the journal is writable again",
+    #[error("the journal {journal} cannot be written ({cause}): no new step was taken{}{}; `{}` finishes the run once the journal is writable again",
         if restored.is_empty() { String::new() } else { format!("; drained but unchanged, back in rotation: {}", restored.join(", ")) },
-        if kept.is_empty() { String::new() } else { format!("; still out of rotation: {}", kept.join(", ")) })]
+        if kept.is_empty() { String::new() } else { format!("; still out of rotation: {}", kept.join(", ")) },
+        Hints::with_arg(run, Some(journal.clone())).cmd("resume"))]
     JournalLost {
         journal: String,
         run: String,
@@ -60,15 +62,36 @@ pub enum ExecError {
         /// (an infrastructure fault: exit 4), rather than failing to write.
         unreachable: bool,
     },
+    /// The fleet's last run ended `rollback_failed` and nobody resolved it:
+    /// a node may still be out of rotation or half-restored.
+    #[error("fleet `{fleet}`: its last run {run} ended rollback_failed and is not resolved ({why})\nno new run starts on a fleet a failed rollback left for a person; no node was changed\nhint: check the node(s) first: `{}` names each node kept out of rotation and why; make sure each serves its previous release, answers its health check and is back in rotation; then `{}` closes that run",
+        Hints::with_arg(run, journal.clone()).cmd("status"),
+        Hints::with_arg(run, journal.clone()).cmd_with("resolve", "--reason \"what was fixed\""))]
+    Unresolved {
+        fleet: String,
+        run: String,
+        why: String,
+        /// `--journal` for the commands (none: the default journal).
+        journal: Option<String>,
+    },
     #[error("the journaled plan of run {run} no longer parses: {message}")]
     BadJournaledPlan { run: String, message: String },
     /// A second Ctrl-C: stopped at once, the journal intact for `resume`.
-    #[error("interrupted twice: stopped immediately; `glidepath resume {0}` finishes the run")]
-    Interrupted(String),
+    #[error("interrupted twice: stopped immediately; `{}` finishes the run", Hints::new(.0, .1).cmd("resume"))]
+    Interrupted(String, String),
     /// An infrastructure outage outlasted the retry deadline: the run took
     /// no new step, let the steps in flight finish, and stopped resumable.
-    #[error("run {run} stopped: {reason}\nno step is in flight; each node is as its last journaled step left it (`glidepath status {run}` shows which are out of rotation); `glidepath resume {run}` continues once the infrastructure answers (`glidepath rollback {run}` restores it instead)")]
-    Suspended { run: String, reason: String },
+    #[error("run {run} stopped: {}\nno step is in flight; each node is as its last journaled step left it (`{}` shows which are out of rotation); `{}` continues once the infrastructure answers (`{}` restores it instead)",
+        Hints::with_arg(run, journal.clone()).fill(reason),
+        Hints::with_arg(run, journal.clone()).cmd("status"),
+        Hints::with_arg(run, journal.clone()).cmd("resume"),
+        Hints::with_arg(run, journal.clone()).cmd("rollback"))]
+    Suspended {
+        run: String,
+        reason: String,
+        /// `--journal` for the commands (none: the default journal).
+        journal: Option<String>,
+    },
 }
 
 /// How a run ended, for the CLI.
@@ -307,6 +330,25 @@ impl Executor {
             journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
             return Err(e.into());
         }
+        match crate::journal::unresolved(journal.as_ref(), &plan.fleet_name, &run_id) {
+            Ok(None) => {}
+            Ok(Some(failed)) => {
+                let e = ExecError::Unresolved {
+                    fleet: plan.fleet_name.clone(),
+                    run: failed.id.clone(),
+                    why: with_run_id(&failed.reason, &failed.id),
+                    journal: crate::hints::journal_arg(&journal.location()),
+                };
+                journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
+                journal.release_lease(&plan.fleet_name, &run_id)?;
+                return Err(e);
+            }
+            Err(e) => {
+                journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
+                journal.release_lease(&plan.fleet_name, &run_id)?;
+                return Err(e.into());
+            }
+        }
         let locks = match node_locks(&plan, &run_id, journal.as_ref()) {
             Ok(l) => l,
             Err(e) => {
@@ -338,8 +380,8 @@ impl Executor {
         ex.reporter.run_started(&ex.run_id, &ex.plan, &ex.spec);
         let jp = ex.journal.location();
         ex.reporter.note(&format!(
-            "journal {jp} · follow it with: glidepath status {} --watch --journal {jp}",
-            ex.run_id
+            "journal {jp} · follow it with: {}",
+            Hints::new(&ex.run_id, &jp).cmd_with("status", "--watch")
         ));
         let result = ex.preflight_then_drive().await;
         if let Some(n) = notifier {
@@ -725,6 +767,7 @@ impl Executor {
                 return Err(ExecError::Suspended {
                     run: self.run_id.clone(),
                     reason,
+                    journal: crate::hints::journal_arg(&self.journal.location()),
                 });
             }
             let now = now_ms();
@@ -785,7 +828,19 @@ impl Executor {
                     )?;
                 }
                 if let Some(w) = &d.waiting {
-                    self.reporter.waiting(&self.run_id, w);
+                    let hints = Hints::new(&self.run_id, &self.journal.location());
+                    self.reporter.waiting(&self.run_id, &hints.fill(w));
+                    if d.waits_on == Some(WaitsOn::Person) {
+                        let now = crate::hints::situation(
+                            RunStatus::Paused,
+                            &self.spec,
+                            &self.state,
+                            Some(true),
+                        );
+                        for c in hints.next_commands(now) {
+                            self.reporter.note(&format!("  next: {c}"));
+                        }
+                    }
                 }
                 last_waiting = d.waiting.clone();
             }
@@ -831,7 +886,10 @@ impl Executor {
 
     async fn interrupted(&mut self, count: u32, what: &str) -> Result<(), ExecError> {
         if count > 1 {
-            return Err(ExecError::Interrupted(self.run_id.clone()));
+            return Err(ExecError::Interrupted(
+                self.run_id.clone(),
+                self.journal.location(),
+            ));
         }
         self.reporter.note(&format!(
             "{what}: aborting safely (finishing steps in flight, restoring half-deployed nodes); press Ctrl-C again to stop at once"

@@ -23,8 +23,9 @@ pub(super) fn set_active_run(run: &str, journal: &dyn Store) {
         *g = Some((run.to_string(), journal.location()));
     }
     let msg = format!(
-        "error: the journal {j} failed under a memory-mapped write (SIGBUS: its files were made immutable, truncated or lost their disk); the process stops here; `glidepath resume {run} --journal {j}` finishes the run once the journal is writable again\n",
-        j = journal.location()
+        "error: the journal {j} failed under a memory-mapped write (SIGBUS: its files were made immutable, truncated or lost their disk); the process stops here; `{resume}` finishes the run once the journal is writable again\n",
+        j = journal.location(),
+        resume = crate::hints::Hints::with_arg(run, Some(journal.location())).cmd("resume")
     );
     let msg: &'static [u8] = Box::leak(msg.into_bytes().into_boxed_slice());
     SIGBUS_LEN.store(0, std::sync::atomic::Ordering::SeqCst);

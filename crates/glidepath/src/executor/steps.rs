@@ -99,6 +99,12 @@ async fn perform_once(
                 return fail(e);
             }
             return match d.balancer.active(t).await {
+                Ok(0) if !d.balancer.exists() => StepOutcome {
+                    ok: true,
+                    value: Some(0.0),
+                    detail: "no balancer: no connection to wait for".into(),
+                    ..Default::default()
+                },
                 Ok(n) => StepOutcome {
                     ok: true,
                     value: Some(n as f64),

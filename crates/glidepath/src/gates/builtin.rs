@@ -27,7 +27,7 @@ pub struct BuiltinInputs {
     pub check: Option<String>,
     /// Every node, in name order.
     pub targets: Vec<Target>,
-    /// How many balancers the plan declares.
+    /// How many balancers the plan declares (`kind = "none"` is none).
     pub balancers: usize,
 }
 
@@ -45,6 +45,16 @@ struct NodeFindings {
     health: Option<(String, bool)>,
     /// Its current release, when every check reached it.
     current: Option<String>,
+    /// The checks that reached it (a failure stops the next ones).
+    reached: Reached,
+}
+
+/// Which of a node's checks were carried out.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reached {
+    target: bool,
+    perms: bool,
+    health: bool,
 }
 
 /// The checks of one node, in the order a person would run them; a
@@ -58,8 +68,22 @@ async fn check_node(
     let mut f = NodeFindings::default();
     if let Err(e) = drivers.balancer.preflight(&t).await {
         f.balancer = Some((format!("{}: {e}", t.name), e.is_infra()));
+        // the balancer may not answer because the node itself is down (a
+        // balancer on the node, like the demo's): a node that does not
+        // answer its health check either is unhealthy before the run, not
+        // an infrastructure outage
+        if e.is_infra() {
+            f.reached.health = true;
+            if let Err(h) = drivers.health.probe(&t, None).await {
+                f.health = Some((
+                    format!("{} is unhealthy before the rollout ({h})", t.name),
+                    false,
+                ));
+            }
+        }
         return f;
     }
+    f.reached.target = true;
     let cur = match drivers.deployer.current(&t).await {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -83,6 +107,7 @@ async fn check_node(
         previous: cur.clone(),
         ..t
     };
+    f.reached.perms = true;
     if let Err(e) = drivers.deployer.check_writable(&t).await {
         f.perms.push((format!("{}: {e}", t.name), e.is_infra()));
     }
@@ -107,6 +132,7 @@ async fn check_node(
             return f;
         }
     }
+    f.reached.health = true;
     if let Err(e) = drivers.health.probe(&t, Some(&cur)).await {
         f.health = Some((
             format!("{} is unhealthy before the rollout ({e})", t.name),
@@ -209,8 +235,12 @@ pub async fn builtin_checks(
     let (mut lb_infra, mut target_infra, mut health_infra) = (true, true, true);
     let (mut perms, mut perm_infra) = (Vec::new(), true);
     let mut provided: Vec<String> = Vec::new();
+    let (mut reached_target, mut reached_perms, mut reached_health) = (0, 0, 0);
     let all = &inputs.targets;
     for (t, f) in all.iter().zip(check_nodes(inputs, drivers).await) {
+        reached_target += usize::from(f.reached.target);
+        reached_perms += usize::from(f.reached.perms);
+        reached_health += usize::from(f.reached.health);
         if let Some((m, infra)) = f.balancer {
             lb_infra &= infra;
             lb.push(m);
@@ -235,17 +265,30 @@ pub async fn builtin_checks(
         }
     }
     let n = all.len();
-    out.push(if lb.is_empty() {
-        builtin(
-            GateResult::new(
-                "balancer",
-                Verdict::Pass,
-                format!("{} balancer(s) answer for all {n} nodes", inputs.balancers),
-                None,
-            ),
-            false,
-        )
-    } else {
+    // a gate that reached no node checked nothing: it is skipped, with why
+    let skipped = |gate: &str, why: String| {
+        builtin(GateResult::new(gate, Verdict::Skipped, why, None), false)
+    };
+    let why_not = |reached: usize| {
+        if n == 0 {
+            "the plan has 0 nodes".to_string()
+        } else if reached == 0 {
+            format!("not checked on any of the {n} node(s): an earlier check of each failed")
+        } else {
+            String::new()
+        }
+    };
+    let unreached = |reached: usize| {
+        if reached < n {
+            format!(
+                "; {} node(s) not checked (an earlier check failed)",
+                n - reached
+            )
+        } else {
+            String::new()
+        }
+    };
+    out.push(if !lb.is_empty() {
         builtin(
             GateResult::new(
                 "balancer",
@@ -255,33 +298,38 @@ pub async fn builtin_checks(
             ),
             lb_infra,
         )
-    });
-    out.push(if targets_bad.is_empty() {
-        let versions: Vec<String> = before.iter().map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or("-"))).collect();
-        builtin(GateResult::new("rollback-target", Verdict::Pass, if provided.is_empty() {
-                    format!("last-known-good releases: {}", versions.join(" "))
-                } else {
-                    format!("last-known-good releases: {} (restored from the [rollback] artifact on {} if needed)", versions.join(" "), provided.join(", "))
-                }, None), false)
+    } else if inputs.balancers == 0 {
+        skipped(
+            "balancer",
+            "no balancer (kind = \"none\"): nothing drains or counts connections".into(),
+        )
+    } else if n == 0 {
+        skipped("balancer", why_not(0))
     } else {
-        builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("a fleet glidepath never deployed: `glidepath adopt PLAN` records what each node runs today as its first release (releases/<version> + current)")), target_infra)
-    });
-    out.push(if perms.is_empty() {
-        let what = if inputs.check.is_some() {
-            "install dirs writable, restart target checked"
-        } else {
-            "install dirs writable (add [deploy] check = … to prove the restart target)"
-        };
         builtin(
             GateResult::new(
-                "permissions",
+                "balancer",
                 Verdict::Pass,
-                format!("{what} on {} node(s)", before.len()),
+                format!("{} balancer(s) answer for all {n} nodes", inputs.balancers),
                 None,
             ),
             false,
         )
+    });
+    out.push(if !targets_bad.is_empty() {
+        builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("a fleet glidepath never deployed: `glidepath adopt PLAN` records what each node runs today as its first release (releases/<version> + current)")), target_infra)
+    } else if before.is_empty() {
+        skipped("rollback-target", why_not(reached_target))
     } else {
+        let versions: Vec<String> = before.iter().map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or("-"))).collect();
+        let more = unreached(reached_target);
+        builtin(GateResult::new("rollback-target", Verdict::Pass, if provided.is_empty() {
+                    format!("last-known-good releases: {}{more}", versions.join(" "))
+                } else {
+                    format!("last-known-good releases: {} (restored from the [rollback] artifact on {} if needed){more}", versions.join(" "), provided.join(", "))
+                }, None), false)
+    });
+    out.push(if !perms.is_empty() {
         builtin(
             GateResult::new(
                 "permissions",
@@ -291,18 +339,28 @@ pub async fn builtin_checks(
             ),
             perm_infra,
         )
-    });
-    out.push(if health_bad.is_empty() {
+    } else if reached_perms == 0 {
+        skipped("permissions", why_not(reached_perms))
+    } else {
+        let what = if inputs.check.is_some() {
+            "install dirs writable, restart target checked"
+        } else {
+            "install dirs writable (add [deploy] check = … to prove the restart target)"
+        };
         builtin(
             GateResult::new(
-                "health",
+                "permissions",
                 Verdict::Pass,
-                format!("{} of {n} nodes healthy", before.len()),
+                format!(
+                    "{what} on {reached_perms} node(s){}",
+                    unreached(reached_perms)
+                ),
                 None,
             ),
             false,
         )
-    } else {
+    });
+    out.push(if !health_bad.is_empty() {
         builtin(
             GateResult::new(
                 "health",
@@ -311,6 +369,21 @@ pub async fn builtin_checks(
                 Some("fix the fleet first: a rollout starts from a healthy fleet"),
             ),
             health_infra,
+        )
+    } else if reached_health == 0 {
+        skipped("health", why_not(reached_health))
+    } else {
+        builtin(
+            GateResult::new(
+                "health",
+                Verdict::Pass,
+                format!(
+                    "{reached_health} of {n} nodes healthy{}",
+                    unreached(reached_health)
+                ),
+                None,
+            ),
+            false,
         )
     });
     if let Some(m) = &drivers.metrics {
@@ -326,6 +399,11 @@ pub async fn builtin_checks(
                 e.is_infra(),
             ),
         });
+    } else {
+        out.push(skipped(
+            "metrics",
+            "no [sli] section: the run watches no metrics".into(),
+        ));
     }
     (out, before)
 }
@@ -450,7 +528,10 @@ mod tests {
         let (results, before) = builtin_checks(&BuiltinInputs::of(&plan), &drivers).await;
         let gate = |g: &str| results.iter().find(|r| r.gate == g).unwrap();
         assert_eq!(gate("health").verdict, Verdict::Pass, "{results:#?}");
-        assert_eq!(gate("health").reason, "4 of 6 nodes healthy");
+        assert_eq!(
+            gate("health").reason,
+            "4 of 6 nodes healthy; 2 node(s) not checked (an earlier check failed)"
+        );
         let target = gate("rollback-target");
         assert_eq!(target.verdict, Verdict::Fail);
         let a = target.reason.find("a-bare has no current release").unwrap();

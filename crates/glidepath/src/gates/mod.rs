@@ -48,6 +48,9 @@ pub enum Verdict {
     Pass,
     Warn,
     Fail,
+    /// Nothing to check (no balancer, no node reached, no SLI): never
+    /// blocks a run, and says why.
+    Skipped,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -338,6 +341,7 @@ pub fn render(results: &[GateResult]) -> String {
             (Verdict::Fail, Some(_)) => "FORCED",
             (Verdict::Pass, _) => "pass",
             (Verdict::Warn, _) => "warn",
+            (Verdict::Skipped, _) => "skipped",
             (Verdict::Fail, None) => "FAIL",
         };
         s.push_str(&format!("{:<22} {:<8} {}\n", r.gate, v, r.reason));

@@ -270,6 +270,10 @@ pub enum RunStatus {
     Refused,
     /// A `pre` task failed: no node was changed.
     Failed,
+    /// A `rollback_failed` run that a person closed after fixing the node
+    /// it kept out of rotation (`glidepath resolve`; the reason says who
+    /// and what was done).
+    Resolved,
 }
 
 /// A name the journal does not know (a status or a command kind).
@@ -278,7 +282,7 @@ pub enum RunStatus {
 pub struct UnknownName(pub String);
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 11] = [
+    pub const ALL: [RunStatus; 12] = [
         RunStatus::Preflight,
         RunStatus::Running,
         RunStatus::Paused,
@@ -290,6 +294,7 @@ impl RunStatus {
         RunStatus::RollbackFailed,
         RunStatus::Refused,
         RunStatus::Failed,
+        RunStatus::Resolved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -305,6 +310,7 @@ impl RunStatus {
             RunStatus::RollbackFailed => "rollback_failed",
             RunStatus::Refused => "refused",
             RunStatus::Failed => "failed",
+            RunStatus::Resolved => "resolved",
         }
     }
 
@@ -326,6 +332,7 @@ impl RunStatus {
                 | RunStatus::RollbackFailed
                 | RunStatus::Refused
                 | RunStatus::Failed
+                | RunStatus::Resolved
         )
     }
 }
@@ -566,6 +573,20 @@ pub struct RunRecord {
     pub reason: String,
     pub created_at: u64,
     pub updated_at: u64,
+}
+
+/// The fleet's last run that ended `rollback_failed` and was not resolved,
+/// if that is how its last run (refusals aside) ended: a new run of the
+/// fleet is refused until a person resolves it.
+pub fn unresolved(
+    j: &dyn Store,
+    fleet: &str,
+    except: &str,
+) -> Result<Option<RunRecord>, JournalError> {
+    Ok(j.runs(i64::MAX as usize)?
+        .into_iter()
+        .find(|r| r.fleet == fleet && r.id != except && r.status != RunStatus::Refused)
+        .filter(|r| r.status == RunStatus::RollbackFailed))
 }
 
 /// A lease row: who holds a fleet.

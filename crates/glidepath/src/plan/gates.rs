@@ -110,7 +110,11 @@ impl BuiltinInputs {
             rollback: plan.rollback_release.clone(),
             check: plan.deploy.check.clone(),
             targets,
-            balancers: plan.balancers.len(),
+            balancers: plan
+                .balancers
+                .iter()
+                .filter(|b| !matches!(b, crate::config::BalancerCfg::None))
+                .count(),
         }
     }
 }

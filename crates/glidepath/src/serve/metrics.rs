@@ -148,7 +148,7 @@ fn facts(j: &dyn Store, rec: &RunRecord) -> Result<Facts, JournalError> {
     }
     if matches!(
         rec.status,
-        RunStatus::RolledBack | RunStatus::RollbackFailed
+        RunStatus::RolledBack | RunStatus::RollbackFailed | RunStatus::Resolved
     ) {
         f.cause = crate::control::journaled_plan(rec).ok().and_then(|p| {
             glidepath_core::RunState::replay(&p.rollout_spec(), &events)

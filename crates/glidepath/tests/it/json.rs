@@ -125,7 +125,7 @@ async fn json_contract_of_run_status_promote_history_and_rollback() {
 
     // abort of a finished run: nothing to do, said in JSON
     let (c, v) = run_json(&env, &["abort", &run]);
-    assert_eq!(c, 0);
+    assert_eq!(c, 9, "exit 9: nothing to do");
     assert_eq!(v["result"], "already_finished", "{v}");
     assert_eq!(v["acknowledged"], false);
     assert_eq!(v["status"], "succeeded");
@@ -148,8 +148,8 @@ async fn json_contract_of_run_status_promote_history_and_rollback() {
 
     // promote of a finished run: the error object
     let (c, v) = run_json(&env, &["promote", &run]);
-    assert_eq!(c, 2);
-    assert_eq!(v["exit_code"], 2);
+    assert_eq!(c, 9);
+    assert_eq!(v["exit_code"], 9);
     assert!(
         v["error"].as_str().unwrap().contains("already finished"),
         "{v}"
@@ -169,9 +169,10 @@ async fn json_contract_of_resume_and_abort_taking_a_run_over() {
     assert_eq!(c, 0, "{v}");
     assert_summary(&v, &run);
     assert_eq!(v["status"], "succeeded");
-    // resume of a finished run: the summary too, not a sentence
+    // resume of a finished run: the summary too, not a sentence (exit 9:
+    // nothing to do)
     let (c, v) = run_json(&env, &["resume", &run]);
-    assert_eq!(c, 0);
+    assert_eq!(c, 9);
     assert_summary(&v, &run);
 
     // a second run dies; abort takes it over, stdout stays one document

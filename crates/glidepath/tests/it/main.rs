@@ -4,9 +4,11 @@
 //! journal (`team.rs`, and the kill -9 suite again in `rollout.rs`).
 
 mod budget;
+mod exit_codes;
 mod follow;
 mod gates;
 mod harness;
+mod honest;
 mod journal_move;
 mod json;
 mod judge;

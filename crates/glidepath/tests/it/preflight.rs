@@ -24,11 +24,11 @@ async fn preflight_refusals_change_nothing() {
     assert!(stderr(&out).contains("refusing to deploy an artifact that is not the one reviewed"));
     std::fs::write(&env.v2.artifact, good).unwrap();
     env.assert_fleet(&["1", "1"]).await;
-    // a node that does not answer: infrastructure unreachable
+    // a node that does not answer: a node unhealthy before the run
     env.traffic.take().unwrap().stop().await;
     env.fleet.nodes[1].kill();
     let out = env.run(&["run", plan.to_str().unwrap()]);
-    assert_eq!(code(&out), 4, "exit 4: unreachable");
+    assert_eq!(code(&out), 3, "exit 3: a node down is unhealthy");
     assert!(
         stderr(&out).contains("node-2") && stderr(&out).contains("no node was changed"),
         "{}",

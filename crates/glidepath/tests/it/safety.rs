@@ -71,7 +71,7 @@ async fn signal_during_preflight(sig: i32) {
     // nothing changed, so there is nothing to roll back (and no second finish)
     let before = env.events(&run).len();
     let rb = env.run(&["rollback", &run]);
-    assert_eq!(code(&rb), 0, "{}", stderr(&rb));
+    assert_eq!(code(&rb), 9, "nothing to do: {}", stderr(&rb));
     assert!(
         stdout(&rb).contains("nothing to rollback"),
         "{}",

@@ -151,21 +151,21 @@ async fn runs_are_named_by_latest_or_a_unique_prefix_everywhere() {
     );
     // resume, promote, abort, rollback resolve the same way
     let resume = env.run(&["resume", "r9-a"]);
-    assert_eq!(code(&resume), 0);
+    assert_eq!(code(&resume), 9);
     assert!(
         stdout(&resume).contains("run r9-alpha already finished"),
         "{}",
         stdout(&resume)
     );
     let promote = env.run(&["promote", "latest"]);
-    assert_eq!(code(&promote), 2);
+    assert_eq!(code(&promote), 9);
     assert!(
         stderr(&promote).contains("run r9-beta already finished"),
         "{}",
         stderr(&promote)
     );
     let abort = env.run(&["abort", "r9-al"]);
-    assert_eq!(code(&abort), 0);
+    assert_eq!(code(&abort), 9);
     assert!(
         stdout(&abort).contains("run r9-alpha already finished"),
         "{}",
