@@ -320,6 +320,25 @@ pub async fn builtin_checks(
         builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("a fleet glidepath never deployed: `glidepath adopt PLAN` records what each node runs today as its first release (releases/<version> + current)")), target_infra)
     } else if before.is_empty() {
         skipped("rollback-target", why_not(reached_target))
+    } else if before.len() == n
+        && before
+            .iter()
+            .all(|(_, v)| v.as_deref() == Some(inputs.release.version.as_str()))
+    {
+        // a second run of the release the fleet runs: nothing would change,
+        // and a rollback would "restore" the same release
+        builtin(
+            GateResult::new(
+                "rollback-target",
+                Verdict::Fail,
+                format!(
+                    "every node already runs {}: nothing to roll out, and a rollback would have no other release to return to",
+                    inputs.release.version
+                ),
+                Some("roll out a new release (`glidepath run PLAN --release V --artifact A --sha256 H`); `glidepath history` shows the run that deployed this one"),
+            ),
+            false,
+        )
     } else {
         let versions: Vec<String> = before.iter().map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or("-"))).collect();
         let more = unreached(reached_target);

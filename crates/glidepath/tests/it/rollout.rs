@@ -49,6 +49,15 @@ async fn good_release_is_promoted_to_every_node() {
     assert_eq!(v["nodes"][3]["now"], "2");
     let hist = env.run(&["history"]);
     assert!(stdout(&hist).contains(&run));
+    // the same release again: nothing to roll out, and nothing to roll back to
+    let again = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&again), 3, "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("every node already runs 2: nothing to roll out"),
+        "{}",
+        stdout(&again)
+    );
+    env.assert_fleet(&["2", "2", "2", "2"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
