@@ -152,7 +152,10 @@ impl RunState {
                     });
                 }
             }
-            Event::GatesChecked { .. } | Event::GateForced { .. } | Event::Snapshot { .. } => {}
+            Event::GatesChecked { .. }
+            | Event::GateForced { .. }
+            | Event::Snapshot { .. }
+            | Event::Origin { .. } => {}
             Event::Suspended { reason, .. } => self.suspended = Some(reason.clone()),
             Event::FilesPinned { files, .. } => self.tasks.pinned = files.clone(),
             Event::Finished {

@@ -452,6 +452,9 @@ impl Executor {
 
     async fn resume_events(&mut self, events: &[Event]) -> Result<RunResult, ExecError> {
         let ex = self;
+        if !ex.state.is_finished() {
+            ex.record(ex.origin()).await?;
+        }
         if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
             return ex.resume_before_start(events).await;
         }
@@ -472,6 +475,19 @@ impl Executor {
             ex.journal.set_status(&ex.run_id, RunStatus::Running, "")
         )?;
         ex.drive().await
+    }
+
+    /// Who drives the run from where (this process), and the rollout it
+    /// drives: what a report reads from the journal.
+    fn origin(&self) -> Event {
+        Event::Origin {
+            at: now_ms(),
+            user: crate::journal::operator(),
+            host: crate::journal::hostname(),
+            pid: std::process::id(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            spec: Some(Box::new(self.spec.clone())),
+        }
     }
 
     /// Journal an event, apply it, report it.
