@@ -8,6 +8,7 @@ pub mod demo;
 pub mod journal;
 pub mod lint;
 pub mod preflight;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod status;

@@ -340,7 +340,11 @@ impl Executor {
             "journal {jp} · follow it with: glidepath status {} --watch --journal {jp}",
             ex.run_id
         ));
-        let result = ex.preflight_then_drive().await;
+        let origin = ex.origin();
+        let result = match ex.record(origin).await {
+            Ok(()) => ex.preflight_then_drive().await,
+            Err(e) => Err(e),
+        };
         if let Some(n) = notifier {
             n.finish().await;
         }
