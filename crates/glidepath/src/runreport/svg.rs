@@ -107,6 +107,14 @@ pub fn chart(c: &CheckSeries, windows: &[u64]) -> String {
         );
     }
     for p in &c.points {
+        if let Some(b) = p.baseline {
+            let _ = write!(
+                s,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="#9e9e9e"/>"##,
+                x(p.t_ms),
+                y(b)
+            );
+        }
         if let Some(v) = p.value {
             let _ = write!(
                 s,
@@ -127,6 +135,12 @@ pub fn chart(c: &CheckSeries, windows: &[u64]) -> String {
             );
         }
     }
+    let _ = write!(
+        s,
+        r##"<text x="{0:.1}" y="{1:.1}" class="ax"><tspan fill="#1565c0">● canary</tspan> <tspan fill="#9e9e9e">● baseline</tspan> <tspan fill="#c62828">● breach</tspan> <tspan fill="#ef6c00">● inconclusive</tspan></text>"##,
+        x0 + 120.0,
+        H - 8.0
+    );
     s.push_str("</svg>");
     s
 }
