@@ -257,15 +257,14 @@ pub fn render(r: &RunReport) -> String {
     for n in &r.nodes {
         let _ = writeln!(
             o,
-            "<h3>{} <small>{} · {} → {} · {}</small></h3>",
+            "<h3>{} <small>{} · {} · {}</small></h3>",
             esc(&n.node),
             if run.rollout_known {
                 group_name(n.group)
             } else {
                 "group unknown".into()
             },
-            opt(&n.before),
-            opt(&n.after),
+            esc(&super::md::releases(n)),
             esc(&n.status)
         );
         steps(&mut o, &n.steps);

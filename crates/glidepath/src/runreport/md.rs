@@ -206,6 +206,14 @@ pub(crate) fn groups(r: &RunReport) -> String {
         .join(" · ")
 }
 
+/// `2 → 3 → 2`: the releases a node ran (`unknown` before `Started`).
+pub(crate) fn releases(n: &NodeReport) -> String {
+    if n.path.is_empty() {
+        return "release unknown".into();
+    }
+    n.path.join(" → ")
+}
+
 pub(crate) fn group_name(g: Option<usize>) -> String {
     match g {
         Some(0) => "canary".into(),
@@ -260,15 +268,14 @@ fn check(o: &mut String, r: &RunReport, c: &CheckSeries) {
 fn node(o: &mut String, r: &RunReport, n: &NodeReport) {
     let _ = writeln!(
         o,
-        "\n### {} — {} · {} → {} · {}\n",
+        "\n### {} — {} · {} · {}\n",
         cell(&n.node),
         if r.run.rollout_known {
             group_name(n.group)
         } else {
             "group unknown".into()
         },
-        opt(&n.before),
-        opt(&n.after),
+        cell(&releases(n)),
         cell(&n.status)
     );
     if n.steps.is_empty() {

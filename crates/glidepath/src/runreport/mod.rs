@@ -160,6 +160,8 @@ pub struct NodeReport {
     pub before: Option<String>,
     /// The release `current` was last switched to.
     pub after: Option<String>,
+    /// The releases it ran, in order: `before`, then each switch.
+    pub path: Vec<String>,
     /// The core's status (`unknown` when the rollout is unknown).
     pub status: String,
     pub steps: Vec<StepRow>,
@@ -469,7 +471,7 @@ fn timelines(
     let mut rows: BTreeMap<Option<String>, Vec<StepRow>> = BTreeMap::new();
     // the row a step's next outcome closes, per subject and step kind
     let mut open: BTreeMap<(Option<String>, StepKind), (usize, u64)> = BTreeMap::new();
-    let mut after: BTreeMap<String, String> = BTreeMap::new();
+    let mut switched: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for ev in events {
         match ev {
             Event::Intent { at, step } if step.kind != StepKind::Probe => {
@@ -524,7 +526,7 @@ fn timelines(
                 if let (StepKind::Switch, true, Some(n), Some(v)) =
                     (step.kind, outcome.ok, &step.node, &step.version)
                 {
-                    after.insert(n.clone(), v.clone());
+                    switched.entry(n.clone()).or_default().push(v.clone());
                 }
             }
             _ => {}
@@ -544,9 +546,16 @@ fn timelines(
         .into_iter()
         .map(|node| {
             let was = before.get(&node).cloned().flatten();
+            let mut path: Vec<String> = was.iter().cloned().collect();
+            for v in switched.remove(&node).unwrap_or_default() {
+                if path.last() != Some(&v) {
+                    path.push(v);
+                }
+            }
             NodeReport {
                 group: spec.and_then(|s| s.group_of(&node)),
-                after: after.get(&node).cloned().or_else(|| was.clone()),
+                after: path.last().cloned(),
+                path,
                 before: was,
                 status: state
                     .and_then(|s| s.nodes.get(&node))

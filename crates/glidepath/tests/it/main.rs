@@ -23,6 +23,7 @@ mod real;
 mod real_outage;
 mod real_ssh;
 mod release_override;
+mod report;
 mod rollout;
 mod safety;
 mod serve;
