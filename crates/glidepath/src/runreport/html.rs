@@ -47,9 +47,9 @@ pub fn render(r: &RunReport) -> String {
     let _ = write!(
         o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Run report {}</title><style>{CSS}</style></head><body>\n",
-        esc(&run.id)
+        esc(&run.run_id)
     );
-    let _ = writeln!(o, "<h1>Run report: {}</h1>", esc(&run.id));
+    let _ = writeln!(o, "<h1>Run report: {}</h1>", esc(&run.run_id));
     let _ = writeln!(
         o,
         "<p class=\"state\"><b>{}</b> — {}</p>",

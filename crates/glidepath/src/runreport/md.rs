@@ -30,7 +30,7 @@ fn opt(v: &Option<String>) -> String {
 pub fn render(r: &RunReport) -> String {
     let mut o = String::new();
     let run = &r.run;
-    let _ = writeln!(o, "# Run report: {}\n", cell(&run.id));
+    let _ = writeln!(o, "# Run report: {}\n", cell(&run.run_id));
     let _ = writeln!(
         o,
         "**{}** — {}\n",
@@ -39,7 +39,7 @@ pub fn render(r: &RunReport) -> String {
     );
     o.push_str("| | |\n|---|---|\n");
     let rows = [
-        ("Run", cell(&run.id)),
+        ("Run", cell(&run.run_id)),
         ("Fleet", cell(&run.fleet)),
         ("Release", cell(&run.release)),
         ("Plan", cell(&run.plan_path)),

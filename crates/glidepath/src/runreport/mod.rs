@@ -56,7 +56,7 @@ pub struct RunReport {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunInfo {
-    pub id: String,
+    pub run_id: String,
     pub fleet: String,
     pub release: String,
     pub status: String,
@@ -381,7 +381,7 @@ impl RunReport {
         RunReport {
             report: REPORT_VERSION,
             run: RunInfo {
-                id: rec.id.clone(),
+                run_id: rec.id.clone(),
                 fleet: rec.fleet.clone(),
                 release: rec.version.clone(),
                 status: rec.status.to_string(),
@@ -407,9 +407,10 @@ impl RunReport {
         }
     }
 
-    /// The JSON document (pretty, `report` first).
+    /// The JSON document: `schema_version` (as every JSON output), then
+    /// `report` (this document's own version), then the rest.
     pub fn json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a report serializes") + "\n"
+        crate::output::document(self) + "\n"
     }
 
     /// Markdown.

@@ -194,7 +194,9 @@ fn the_json_document_leads_with_its_version_and_mirrors_the_model() {
     let r = RunReport::build(&rec, &events);
     let json = r.json();
     assert!(
-        json.starts_with("{\n  \"report\": 1,\n  \"run\": {"),
+        json.starts_with(
+            "{\n  \"schema_version\": 1,\n  \"report\": 1,\n  \"run\": {\n    \"run_id\""
+        ),
         "{json}"
     );
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
