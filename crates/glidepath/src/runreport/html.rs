@@ -251,7 +251,7 @@ pub fn render(r: &RunReport) -> String {
     for w in &r.clients.worst {
         let _ = write!(o, "<li>{}</li>", esc(w));
     }
-    let _ = write!(o, "<li>Note: {}.</li></ul>\n", esc(r.clients.note));
+    let _ = writeln!(o, "<li>Note: {}.</li></ul>", esc(r.clients.note));
 
     o.push_str("<h2>Steps</h2>\n");
     for n in &r.nodes {
