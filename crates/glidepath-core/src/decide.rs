@@ -345,10 +345,23 @@ fn advance_nodes(
             Track::Back | Track::Restore => node.before.clone().unwrap_or_default(),
             _ => spec.version.clone(),
         };
-        // Polling steps wait between tries.
+        // Polling steps wait between tries; a health check's wait starts
+        // short and grows by half (half as long as it has waited so far,
+        // so it looks again at most 50 % later than needed) up to its
+        // interval.
         let interval = match kind {
             StepKind::CheckDrained => Some(spec.drain_poll_ms),
-            StepKind::CheckHealth | StepKind::PostCheck => Some(spec.health_interval_ms),
+            StepKind::CheckHealth | StepKind::PostCheck => {
+                let waited = match (node.step_since, node.last_try) {
+                    (Some(since), Some(last)) => last.saturating_sub(since),
+                    _ => 0,
+                };
+                Some(
+                    (waited / 2)
+                        .max(crate::spec::HEALTH_FIRST_RETRY_MS)
+                        .min(spec.health_interval_ms),
+                )
+            }
             _ => None,
         };
         if let (Some(iv), Some(last)) = (interval, node.last_try) {

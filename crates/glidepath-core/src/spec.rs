@@ -222,6 +222,10 @@ pub enum PostFailurePolicy {
     Hold,
 }
 
+/// The first wait between two health checks of a node (see
+/// [`RolloutSpec::health_interval_ms`]).
+pub const HEALTH_FIRST_RETRY_MS: u64 = 50;
+
 /// Everything the decision core knows about a rollout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutSpec {
@@ -238,6 +242,11 @@ pub struct RolloutSpec {
     pub drain_poll_ms: u64,
     pub on_drain_timeout: DrainTimeoutPolicy,
     pub health_deadline_ms: u64,
+    /// The longest wait between two health checks of a node: the first
+    /// retry comes [`HEALTH_FIRST_RETRY_MS`] after the first try, and each
+    /// wait is half the time waited so far, up to this (a node that is up
+    /// 100 ms after its restart is seen then, not a whole interval later;
+    /// one that takes a minute is polled once an interval).
     pub health_interval_ms: u64,
     /// Retry budget for infrastructure faults.
     #[serde(default)]

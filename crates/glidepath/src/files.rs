@@ -6,6 +6,34 @@
 use std::io::Read;
 use std::path::Path;
 
+/// `dir` joined with `rel`, its `a/..` pairs removed when that names the
+/// same file (`system/../plans/api.toml` → `plans/api.toml`): what a person
+/// reads and pastes. Kept as joined when the tidy form would resolve
+/// elsewhere (through a symbolic link) or either does not exist.
+pub fn tidy_join(dir: &Path, rel: &str) -> std::path::PathBuf {
+    use std::path::Component;
+    let joined = dir.join(rel);
+    let mut out = std::path::PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    match (std::fs::canonicalize(&joined), std::fs::canonicalize(&out)) {
+        (Ok(a), Ok(b)) if a == b => out,
+        _ => joined,
+    }
+}
+
 /// This user's glidepath state directory: `$XDG_STATE_HOME/glidepath`, else
 /// `~/.local/state/glidepath` (the journal, the fingerprint key). `None`
 /// when neither variable names an absolute directory.
@@ -97,6 +125,42 @@ mod tests {
             read_text(&link, 10).unwrap(),
             "0123456789",
             "links are followed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tidy_tests {
+    use super::tidy_join;
+
+    #[test]
+    fn a_joined_path_loses_its_detours_only_when_it_names_the_same_file() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("system")).unwrap();
+        std::fs::create_dir_all(root.join("plans")).unwrap();
+        std::fs::write(root.join("plans/api.toml"), "").unwrap();
+        assert_eq!(
+            tidy_join(&root.join("system"), "../plans/api.toml"),
+            root.join("plans/api.toml")
+        );
+        assert_eq!(
+            tidy_join(&root.join("system"), "./../plans/./api.toml"),
+            root.join("plans/api.toml")
+        );
+        // a missing file: left as written, for the error to name
+        assert_eq!(
+            tidy_join(&root.join("system"), "../plans/nope.toml"),
+            root.join("system/../plans/nope.toml")
+        );
+        // through a symbolic link, `..` is the link target's parent: kept
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        std::fs::create_dir_all(root.join("real/plans")).unwrap();
+        std::fs::write(root.join("real/plans/api.toml"), "").unwrap();
+        std::os::unix::fs::symlink(root.join("real/sub"), root.join("link")).unwrap();
+        assert_eq!(
+            tidy_join(&root.join("link"), "../plans/api.toml"),
+            root.join("link/../plans/api.toml")
         );
     }
 }

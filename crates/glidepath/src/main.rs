@@ -268,9 +268,10 @@ enum Cmd {
     Lint {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Output: text, json, or github (workflow annotations).
-        #[arg(long, value_enum, default_value = "text")]
-        reporter: LintReporter,
+        /// Output: text (the default), json, or github (workflow annotations).
+        /// `--output json` is `--reporter json`; with another reporter it is refused.
+        #[arg(long, value_enum)]
+        reporter: Option<LintReporter>,
     },
     /// Serve a dashboard, a JSON API with live events, operator actions and /metrics, from the journal.
     Serve {

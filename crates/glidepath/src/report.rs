@@ -470,6 +470,32 @@ impl Console {
     }
 }
 
+/// How long a node's steps took, from its events (intents and outcomes,
+/// in order): each step from its intent to its outcome, and the waits
+/// between the attempts of one step (the polls of `check_drained` and
+/// `check_health`, the retries through an outage), but not
+/// the time the node sat between two steps (an SLI window, a pause, a
+/// person deciding to roll back) nor a dead process's downtime.
+pub fn node_busy_ms(mine: &[&Event]) -> u64 {
+    mine.windows(2)
+        .map(|w| match (w[0], w[1]) {
+            (
+                Event::Intent { step: a, at: t0 },
+                Event::Outcome {
+                    step: b, at: t1, ..
+                },
+            ) if a.kind == b.kind => t1.saturating_sub(*t0),
+            (
+                Event::Outcome {
+                    step: a, at: t0, ..
+                },
+                Event::Intent { step: b, at: t1 },
+            ) if a.kind == b.kind => t1.saturating_sub(*t0),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Build a summary from the journal's record and events.
 pub fn summarize(
     rec: &RunRecord,
@@ -490,10 +516,7 @@ pub fn summarize(
             .iter()
             .filter(|e| matches!(e, Event::Outcome { .. }))
             .count();
-        let busy = match (mine.first(), mine.last()) {
-            (Some(a), Some(b)) => b.at().saturating_sub(a.at()),
-            _ => 0,
-        };
+        let busy = node_busy_ms(&mine);
         // The journaled target: where `current` was last switched to.
         let now_v = match st.status {
             NodeStatus::Updated => Some(spec.version.clone()),
@@ -814,5 +837,55 @@ impl RunSummary {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glidepath_core::{Step, StepOutcome};
+
+    fn step(kind: StepKind) -> Step {
+        Step {
+            kind,
+            node: Some("node-1".into()),
+            version: None,
+            reason: String::new(),
+            task: None,
+        }
+    }
+    fn intent(at: u64, kind: StepKind) -> Event {
+        Event::Intent {
+            at,
+            step: step(kind),
+        }
+    }
+    fn outcome(at: u64, kind: StepKind) -> Event {
+        Event::Outcome {
+            at,
+            step: step(kind),
+            outcome: StepOutcome::ok(""),
+        }
+    }
+
+    #[test]
+    fn a_node_time_leaves_out_what_it_waited_between_steps() {
+        use StepKind::*;
+        let events = [
+            intent(0, Drain),
+            outcome(100, Drain),
+            intent(100, CheckDrained),
+            outcome(150, CheckDrained), // still 1 connection
+            intent(650, CheckDrained),  // the next poll, 500 ms later
+            outcome(700, CheckDrained),
+            // an operator aborts 19.5 s later: the node goes back in
+            // rotation; the process dies while enabling it, and the resume
+            // 10 s later repeats the step: the downtime is not time spent
+            intent(20_200, Enable),
+            intent(30_000, Enable),
+            outcome(30_100, Enable),
+        ];
+        let mine: Vec<&Event> = events.iter().collect();
+        assert_eq!(node_busy_ms(&mine), 100 + 50 + 500 + 50 + 100);
     }
 }

@@ -298,9 +298,37 @@ pub async fn run_shell(cmd: &str, cwd: &Path, timeout: Duration) -> Result<Strin
 /// `plan::render_shell`).
 pub const VAR_PREFIX: &str = "__gp_";
 
-/// A command from `plan::render_shell` as a person reads it: the values back in
-/// place of their variables, single-quoted (for messages, never to run).
+/// A command from `plan::render_shell` as a person reads it in a message,
+/// the narration or the journal: the values back in place of their
+/// variables, single-quoted (never to run), and of a script of several
+/// lines its first line only, with how many follow (the plan has the rest).
 pub fn shown(script: &str) -> String {
+    first_line(&shown_full(script))
+}
+
+/// The first non-blank line of a script, and `… (+N lines)` when more
+/// follow.
+fn first_line(script: &str) -> String {
+    let mut lines = script
+        .lines()
+        .map(str::trim_end)
+        .skip_while(|l| l.trim().is_empty());
+    let Some(first) = lines.next() else {
+        return String::new();
+    };
+    let more = lines.filter(|l| !l.trim().is_empty()).count();
+    match more {
+        0 => first.trim_start().to_string(),
+        n => format!(
+            "{} … (+{n} line{})",
+            first.trim_start(),
+            if n == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// [`shown`] with every line of the script.
+pub fn shown_full(script: &str) -> String {
     let Some((first, body)) = script.split_once('\n') else {
         return script.to_string();
     };
@@ -346,6 +374,20 @@ pub fn shown(script: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_is_shown_by_its_first_line() {
+        assert_eq!(shown("systemctl restart api"), "systemctl restart api");
+        assert_eq!(
+            shown("\n  set -e\n\n  systemctl restart api\n  sleep 1\n"),
+            "set -e … (+2 lines)"
+        );
+        assert_eq!(shown("a\nb"), "a … (+1 line)");
+        // the values are put back first: a first line of assignments is not shown
+        let script = format!("{VAR_PREFIX}node='api-1'\necho \"${{{VAR_PREFIX}node}}\"\nexit 0");
+        assert_eq!(shown(&script), "echo 'api-1' … (+1 line)");
+        assert_eq!(shown_full(&script), "echo 'api-1'\nexit 0");
+    }
 
     /// Alive and not a zombie waiting to be reaped.
     fn running(pid: i32) -> bool {

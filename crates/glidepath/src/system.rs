@@ -119,6 +119,7 @@ pub fn load(path: &Path) -> Result<SystemFile, PlanError> {
     let mut r = Reader {
         src: &source,
         diags: Vec::new(),
+        uses_port: None,
     };
     r.known_keys(
         &root,
@@ -302,7 +303,7 @@ fn read_component(
         },
     };
     if let Some((p, _)) = r.str(t, "rollout_plan", "\"plans/server.toml\"") {
-        plans.insert(name.clone(), dir.join(p));
+        plans.insert(name.clone(), crate::files::tidy_join(dir, &p));
     }
     let mut releases: Vec<ReleaseSpec> = Vec::new();
     match t.get("release").map(|v| (v.as_array(), v.span)) {
@@ -490,7 +491,7 @@ fn read_artifact(
                 r.err(as_, "`artifact` is empty", "a path", None);
                 return None;
             }
-            Some((dir.join(a), h.to_ascii_lowercase()))
+            Some((crate::files::tidy_join(dir, &a), h.to_ascii_lowercase()))
         }
         (None, None) => None,
         (Some(_), None) | (None, Some(_)) => {

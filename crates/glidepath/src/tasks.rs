@@ -24,6 +24,9 @@ pub const CAPTURE_MAX: usize = 4096;
 pub struct TaskContext {
     pub plan_dir: PathBuf,
     pub version: String,
+    /// `{previous}`: the release every node ran when the run started, or
+    /// why there is none (the nodes ran different releases, or none).
+    pub previous: Result<String, String>,
     pub run_id: String,
     /// For `compare_to`: what the capture recorded.
     pub captured: Option<String>,
@@ -97,9 +100,10 @@ async fn observe(
     task: &TaskCfg,
     cx: &TaskContext,
 ) -> Result<(String, String), TaskError> {
+    let vars = cx.vars(action)?;
     match action {
         TaskAction::Command { run } => {
-            let cmd = Vars::task(&cx.version, &cx.plan_dir, &cx.run_id).shell(run);
+            let cmd = vars.shell(run);
             let raw = crate::shell::shell_output_raw(&cmd, &cx.plan_dir, task.timeout)
                 .await
                 .map_err(|e| TaskError::from(e.0))?;
@@ -131,7 +135,6 @@ async fn observe(
             Ok((detail, value))
         }
         TaskAction::Probe(p) => {
-            let vars = Vars::task(&cx.version, &cx.plan_dir, &cx.run_id);
             let o = crate::probe::run(&p.fill(&vars), task.timeout).await;
             if o.passed {
                 Ok((
@@ -473,11 +476,34 @@ fn pg_error(e: &tokio_postgres::Error, text: Option<&str>) -> String {
 
 impl Vars {
     /// The placeholders of a task's command (`TASK_PLACEHOLDERS`).
-    pub fn task(version: &str, plan_dir: &Path, run: &str) -> Vars {
+    pub fn task(version: &str, previous: &str, plan_dir: &Path, run: &str) -> Vars {
         Vars::empty()
             .with("version", version)
+            .with("previous", previous)
             .with("plan_dir", plan_dir.display().to_string())
             .with("run", run)
+    }
+}
+
+impl TaskContext {
+    /// A task's placeholders; a task whose template uses `{previous}`
+    /// fails rather than guess when there is no single previous release.
+    fn vars(&self, action: &TaskAction) -> Result<Vars, TaskError> {
+        let previous = match (&self.previous, action) {
+            (Ok(p), _) => p.as_str(),
+            (Err(why), TaskAction::Command { run }) if run.contains("{previous}") => {
+                return Err(TaskError::from(format!(
+                    "`{{previous}}` has no value: {why}"
+                )))
+            }
+            (Err(_), _) => "",
+        };
+        Ok(Vars::task(
+            &self.version,
+            previous,
+            &self.plan_dir,
+            &self.run_id,
+        ))
     }
 }
 

@@ -11,7 +11,9 @@ pub const PLACEHOLDERS: &[&str] = &[
     "node",
     "address",
     "host",
+    "port",
     "version",
+    "previous",
     "install_dir",
     "plan_dir",
 ];
@@ -21,12 +23,22 @@ pub const PLACEHOLDERS: &[&str] = &[
 pub const FLAG_PLACEHOLDERS: &[&str] = &["flag", "campaign"];
 
 /// What every template of a node may use: what [`Vars::node`] gives (URLs,
-/// probe addresses, the ssh host, the scrape URL).
-pub const NODE_PLACEHOLDERS: &[&str] = &["node", "address", "host"];
+/// probe addresses, the ssh host, the scrape URL). `{port}` is the port of
+/// the node's address; a plan that uses it on a node whose address has no
+/// port is refused.
+pub const NODE_PLACEHOLDERS: &[&str] = &["node", "address", "host", "port"];
+
+/// A health check (`[health]` `http`, `tcp`, `body`, `version_url`): the
+/// node's placeholders, `{version}` (the release the node is expected to
+/// serve at that moment: the one it runs at preflight, the new one after
+/// the switch, the last-known-good in a rollback) and `{previous}` (the
+/// release it ran when the run started).
+pub const HEALTH_PLACEHOLDERS: &[&str] =
+    &["node", "address", "host", "port", "version", "previous"];
 
 /// `install_dir`: the node's placeholders and `{plan_dir}` (what
 /// `Plan::vars` gives).
-pub const INSTALL_DIR_PLACEHOLDERS: &[&str] = &["node", "address", "host", "plan_dir"];
+pub const INSTALL_DIR_PLACEHOLDERS: &[&str] = &["node", "address", "host", "port", "plan_dir"];
 
 /// The templates of a `kind = "command"` deployer: [`PLACEHOLDERS`], and
 /// the artifact being staged with its checksum.
@@ -34,7 +46,9 @@ pub const DEPLOY_PLACEHOLDERS: &[&str] = &[
     "node",
     "address",
     "host",
+    "port",
     "version",
+    "previous",
     "install_dir",
     "plan_dir",
     "artifact",
@@ -42,8 +56,10 @@ pub const DEPLOY_PLACEHOLDERS: &[&str] = &[
 ];
 
 /// The commands of `[[pre]]`/`[[post]]` tasks: the release being rolled
-/// out, the plan's directory and the run's id (no node: a task runs once).
-pub const TASK_PLACEHOLDERS: &[&str] = &["version", "plan_dir", "run"];
+/// out, the release the fleet ran when the run started (`{previous}`: a
+/// task fails rather than guess when the nodes ran different releases),
+/// the plan's directory and the run's id (no node: a task runs once).
+pub const TASK_PLACEHOLDERS: &[&str] = &["version", "previous", "plan_dir", "run"];
 
 /// PromQL queries: the first node's placeholders, and `{instances}` and
 /// `{nodes}`, every watched node's address and name joined with `|`;
@@ -54,6 +70,7 @@ pub const QUERY_PLACEHOLDERS: &[&str] = &[
     "node",
     "address",
     "host",
+    "port",
     "instances",
     "nodes",
     "baseline",
@@ -70,6 +87,15 @@ pub fn host_of(address: &str) -> &str {
         Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
         _ => address,
     }
+}
+
+/// The port of an address (`10.0.0.1:8080` → `8080`, `[::1]:80` → `80`),
+/// if it has one.
+pub fn port_of(address: &str) -> Option<&str> {
+    let (h, p) = address.rsplit_once(':')?;
+    let bracketed = address.starts_with('[') && h.ends_with(']');
+    (!p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && (bracketed || !h.contains(':')))
+        .then_some(p)
 }
 
 /// Fill `{node}`, `{address}`, … in a template, as they are: for URLs,
@@ -310,8 +336,9 @@ fn render_refs<'v>(
 }
 
 /// The placeholder values of every template, built in one place: `{node}`,
-/// `{address}`, `{host}` and `{plan_dir}`, plus `{install_dir}`,
-/// `{version}` (and `{artifact}`, `{sha256}`) where a step has them.
+/// `{address}`, `{host}`, `{port}` and `{plan_dir}`, plus `{install_dir}`,
+/// `{version}`, `{previous}` (and `{artifact}`, `{sha256}`) where a step
+/// has them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vars(Vec<(&'static str, String)>);
 
@@ -321,12 +348,15 @@ impl Vars {
         Vars(Vec::new())
     }
 
-    /// `{node}`, `{address}` and `{host}`: what every template of a node has.
+    /// `{node}`, `{address}`, `{host}` and `{port}` (empty when the
+    /// address has none: the plan reader refuses a template that needs
+    /// it then): what every template of a node has.
     pub fn node(name: &str, address: &str) -> Vars {
         Vars(vec![
             ("node", name.to_string()),
             ("address", address.to_string()),
             ("host", host_of(address).to_string()),
+            ("port", port_of(address).unwrap_or("").to_string()),
         ])
     }
 
@@ -456,6 +486,20 @@ mod tests {
             render("echo ${HOME} {node}", &[("node", "x")]),
             "echo ${HOME} x"
         );
+    }
+
+    #[test]
+    fn the_port_of_an_address() {
+        assert_eq!(port_of("10.0.0.1:8080"), Some("8080"));
+        assert_eq!(port_of("[::1]:80"), Some("80"));
+        assert_eq!(port_of("api.internal:443"), Some("443"));
+        assert_eq!(port_of("10.0.0.1"), None);
+        assert_eq!(port_of("::1"), None);
+        assert_eq!(port_of("[::1]"), None);
+        assert_eq!(port_of("host:"), None);
+        assert_eq!(port_of("host:http"), None);
+        assert_eq!(Vars::node("a", "10.0.0.1:81").get("port"), Some("81"));
+        assert_eq!(Vars::node("a", "10.0.0.1").get("port"), Some(""));
     }
 
     #[test]

@@ -22,13 +22,22 @@ fn health_deadline_fails_canary_and_restores_it() {
         "{}",
         cause.reason
     );
-    // health was retried every 250 ms for 3 s: 13 tries on 2, then 1 on the restored 1
-    let tries = sim
+    // health was retried for 3 s, 50 ms after the first try, then waiting
+    // twice as long each time up to the 250 ms interval (0, 50, 100, 200,
+    // 400, then every 250 ms to 2900 and one past the deadline at 3150):
+    // 16 tries on 2, then 1 on the restored 1
+    let tries: Vec<u64> = sim
         .log
         .iter()
-        .filter(|e| matches!(e, Event::Outcome { step, .. } if step.kind == StepKind::CheckHealth))
-        .count();
-    assert_eq!(tries, 14);
+        .filter_map(|e| match e {
+            Event::Outcome { step, at, .. } if step.kind == StepKind::CheckHealth => Some(*at),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tries.len(), 17, "{tries:?}");
+    let gaps: Vec<u64> = tries[..16].windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps[..5], [50, 50, 100, 200, 250], "{tries:?}");
+    assert!(gaps[4..].iter().all(|g| *g == 250), "{tries:?}");
     assert_eq!(w.current["n1"], "1");
 }
 

@@ -1,12 +1,14 @@
 //! Benchmarks that print figures (README "Performance").
 //!
-//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|lint|planner|preflight|judge|journal|serve[-latency|-rss|-page]|prometheus|all]
+//!   cargo build --release && cargo run --release --example bench -- [engine|rollback|health|lint|planner|preflight|judge|journal|serve[-latency|-rss|-page]|prometheus|all]
 //!
 //! engine:   CPU time per node step of the executor + core + SQLite journal,
 //!           with drivers that return at once (no waits on a fleet).
 //! rollback: the demo's broken release with a 1 s probe interval, several
 //!           times: from the bad release serving to the rollback decision and
 //!           to the canary serving the previous release again.
+//! health:   a good release to 100 demo nodes with the health check's
+//!           default 1 s interval and with 20 ms: the nodes' step times.
 //! lint:     `glidepath lint` vs squawk's CLI on a 20,000-statement file.
 //! planner:  `glidepath plan` on 20 components × 50 releases, 10,000 instances.
 //! prometheus: the same behind real HAProxy with SLIs from real Prometheus
@@ -28,6 +30,7 @@
 //!           200-node run's API answer and page load in headless Chromium.
 
 mod engine;
+mod health;
 mod journal;
 mod judge;
 mod lint;
@@ -57,6 +60,9 @@ async fn main() {
     }
     if what == "rollback" || what == "all" {
         rollback::rollback(5).await;
+    }
+    if what == "health" || what == "all" {
+        health::health(100).await;
     }
     if what == "lint" || what == "all" {
         lint::lint_vs_squawk();

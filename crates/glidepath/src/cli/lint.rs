@@ -4,7 +4,22 @@ use super::{print_json, Ctx};
 use crate::{exit, Failure, LintReporter};
 use std::path::PathBuf;
 
-pub fn run(ctx: &Ctx, paths: &[PathBuf], reporter: LintReporter) -> Result<u8, Failure> {
+pub fn run(ctx: &Ctx, paths: &[PathBuf], reporter: Option<LintReporter>) -> Result<u8, Failure> {
+    let reporter = match (ctx.json(), reporter) {
+        (true, Some(r @ (LintReporter::Text | LintReporter::Github))) => {
+            let name = if r == LintReporter::Text {
+                "text"
+            } else {
+                "github"
+            };
+            return Err(Failure::new(
+                exit::INVALID,
+                format!("--output json and --reporter {name} ask for two different outputs: pass one of them (--output json is --reporter json)"),
+            ));
+        }
+        (true, _) => LintReporter::Json,
+        (false, r) => r.unwrap_or(LintReporter::Text),
+    };
     for p in paths {
         if !p.exists() {
             return Err(Failure::new(
@@ -15,11 +30,6 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf], reporter: LintReporter) -> Result<u8, F
     }
     let reports = glidepath::lint::lint_paths(paths)
         .map_err(|e| Failure::new(exit::INVALID, e.to_string()))?;
-    let reporter = if ctx.json() {
-        LintReporter::Json
-    } else {
-        reporter
-    };
     match reporter {
         LintReporter::Text => print!("{}", glidepath::lint::render_text(&reports)),
         LintReporter::Github => print!("{}", glidepath::lint::render_github(&reports)),

@@ -146,7 +146,7 @@ pub(super) fn print_stages(plan: &upgrade::UpgradePlan) {
                         a.display()
                     ),
                     (Some(p), _, _) => println!(
-                        "     roll out with: glidepath run {} (release {to}; declare its artifact and sha256 in the system file for `glidepath upgrade`)",
+                        "     roll out with: glidepath run {} --release {to} --artifact PATH --sha256 HEX (the artifact of {to} and its `glidepath hash`; declared in the system file, `glidepath upgrade` fills them in and runs every stage)",
                         p.display()
                     ),
                     _ => {}

@@ -226,21 +226,22 @@ async fn arrivals(
     )
 }
 
-async fn health(State(n): State<Arc<Node>>) -> (StatusCode, &'static str) {
+/// `ok release V` (a health check's `body` can name the release).
+async fn health(State(n): State<Arc<Node>>) -> (StatusCode, String) {
     if n.starting.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into());
     }
     if n.unhealthy.load(Ordering::SeqCst) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "this release is unhealthy on this node\n",
+            "this release is unhealthy on this node\n".into(),
         );
     }
     match n.behaviour.lock().expect("lock").as_ref() {
-        Some(_) => (StatusCode::OK, "ok\n"),
+        Some(b) => (StatusCode::OK, format!("ok release {}\n", b.version)),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "no readable release in current/\n",
+            "no readable release in current/\n".into(),
         ),
     }
 }

@@ -510,6 +510,7 @@ mod tests {
             name: "api-1".into(),
             address: "127.0.0.1:1".into(),
             install_dir: dir,
+            ..Default::default()
         };
         let err = LocalDeployer::new(3)
             .current(&t)

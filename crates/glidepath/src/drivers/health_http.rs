@@ -39,7 +39,7 @@ impl HealthProbe for Health {
             )
             .await?;
             let status = resp.status();
-            if let Some(want) = &self.cfg.body {
+            if let Some(want) = self.cfg.body.as_ref().map(|b| vars.fill(b)) {
                 let body =
                     read_text(resp, SMALL_MAX, &format!("GET {url}"), DriverError::Failed).await?;
                 if !body.contains(want.as_str()) {

@@ -509,6 +509,7 @@ mod tests {
             name: name.into(),
             address: address.into(),
             install_dir: "/opt".into(),
+            ..Default::default()
         };
         let q: String = crate::template::QUERY_PLACEHOLDERS
             .iter()
@@ -521,7 +522,7 @@ mod tests {
                 &[t("api-3", "10.0.0.3:80")],
                 "12s"
             ),
-            "node=api-1 address=10.0.0.1:80 host=10.0.0.1 instances=10\\\\.0\\\\.0\\\\.1:80|10\\\\.0\\\\.0\\\\.2:80 nodes=api-1|api-2 baseline=10\\\\.0\\\\.0\\\\.3:80 baseline_nodes=api-3 window=12s "
+            "node=api-1 address=10.0.0.1:80 host=10.0.0.1 port=80 instances=10\\\\.0\\\\.0\\\\.1:80|10\\\\.0\\\\.0\\\\.2:80 nodes=api-1|api-2 baseline=10\\\\.0\\\\.0\\\\.3:80 baseline_nodes=api-3 window=12s "
         );
     }
 

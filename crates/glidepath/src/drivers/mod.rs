@@ -40,23 +40,38 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A node as drivers see it.
-#[derive(Debug, Clone, PartialEq)]
+/// A node as drivers see it, with the releases of the step at hand.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Target {
     pub name: String,
     pub address: String,
     pub install_dir: PathBuf,
+    /// The release the step is about (`{version}` where a driver call has
+    /// no version of its own, e.g. a balancer command): the new release on
+    /// the forward path, the last-known-good in a rollback. Empty outside a
+    /// run's step.
+    pub release: String,
+    /// `{previous}`: the release the node ran when the run started (its
+    /// last-known-good). Empty when unknown.
+    pub previous: String,
 }
 
 impl Target {
     /// Every placeholder of a step on this node (`{node}`, `{address}`,
-    /// `{host}`, `{install_dir}`, `{plan_dir}`, `{version}`), from the one
-    /// builder all templates use.
+    /// `{host}`, `{port}`, `{install_dir}`, `{plan_dir}`, `{version}`,
+    /// `{previous}`), from the one builder all templates use. `version`
+    /// is the step's release; empty, the target's own `release`.
     pub fn vars(&self, version: &str, plan_dir: &std::path::Path) -> Vars {
+        let version = if version.is_empty() {
+            self.release.as_str()
+        } else {
+            version
+        };
         self.url_vars()
             .with("install_dir", self.install_dir.display().to_string())
             .with("plan_dir", plan_dir.display().to_string())
             .with("version", version)
+            .with("previous", self.previous.as_str())
     }
 
     /// `{node}`, `{address}` and `{host}`: what a URL template takes.

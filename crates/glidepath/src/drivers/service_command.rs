@@ -68,6 +68,7 @@ mod tests {
             name: "api-1".into(),
             address: "127.0.0.1:9001".into(),
             install_dir: plan_dir.join("nodes/api-1"),
+            ..Default::default()
         };
         let svc = CommandService::new(
             "printf '%s|' {host} {node} {version} \"{plan_dir}\" > out",

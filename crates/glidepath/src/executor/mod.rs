@@ -188,6 +188,7 @@ fn targets(plan: &Plan) -> BTreeMap<String, Target> {
                     name: n.name.clone(),
                     address: n.address.clone(),
                     install_dir: plan.install_dir(n),
+                    ..Default::default()
                 },
             )
         })
@@ -883,6 +884,7 @@ impl Executor {
         let cx = crate::tasks::TaskContext {
             plan_dir: self.plan.dir.clone(),
             version: self.plan.release.version.clone(),
+            previous: self.previous_release(),
             run_id: self.run_id.clone(),
             captured,
             pinned: self.state.tasks.pinned.clone(),
@@ -899,9 +901,45 @@ impl Executor {
     }
 
     fn target_for(&self, step: &Step) -> Option<Target> {
-        step.node
-            .as_ref()
-            .and_then(|n| self.targets.get(n).cloned())
+        let n = step.node.as_ref()?;
+        let mut t = self.targets.get(n).cloned()?;
+        self.with_releases(&mut t);
+        if let Some(v) = &step.version {
+            t.release = v.clone();
+        }
+        Some(t)
+    }
+
+    /// A task's `{previous}`: the release every node ran when the run
+    /// started.
+    fn previous_release(&self) -> Result<String, String> {
+        let befores: std::collections::BTreeSet<Option<&String>> = self
+            .state
+            .nodes
+            .values()
+            .map(|n| n.before.as_ref())
+            .collect();
+        match befores.into_iter().collect::<Vec<_>>()[..] {
+            [Some(v)] => Ok(v.clone()),
+            [None] | [] => Err("no node had a release when the run started".into()),
+            _ => Err("the nodes ran different releases when the run started".into()),
+        }
+    }
+
+    /// Fill a target's `{version}` (the release its track leads to) and
+    /// `{previous}` (its release when the run started) from the state.
+    fn with_releases(&self, t: &mut Target) {
+        let Some(ns) = self.state.nodes.get(&t.name) else {
+            return;
+        };
+        let before = ns.before.clone().unwrap_or_default();
+        t.release = match ns.track {
+            glidepath_core::Track::Forward => self.spec.version.clone(),
+            glidepath_core::Track::Back if !before.is_empty() => before.clone(),
+            _ if ns.switched => self.spec.version.clone(),
+            _ => before.clone(),
+        };
+        t.previous = before;
     }
 
     /// The nodes the SLI window compares the canaries with (none for any
@@ -951,7 +989,11 @@ impl Executor {
         };
         named
             .into_iter()
-            .filter_map(|(n, v)| self.targets.get(&n).cloned().map(|t| (t, v)))
+            .filter_map(|(n, v)| {
+                let mut t = self.targets.get(&n).cloned()?;
+                self.with_releases(&mut t);
+                Some((t, v))
+            })
             .collect()
     }
 }

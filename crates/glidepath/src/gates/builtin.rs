@@ -78,6 +78,11 @@ async fn check_node(
             return f;
         }
     };
+    // `{previous}` at preflight: the release the node runs now
+    let t = Target {
+        previous: cur.clone(),
+        ..t
+    };
     if let Err(e) = drivers.deployer.check_writable(&t).await {
         f.perms.push((format!("{}: {e}", t.name), e.is_infra()));
     }

@@ -37,6 +37,7 @@ use squawk_syntax::SourceFile;
 
 mod check;
 mod render;
+mod syntax;
 
 pub use check::MAX_NESTING;
 use check::*;
@@ -272,8 +273,12 @@ fn lint_sql_here(file: &str, text: &str, phase: Option<Phase>) -> FileReport {
     }
     let parse = SourceFile::parse(text);
     for e in parse.errors() {
-        let (l, c) = line_col(text, usize::from(e.range().start()));
-        report.syntax_errors.push((l, c, e.message().to_string()));
+        let (at, message) = syntax::explain(text, usize::from(e.range().start()), e.message());
+        let (l, c) = line_col(text, at);
+        // one typo, one error (the parser may stumble more than once on it)
+        if !report.syntax_errors.iter().any(|e| (e.0, e.1) == (l, c)) {
+            report.syntax_errors.push((l, c, message));
+        }
     }
     if !report.syntax_errors.is_empty() {
         return report;

@@ -37,17 +37,50 @@ pub fn render_text(reports: &[FileReport]) -> String {
             }
         }
     }
+    s.push_str(&summary(reports));
+    s.push('\n');
+    s
+}
+
+/// The last line of the text report: how many files were checked and
+/// failed, each failing file counted once, by its first reason.
+pub fn summary(reports: &[FileReport]) -> String {
     let failing = reports.iter().filter(|r| r.failed()).count();
-    let findings: usize = reports
+    let unchecked = reports.iter().filter(|r| r.invalid()).count();
+    let with_findings: Vec<usize> = reports
         .iter()
+        .filter(|r| !r.invalid())
         .map(|r| r.findings.iter().filter(|f| f.fails()).count())
-        .sum();
-    s.push_str(&format!(
-        "{} file(s) checked: {} failing finding(s), {} file(s) failing\n",
-        reports.len(),
-        findings,
-        failing
-    ));
+        .filter(|n| *n > 0)
+        .collect();
+    let bad_ignores = reports
+        .iter()
+        .filter(|r| r.failed() && !r.invalid())
+        .filter(|r| r.findings.iter().all(|f| !f.fails()))
+        .count();
+    let mut parts = Vec::new();
+    if !with_findings.is_empty() {
+        parts.push(format!(
+            "{} with {} failing finding(s)",
+            with_findings.len(),
+            with_findings.iter().sum::<usize>()
+        ));
+    }
+    if unchecked > 0 {
+        parts.push(format!(
+            "{unchecked} that could not be checked (unreadable or a syntax error)"
+        ));
+    }
+    if bad_ignores > 0 {
+        parts.push(format!(
+            "{bad_ignores} with a malformed glidepath-ignore comment"
+        ));
+    }
+    let mut s = format!("{} file(s) checked, {failing} failing", reports.len());
+    if !parts.is_empty() {
+        s.push_str(": ");
+        s.push_str(&parts.join(", "));
+    }
     s
 }
 

@@ -4,7 +4,7 @@
 
 use super::reader::{Keys, Reader};
 use super::HealthCfg;
-use crate::template::{NODE_PLACEHOLDERS, PLACEHOLDERS};
+use crate::template::{HEALTH_PLACEHOLDERS, PLACEHOLDERS};
 use std::path::Path;
 use std::time::Duration;
 use toml_span::value::Table;
@@ -28,9 +28,16 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<Healt
         Keys::Only(KEYS),
         "add [health] with http = \"http://{address}/health\" (or tcp = \"{address}\", command = \"…\")",
     )?;
-    let http = r.template_str(t, "http", "\"http://{address}/health\"", NODE_PLACEHOLDERS);
-    let body = r.str(t, "body", "\"ok\"").map(|x| x.0);
-    let tcp = r.template_str(t, "tcp", "\"{address}\"", NODE_PLACEHOLDERS);
+    let http = r.template_str(
+        t,
+        "http",
+        "\"http://{address}/health\"",
+        HEALTH_PLACEHOLDERS,
+    );
+    let body = r
+        .template_str(t, "body", "\"ok\"", HEALTH_PLACEHOLDERS)
+        .map(|x| x.0);
+    let tcp = r.template_str(t, "tcp", "\"{address}\"", HEALTH_PLACEHOLDERS);
     let command = r.template_str(t, "command", "\"systemctl is-active api\"", PLACEHOLDERS);
     // `Some(None)`: a probe with problems (reported).
     let probe = t
@@ -57,7 +64,7 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<Healt
         t,
         "version_url",
         "\"http://{address}/version\"",
-        NODE_PLACEHOLDERS,
+        HEALTH_PLACEHOLDERS,
     );
     let deadline = r.duration(t, "deadline", Some(Duration::from_secs(60)));
     let interval = r.duration(t, "interval", Some(Duration::from_secs(1)));

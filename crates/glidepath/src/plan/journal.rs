@@ -29,10 +29,44 @@ pub(super) fn read(r: &mut Reader, root: &Table<'_>, dir: &Path) -> Option<Locat
             );
             None
         }
-        (Some((p, _)), None) => Some(Location::Sqlite(dir.join(p))),
+        (Some((p, s)), None) => {
+            repeated_dir(r, &p, s, dir);
+            Some(Location::Sqlite(dir.join(p)))
+        }
         (None, Some((u, s))) => url_location(r, &u, s, at),
         (None, None) => None,
     }
+}
+
+/// A `path` that starts with the plan's own directory (as seen from the
+/// working directory) is most likely written from the working directory,
+/// and would land in `results/dev/results/dev/…`: a warning naming where
+/// it really goes.
+fn repeated_dir(r: &mut Reader, p: &str, at: Span, dir: &Path) {
+    let from_cwd = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| dir.strip_prefix(cwd).ok().map(Path::to_path_buf));
+    let Some(rel) = from_cwd.filter(|d| d.components().next().is_some()) else {
+        return;
+    };
+    let Ok(inside) = Path::new(p).strip_prefix(&rel) else {
+        return;
+    };
+    r.diags.push(crate::diag::Diag {
+        severity: crate::diag::Severity::Warning,
+        message: format!(
+            "`path` in [journal] is relative to the plan's directory ({}), like every path in a plan: this journal is {}",
+            rel.display(),
+            rel.join(p).display()
+        ),
+        span: Some(super::reader::sp(at)),
+        label: "relative to the plan's directory".into(),
+        hint: Some(format!(
+            "write path = \"{}\" for {}",
+            inside.display(),
+            Path::new(p).display()
+        )),
+    });
 }
 
 /// A `url`: a PostgreSQL URL without a password.

@@ -43,8 +43,9 @@ pub use crate::config::{
 };
 pub use crate::names::{check_address, check_node_name, check_version, MAX_NAME_LEN};
 pub use crate::template::{
-    host_of, render, render_shell, shown, sq, Vars, DEPLOY_PLACEHOLDERS, INSTALL_DIR_PLACEHOLDERS,
-    NODE_PLACEHOLDERS, PLACEHOLDERS, QUERY_PLACEHOLDERS, TASK_PLACEHOLDERS,
+    host_of, port_of, render, render_shell, shown, sq, Vars, DEPLOY_PLACEHOLDERS,
+    INSTALL_DIR_PLACEHOLDERS, NODE_PLACEHOLDERS, PLACEHOLDERS, QUERY_PLACEHOLDERS,
+    TASK_PLACEHOLDERS,
 };
 pub use override_release::{with_release, ReleaseOverride};
 pub use reader::parse_duration;
@@ -168,6 +169,7 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     let mut r = Reader {
         src: source,
         diags: Vec::new(),
+        uses_port: None,
     };
     r.known_keys(&root, "the plan", SECTIONS);
 
@@ -190,6 +192,19 @@ pub fn parse(path: &Path, source: &str, dir: &Path) -> Result<(Plan, Report), Pl
     let journal = journal::read(&mut r, &root, dir);
     let tasks = tasks::read(&mut r, &root, dir);
     let notify = notify::read(&mut r, &root, dir);
+    if let Some(span) = r.uses_port {
+        for n in fleet.nodes.iter().filter(|n| port_of(&n.address).is_none()) {
+            r.err(
+                span,
+                format!(
+                    "`{{port}}` is used here, but node `{}` has no port in its address `{}`",
+                    n.name, n.address
+                ),
+                "needs a port",
+                Some("write every node's address as host:port (e.g. 10.0.0.11:8080)".into()),
+            );
+        }
+    }
 
     let errors = r.diags.iter().any(|d| d.severity == Severity::Error);
     let mut diags = r.diags;

@@ -25,6 +25,9 @@ impl Reader<'_> {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
                 continue;
             }
+            if name == "port" && allowed.contains(&name) && self.uses_port.is_none() {
+                self.uses_port = Some(span);
+            }
             if !allowed.contains(&name) {
                 let hint = did_you_mean(name, allowed.iter().copied()).unwrap_or_else(|| {
                     format!(

@@ -25,7 +25,7 @@ pub(crate) enum Scope {
 }
 
 /// `{version}`: what a phase task's probe URL or address may use.
-pub(crate) const PHASE_PLACEHOLDERS: &[&str] = &["version"];
+pub(crate) const PHASE_PLACEHOLDERS: &[&str] = &["version", "previous"];
 
 impl Scope {
     fn urls(self) -> &'static [&'static str] {
@@ -609,6 +609,7 @@ mod tests {
         let mut r = Reader {
             src,
             diags: Vec::new(),
+            uses_port: None,
         };
         let p = read(
             &mut r,
@@ -873,7 +874,7 @@ mod tests {
         let (msg, at, hint) = one(r#"probe = { http = "http://{address}/healthz" }"#);
         assert_eq!(msg, "unknown placeholder `{address}` in `http`");
         assert_eq!(at, "http://{address}/healthz");
-        assert_eq!(hint, "placeholders available here: {version}");
+        assert_eq!(hint, "placeholders available here: {version}, {previous}");
         // {version} is for phase tasks' URLs, and their commands take
         // what a task's `run` takes…
         ok(r#"probe = { http = "http://127.0.0.1/v/{version}" }"#);
@@ -924,6 +925,7 @@ mod tests {
             let mut r = Reader {
                 src,
                 diags: Vec::new(),
+                uses_port: None,
             };
             let h = super::super::health::read(&mut r, &root, Path::new("/plans"));
             let msgs: Vec<String> = r.diags.iter().map(|d| d.message.clone()).collect();
@@ -942,10 +944,10 @@ mod tests {
         );
         // Its problems are the plan's.
         let (h, msgs) = read_health(
-            "[health]\nhttp = \"http://{address}/health\"\nprobe = { tcp = \"{port}\" }\n",
+            "[health]\nhttp = \"http://{address}/health\"\nprobe = { tcp = \"{portal}\" }\n",
         );
         assert!(h.is_none());
-        assert_eq!(msgs, ["unknown placeholder `{port}` in `tcp`"]);
+        assert_eq!(msgs, ["unknown placeholder `{portal}` in `tcp`"]);
         let (_, msgs) = read_health("[health]\nprobes = { tcp = \"{address}\" }\n");
         assert_eq!(msgs[0], "unknown key `probes` in [health]");
     }

@@ -68,6 +68,9 @@ pub(crate) fn sp(s: Span) -> (usize, usize) {
 pub(crate) struct Reader<'s> {
     pub(crate) src: &'s str,
     pub(crate) diags: Vec<Diag>,
+    /// Where a template first used `{port}` (every node's address must
+    /// then have a port: checked once the fleet is known).
+    pub(crate) uses_port: Option<Span>,
 }
 
 impl<'s> Reader<'s> {
@@ -328,6 +331,7 @@ mod tests {
         let mut r = Reader {
             src,
             diags: Vec::new(),
+            uses_port: None,
         };
         let keys = Keys::Only(&["canary", "batch_size"]);
         assert!(r

@@ -115,6 +115,7 @@ fn target(addr: &str) -> Target {
         name: "node-1".into(),
         address: addr.into(),
         install_dir: std::env::temp_dir(),
+        ..Default::default()
     }
 }
 

@@ -273,7 +273,7 @@ fn lint_reports_each_bad_file_and_lints_the_rest() {
         "{text}"
     );
     assert!(
-        text.contains("4 file(s) checked: 1 failing finding(s), 3 file(s) failing"),
+        text.contains("4 file(s) checked, 3 failing: 1 with 1 failing finding(s), 2 that could not be checked (unreadable or a syntax error)"),
         "{text}"
     );
 
@@ -354,6 +354,54 @@ fn lint_command_exit_codes_and_reporters() {
         Some(2),
         "a syntax error is invalid input"
     );
+    // the summary's counts add up: every failing file counted once, by why
+    let out = run(&["lint", d]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with("3 file(s) checked, 2 failing: 1 with 1 failing finding(s), 1 that could not be checked (unreadable or a syntax error)\n"),
+        "{text}"
+    );
+    // two outputs asked for: refused, not one of them silently chosen
+    for r in ["github", "text"] {
+        let out = run(&["lint", d, "--output", "json", "--reporter", r]);
+        assert_eq!(out.status.code(), Some(2), "--reporter {r}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("--output json and --reporter {r}")),
+            "{err}"
+        );
+    }
+    let out = run(&["lint", d, "--output", "json", "--reporter", "json"]);
+    assert!(serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok());
+}
+
+/// A typo in a keyword is pointed at, not the token where the parser gave
+/// up, and the message names the text it found rather than a token kind.
+#[test]
+fn a_syntax_error_points_at_the_typo() {
+    let r = lint_sql("001_add.sql", "ALTER TABLE users ADD COLUMM email TEXT;\n");
+    assert_eq!(
+        r.syntax_errors,
+        [(
+            1,
+            23,
+            "`COLUMM` is not a keyword: did you mean `COLUMN`? (the parser stopped at 1:36: expected command, found `TEXT`)".to_string()
+        )]
+    );
+    let text = glidepath::lint::render_text(&[r]);
+    assert!(
+        text.starts_with("001_add.sql:1:23: error: syntax error: `COLUMM`"),
+        "{text}"
+    );
+    // a statement later in the file: the typo's own line and column
+    let r = lint_sql(
+        "002.sql",
+        "SET lock_timeout = '2s';\nCREATE INDX CONCURRENTLY i ON t (a);\n",
+    );
+    assert_eq!(r.syntax_errors.len(), 1, "{:?}", r.syntax_errors);
+    let (l, c, m) = &r.syntax_errors[0];
+    assert_eq!((*l, *c), (2, 8), "{m}");
+    assert!(m.contains("did you mean `INDEX`?"), "{m}");
 }
 
 /// Artifact signatures: good, tampered, unknown key, and a directory.

@@ -30,6 +30,7 @@ mod serve;
 mod system;
 mod task_edges;
 mod team;
+mod templates;
 mod tools;
 mod upgrade;
 mod watch;

@@ -407,6 +407,7 @@ async fn health_probe_of_a_plan_runs_per_node() {
         name: "n1".into(),
         address: good.addr.to_string(),
         install_dir: dir.path().join("nodes/n1"),
+        ..Default::default()
     };
     let ok = health("\"chat\"").probe(&target, None).await.unwrap();
     assert_eq!(

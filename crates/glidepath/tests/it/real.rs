@@ -81,6 +81,7 @@ pub(crate) fn target(env: &Env, i: usize) -> Target {
         name: n.name.clone(),
         address: n.address.clone(),
         install_dir: n.dir.clone(),
+        ..Default::default()
     }
 }
 

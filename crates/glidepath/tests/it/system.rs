@@ -250,4 +250,21 @@ fn the_shipped_system_example_plans() {
         "{text}"
     );
     assert!(text.contains("roll out with: glidepath run"), "{text}");
+    // the hand-off is a command to paste: a tidy path to the plan that
+    // exists, and the stage's release rather than the plan's own
+    let line = text
+        .lines()
+        .find(|l| l.contains("roll out with: glidepath run"))
+        .unwrap();
+    let plan = line.split_whitespace().nth(5).unwrap();
+    assert!(!plan.contains("/../") && !plan.contains("/./"), "{line}");
+    assert!(
+        plan.ends_with("examples/haproxy-prometheus/plan.toml"),
+        "{line}"
+    );
+    assert!(std::path::Path::new(plan).is_file(), "{line}");
+    assert!(
+        line.contains(" --release 1.5 --artifact PATH --sha256 HEX "),
+        "{line}"
+    );
 }
