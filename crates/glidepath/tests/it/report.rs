@@ -288,6 +288,48 @@ async fn the_report_of_a_rolled_back_rollout_names_the_breach_its_figures_and_th
     assert_eq!(v["nodes"][1]["status"], "untouched");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_of_a_resumed_run_names_each_process_that_drove_it() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v3, &DemoPlan::quick("3s", 5));
+    // killed while rolling the canary back, by alice on ops-1
+    let out = env
+        .cmd(&["run", plan.to_str().unwrap()])
+        .env("GLIDEPATH_CRASH_AT", "outcome:switch:node-1@2")
+        .env("USER", "alice")
+        .env("GLIDEPATH_HOST", "ops-1")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{}", stderr(&out));
+    let run = env.latest_run();
+    // resumed by bob (on the same host: the dead holder is seen dead)
+    let out = env
+        .cmd(&["resume", &run])
+        .env("USER", "bob")
+        .env("GLIDEPATH_HOST", "ops-1")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let md = stdout(&env.run(&["report", &run]));
+    let by = md.lines().find(|l| l.starts_with("| Run by |")).unwrap();
+    assert!(by.starts_with("| Run by | alice@ops-1 (pid "), "{md}");
+    let resumed = md
+        .lines()
+        .find(|l| l.starts_with("| Resumed at +"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(resumed.contains("| bob@ops-1 (pid "), "{resumed}");
+    for kind in [
+        "| rollback |",
+        "| interrupted |",
+        "| resumed | resumed by bob@ops-1",
+        "| finished | rolled_back",
+    ] {
+        assert!(md.contains(kind), "{kind}: {md}");
+    }
+    assert!(md.contains("- Restored: node-1 (back to 1)"), "{md}");
+}
+
 fn chromium_bin() -> Option<&'static str> {
     let on_path = |b: &str| {
         std::env::var_os("PATH")
