@@ -126,12 +126,40 @@ enum Cmd {
         /// Probe interval of the rehearsals.
         #[arg(long, default_value = "1s")]
         probe_interval: String,
-        /// Keep the work directory (plans, journal, node dirs) afterwards.
+        /// Keep the work directory (plans, journal, node dirs, logs) and leave the demo fleet running; `--stop DIR` stops it.
         #[arg(long)]
         keep: bool,
+        /// Stop the demo fleet a `demo --keep` left running in DIR (only its own node processes, by pid).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["keep", "dir"])]
+        stop: Option<PathBuf>,
         /// Work directory (default: a fresh one under the system temp dir).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Write a commented first plan (from flags, or a short dialogue on a terminal), validated before it is written.
+    Init(cli::init::InitArgs),
+    /// Record what each node runs today as its first release (releases/<version> and current), for a fleet glidepath never deployed.
+    ///
+    /// Preflight refuses a fleet without a rollback target: a node needs `current` pointing at a release in `releases/`.
+    /// `adopt` copies each node's install dir (every entry but releases/, current, hidden ones and --exclude) into
+    /// releases/<version> and points `current` at it atomically. The running service is not touched: it keeps running
+    /// on the files it started with, and the next restart (by glidepath: the plan's `restart`) must start the release in
+    /// <install_dir>/current. The version comes from --release, else the plan's [health] version_url (each node's answer).
+    /// A node whose `current` already points at a release is reported `already adopted` and left alone.
+    /// For the local and ssh deployers; with kind = "command", your `current` command reports the release.
+    /// Exit codes: 0 adopted (or nothing to do), 2 bad input (plan, no version known, a command deployer),
+    /// 3 a node cannot be adopted (nothing was changed on any node), 4 a node unreachable.
+    Adopt {
+        plan: PathBuf,
+        /// The version the nodes run today (default: each node's [health] version_url answer).
+        #[arg(long = "release", value_name = "VERSION")]
+        release: Option<String>,
+        /// Leave this entry of the install dir out of the release (logs, data; repeatable).
+        #[arg(long, value_name = "NAME")]
+        exclude: Vec<String>,
+        /// Print what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check a plan file; report every problem with file:line:column and a hint.
     Validate { plan: PathBuf },
@@ -544,8 +572,12 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             window,
             probe_interval,
             keep,
+            stop,
             dir,
         } => {
+            if let Some(kept) = stop {
+                return cli::demo::stop(&ctx, &kept);
+            }
             let knobs = glidepath::demo::DemoPlan {
                 window,
                 probe_interval,
@@ -553,6 +585,13 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             };
             cli::demo::run(&ctx, nodes, rps, knobs, keep, dir).await
         }
+        Cmd::Init(args) => cli::init::run(&ctx, &args),
+        Cmd::Adopt {
+            plan,
+            release,
+            exclude,
+            dry_run,
+        } => cli::adopt::run(&ctx, &plan, release.as_deref(), &exclude, dry_run).await,
         Cmd::Validate { plan } => cli::validate::run(&ctx, &plan),
         Cmd::Run {
             plan,

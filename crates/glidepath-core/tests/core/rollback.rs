@@ -22,10 +22,10 @@ fn health_deadline_fails_canary_and_restores_it() {
         "{}",
         cause.reason
     );
-    // health was retried for 3 s, 50 ms after the first try, then waiting
-    // twice as long each time up to the 250 ms interval (0, 50, 100, 200,
-    // 400, then every 250 ms to 2900 and one past the deadline at 3150):
-    // 16 tries on 2, then 1 on the restored 1
+    // health was retried for 3 s: 50 ms after the first try, then waiting
+    // half the time waited so far, up to the 250 ms interval (0, 50, 100,
+    // 150, 225, 337, 505, then every 250 ms to 3005): 17 tries on 2, then
+    // 1 on the restored 1
     let tries: Vec<u64> = sim
         .log
         .iter()
@@ -34,10 +34,10 @@ fn health_deadline_fails_canary_and_restores_it() {
             _ => None,
         })
         .collect();
-    assert_eq!(tries.len(), 17, "{tries:?}");
-    let gaps: Vec<u64> = tries[..16].windows(2).map(|w| w[1] - w[0]).collect();
-    assert_eq!(gaps[..5], [50, 50, 100, 200, 250], "{tries:?}");
-    assert!(gaps[4..].iter().all(|g| *g == 250), "{tries:?}");
+    assert_eq!(tries.len(), 18, "{tries:?}");
+    let gaps: Vec<u64> = tries[..17].windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps[..7], [50, 50, 50, 75, 112, 168, 250], "{tries:?}");
+    assert!(gaps[6..].iter().all(|g| *g == 250), "{tries:?}");
     assert_eq!(w.current["n1"], "1");
 }
 

@@ -1,10 +1,11 @@
-//! `demo` (the three rehearsals) and `demo-node` (one demo service).
+//! `demo` (the three rehearsals), `demo --stop DIR` (the fleet a
+//! `demo --keep` left running) and `demo-node` (one demo service).
 
 use super::{print_json, Ctx};
 use crate::{exit, Failure};
 use anyhow::Context;
 use glidepath::demo::DemoPlan;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub async fn node(dir: PathBuf, listen: &str, boot_ms: u64) -> Result<u8, Failure> {
     glidepath::demo::node::serve(dir, listen, boot_ms)
@@ -53,4 +54,30 @@ pub async fn run(
     } else {
         exit::ROLLED_BACK
     })
+}
+
+/// `demo --stop DIR`: stop the nodes `demo --keep` left running there.
+pub fn stop(ctx: &Ctx, dir: &Path) -> Result<u8, Failure> {
+    let stopped = glidepath::demo::fleet::stop_kept(dir).map_err(|e| {
+        Failure::new(
+            exit::INVALID,
+            format!(
+                "{}: {e}\nhint: DIR is the work directory `glidepath demo --keep` printed (it holds nodes/)",
+                dir.display()
+            ),
+        )
+    })?;
+    let failed = stopped.iter().any(|s| s.result == "failed");
+    if ctx.json() {
+        print_json(serde_json::json!({ "dir": dir, "nodes": stopped }));
+    } else {
+        for s in &stopped {
+            let pid = s.pid.map_or("-".to_string(), |p| p.to_string());
+            println!("{} (pid {pid}): {}", s.node, s.result.replace('_', " "));
+        }
+        if stopped.iter().all(|s| s.result == "not_running") {
+            println!("no demo node of {} was running", dir.display());
+        }
+    }
+    Ok(if failed { exit::INTERNAL } else { exit::OK })
 }

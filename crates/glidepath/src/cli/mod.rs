@@ -3,8 +3,10 @@
 //! `glidepath::output`, and returns its exit code. The print macros of
 //! `main.rs` are in scope here: output into a closed pipe ends quietly.
 
+pub mod adopt;
 pub mod command;
 pub mod demo;
+pub mod init;
 pub mod journal;
 pub mod lint;
 pub mod preflight;

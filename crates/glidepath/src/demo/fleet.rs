@@ -68,13 +68,24 @@ pub struct DemoFleet {
 impl DemoFleet {
     /// `bin` is the glidepath executable (it runs the nodes).
     pub fn start(bin: &Path, root: &Path, n: usize) -> std::io::Result<DemoFleet> {
+        Self::start_with(bin, root, n, None)
+    }
+
+    /// [`DemoFleet::start`]; with `logs`, the nodes are started detached
+    /// (see [`LocalFleet::start_with`]).
+    pub fn start_with(
+        bin: &Path,
+        root: &Path,
+        n: usize,
+        logs: Option<&Path>,
+    ) -> std::io::Result<DemoFleet> {
         let dist = root.join("dist");
         let [b1, b2, b3, b4] = super::releases();
         let v1 = write_release(&dist, &b1)?;
         let v2 = write_release(&dist, &b2)?;
         let v3 = write_release(&dist, &b3)?;
         let v4 = write_release(&dist, &b4)?;
-        let fleet = LocalFleet::start(bin, root, n, &v1)?;
+        let fleet = LocalFleet::start_with(bin, root, "node", n, &v1, logs)?;
         Ok(DemoFleet {
             fleet,
             v1,
@@ -109,7 +120,11 @@ pub struct LocalFleet {
     pub nodes: Vec<FleetNode>,
 }
 
-fn spawn_node(bin: &Path, dir: &Path) -> std::io::Result<Child> {
+/// Start a demo node. With `log`, it is detached (its own session, its
+/// output into that file) so that it outlives whoever started it;
+/// otherwise it dies with its parent, even on SIGKILL.
+fn spawn_node(bin: &Path, dir: &Path, log: Option<&Path>) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
     let _ = std::fs::remove_file(dir.join("node.addr"));
     let mut cmd = Command::new(bin);
     cmd.arg("demo-node")
@@ -117,19 +132,120 @@ fn spawn_node(bin: &Path, dir: &Path) -> std::io::Result<Child> {
         .arg(dir)
         .arg("--listen")
         .arg("127.0.0.1:0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    // Nodes die with whoever started them, even on SIGKILL.
-    // SAFETY: prctl is async-signal-safe; called between fork and exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
+        .stdin(Stdio::null());
+    match log {
+        Some(log) => {
+            let f = std::fs::File::create(log)?;
+            cmd.stdout(f.try_clone()?).stderr(f);
+            // SAFETY: setsid is async-signal-safe; called between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::setsid();
+                    Ok(())
+                });
+            }
+        }
+        None => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+            // SAFETY: prctl is async-signal-safe; called between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
     }
     cmd.spawn()
+}
+
+/// Is `pid` a demo node serving `dir` (its command line says so)?
+fn is_demo_node(pid: u32, dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    use std::os::unix::ffi::OsStrExt;
+    fn named(a: &[u8]) -> &Path {
+        Path::new(std::ffi::OsStr::from_bytes(a))
+    }
+    args.iter().any(|a| *a == b"demo-node")
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--dir" && named(w[1]).canonicalize().ok().as_deref() == Some(dir))
+}
+
+/// Has `pid` exited (gone, or a zombie waiting for its parent)?
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// What [`stop_kept`] did with one node.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stopped {
+    pub node: String,
+    pub pid: Option<u32>,
+    /// `stopped`, `not_running` (its pid is gone or is not a demo node of
+    /// this dir: left alone), or `failed`.
+    pub result: &'static str,
+}
+
+/// Stop the demo nodes `glidepath demo --keep` left running in `root`:
+/// each `nodes/<name>/node.pid`, by pid, only while that process is a demo
+/// node of that very directory; SIGTERM, then SIGKILL after 5 s.
+pub fn stop_kept(root: &Path) -> std::io::Result<Vec<Stopped>> {
+    let root = root.canonicalize()?;
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("nodes"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let mut out = Vec::new();
+    for dir in dirs {
+        let node = dir
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let pid = std::fs::read_to_string(dir.join("node.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .filter(|p| *p > 1);
+        let Some(pid) = pid.filter(|p| !exited(*p) && is_demo_node(*p, &dir)) else {
+            out.push(Stopped {
+                node,
+                pid,
+                result: "not_running",
+            });
+            continue;
+        };
+        let gone = |sig: i32| {
+            // SAFETY: a plain kill(2) of the pid checked above.
+            unsafe { libc::kill(pid as i32, sig) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if exited(pid) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        };
+        let result = if gone(libc::SIGTERM) || gone(libc::SIGKILL) {
+            "stopped"
+        } else {
+            "failed"
+        };
+        out.push(Stopped {
+            node,
+            pid: Some(pid),
+            result,
+        });
+    }
+    Ok(out)
 }
 
 impl LocalFleet {
@@ -153,6 +269,23 @@ impl LocalFleet {
         n: usize,
         initial: &Release,
     ) -> std::io::Result<LocalFleet> {
+        Self::start_with(bin, root, prefix, n, initial, None)
+    }
+
+    /// [`LocalFleet::start_named`]; with `logs`, each node is detached,
+    /// its output in `<logs>/<name>.log`, so that after
+    /// [`LocalFleet::detach`] it outlives this process.
+    pub fn start_with(
+        bin: &Path,
+        root: &Path,
+        prefix: &str,
+        n: usize,
+        initial: &Release,
+        logs: Option<&Path>,
+    ) -> std::io::Result<LocalFleet> {
+        if let Some(l) = logs {
+            std::fs::create_dir_all(l)?;
+        }
         let mut nodes = Vec::new();
         for i in 1..=n {
             let name = format!("{prefix}-{i}");
@@ -160,7 +293,8 @@ impl LocalFleet {
             std::fs::create_dir_all(&dir)?;
             stage_sync(&dir, initial).map_err(std::io::Error::other)?;
             switch_sync(&dir, &initial.version, 3, Some(initial)).map_err(std::io::Error::other)?;
-            let child = spawn_node(bin, &dir)?;
+            let log = logs.map(|l| l.join(format!("{name}.log")));
+            let child = spawn_node(bin, &dir, log.as_deref())?;
             nodes.push(FleetNode {
                 name,
                 address: String::new(),
@@ -239,6 +373,12 @@ impl LocalFleet {
             client.post(&url).send().await?.error_for_status()?;
         }
         Ok(())
+    }
+
+    /// Leave the nodes running (started with logs: detached) when this
+    /// fleet is dropped; `glidepath demo --stop DIR` stops them.
+    pub fn detach(mut self) {
+        self.nodes.clear();
     }
 
     pub fn stop(&mut self) {

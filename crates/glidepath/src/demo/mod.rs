@@ -231,7 +231,12 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         v3: rel3,
         v4: rel4,
         ..
-    } = DemoFleet::start(bin, &dir, opts.nodes)?;
+    } = DemoFleet::start_with(
+        bin,
+        &dir,
+        opts.nodes,
+        opts.keep.then(|| dir.join("logs")).as_deref(),
+    )?;
     for n in &fleet.nodes {
         say(&format!(
             "  {} listening on {} (pid {}), serving release 1",
@@ -325,8 +330,8 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         })
     };
     let stats = traffic.stop().await;
-    fleet.stop();
     if incident.outcome == Outcome::Aborted || stopped() {
+        fleet.stop();
         say("demo interrupted: fleet stopped, nothing left running");
         return Ok(DemoReport {
             good: good.outcome.as_str().into(),
@@ -397,11 +402,18 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         }
     ));
     if opts.keep {
-        say(&format!(
-            "kept {} — try: glidepath history --journal {}/glidepath.db",
-            dir.display(),
-            dir.display()
-        ));
+        // a next release for a first plan of one's own
+        fleet::write_release(
+            &dir.join("dist"),
+            &Behaviour {
+                version: "5".into(),
+                ..releases()[3].clone()
+            },
+        )?;
+        say(&kept(&fleet, &dir));
+        fleet.detach();
+    } else {
+        fleet.stop();
     }
     Ok(DemoReport {
         good: good.outcome.as_str().into(),
@@ -413,6 +425,31 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
         passed,
         interrupted: false,
     })
+}
+
+/// What `demo --keep` leaves, and the commands to try next against it.
+fn kept(fleet: &LocalFleet, dir: &Path) -> String {
+    let d = dir.display();
+    let pids: Vec<String> = fleet.nodes.iter().map(|n| n.pid().to_string()).collect();
+    let nodes: String = fleet
+        .nodes
+        .iter()
+        .map(|n| format!(" --node {}={}", n.name, n.address))
+        .collect();
+    format!(
+        "\nkept {d}: the demo fleet is still running (pids {pids}; their output in {d}/logs/).\n\
+         try, against it:\n\
+         \x20 glidepath history --journal {d}/glidepath.db\n\
+         \x20 glidepath status latest --journal {d}/glidepath.db\n\
+         \x20 curl -s http://{addr}/version\n\
+         a first plan of your own for it (README \"Your first plan\"):\n\
+         \x20 glidepath init plan.toml --balancer http{nodes} --install-dir '{d}/nodes/{{node}}' --restart 'kill -HUP $(cat {{install_dir}}/node.pid)' --version-url 'http://{{address}}/version' --release 5 --artifact {d}/dist/5/release.toml\n\
+         \x20 glidepath run plan.toml\n\
+         stop it with:\n\
+         \x20 glidepath demo --stop {d}",
+        pids = pids.join(" "),
+        addr = fleet.nodes.first().map_or("", |n| n.address.as_str()),
+    )
 }
 
 /// Rehearsal 1's `[[pre]]`/`[[post]]` tasks: a backup, a capture of the

@@ -1,5 +1,6 @@
 //! The bundled demo service (`glidepath demo-node`): a small HTTP server that
-//! behaves like the release in `<dir>/current/release.toml` (version, error
+//! behaves like the release in `<dir>/current/release.toml` (or, with no
+//! `current`, `<dir>/release.toml`: a node glidepath never deployed) (version, error
 //! rate, latency, and a leak: `leak_after_s`, after which half of its
 //! requests fail), with `/health`, `/version`, Prometheus `/metrics` (a
 //! latency histogram and status-code counters), and a drain endpoint pair
@@ -33,10 +34,21 @@ pub struct Behaviour {
     pub leak_after_s: Option<f64>,
 }
 
+/// The release file the node runs: `current/release.toml`, or, on a node
+/// glidepath never deployed (no `current`), `release.toml` in its dir.
+fn release_file(dir: &Path) -> PathBuf {
+    let current = dir.join("current");
+    if std::fs::symlink_metadata(&current).is_ok() {
+        current.join("release.toml")
+    } else {
+        dir.join("release.toml")
+    }
+}
+
 /// The nodes a release file declares it is unhealthy on
 /// (`unhealthy_on = ["node-3"]`).
 fn unhealthy_on(dir: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(dir.join("current").join("release.toml")) else {
+    let Ok(text) = std::fs::read_to_string(release_file(dir)) else {
         return vec![];
     };
     let Ok(mut v) = toml_span::parse(&text) else {
@@ -67,7 +79,7 @@ pub fn release_toml(b: &Behaviour) -> String {
 }
 
 pub fn read_release(dir: &Path) -> Result<Behaviour, String> {
-    let path = dir.join("current").join("release.toml");
+    let path = release_file(dir);
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut v = toml_span::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let t = v.take();
@@ -226,22 +238,21 @@ async fn arrivals(
     )
 }
 
-/// `ok release V` (a health check's `body` can name the release).
-async fn health(State(n): State<Arc<Node>>) -> (StatusCode, String) {
+async fn health(State(n): State<Arc<Node>>) -> (StatusCode, &'static str) {
     if n.starting.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into());
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n");
     }
     if n.unhealthy.load(Ordering::SeqCst) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "this release is unhealthy on this node\n".into(),
+            "this release is unhealthy on this node\n",
         );
     }
     match n.behaviour.lock().expect("lock").as_ref() {
-        Some(b) => (StatusCode::OK, format!("ok release {}\n", b.version)),
+        Some(_) => (StatusCode::OK, "ok\n"),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "no readable release in current/\n".into(),
+            "no readable release in current/\n",
         ),
     }
 }

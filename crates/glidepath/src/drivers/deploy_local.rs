@@ -6,7 +6,7 @@
 //! *copy*, and renames it into place, so a crash never leaves a
 //! half-written `releases/<version>`.
 
-use super::{reported_version, DResult, Deployer, DriverError, Target};
+use super::{reported_version, DResult, Deployer, DriverError, Installed, Target};
 use crate::artifact::{artifact_sha256, open_regular, MARKER};
 use crate::config::Release;
 use async_trait::async_trait;
@@ -69,27 +69,32 @@ fn copy_file(src: &Path, dst: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Copy one entry: a symlink as a symlink, a directory with what it holds,
+/// a regular file with its mode; anything else is refused by open_regular.
+fn copy_entry(p: &Path, to: &Path) -> std::io::Result<()> {
+    let ft = fs::symlink_metadata(p)?.file_type();
+    if ft.is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(p)?, to)
+    } else if ft.is_dir() {
+        fs::create_dir(to)?;
+        fs::set_permissions(to, fs::symlink_metadata(p)?.permissions())?;
+        copy_dir(p, to)
+    } else {
+        copy_file(p, to)
+    }
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
+    for e in fs::read_dir(src)? {
+        let e = e?;
+        copy_entry(&e.path(), &dst.join(e.file_name()))?;
+    }
+    Ok(())
+}
+
 /// Copy an artifact: symlinks as symlinks, special files refused (the copy
 /// is hashed afterwards, which also refuses links leaving the tree).
 fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
-        for e in fs::read_dir(src)? {
-            let e = e?;
-            let (p, to) = (e.path(), dst.join(e.file_name()));
-            let ft = e.file_type()?;
-            if ft.is_symlink() {
-                std::os::unix::fs::symlink(fs::read_link(&p)?, &to)?;
-            } else if ft.is_dir() {
-                fs::create_dir(&to)?;
-                fs::set_permissions(&to, fs::symlink_metadata(&p)?.permissions())?;
-                copy_dir(&p, &to)?;
-            } else {
-                // regular files; anything else is refused by open_regular
-                copy_file(&p, &to)?;
-            }
-        }
-        Ok(())
-    }
     fs::create_dir_all(dst)?;
     if fs::metadata(src)?.is_file() {
         return copy_file(
@@ -236,6 +241,86 @@ pub fn switch_sync(
     Ok(msg)
 }
 
+/// What `dir` holds before glidepath deployed it (see
+/// [`Deployer::installed`]).
+pub fn installed_sync(dir: &Path, exclude: &[String]) -> DResult<Installed> {
+    let link = dir.join("current");
+    if fs::symlink_metadata(&link).is_ok_and(|m| !m.file_type().is_symlink()) {
+        return Err(not_a_link(&link.display().to_string()));
+    }
+    let current = read_current(dir)?;
+    let current_present = current
+        .as_ref()
+        .is_some_and(|v| dir.join("releases").join(v).is_dir());
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Installed::default());
+        }
+        Err(e) => return Err(failed("read", dir, e)),
+    };
+    let mut entries: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            !n.starts_with('.') && n != "releases" && n != "current" && !exclude.contains(n)
+        })
+        .collect();
+    entries.sort();
+    Ok(Installed {
+        current,
+        current_present,
+        entries,
+    })
+}
+
+/// `current` is there, and not glidepath's link.
+pub(crate) fn not_a_link(path: &str) -> DriverError {
+    DriverError::Failed(format!(
+        "{path} is not a symlink: glidepath's `current` links to releases/<version>; move it aside (adopt records what the install dir holds)"
+    ))
+}
+
+/// Make what `dir` holds its first release `version` (see
+/// [`Deployer::adopt`]): copied through a temporary directory renamed into
+/// `releases/<version>`, then `current` pointed at it atomically.
+pub fn adopt_sync(dir: &Path, version: &str, exclude: &[String]) -> DResult<String> {
+    let found = installed_sync(dir, exclude)?;
+    if let Some(v) = &found.current {
+        return Ok(format!("already adopted (current -> releases/{v})"));
+    }
+    let releases = dir.join("releases");
+    let dest = releases.join(version);
+    let copied = if dest.is_dir() {
+        format!("{} was already there", dest.display())
+    } else {
+        if found.entries.is_empty() {
+            return Err(DriverError::Failed(format!(
+                "nothing is installed in {}",
+                dir.display()
+            )));
+        }
+        fs::create_dir_all(&releases).map_err(|e| failed("create", &releases, e))?;
+        let tmp = releases.join(format!(".{version}.adopting-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir(&tmp).map_err(|e| failed("create", &tmp, e))?;
+        for name in &found.entries {
+            if let Err(e) = copy_entry(&dir.join(name), &tmp.join(name)) {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(failed("copy", &dir.join(name), e));
+            }
+        }
+        fs::rename(&tmp, &dest).map_err(|e| failed("rename into", &dest, e))?;
+        format!(
+            "copied {} into {}",
+            found.entries.join(", "),
+            dest.display()
+        )
+    };
+    switch_sync(dir, version, usize::MAX, None)?;
+    Ok(format!("{copied}; current -> releases/{version}"))
+}
+
 /// Keep the newest `keep` releases; never the current or previous one.
 fn prune(dir: &Path, keep: usize, current: &str, previous: Option<&str>) -> Vec<String> {
     let Ok(rd) = fs::read_dir(dir.join("releases")) else {
@@ -322,6 +407,23 @@ impl Deployer for LocalDeployer {
     async fn has_release(&self, t: &Target, version: &str) -> DResult<bool> {
         Ok(t.install_dir.join("releases").join(version).is_dir())
     }
+
+    async fn installed(&self, t: &Target, exclude: &[String]) -> DResult<Installed> {
+        let (dir, ex) = (t.install_dir.clone(), exclude.to_vec());
+        let mut found = self
+            .blocking("reading the install dir", move || installed_sync(&dir, &ex))
+            .await?;
+        if let Some(v) = &found.current {
+            found.current = Some(reported_version(t, "the `current` link", v)?);
+        }
+        Ok(found)
+    }
+
+    async fn adopt(&self, t: &Target, version: &str, exclude: &[String]) -> DResult<String> {
+        let (dir, v, ex) = (t.install_dir.clone(), version.to_string(), exclude.to_vec());
+        self.blocking("adopting", move || adopt_sync(&dir, &v, &ex))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -384,6 +486,44 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("release 1 is not on the node"));
+    }
+
+    /// `adopt_sync` copies the install (links as links, hidden entries,
+    /// `releases`, `current` and the excluded ones left out), points
+    /// `current` at it, leaves the originals, and is idempotent; a
+    /// `current` that is not a link, or an empty dir, is refused.
+    #[test]
+    fn adopting_an_install_makes_it_the_first_release() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = tmp.path().join("node");
+        fs::create_dir_all(node.join("bin")).unwrap();
+        fs::write(node.join("bin/app"), "v1").unwrap();
+        std::os::unix::fs::symlink("bin/app", node.join("app")).unwrap();
+        fs::write(node.join(".hidden"), "x").unwrap();
+        fs::write(node.join("app.log"), "log").unwrap();
+        let ex = vec!["app.log".to_string()];
+        assert_eq!(installed_sync(&node, &ex).unwrap().entries, ["app", "bin"]);
+        let msg = adopt_sync(&node, "1.4", &ex).unwrap();
+        assert!(msg.ends_with("current -> releases/1.4"), "{msg}");
+        let r = node.join("releases/1.4");
+        assert_eq!(fs::read_to_string(r.join("bin/app")).unwrap(), "v1");
+        assert_eq!(fs::read_link(r.join("app")).unwrap(), Path::new("bin/app"));
+        assert!(!r.join("app.log").exists() && !r.join(".hidden").exists());
+        assert!(node.join("bin/app").is_file(), "the original stays");
+        assert_eq!(read_current(&node).unwrap().as_deref(), Some("1.4"));
+        assert_eq!(
+            adopt_sync(&node, "9", &ex).unwrap(),
+            "already adopted (current -> releases/1.4)"
+        );
+        let other = tmp.path().join("other");
+        fs::create_dir_all(other.join("current")).unwrap();
+        let err = installed_sync(&other, &[]).unwrap_err().to_string();
+        assert!(err.contains("is not a symlink"), "{err}");
+        let empty = tmp.path().join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        let err = adopt_sync(&empty, "1", &[]).unwrap_err().to_string();
+        assert!(err.contains("nothing is installed"), "{err}");
+        assert!(!empty.join("current").exists());
     }
 
     #[test]

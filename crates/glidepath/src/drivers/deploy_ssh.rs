@@ -10,7 +10,7 @@
 //! again before it is reused or switched to; the marker is never trusted.
 
 use super::service_command::tail;
-use super::{reported_version, DResult, Deployer, DriverError, ServiceControl, Target};
+use super::{reported_version, DResult, Deployer, DriverError, Installed, ServiceControl, Target};
 use crate::artifact::DIR_SHA256_PIPELINE;
 use crate::config::Release;
 pub use crate::template::sq;
@@ -404,6 +404,90 @@ impl Deployer for SshDeployer {
             .await?;
         Ok(out.trim() == "yes")
     }
+
+    async fn installed(&self, t: &Target, exclude: &[String]) -> DResult<Installed> {
+        let out = self
+            .ssh
+            .run(t, &installed_command(&dir(t), exclude), None)
+            .await?;
+        let mut found = Installed::default();
+        for line in out.lines() {
+            match line.split_once(' ') {
+                Some(("current", c)) => {
+                    let v = c.rsplit('/').next().unwrap_or(c);
+                    found.current = Some(reported_version(t, "its `current` link", v)?);
+                }
+                Some(("entry", e)) => found.entries.push(e.to_string()),
+                _ if line == "present" => found.current_present = true,
+                _ if line == "not-a-link" => {
+                    return Err(super::deploy_local::not_a_link(&format!(
+                        "{}:{}/current",
+                        t.name,
+                        dir(t)
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(found)
+    }
+
+    async fn adopt(&self, t: &Target, version: &str, exclude: &[String]) -> DResult<String> {
+        let out = self
+            .ssh
+            .run(t, &adopt_command(&dir(t), version, exclude), None)
+            .await?;
+        let out = out.trim();
+        Ok(match out.strip_prefix("already ") {
+            Some(c) => format!("already adopted (current -> {c})"),
+            None => format!(
+                "{}; current -> releases/{version}",
+                out.trim_end_matches("adopted").trim()
+            ),
+        })
+    }
+}
+
+/// The shell loop over the install dir's entries a first release takes
+/// (hidden ones are not matched by `*`); `body` runs with `$e` set.
+fn entries_loop(exclude: &[String], body: &str) -> String {
+    let pattern: String = ["releases", "current"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(exclude.iter().map(|e| sq(e)))
+        .collect::<Vec<_>>()
+        .join("|");
+    format!(
+        "for e in *; do {{ [ -e \"$e\" ] || [ -L \"$e\" ]; }} || continue; case \"$e\" in {pattern}) continue;; esac; {body}; done"
+    )
+}
+
+/// The remote script of [`Deployer::installed`]: `current TARGET` when
+/// there is one (then `present` when `releases/<current>` is there), then
+/// `entry NAME` lines.
+fn installed_command(d: &str, exclude: &[String]) -> String {
+    format!(
+        "cd {d} 2>/dev/null || exit 0; if [ -L current ]; then c=$(readlink current); printf 'current %s\\n' \"$c\"; [ -d \"releases/$(basename \"$c\")\" ] && echo present; elif [ -e current ]; then echo not-a-link; exit 0; fi; {}",
+        entries_loop(exclude, "printf 'entry %s\\n' \"$e\""),
+        d = sq(d)
+    )
+}
+
+/// The remote script of [`Deployer::adopt`]: the same as the local
+/// deployer's `adopt_sync`, with `cp -a` and `mv -T`.
+fn adopt_command(d: &str, version: &str, exclude: &[String]) -> String {
+    let v = sq(version);
+    format!(
+        "set -e; cd {d}; if [ -L current ]; then printf 'already %s\\n' \"$(readlink current)\"; exit 0; fi; \
+         mkdir -p releases; \
+         if [ ! -d releases/{v} ]; then tmp=releases/.{v}.adopting; rm -rf \"$tmp\"; mkdir \"$tmp\"; \
+         {copy}; \
+         [ -n \"$(ls -A \"$tmp\")\" ] || {{ rmdir \"$tmp\"; echo nothing is installed in {d} >&2; exit 3; }}; \
+         mv -T \"$tmp\" releases/{v}; printf 'copied '; ls -A releases/{v} | tr '\\n' ' '; else printf 'releases/%s was already there ' {v}; fi; \
+         ln -sfn releases/{v} .current.tmp && mv -T .current.tmp current; echo adopted",
+        d = sq(d),
+        copy = entries_loop(exclude, "cp -a -- \"$e\" \"$tmp/\""),
+    )
 }
 
 /// Restart through ssh: the restart template runs on the node.

@@ -25,6 +25,21 @@ impl Health {
     }
 }
 
+impl Health {
+    /// The release the node says it serves (`version_url`, checked as a
+    /// version), or `None` when the plan has no version URL.
+    pub async fn served_version(&self, t: &Target) -> DResult<Option<String>> {
+        let Some(vt) = &self.cfg.version_url else {
+            return Ok(None);
+        };
+        let url = t.vars("", &self.plan_dir).fill(vt);
+        let what = format!("GET {url}");
+        let resp = send_checked(self.client.get(&url), &what, DriverError::Failed).await?;
+        let body = read_text(resp, SMALL_MAX, &what, DriverError::Failed).await?;
+        super::reported_version(t, &what, body.trim()).map(Some)
+    }
+}
+
 #[async_trait]
 impl HealthProbe for Health {
     async fn probe(&self, t: &Target, expect: Option<&str>) -> DResult<String> {

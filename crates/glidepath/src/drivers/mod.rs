@@ -141,6 +141,33 @@ pub trait Deployer: Send + Sync {
     async fn check_writable(&self, _t: &Target) -> DResult<String> {
         Ok("not checked by this deployer".into())
     }
+    /// What the install dir holds before glidepath deployed it (`adopt`):
+    /// its `current`, and the entries a first release would take (every
+    /// one but `releases`, `current`, hidden ones and `exclude`).
+    async fn installed(&self, _t: &Target, _exclude: &[String]) -> DResult<Installed> {
+        Err(DriverError::Failed(
+            "this deployer keeps no releases/ of its own: nothing to adopt".into(),
+        ))
+    }
+    /// Copy those entries into `releases/<version>` and point `current` at
+    /// it atomically, leaving the running service's files where they are.
+    /// A node whose `current` exists is left alone. Idempotent.
+    async fn adopt(&self, _t: &Target, _version: &str, _exclude: &[String]) -> DResult<String> {
+        Err(DriverError::Failed(
+            "this deployer keeps no releases/ of its own: nothing to adopt".into(),
+        ))
+    }
+}
+
+/// What [`Deployer::installed`] found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Installed {
+    /// The release `current` points at (checked as a version).
+    pub current: Option<String>,
+    /// Whether `releases/<current>` is there.
+    pub current_present: bool,
+    /// The entries a first release would take, by name.
+    pub entries: Vec<String>,
 }
 
 /// Restarts the service so it serves the current release.

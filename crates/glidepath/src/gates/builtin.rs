@@ -264,7 +264,7 @@ pub async fn builtin_checks(
                     format!("last-known-good releases: {} (restored from the [rollback] artifact on {} if needed)", versions.join(" "), provided.join(", "))
                 }, None), false)
     } else {
-        builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("install the current release through glidepath (releases/<version> + current) before rolling out")), target_infra)
+        builtin(GateResult::new("rollback-target", Verdict::Fail, targets_bad.join("; "), Some("a fleet glidepath never deployed: `glidepath adopt PLAN` records what each node runs today as its first release (releases/<version> + current)")), target_infra)
     });
     out.push(if perms.is_empty() {
         let what = if inputs.check.is_some() {

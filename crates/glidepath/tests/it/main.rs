@@ -14,6 +14,7 @@ mod limits;
 mod lint;
 mod location;
 mod notify;
+mod onboarding;
 mod operator;
 mod phases;
 mod plans;

@@ -10,7 +10,8 @@ use glidepath::demo::DemoPlan;
 use glidepath_core::{Event, StepKind};
 
 /// A restart script of three lines that logs its placeholders before the
-/// usual `kill -HUP`, a health check whose body names the release, and a
+/// usual `kill -HUP`, a health check whose body is the release (the demo
+/// node's `/version` answers it with 200), and a
 /// `[[pre]]` task that records `{previous}`.
 fn templated(plan: &std::path::Path) {
     let src = std::fs::read_to_string(plan).unwrap();
@@ -22,9 +23,10 @@ fn templated(plan: &std::path::Path) {
             "restart = '''\n# restart the demo node\necho \"{node} {port} {version} {previous}\" >> {plan_dir}/restarts.log\nkill -HUP $(cat {install_dir}/node.pid)\n'''",
         )
         .replace(
-            "[health]\n",
-            "[health]\nbody        = \"ok release {version}\"\n",
+            "[health]\nhttp        = \"http://{address}/health\"\n",
+            "[health]\nhttp        = \"http://{address}/version\"\nbody        = \"{version}\"\n",
         );
+    assert!(src.contains("body        = \"{version}\""), "{src}");
     let src = format!(
         "{src}\n[[pre]]\nname = \"note-previous\"\nrun  = \"echo {{previous}} > {{plan_dir}}/previous.txt\"\n"
     );
@@ -50,7 +52,7 @@ async fn placeholders_follow_the_release_each_step_is_about() {
     let plan = env.plan(&env.v2, &DemoPlan::quick("2s", 3));
     templated(&plan);
     let out = env.run(&["run", plan.to_str().unwrap()]);
-    // preflight checked the old fleet with `ok release 1`: it passed
+    // preflight checked the old fleet's body with `1`: it passed
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     env.assert_fleet(&["2", "2"]).await;
     assert_eq!(
