@@ -483,17 +483,7 @@ fn prepare(
     Ok(Prepared::Queue(reason))
 }
 
-/// Who is asking, for the journal: `$USER` (or `$LOGNAME`), else the uid.
-pub fn operator() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty() && u.len() <= 64)
-        .unwrap_or_else(|| {
-            // SAFETY: getuid has no preconditions.
-            format!("uid {}", unsafe { libc::getuid() })
-        })
-}
+pub use crate::journal::operator;
 
 #[cfg(test)]
 mod tests {

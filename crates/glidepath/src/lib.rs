@@ -20,6 +20,7 @@ pub mod output;
 pub mod plan;
 pub mod probe;
 pub mod report;
+pub mod runreport;
 pub mod serve;
 pub mod shell;
 pub mod system;

@@ -91,6 +91,14 @@ pub(crate) enum Format {
     Json,
 }
 
+/// `report --format`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReportFormat {
+    Md,
+    Html,
+    Json,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LintReporter {
     Text,
@@ -188,6 +196,17 @@ enum Cmd {
         /// one line per change otherwise); exits with the run's exit code.
         #[arg(long)]
         watch: bool,
+    },
+    /// A run's report to attach to a change ticket: plan, who and where, gates, snapshot, decisions, SLI charts, steps, rollback.
+    /// RUN is a run id, a unique prefix of one, or `latest` (the default).
+    Report {
+        run: Option<String>,
+        /// md (default; json with --output json), html (one self-contained page), or json.
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
+        /// Write the report to FILE instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// List past runs.
     History {
@@ -638,6 +657,9 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
         Cmd::Resolve { run, reason } => cli::command::resolve(&ctx, &run, &reason),
         Cmd::Status { run, watch } => cli::status::status(&ctx, run.as_deref(), watch).await,
         Cmd::History { limit } => cli::status::history(&ctx, limit),
+        Cmd::Report { run, format, out } => {
+            cli::report::run(&ctx, run.as_deref(), format, out.as_deref())
+        }
         Cmd::Inventory { file, timeout } => cli::system::inventory(&ctx, &file, &timeout).await,
         Cmd::Plan {
             file,

@@ -185,7 +185,7 @@ impl Reporter for Console {
 
     fn event(&self, state: &RunState, ev: &Event) {
         match ev {
-            Event::Started { .. } | Event::GatesChecked { .. } => {}
+            Event::Started { .. } | Event::GatesChecked { .. } | Event::Origin { .. } => {}
             Event::FilesPinned { at, files } => self.line(
                 *at,
                 "-",

@@ -4,7 +4,7 @@
 //! forward path ([`Cause`]), and the journaled [`Event`]s themselves.
 
 use crate::sli::Observation;
-use crate::spec::{Millis, TaskPhase};
+use crate::spec::{Millis, RolloutSpec, TaskPhase};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -305,6 +305,21 @@ pub enum Event {
         by: String,
         reason: String,
     },
+    /// Who drives the run from where, journaled by each process that starts
+    /// or resumes it (before anything else it journals): the operator, the
+    /// host (as in leases), its pid and glidepath's version, and the
+    /// rollout as the core sees it (`spec`: groups, window, checks and
+    /// their limits), so that a report is a function of the journal alone.
+    /// Nothing in the run's state depends on it.
+    Origin {
+        at: Millis,
+        user: String,
+        host: String,
+        pid: u32,
+        tool_version: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spec: Option<Box<RolloutSpec>>,
+    },
 }
 
 /// One preflight gate's verdict, as journaled.
@@ -334,6 +349,7 @@ impl Event {
             | Event::Suspended { at, .. }
             | Event::FilesPinned { at, .. }
             | Event::Resolved { at, .. } => *at,
+            | Event::Origin { at, .. } => *at,
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -354,6 +370,7 @@ impl Event {
             Event::Suspended { .. } => "suspended",
             Event::FilesPinned { .. } => "files_pinned",
             Event::Resolved { .. } => "resolved",
+            Event::Origin { .. } => "origin",
         }
     }
 }

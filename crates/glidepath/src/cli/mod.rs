@@ -10,6 +10,7 @@ pub mod init;
 pub mod journal;
 pub mod lint;
 pub mod preflight;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod status;

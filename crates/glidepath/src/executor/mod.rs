@@ -383,7 +383,11 @@ impl Executor {
             "journal {jp} · follow it with: {}",
             Hints::new(&ex.run_id, &jp).cmd_with("status", "--watch")
         ));
-        let result = ex.preflight_then_drive().await;
+        let origin = ex.origin();
+        let result = match ex.record(origin).await {
+            Ok(()) => ex.preflight_then_drive().await,
+            Err(e) => Err(e),
+        };
         if let Some(n) = notifier {
             n.finish().await;
         }
@@ -495,6 +499,9 @@ impl Executor {
 
     async fn resume_events(&mut self, events: &[Event]) -> Result<RunResult, ExecError> {
         let ex = self;
+        if !ex.state.is_finished() {
+            ex.record(ex.origin()).await?;
+        }
         if !events.iter().any(|e| matches!(e, Event::Started { .. })) {
             return ex.resume_before_start(events).await;
         }
@@ -515,6 +522,19 @@ impl Executor {
             ex.journal.set_status(&ex.run_id, RunStatus::Running, "")
         )?;
         ex.drive().await
+    }
+
+    /// Who drives the run from where (this process), and the rollout it
+    /// drives: what a report reads from the journal.
+    fn origin(&self) -> Event {
+        Event::Origin {
+            at: now_ms(),
+            user: crate::journal::operator(),
+            host: crate::journal::hostname(),
+            pid: std::process::id(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            spec: Some(Box::new(self.spec.clone())),
+        }
     }
 
     /// Journal an event, apply it, report it.

@@ -154,7 +154,7 @@ impl Executor {
         );
         let by = format!(
             "{}@{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            crate::journal::operator(),
             crate::journal::hostname()
         );
         for r in results.iter_mut() {

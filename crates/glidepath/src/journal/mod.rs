@@ -706,6 +706,18 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// Who is asking, for the journal (a forced gate, a forced rollback, the run's origin): `$USER` (or `$LOGNAME`), else the uid.
+pub fn operator() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty() && u.len() <= 64)
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions.
+            format!("uid {}", unsafe { libc::getuid() })
+        })
+}
+
 /// `kill(pid, 0)` plus a zombie check: a killed child not yet reaped still
 /// answers `kill -0`.
 pub fn pid_alive(pid: u32) -> bool {

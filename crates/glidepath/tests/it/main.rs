@@ -26,6 +26,7 @@ mod real;
 mod real_outage;
 mod real_ssh;
 mod release_override;
+mod report;
 mod rollout;
 mod safety;
 mod serve;
