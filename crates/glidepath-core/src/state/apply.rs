@@ -156,7 +156,7 @@ impl RunState {
             | Event::GateForced { .. }
             | Event::Snapshot { .. }
             | Event::Resolved { .. } => {}
-            | Event::Origin { .. } => {}
+            Event::Origin { .. } => {}
             Event::Suspended { reason, .. } => self.suspended = Some(reason.clone()),
             Event::FilesPinned { files, .. } => self.tasks.pinned = files.clone(),
             Event::Finished {

@@ -349,7 +349,7 @@ impl Event {
             | Event::Suspended { at, .. }
             | Event::FilesPinned { at, .. }
             | Event::Resolved { at, .. } => *at,
-            | Event::Origin { at, .. } => *at,
+            Event::Origin { at, .. } => *at,
         }
     }
     pub fn kind(&self) -> &'static str {

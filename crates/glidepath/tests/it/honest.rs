@@ -365,6 +365,12 @@ async fn resolve_closes_a_failed_rollback(backend: Backend) {
         .contains("restarted both nodes by hand"));
     let history = stdout(&env.run(&["history"]));
     assert!(history.contains("resolved"), "{history}");
+    // the change ticket's report says who closed it and why
+    let report = stdout(&env.run(&["report", &run]));
+    assert!(
+        report.contains("after the failed rollback: restarted both nodes by hand"),
+        "{report}"
+    );
     let twice = env.run(&["resolve", &run, "--reason", "again"]);
     assert_eq!(code(&twice), 9, "{}", stderr(&twice));
     // and the fleet may be rolled out again
