@@ -50,14 +50,18 @@ pub fn history(ctx: &Ctx, limit: usize) -> Result<u8, Failure> {
         "run", "started", "fleet", "release", "status"
     );
     for r in runs {
-        let reason: String = r.reason.chars().take(90).collect();
+        let mut reason: String = r.reason.chars().take(90).collect();
+        if reason.len() < r.reason.len() {
+            reason.push('…');
+        }
         println!(
             "{:<22} {:<20} {:<10} {:<8} {:<16} {}",
             r.id,
             glidepath::journal::fmt_time(r.created_at),
             r.fleet,
             r.version,
-            r.status,
+            // `{:<16}` pads only a string (a Display may ignore it)
+            r.status.to_string(),
             reason
         );
     }

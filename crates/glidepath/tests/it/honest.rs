@@ -365,6 +365,9 @@ async fn resolve_closes_a_failed_rollback(backend: Backend) {
         .contains("restarted both nodes by hand"));
     let history = stdout(&env.run(&["history"]));
     assert!(history.contains("resolved"), "{history}");
+    // the status column is padded like its header, the reason cut with an ellipsis
+    let line = history.lines().find(|l| l.starts_with(&run)).unwrap();
+    assert!(line.contains(&format!(" {:<16} ", "resolved")), "{history}");
     // the change ticket's report says who closed it and why
     let report = stdout(&env.run(&["report", &run]));
     assert!(
