@@ -111,16 +111,7 @@ pub async fn run(
     }
     let drivers = Drivers::for_plan(&plan);
     let health = Health::new(plan.health.clone(), plan.dir.clone());
-    let targets: Vec<Target> = plan
-        .nodes
-        .iter()
-        .map(|n| Target {
-            name: n.name.clone(),
-            address: n.address.clone(),
-            install_dir: plan.install_dir(n),
-            ..Default::default()
-        })
-        .collect();
+    let targets: Vec<Target> = plan.nodes.iter().map(|n| plan.target(n)).collect();
     let mut todo = Vec::new();
     for t in &targets {
         todo.push(look(&drivers, &health, t, release, exclude).await);

@@ -204,17 +204,7 @@ fn node_locks(
 fn targets(plan: &Plan) -> BTreeMap<String, Target> {
     plan.nodes
         .iter()
-        .map(|n| {
-            (
-                n.name.clone(),
-                Target {
-                    name: n.name.clone(),
-                    address: n.address.clone(),
-                    install_dir: plan.install_dir(n),
-                    ..Default::default()
-                },
-            )
-        })
+        .map(|n| (n.name.clone(), plan.target(n)))
         .collect()
 }
 

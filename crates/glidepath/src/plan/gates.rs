@@ -96,12 +96,9 @@ impl BuiltinInputs {
             .nodes
             .iter()
             .map(|n| Target {
-                name: n.name.clone(),
-                address: n.address.clone(),
-                install_dir: plan.install_dir(n),
                 // `{version}` of a preflight command: the release to roll out
                 release: plan.release.version.clone(),
-                ..Default::default()
+                ..plan.target(n)
             })
             .collect();
         targets.sort_by(|a, b| a.name.cmp(&b.name));

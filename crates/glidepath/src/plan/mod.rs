@@ -245,6 +245,16 @@ impl Plan {
         self.nodes.iter().find(|n| n.name == name)
     }
 
+    /// The node as the drivers see it (outside a run's step: no releases).
+    pub fn target(&self, node: &Node) -> crate::drivers::Target {
+        crate::drivers::Target {
+            name: node.name.clone(),
+            address: node.address.clone(),
+            install_dir: self.install_dir(node),
+            ..Default::default()
+        }
+    }
+
     /// The node's install directory (absolute, or relative to the plan dir).
     pub fn install_dir(&self, node: &Node) -> PathBuf {
         self.dir
