@@ -395,7 +395,10 @@ fn finish(
 ) -> Result<CampaignResult, CampaignError> {
     let id = &c.id;
     let total = c.stages.len();
-    let resume = format!("glidepath upgrade --resume {id} --journal {}", j.location());
+    let resume = format!(
+        "glidepath upgrade --resume {id} --journal {}",
+        crate::hints::shell_word(&j.location())
+    );
     // (stage, its new status, what became of it), the campaign's status,
     // and the message's tail (what to do)
     let (stage, status, tail): (Option<StageEnding>, _, String) =

@@ -8,9 +8,8 @@ use crate::drivers::Drivers;
 use crate::executor::{ExecError, Executor, RunResult, StopSignals};
 use crate::journal::{now_ms, JournalError, RunRecord, RunStatus, Store};
 use crate::output::Holder;
-use crate::plan::{self, Plan};
+use crate::plan::Plan;
 use crate::report::{summarize_in, Reporter, RunSummary};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,7 +88,7 @@ pub enum ControlError {
     },
     #[error("the journal has no runs yet")]
     NoRuns,
-    #[error("run {run} {}: only a rollback_failed run is resolved{}", describe_status(*status), resolve_hint(*status))]
+    #[error("run {run} {}: only a run that left a node for a person (rollback_failed, or a node kept out of rotation) is resolved{}", describe_status(*status), resolve_hint(*status))]
     NotRollbackFailed { run: String, status: RunStatus },
     #[error("--reason is required: say what was fixed (it is journaled with who and when)")]
     ResolveWithoutReason,
@@ -121,24 +120,94 @@ fn resolve_hint(s: RunStatus) -> &'static str {
 pub struct Resolution {
     pub run: RunRecord,
     pub by: String,
+    /// The nodes the run had left for a person.
+    pub nodes: Vec<String>,
+    /// This machine's markers of the run that could not be removed.
+    pub markers_left: Vec<std::path::PathBuf>,
 }
 
-/// Close a `rollback_failed` run after a person fixed the node(s) it kept
-/// out of rotation: the `Resolved` event (who, why) is journaled under the
-/// fleet's lease and the run's status becomes `resolved`, so that a new run
-/// of the fleet may start. Any other run is refused (nothing is written).
+/// The nodes (name, address) a finished run left for a person and nobody
+/// resolved, or why there is nothing to resolve.
+pub fn to_resolve(
+    j: &dyn Store,
+    run: &str,
+) -> Result<(RunRecord, Vec<(String, String)>), ControlError> {
+    let rec = j.run(run)?;
+    match crate::executor::unresolved::left_for_person(j, &rec)? {
+        Some(nodes) => Ok((rec, nodes)),
+        None => Err(ControlError::NotRollbackFailed {
+            status: if rec.status.is_final()
+                && rec.status != RunStatus::Refused
+                && j.events(&rec.id)?
+                    .iter()
+                    .any(|e| matches!(e, glidepath_core::Event::Resolved { .. }))
+            {
+                RunStatus::Resolved
+            } else {
+                rec.status
+            },
+            run: rec.id,
+        }),
+    }
+}
+
+/// What is still wrong with the nodes a run left for a person, one line
+/// per problem: a node with no current release, one that does not answer
+/// its health check on the release it runs, one still out of rotation at
+/// the balancer (or whose balancer does not answer). Empty: all fine.
+pub async fn still_wrong(plan: &Plan, nodes: &[(String, String)]) -> Vec<String> {
+    let drivers = Drivers::for_plan(plan);
+    let mut out = Vec::new();
+    for (name, _) in nodes {
+        let Some(node) = plan.nodes.iter().find(|n| &n.name == name) else {
+            continue;
+        };
+        let t = plan.target(node);
+        let cur = match drivers.deployer.current(&t).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                out.push(format!(
+                    "{name} has no current release in {}",
+                    t.install_dir.display()
+                ));
+                continue;
+            }
+            Err(e) => {
+                out.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let t = crate::drivers::Target {
+            previous: cur.clone(),
+            ..t
+        };
+        if let Err(e) = drivers.health.probe(&t, Some(&cur)).await {
+            out.push(format!(
+                "{name} runs {cur} but does not answer its health check ({e})"
+            ));
+        }
+        match drivers.balancer.out_before(&t).await {
+            Ok(None) => {}
+            Ok(Some(why)) => out.push(format!("{name} is still out of rotation ({why})")),
+            Err(e) => out.push(format!("{name}: the balancer does not answer ({e})")),
+        }
+    }
+    out
+}
+
+/// Close a run that left node(s) for a person (`rollback_failed`, or a node
+/// kept out of rotation in a run that went on) once a person fixed them:
+/// the `Resolved` event (who, why) is journaled under the fleet's lease, a
+/// `rollback_failed` run's status becomes `resolved`, and this machine's
+/// markers of the run are removed, so that a new run on those nodes may
+/// start. Any other run is refused (nothing is written). Whether the nodes
+/// are fine is the caller's to check (`glidepath resolve` does).
 pub fn resolve(j: &mut dyn Store, run: &str, reason: &str) -> Result<Resolution, ControlError> {
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(ControlError::ResolveWithoutReason);
     }
-    let rec = j.run(run)?;
-    if rec.status != RunStatus::RollbackFailed {
-        return Err(ControlError::NotRollbackFailed {
-            run: rec.id,
-            status: rec.status,
-        });
-    }
+    let (rec, nodes) = to_resolve(j, run)?;
     let by = format!("{}@{}", operator(), crate::journal::hostname());
     j.acquire_lease(&rec.fleet, &rec.id, false)?;
     let written = j
@@ -151,6 +220,9 @@ pub fn resolve(j: &mut dyn Store, run: &str, reason: &str) -> Result<Resolution,
             },
         )
         .and_then(|_| {
+            if rec.status != RunStatus::RollbackFailed {
+                return Ok(()); // a run that went on keeps its outcome
+            }
             j.set_status(
                 &rec.id,
                 RunStatus::Resolved,
@@ -160,29 +232,16 @@ pub fn resolve(j: &mut dyn Store, run: &str, reason: &str) -> Result<Resolution,
     let released = j.release_lease(&rec.fleet, &rec.id);
     written?;
     released?;
+    let (_, markers_left) = crate::journal::locks::release_held(&rec.id, &j.location())?;
     Ok(Resolution {
         run: j.run(&rec.id)?,
         by,
+        nodes: nodes.into_iter().map(|(n, _)| n).collect(),
+        markers_left,
     })
 }
 
-/// The plan a run was started with, as journaled.
-pub fn journaled_plan(rec: &RunRecord) -> Result<Plan, ExecError> {
-    let path = Path::new(&rec.plan_path);
-    plan::parse(
-        path,
-        &rec.plan_source,
-        path.parent().unwrap_or(Path::new(".")),
-    )
-    .map(|(p, _)| p)
-    .map_err(|e| ExecError::BadJournaledPlan {
-        run: rec.id.clone(),
-        message: match e {
-            plan::PlanError::Invalid(r) => r.short(),
-            other => other.to_string(),
-        },
-    })
-}
+pub use crate::executor::unresolved::journaled_plan;
 
 /// A run's summary from the journal: per node, with reasons, what it waits
 /// for and (with `holder`) the process holding it.

@@ -180,6 +180,10 @@ pub fn situation(
     match status {
         RunStatus::Refused | RunStatus::Preflight | RunStatus::Failed => Situation::Done,
         RunStatus::RollbackFailed => Situation::RollbackFailed,
+        // a run that went on with a node kept out of rotation for a person
+        s if s.is_final() && state.resolved.is_none() && state.kept_out() > 0 => {
+            Situation::RollbackFailed
+        }
         RunStatus::Aborted if changed(state) => Situation::Aborted,
         RunStatus::Succeeded if changed(state) => Situation::Changed,
         s if s.is_final() => Situation::Done,

@@ -237,12 +237,16 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Close a rollback_failed run once a person fixed the node(s) it kept out of rotation (journaled with who and why); a new run of the fleet is refused until then.
+    /// Close a run that left node(s) for a person (rollback_failed, or a node kept out of rotation) once they are fixed: each node is checked (health, back in rotation), then it is journaled with who and why; a new run on those nodes is refused until then.
     Resolve {
         run: String,
         /// What was fixed (journaled with who and when).
         #[arg(long)]
         reason: String,
+        /// Resolve although a node still fails its checks (a node retired,
+        /// or fine as it is): what failed is journaled with the reason.
+        #[arg(long)]
+        force: bool,
     },
     /// Versions and protocol versions in use, and pairs already incompatible.
     Inventory {
@@ -404,7 +408,9 @@ fn journal_code(e: &JournalError) -> u8 {
 pub(crate) fn exec_code(e: &ExecError) -> u8 {
     match e {
         ExecError::Journal(j) => journal_code(j),
-        ExecError::Gate(_) | ExecError::Unresolved { .. } => exit::GATE,
+        ExecError::Gate(_) | ExecError::Unresolved { .. } | ExecError::HeldOnMachine(_) => {
+            exit::GATE
+        }
         ExecError::Unreachable(_) | ExecError::Suspended { .. } => exit::UNREACHABLE,
         ExecError::Interrupted(..) => exit::INTERRUPTED,
         ExecError::JournalLost {
@@ -461,7 +467,9 @@ impl From<ExecError> for Failure {
         match e {
             ExecError::Journal(j) => j.into(),
             ExecError::Gate(_) => Failure::new(exit::GATE, format!("{e}\nno node was changed")),
-            ExecError::Unresolved { .. } => Failure::new(exit::GATE, e.to_string()),
+            ExecError::Unresolved { .. } | ExecError::HeldOnMachine(_) => {
+                Failure::new(exit::GATE, e.to_string())
+            }
             ExecError::Unreachable(_) => {
                 Failure::new(exit::UNREACHABLE, format!("{e}\nno node was changed"))
             }
@@ -654,7 +662,9 @@ async fn dispatch(cli: Cli, color: bool) -> Result<u8, Failure> {
             let reason = reason.unwrap_or_else(|| "rollback requested by operator".into());
             cli::command::run(&ctx, &run, Op::Rollback, &reason, force).await
         }
-        Cmd::Resolve { run, reason } => cli::command::resolve(&ctx, &run, &reason),
+        Cmd::Resolve { run, reason, force } => {
+            cli::command::resolve(&ctx, &run, &reason, force).await
+        }
         Cmd::Status { run, watch } => cli::status::status(&ctx, run.as_deref(), watch).await,
         Cmd::History { limit } => cli::status::history(&ctx, limit),
         Cmd::Report { run, format, out } => {

@@ -105,8 +105,9 @@ pub fn held_open_note(holders: &[i32]) -> String {
                 .join(", ")
         ),
     };
+    let holds = if holders.len() > 1 { "hold" } else { "holds" };
     format!(
-        "the command exited but {who} still holds its output: it counts as done (its exit status), and glidepath stopped reading (a later write there gets SIGPIPE); redirect the background process's output (`cmd >/dev/null 2>&1 &`) or start it with `setsid`"
+        "the command exited but {who} still {holds} its output: it counts as done (its exit status); what it writes there from now on is discarded (a detached `cat` drains it, so a write never gets SIGPIPE); redirect the background process's output to its own log (`cmd >/var/log/svc.log 2>&1 &`) or start it with `setsid`"
     )
 }
 
@@ -298,6 +299,15 @@ const PIPE_GRACE: Duration = Duration::from_millis(500);
 /// and no redirection) does not turn a finished command into a timeout.
 async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<CappedOutput> {
     let (out, err) = (child.stdout.take(), child.stderr.take());
+    // a second descriptor of each pipe: handed to a drain if a background
+    // process keeps it open past the shell
+    use std::os::fd::AsFd;
+    let dup =
+        |p: Option<std::os::fd::BorrowedFd<'_>>| p.and_then(|fd| fd.try_clone_to_owned().ok());
+    let (do_, de) = (
+        dup(out.as_ref().map(|o| o.as_fd())),
+        dup(err.as_ref().map(|e| e.as_fd())),
+    );
     let (co, ce): (Captured, Captured) = Default::default();
     let ho = tokio::spawn(read_capped(out, co.clone()));
     let he = tokio::spawn(read_capped(err, ce.clone()));
@@ -316,6 +326,11 @@ async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<Capped
     };
     let (o, e) = tokio::join!(settle(ho), settle(he));
     let (o, e) = (o?, e?);
+    for (held, fd) in [(o, do_), (e, de)] {
+        if let (true, Some(fd)) = (held, fd) {
+            drain_detached(fd);
+        }
+    }
     // the shell is gone: what is left of its group started in it
     let holders = match pgid {
         Some(g) if o || e => group_members(g),
@@ -326,6 +341,36 @@ async fn wait_capped(mut child: tokio::process::Child) -> std::io::Result<Capped
         stdout: captured(&co, o, &holders),
         stderr: captured(&ce, e, &holders),
     })
+}
+
+/// Keep reading a pipe a background process still writes to, after this
+/// process stopped and even after it exits: a detached `cat` in its own
+/// process group (no signal of ours reaches it) reads it to /dev/null and
+/// ends when the last writer closes it. Without it, the writer's next write
+/// would get SIGPIPE and kill the service.
+pub(crate) fn drain_detached(fd: std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    // tokio's pipe is non-blocking, and `cat` would stop at the first
+    // EAGAIN: the description (shared by the dup) blocks again, its reader
+    // here being gone
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+    let spawned = std::process::Command::new("cat")
+        .stdin(std::process::Stdio::from(fd))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Ok(mut child) = spawned {
+        // reaped by a thread, so it never lingers as a zombie of ours
+        std::thread::spawn(move || child.wait());
+    }
 }
 
 /// The last 3 non-empty lines, joined.

@@ -152,10 +152,8 @@ impl RunState {
                     });
                 }
             }
-            Event::GatesChecked { .. }
-            | Event::GateForced { .. }
-            | Event::Snapshot { .. }
-            | Event::Resolved { .. } => {}
+            Event::GatesChecked { .. } | Event::GateForced { .. } | Event::Snapshot { .. } => {}
+            Event::Resolved { by, reason, .. } => self.resolved = Some(format!("{by}: {reason}")),
             Event::Origin { .. } => {}
             Event::Suspended { reason, .. } => self.suspended = Some(reason.clone()),
             Event::FilesPinned { files, .. } => self.tasks.pinned = files.clone(),

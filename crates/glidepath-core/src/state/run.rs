@@ -98,6 +98,10 @@ pub struct RunState {
     /// The `[[pre]]`/`[[post]]` tasks' progress.
     #[serde(default)]
     pub tasks: TaskProgress,
+    /// A person resolved what the run left for them (`Event::Resolved`):
+    /// who, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<String>,
 }
 
 impl RunState {
@@ -123,6 +127,7 @@ impl RunState {
             down: BTreeMap::new(),
             peers: PeersCheck::default(),
             tasks: TaskProgress::default(),
+            resolved: None,
         }
     }
 

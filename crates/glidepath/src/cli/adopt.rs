@@ -186,7 +186,7 @@ pub async fn run(
         };
         println!("{} {mark} {}", n.node, n.detail);
     }
-    let p = path.display();
+    let p = glidepath::hints::shell_word(&path.display().to_string());
     if refused {
         println!("nothing was changed on any node: fix the nodes above, then `glidepath adopt {p}` again");
     } else if dry_run {

@@ -99,11 +99,46 @@ pub async fn run(
     }
 }
 
-/// `resolve`: close a rollback_failed run after a person fixed its node(s).
-pub fn resolve(ctx: &Ctx, run: &str, reason: &str) -> Result<u8, Failure> {
+/// `resolve`: close a run that left node(s) for a person, once they are
+/// fixed: each is checked first (refused, exit 3, while one still fails,
+/// unless `--force`).
+pub async fn resolve(ctx: &Ctx, run: &str, reason: &str, force: bool) -> Result<u8, Failure> {
     let (_, mut j) = ctx.open_existing()?;
     let run = glidepath::control::resolve_run(j.as_ref(), run)?.id;
-    let done = control::resolve(j.as_mut(), &run, reason)?;
+    if reason.trim().is_empty() {
+        return Err(control::ControlError::ResolveWithoutReason.into());
+    }
+    let (rec, nodes) = control::to_resolve(j.as_ref(), &run)?;
+    let plan = control::journaled_plan(&rec)?;
+    ctx.say(&format!(
+        "checking {}: health on the release each runs, and back in rotation",
+        nodes
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let wrong = control::still_wrong(&plan, &nodes).await;
+    let mut reason = reason.trim().to_string();
+    if !wrong.is_empty() {
+        let list = wrong
+            .iter()
+            .map(|w| format!("  - {w}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !force {
+            let h = super::hints(&run);
+            return Err(Failure::new(
+                exit::GATE,
+                format!(
+                    "run {run} is not resolved: what it left for a person is not fine yet:\n{list}\nnothing was journaled\nhint: fix the node(s) and run this again; if a node is retired, or fine as it is, `{}` resolves it anyway (what failed is journaled with your reason)",
+                    h.cmd_with("resolve", &format!("--reason {} --force", glidepath::hints::shell_word(&reason)))
+                ),
+            ));
+        }
+        reason = format!("{reason} (forced past: {})", wrong.join("; "));
+    }
+    let done = control::resolve(j.as_mut(), &run, &reason)?;
     let s = control::summary(j.as_ref(), &done.run, true)?;
     if ctx.json() {
         print_json(Command {
@@ -117,11 +152,17 @@ pub fn resolve(ctx: &Ctx, run: &str, reason: &str) -> Result<u8, Failure> {
         });
     } else {
         println!(
-            "run {run} resolved by {}: {}; a new run of fleet `{}` may start",
+            "run {run} resolved by {}: {reason}; a new run of fleet `{}` (and of any plan on {}) may start",
             done.by,
-            reason.trim(),
-            done.run.fleet
+            done.run.fleet,
+            done.nodes.join(", ")
         );
+        for p in &done.markers_left {
+            println!(
+                "warning: this machine's marker {} could not be removed (another user's?): runs from other journals stay refused until it is deleted",
+                p.display()
+            );
+        }
     }
     Ok(exit::OK)
 }

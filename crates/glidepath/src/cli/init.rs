@@ -557,7 +557,7 @@ pub fn run(ctx: &Ctx, a: &InitArgs) -> Result<u8, Failure> {
     }
     std::fs::write(path, &text)
         .map_err(|e| Failure::new(exit::INVALID, format!("{}: {e}", path.display())))?;
-    let p = path.display();
+    let p = glidepath::hints::shell_word(&path.display().to_string());
     let mut next = Vec::new();
     if answers.artifact.is_none() {
         next.push(format!(

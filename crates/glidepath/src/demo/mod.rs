@@ -430,6 +430,11 @@ pub async fn run(bin: &Path, opts: DemoOptions) -> anyhow::Result<DemoReport> {
 /// What `demo --keep` leaves, and the commands to try next against it.
 fn kept(fleet: &LocalFleet, dir: &Path) -> String {
     let d = dir.display();
+    let w = |p: String| crate::hints::shell_word(&p);
+    let db = w(format!("{d}/glidepath.db"));
+    let install = w(format!("{d}/nodes/{{node}}"));
+    let artifact = w(format!("{d}/dist/5/release.toml"));
+    let dq = w(d.to_string());
     let pids: Vec<String> = fleet.nodes.iter().map(|n| n.pid().to_string()).collect();
     let nodes: String = fleet
         .nodes
@@ -439,14 +444,14 @@ fn kept(fleet: &LocalFleet, dir: &Path) -> String {
     format!(
         "\nkept {d}: the demo fleet is still running (pids {pids}; their output in {d}/logs/).\n\
          try, against it:\n\
-         \x20 glidepath history --journal {d}/glidepath.db\n\
-         \x20 glidepath status latest --journal {d}/glidepath.db\n\
+         \x20 glidepath history --journal {db}\n\
+         \x20 glidepath status latest --journal {db}\n\
          \x20 curl -s http://{addr}/version\n\
          a first plan of your own for it (README \"Your first plan\"):\n\
-         \x20 glidepath init plan.toml --balancer http{nodes} --install-dir '{d}/nodes/{{node}}' --restart 'kill -HUP $(cat {{install_dir}}/node.pid)' --version-url 'http://{{address}}/version' --release 5 --artifact {d}/dist/5/release.toml\n\
+         \x20 glidepath init plan.toml --balancer http{nodes} --install-dir {install} --restart 'kill -HUP $(cat {{install_dir}}/node.pid)' --version-url 'http://{{address}}/version' --release 5 --artifact {artifact}\n\
          \x20 glidepath run plan.toml\n\
          stop it with:\n\
-         \x20 glidepath demo --stop {d}",
+         \x20 glidepath demo --stop {dq}",
         pids = pids.join(" "),
         addr = fleet.nodes.first().map_or("", |n| n.address.as_str()),
     )

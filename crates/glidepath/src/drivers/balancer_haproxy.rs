@@ -264,6 +264,23 @@ impl Balancer for HaproxyBalancer {
         Ok(format!("{}/{} {status}", self.backend, self.server(t)))
     }
 
+    async fn out_before(&self, t: &Target) -> DResult<Option<String>> {
+        let st = self.server_state(t).await?;
+        Ok(st.out_of_rotation().then(|| {
+            format!(
+                "{}/{} is in {} in HAProxy (admin state {})",
+                self.backend,
+                self.server(t),
+                if st.admin_state & (ADMIN_FDRAIN | ADMIN_IDRAIN) != 0 {
+                    "drain"
+                } else {
+                    "maintenance"
+                },
+                st.admin_state
+            )
+        }))
+    }
+
     async fn preflight(&self, t: &Target) -> DResult<String> {
         let st = self.server_state(t).await?;
         // prove admin level: a harmless admin command

@@ -91,6 +91,10 @@ impl Balancer for HttpBalancer {
         }
         Ok("in rotation".into())
     }
+    async fn out_before(&self, t: &Target) -> DResult<Option<String>> {
+        let s = self.get_state(t).await?;
+        Ok(s.drained.then(|| "drained at the balancer".to_string()))
+    }
     async fn preflight(&self, t: &Target) -> DResult<String> {
         let s = self.get_state(t).await?;
         Ok(if s.drained {

@@ -45,4 +45,11 @@ impl Balancer for MultiBalancer {
         }
         Ok(out.join("; "))
     }
+    async fn out_before(&self, t: &Target) -> DResult<Option<String>> {
+        let mut out = Vec::new();
+        for b in &self.0 {
+            out.extend(b.out_before(t).await?);
+        }
+        Ok((!out.is_empty()).then(|| out.join("; ")))
+    }
 }

@@ -191,12 +191,28 @@ impl Ssh {
             .args(self.args(t))
             .arg("--")
             .arg(&wrapped)
-            .kill_on_drop(true)
+            // killed by hand on a timeout; left running when it holds a
+            // session (below)
+            .kill_on_drop(false)
+            // its own process group: a Ctrl-C at the terminal is glidepath's
+            // to handle, and an ssh left to hold a session (below) outlives it
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| DriverError::Failed(format!("cannot run ssh: {e}")))?;
+        use std::os::fd::AsFd;
+        let dups = [
+            child
+                .stdout
+                .as_ref()
+                .and_then(|o| o.as_fd().try_clone_to_owned().ok()),
+            child
+                .stderr
+                .as_ref()
+                .and_then(|e| e.as_fd().try_clone_to_owned().ok()),
+        ];
         let max = crate::shell::OUTPUT_MAX;
         let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -246,6 +262,8 @@ impl Ssh {
         };
         let end = match tokio::time::timeout(timeout, run).await {
             Err(_) => {
+                let _ = child.start_kill();
+                tokio::spawn(async move { child.wait().await });
                 ho.abort();
                 he.abort();
                 return Err(DriverError::Failed(format!(
@@ -263,10 +281,17 @@ impl Ssh {
         };
         let held = matches!(end, End::Said);
         if held {
-            // the remote command is done; only its output is held open
-            let _ = child.start_kill();
+            // the remote command is done; only its output is held open by a
+            // process it started. Stopping ssh would close that output under
+            // it (its next write: SIGPIPE), so ssh is left to hold the
+            // session, its output drained by a detached `cat`, and reaped
+            // here while this process lives; it ends with the remote process.
             ho.abort();
             he.abort();
+            for fd in dups.into_iter().flatten() {
+                crate::shell::drain_detached(fd);
+            }
+            tokio::spawn(async move { child.wait().await });
         } else {
             let _ = tokio::time::timeout(HELD_GRACE, ho).await;
             let _ = tokio::time::timeout(HELD_GRACE, he).await;

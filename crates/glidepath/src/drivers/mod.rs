@@ -123,6 +123,12 @@ pub trait Balancer: Send + Sync {
     async fn check_in_rotation(&self, t: &Target) -> DResult<String>;
     /// Before the run: the balancer answers for this node.
     async fn preflight(&self, t: &Target) -> DResult<String>;
+    /// Before the run: why the node is out of rotation already (drained or
+    /// in maintenance by someone: a run would put it back), or `None`. A
+    /// balancer that cannot tell says `None`.
+    async fn out_before(&self, _t: &Target) -> DResult<Option<String>> {
+        Ok(None)
+    }
     /// There is a balancer at all (`kind = "none"` has none: nothing is
     /// drained, no connection counted, and the narration says so).
     fn exists(&self) -> bool {

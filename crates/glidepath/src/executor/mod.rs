@@ -15,6 +15,7 @@ mod crash;
 mod preflight;
 mod signals;
 mod steps;
+pub mod unresolved;
 
 pub use crash::CrashHook;
 use signals::set_active_run;
@@ -62,18 +63,27 @@ pub enum ExecError {
         /// (an infrastructure fault: exit 4), rather than failing to write.
         unreachable: bool,
     },
-    /// The fleet's last run ended `rollback_failed` and nobody resolved it:
-    /// a node may still be out of rotation or half-restored.
-    #[error("fleet `{fleet}`: its last run {run} ended rollback_failed and is not resolved ({why})\nno new run starts on a fleet a failed rollback left for a person; no node was changed\nhint: check the node(s) first: `{}` names each node kept out of rotation and why; make sure each serves its previous release, answers its health check and is back in rotation; then `{}` closes that run",
+    /// A run of this journal left some of this plan's nodes for a person
+    /// (`rollback_failed`, or a node kept out of rotation) and nobody
+    /// resolved it: a node may still be out of rotation or half-restored.
+    #[error("{fleet}: its last run {run} {why}\nno new run starts on nodes a failed run left for a person; no node was changed\nhint: check the node(s) first: `{}` names each node kept out of rotation and why; make sure each serves its previous release, answers its health check and is back in rotation; then `{}` closes that run",
         Hints::with_arg(run, journal.clone()).cmd("status"),
         Hints::with_arg(run, journal.clone()).cmd_with("resolve", "--reason \"what was fixed\""))]
     Unresolved {
+        /// The fleet of the run that holds it back, as said: "fleet `a`",
+        /// or "fleet `a` (a plan sharing nodes with fleet `b`)".
         fleet: String,
         run: String,
         why: String,
         /// `--journal` for the commands (none: the default journal).
         journal: Option<String>,
     },
+    /// A run of another journal on this machine left one of this plan's
+    /// nodes for a person: its marker in the lock directory says so.
+    #[error("node {} ({}) was left for a person by run {} of fleet `{}` in journal {}, and that run is not resolved\nno new run starts on nodes a failed run left for a person; no node was changed\nhint: check the node; then `glidepath resolve {} --journal {} --reason \"what was fixed\"` closes that run; should that journal be gone, delete {} once the node is fine",
+        .0.node, .0.address, .0.run, .0.fleet, .0.journal,
+        .0.run, crate::hints::shell_word(&.0.journal), crate::hints::shell_word(&.0.path.display().to_string()))]
+    HeldOnMachine(Box<crate::journal::locks::HeldMark>),
     #[error("the journaled plan of run {run} no longer parses: {message}")]
     BadJournaledPlan { run: String, message: String },
     /// A second Ctrl-C: stopped at once, the journal intact for `resume`.
@@ -186,6 +196,14 @@ pub fn new_run_id() -> String {
     let compact: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
     let salt = (now as u32 ^ std::process::id().wrapping_mul(2654435761)) & 0xffff;
     format!("r{}-{}-{salt:04x}", &compact[2..8], &compact[8..14])
+}
+
+/// "node a" or "nodes a, b".
+fn node_list(nodes: &[String]) -> String {
+    match nodes {
+        [one] => format!("node {one}"),
+        many => format!("nodes {}", many.join(", ")),
+    }
 }
 
 fn node_locks(
@@ -320,13 +338,29 @@ impl Executor {
             journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
             return Err(e.into());
         }
-        match crate::journal::unresolved(journal.as_ref(), &plan.fleet_name, &run_id) {
+        let held = unresolved::unresolved(journal.as_ref(), &plan, &run_id).and_then(|h| match h {
+            Some(h) => Ok(Some(h)),
+            None => unresolved::check_marks(journal.as_ref(), &plan).map(|_| None),
+        });
+        match held {
             Ok(None) => {}
-            Ok(Some(failed)) => {
+            Ok(Some(unresolved::Held { run: failed, nodes })) => {
                 let e = ExecError::Unresolved {
-                    fleet: plan.fleet_name.clone(),
-                    run: failed.id.clone(),
-                    why: with_run_id(&failed.reason, &failed.id),
+                    fleet: if failed.fleet == plan.fleet_name {
+                        format!("fleet `{}`", failed.fleet)
+                    } else {
+                        format!(
+                            "fleet `{}` (a plan sharing nodes with fleet `{}`)",
+                            failed.fleet, plan.fleet_name
+                        )
+                    },
+                    why: format!(
+                        "ended {} and left {} for a person; it is not resolved ({})",
+                        failed.status,
+                        node_list(&nodes),
+                        with_run_id(&failed.reason, &failed.id)
+                    ),
+                    run: failed.id,
                     journal: crate::hints::journal_arg(&journal.location()),
                 };
                 journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
@@ -336,7 +370,7 @@ impl Executor {
             Err(e) => {
                 journal.set_status(&run_id, RunStatus::Refused, &e.to_string())?;
                 journal.release_lease(&plan.fleet_name, &run_id)?;
-                return Err(e.into());
+                return Err(e);
             }
         }
         let locks = match node_locks(&plan, &run_id, journal.as_ref()) {
@@ -542,6 +576,7 @@ impl Executor {
                 self.journal
                     .set_status(&self.run_id, RunStatus::from(*outcome), reason)
             )?;
+            self.mark_left_for_person();
         }
         match &ev {
             Event::Intent { step, .. } => {
@@ -555,6 +590,23 @@ impl Executor {
             other => self.crash.hit("transition", other.kind(), None),
         }
         Ok(())
+    }
+
+    /// The run ended: mark on this machine the nodes it left for a person,
+    /// so that a run from another journal does not take them over. A
+    /// marker that cannot be written is said (the journal still holds this
+    /// journal's runs back).
+    fn mark_left_for_person(&self) {
+        let marked = self
+            .journal
+            .run(&self.run_id)
+            .map_err(ExecError::from)
+            .and_then(|rec| unresolved::mark(self.journal.as_ref(), &rec));
+        if let Err(e) = marked {
+            self.reporter.note(&format!(
+                "warning: could not mark on this machine the node(s) left for a person ({e}); runs from other journals are not held back"
+            ));
+        }
     }
 
     fn publish(&self, seq: i64, ev: &Event) {

@@ -83,6 +83,26 @@ async fn check_node(
         }
         return f;
     }
+    match drivers.balancer.out_before(&t).await {
+        Ok(None) => {}
+        Ok(Some(why)) => {
+            // someone took it out (maintenance, a failed run kept it out):
+            // the rollout would put it back without their say
+            f.health = Some((
+                format!(
+                    "{} is out of rotation before the rollout ({why}); put it back in rotation once it is fine, or leave it out of the plan",
+                    t.name
+                ),
+                false,
+            ));
+            f.reached.health = true;
+            return f;
+        }
+        Err(e) => {
+            f.balancer = Some((format!("{}: {e}", t.name), e.is_infra()));
+            return f;
+        }
+    }
     f.reached.target = true;
     let cur = match drivers.deployer.current(&t).await {
         Ok(Some(c)) => c,

@@ -205,3 +205,120 @@ mod tests {
         assert_eq!(journal_key(&spelled), canon.display().to_string());
     }
 }
+
+/// A marker of this machine's lock directory: a run left this node for a
+/// person ([`hold`]), until `resolve` removes it ([`release_held`]).
+#[derive(Debug, Clone)]
+pub struct HeldMark {
+    pub node: String,
+    pub address: String,
+    pub run: String,
+    pub fleet: String,
+    /// The journal of that run, as [`journal_key`] spells it.
+    pub journal: String,
+    pub path: PathBuf,
+}
+
+fn mark_path(dir: &Path, key: &str) -> PathBuf {
+    dir.join(format!(
+        "{}.held",
+        &crate::artifact::sha256_hex(key.as_bytes())[..24]
+    ))
+}
+
+/// Mark each `(node, address)` as left for a person by `run` of `fleet` in
+/// `journal`. The marker survives the process (unlike a lock): only
+/// [`release_held`] or a person removes it.
+pub fn hold(
+    nodes: &[(String, String)],
+    run: &str,
+    fleet: &str,
+    journal: &str,
+) -> Result<(), JournalError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = lock_dir().map_err(|(d, e)| JournalError::NodeLock { path: d, source: e })?;
+    let me = journal_key(journal);
+    for (node, address) in nodes {
+        for key in node_keys(address) {
+            let path = mark_path(&dir, &key);
+            let body = format!("{run}\n{fleet}\n{me}\n{node}\n{address}\n");
+            let tmp = path.with_extension(format!("held.{}", std::process::id()));
+            std::fs::write(&tmp, body)
+                .and_then(|_| {
+                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+                })
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|source| {
+                    let _ = std::fs::remove_file(&tmp);
+                    JournalError::NodeLock {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// The markers on these nodes (one per node at most: the first address
+/// key that has one).
+pub fn held(nodes: &[(String, String)]) -> Result<Vec<HeldMark>, JournalError> {
+    let dir = lock_dir().map_err(|(d, e)| JournalError::NodeLock { path: d, source: e })?;
+    let mut out = Vec::new();
+    for (node, address) in nodes {
+        for key in node_keys(address) {
+            let path = mark_path(&dir, &key);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let mut l = text.lines().map(str::to_string);
+            let mut next = || l.next().unwrap_or_else(|| "?".to_string());
+            let (run, fleet, journal) = (next(), next(), next());
+            out.push(HeldMark {
+                node: node.clone(),
+                address: address.clone(),
+                run,
+                fleet,
+                journal,
+                path,
+            });
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Remove this machine's markers of `run` of `journal` (after `resolve`):
+/// how many were removed, and those that could not be (another user's
+/// file in the sticky directory), for the caller to name.
+pub fn release_held(run: &str, journal: &str) -> Result<(usize, Vec<PathBuf>), JournalError> {
+    let dir = lock_dir().map_err(|(d, e)| JournalError::NodeLock { path: d, source: e })?;
+    let me = journal_key(journal);
+    let (mut removed, mut left) = (0, Vec::new());
+    let entries = std::fs::read_dir(&dir).map_err(|source| JournalError::NodeLock {
+        path: dir.clone(),
+        source,
+    })?;
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("held") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let l: Vec<&str> = text.lines().collect();
+        if l.first() == Some(&run) && l.get(2) == Some(&me.as_str()) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(_) => left.push(path),
+            }
+        }
+    }
+    Ok((removed, left))
+}
+
+/// Do two journal locations name the same journal (as the locks spell it)?
+pub fn same_journal(a: &str, b: &str) -> bool {
+    journal_key(a) == journal_key(b)
+}

@@ -10,7 +10,7 @@
 
 mod campaign;
 pub mod dump;
-mod locks;
+pub mod locks;
 pub mod postgres;
 pub mod sqlite;
 
@@ -573,20 +573,6 @@ pub struct RunRecord {
     pub reason: String,
     pub created_at: u64,
     pub updated_at: u64,
-}
-
-/// The fleet's last run that ended `rollback_failed` and was not resolved,
-/// if that is how its last run (refusals aside) ended: a new run of the
-/// fleet is refused until a person resolves it.
-pub fn unresolved(
-    j: &dyn Store,
-    fleet: &str,
-    except: &str,
-) -> Result<Option<RunRecord>, JournalError> {
-    Ok(j.runs(i64::MAX as usize)?
-        .into_iter()
-        .find(|r| r.fleet == fleet && r.id != except && r.status != RunStatus::Refused)
-        .filter(|r| r.status == RunStatus::RollbackFailed))
 }
 
 /// A lease row: who holds a fleet.

@@ -9,12 +9,27 @@ use std::fmt::Write as _;
 /// A journaled text made safe for a table cell (or a heading, a list item).
 pub(crate) fn cell(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    let chars: Vec<char> = s.chars().collect();
+    let word = |i: Option<usize>| {
+        i.and_then(|i| chars.get(i))
+            .is_some_and(|c| c.is_alphanumeric())
+    };
+    for (i, &c) in chars.iter().enumerate() {
         match c {
+            // inside a word (`rolled_back`) an underscore opens nothing
+            '_' if word(i.checked_sub(1)) && word(Some(i + 1)) => out.push(c),
             '|' => out.push_str("\\|"),
             '\\' => out.push_str("\\\\"),
             // no tag can open: no raw HTML reaches a renderer
             '<' => out.push_str("&lt;"),
+            // nor an entity, emphasis, code, a link or an image
+            '&' => out.push_str("&amp;"),
+            // a quote or a heading opens only at the start of a line
+            '>' | '#' if i > 0 => out.push(c),
+            '`' | '*' | '_' | '[' | ']' | '!' | '~' | '>' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
             '\r' | '\n' => out.push(' '),
             c if c.is_control() => out.push(' '),
             c => out.push(c),

@@ -155,6 +155,20 @@ fn a_run_in_progress_says_so_and_shows_the_step_in_flight() {
 }
 
 #[test]
+fn no_journaled_text_makes_markdown() {
+    use super::md::cell;
+    // a link, an image, emphasis, code, an entity: all shown as typed
+    assert_eq!(
+        cell("[ok](http://evil) ![x](y) *b* _i_ `c` &lt; ~~s~~ # h > q"),
+        "\\[ok\\](http://evil) \\!\\[x\\](y) \\*b\\* \\_i\\_ \\`c\\` &amp;lt; \\~\\~s\\~\\~ # h > q"
+    );
+    assert_eq!(cell("a|b\nc"), "a\\|b c");
+    assert_eq!(cell("rolled_back _x_"), "rolled_back \\_x\\_");
+    assert_eq!(cell("> q"), "\\> q");
+    assert_eq!(cell("# h"), "\\# h");
+}
+
+#[test]
 fn journaled_texts_are_escaped_for_each_format() {
     let (rec, events) = fixture();
     let r = RunReport::build(&rec, &events);

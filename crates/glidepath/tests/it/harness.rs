@@ -148,6 +148,10 @@ impl Env {
             .env_remove("GLIDEPATH_LEASE_TTL")
             // the per-machine journal and node locks live in the test's dir
             .env("XDG_STATE_HOME", self.path().join("state"))
+            // and so do this machine's markers of nodes left for a person
+            // (they outlive a process: a shared directory would carry them
+            // to the next test that gets the same port)
+            .env("GLIDEPATH_LOCK_DIR", self.path().join("locks"))
             .stdin(Stdio::null());
         if let Some(pg) = &self.pg {
             c.env("GLIDEPATH_JOURNAL", &pg.url);

@@ -12,42 +12,65 @@ use std::time::Duration;
 const RESTART: &str = "restart       = \"kill -HUP $(cat {install_dir}/node.pid)\"";
 
 /// A restart that starts a background process without redirecting its
-/// output (`sleep 30 &`): the shell exits at once, the sleep holds the pipe.
+/// output: the shell exits at once, the process holds the pipe and keeps
+/// writing to it, and survives glidepath's exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_whose_background_child_holds_the_output_succeeds_and_says_so() {
     let env = Env::start(2).await;
     let plan = env.plan(&env.v2, &knobs());
     let pids = env.path().join("bg.pids");
+    let ticks = env.path().join("ticks");
+    // a service that keeps writing to the output it inherited
     let src = std::fs::read_to_string(&plan).unwrap().replace(
         RESTART,
         &format!(
-            "restart       = \"kill -HUP $(cat {{install_dir}}/node.pid); sleep 30 & echo $! >> {}\"\nrestart_timeout = \"5s\"",
-            pids.display()
+            "restart       = \"kill -HUP $(cat {{install_dir}}/node.pid); (i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo $i > {ticks}.{{node}}; echo tick; sleep 0.1; done) & echo $! >> {}\"\nrestart_timeout = \"5s\"",
+            pids.display(),
+            ticks = ticks.display()
         ),
     );
-    assert!(src.contains("sleep 30 &"), "restart replaced");
+    assert!(src.contains("echo tick"), "restart replaced");
     std::fs::write(&plan, src).unwrap();
     let out = env.run(&["run", plan.to_str().unwrap()]);
     let text = stdout(&out);
-    // the sleeps this test started
+    // glidepath has exited: the writers go on (their output is drained, no
+    // SIGPIPE); ticks counted after the exit prove it
+    let tick = || {
+        std::fs::read_to_string(format!("{}.node-1", ticks.display()))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let after_exit = tick();
+    let alive = glidepath::demo::wait_for("ticks after the exit", Duration::from_secs(20), || {
+        (tick() >= after_exit + 5).then_some(())
+    })
+    .await
+    .is_ok();
+    // the writers this test started
     for pid in std::fs::read_to_string(&pids).unwrap_or_default().lines() {
         if let Ok(p) = pid.trim().parse::<i32>() {
             // SAFETY: a process this test's plan started.
             unsafe { libc::kill(p, libc::SIGKILL) };
         }
     }
+    assert!(
+        alive,
+        "the background writer outlived glidepath: ticks {after_exit} → {}",
+        tick()
+    );
     assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
     env.assert_fleet(&["2", "2"]).await;
     assert!(!text.contains("timed out"), "{text}");
     assert!(
-        text.contains("still holds its output") && text.contains("setsid"),
+        text.contains("its output: it counts as done") && text.contains("setsid"),
         "says what holds the output and how to fix it: {text}"
     );
     let held = text
         .lines()
-        .find(|l| l.contains("still holds its output"))
+        .find(|l| l.contains("its output: it counts as done"))
         .unwrap();
-    assert!(held.contains("(pid "), "names the process: {held}");
+    assert!(held.contains("(pid"), "names the process(es): {held}");
 }
 
 /// Preflight with a node down: the gates that could not check anything say
@@ -338,9 +361,56 @@ async fn resolve_closes_a_failed_rollback(backend: Backend) {
     );
     let other = env.run(&["resolve", &refused, "--reason", "x"]);
     assert_eq!(code(&other), 9, "{}", stderr(&other));
-    assert!(stderr(&other).contains("only a rollback_failed run is resolved"));
+    assert!(stderr(&other).contains("only a run that left a node for a person"));
     let empty = env.run(&["resolve", &run, "--reason", " "]);
     assert_eq!(code(&empty), 2);
+    // a copy of the plan under another fleet name is refused all the same
+    let renamed = env.path().join("renamed.toml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(text.contains("name  = \"demo\""), "{text}");
+    std::fs::write(
+        &renamed,
+        text.replacen("name  = \"demo\"", "name = \"renamed-copy\"", 1),
+    )
+    .unwrap();
+    let copy = env.run(&["run", renamed.to_str().unwrap()]);
+    assert_eq!(code(&copy), 3, "{}", stderr(&copy));
+    assert!(
+        stderr(&copy).contains("a plan sharing nodes with fleet `renamed-copy`"),
+        "{}",
+        stderr(&copy)
+    );
+    // and so is a run from another journal on this machine
+    let elsewhere = env.path().join("elsewhere.db");
+    let other_journal = ["run", p, "--journal", elsewhere.to_str().unwrap()];
+    let out = env
+        .cmd(&other_journal)
+        .env_remove("GLIDEPATH_JOURNAL")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("was left for a person by run {run}")),
+        "{}",
+        stderr(&out)
+    );
+    for i in 0..2 {
+        assert_eq!(
+            env.node_state(i).await.0,
+            "2",
+            "no refused run touched a node"
+        );
+    }
+    // resolving nodes that are still broken is refused, and nothing journaled
+    let early = env.run(&["resolve", &run, "--reason", "looks fine"]);
+    assert_eq!(code(&early), 3, "{}", stderr(&early));
+    assert!(
+        stderr(&early).contains("is still out of rotation"),
+        "{}",
+        stderr(&early)
+    );
+    assert!(stderr(&early).contains("--force"), "{}", stderr(&early));
+    assert_eq!(env.journal().run(&run).unwrap().status, "rollback_failed");
     // the person fixes the nodes, then resolves
     std::fs::remove_file(&broken).unwrap();
     for i in 0..2 {
@@ -376,6 +446,13 @@ async fn resolve_closes_a_failed_rollback(backend: Backend) {
     );
     let twice = env.run(&["resolve", &run, "--reason", "again"]);
     assert_eq!(code(&twice), 9, "{}", stderr(&twice));
+    // the other journal's run is no longer held back by this machine's marker
+    let held = std::fs::read_dir(env.path().join("locks"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "held"))
+        .count();
+    assert_eq!(held, 0, "resolve removed the markers");
     // and the fleet may be rolled out again
     let next = env.run(&["run", p]);
     assert_eq!(code(&next), 0, "{}", stderr(&next));
@@ -408,6 +485,7 @@ async fn an_ssh_restart_whose_background_child_holds_the_session_succeeds_and_sa
         .await
         .expect("sshd starts");
     let pids = env.path().join("bg.pids");
+    let ticks = env.path().join("ticks");
     let rel = &env.v2;
     let head = glidepath::demo::plans::release_and_fleet(
         rel,
@@ -430,7 +508,7 @@ port            = {port}
 identity_file   = "{key}"
 ssh_options     = ["-o", "UserKnownHostsFile={known}"]
 install_dir     = "{dir}/nodes/{{node}}"
-restart         = "kill -HUP $(cat {{install_dir}}/node.pid); sleep 30 & echo $! >> {pids}"
+restart         = "kill -HUP $(cat {{install_dir}}/node.pid); (i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo $i > {ticks}.{{node}}; echo tick; sleep 0.1; done) & echo $! >> {pids}"
 restart_timeout = "5s"
 
 [health]
@@ -448,11 +526,25 @@ on = ["health"]
         known = sshd.known_hosts.display(),
         dir = env.path().display(),
         pids = pids.display(),
+        ticks = ticks.display(),
     );
     let plan = env.path().join("ssh.toml");
     std::fs::write(&plan, text).unwrap();
     let t = std::time::Instant::now();
     let out = env.run(&["run", plan.to_str().unwrap()]);
+    // the remote writer outlives glidepath (ssh holds its session, drained)
+    let tick = || {
+        std::fs::read_to_string(format!("{}.node-1", ticks.display()))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let after_exit = tick();
+    let alive = glidepath::demo::wait_for("ticks after the exit", Duration::from_secs(20), || {
+        (tick() >= after_exit + 5).then_some(())
+    })
+    .await
+    .is_ok();
     for pid in std::fs::read_to_string(&pids).unwrap_or_default().lines() {
         if let Ok(p) = pid.trim().parse::<i32>() {
             // SAFETY: a process this test's plan started.
@@ -463,9 +555,14 @@ on = ["health"]
     assert_eq!(code(&out), 0, "{said}{}", stderr(&out));
     assert!(!said.contains("timed out"), "{said}");
     assert!(
-        said.contains("still holds its output") && said.contains("(pid "),
+        said.contains("its output: it counts as done") && said.contains("(pid"),
         "names the process holding the output: {said}"
     );
     assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    assert!(
+        alive,
+        "the remote writer outlived glidepath: ticks {after_exit} → {}",
+        tick()
+    );
     env.assert_fleet(&["2", "2"]).await;
 }

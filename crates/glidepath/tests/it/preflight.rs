@@ -416,3 +416,38 @@ async fn a_provided_rollback_artifact_restores_a_missing_last_known_good() {
         .join("releases/1/release.toml")
         .exists());
 }
+
+/// A node someone took out of rotation (maintenance, a failed run's kept-
+/// out node) is refused at preflight: the rollout would put it back into
+/// rotation without their say. Back in rotation, the same plan runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_already_out_of_rotation_is_refused() {
+    let env = Env::start(2).await;
+    let plan = env.plan(&env.v2, &knobs());
+    let admin = |what: &str| format!("http://{}/admin/{what}", env.fleet.nodes[1].address);
+    reqwest::Client::new()
+        .post(admin("drain"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("node-2 is out of rotation before the rollout"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.current_links(), ["1", "1"]);
+    reqwest::Client::new()
+        .post(admin("ready"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let out = env.run(&["run", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    env.assert_fleet(&["2", "2"]).await;
+}
