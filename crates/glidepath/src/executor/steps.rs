@@ -174,13 +174,19 @@ async fn perform_once(
                 .iter()
                 .filter_map(|(n, r)| r.as_ref().err().map(|e| (n.clone(), e.to_string())))
                 .collect();
+            // with no balancer there is no rotation: the nodes serving
+            let pool = if d.balancer.exists() {
+                "in rotation"
+            } else {
+                "serving"
+            };
             return StepOutcome {
                 ok: true,
                 detail: if down.is_empty() {
-                    format!("{} node(s) in rotation answer", results.len())
+                    format!("{} node(s) {pool} answer", results.len())
                 } else {
                     format!(
-                        "{} of {} node(s) in rotation found down: {}",
+                        "{} of {} node(s) {pool} found down: {}",
                         down.len(),
                         results.len(),
                         down.iter()

@@ -15,6 +15,8 @@ const TOP: f64 = 14.0;
 const BOTTOM: f64 = 28.0;
 
 pub fn chart(c: &CheckSeries, windows: &[u64]) -> String {
+    // a value that is not a number (NaN, ±inf from a journal) is not drawn
+    let fin = |v: Option<f64>| v.filter(|v| v.is_finite());
     let ts = c
         .points
         .iter()
@@ -25,10 +27,10 @@ pub fn chart(c: &CheckSeries, windows: &[u64]) -> String {
     let values = c
         .points
         .iter()
-        .flat_map(|p| [p.value, p.baseline])
+        .flat_map(|p| [fin(p.value), fin(p.baseline)])
         .flatten()
-        .chain(c.max)
-        .chain(c.min);
+        .chain(fin(c.max))
+        .chain(fin(c.min));
     let v_max = values.fold(0.0_f64, f64::max);
     let v_max = if v_max > 0.0 { v_max * 1.15 } else { 1.0 };
     let x = |t: u64| LEFT + (t - t_min) as f64 / (t_max - t_min) as f64 * (W - LEFT - RIGHT);
@@ -73,7 +75,7 @@ pub fn chart(c: &CheckSeries, windows: &[u64]) -> String {
             y0 + 10.0
         );
     }
-    for (limit, label) in [(c.max, "max"), (c.min, "min")] {
+    for (limit, label) in [(fin(c.max), "max"), (fin(c.min), "min")] {
         if let Some(l) = limit {
             let _ = write!(
                 s,
@@ -88,7 +90,7 @@ pub fn chart(c: &CheckSeries, windows: &[u64]) -> String {
     let line = |pick: &dyn Fn(&super::Point) -> Option<f64>| -> String {
         c.points
             .iter()
-            .filter_map(|p| pick(p).map(|v| format!("{:.1},{:.1}", x(p.t_ms), y(v))))
+            .filter_map(|p| fin(pick(p)).map(|v| format!("{:.1},{:.1}", x(p.t_ms), y(v))))
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -107,7 +109,7 @@ pub fn chart(c: &CheckSeries, windows: &[u64]) -> String {
         );
     }
     for p in &c.points {
-        if let Some(b) = p.baseline {
+        if let Some(b) = fin(p.baseline) {
             let _ = write!(
                 s,
                 r##"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="#9e9e9e"/>"##,
@@ -115,7 +117,7 @@ pub fn chart(c: &CheckSeries, windows: &[u64]) -> String {
                 y(b)
             );
         }
-        if let Some(v) = p.value {
+        if let Some(v) = fin(p.value) {
             let _ = write!(
                 s,
                 r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{}"><title>{} {}: {} ({} samples)</title></circle>"##,

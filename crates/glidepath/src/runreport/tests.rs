@@ -230,3 +230,37 @@ fn the_same_events_give_the_same_bytes() {
     assert_eq!(a.html(), b.html());
     assert_eq!(a.json(), b.json());
 }
+
+#[test]
+fn a_chart_draws_no_coordinate_from_a_value_that_is_not_a_number() {
+    use super::{CheckSeries, Point};
+    let point = |t_ms, value| Point {
+        t_ms,
+        value,
+        samples: 10,
+        baseline: Some(f64::INFINITY),
+        over_limit: false,
+        verdict: None,
+        judged: None,
+        error: None,
+    };
+    let c = CheckSeries {
+        check: "error rate".into(),
+        max: Some(f64::NAN),
+        min: None,
+        compare_tolerance: None,
+        points: vec![
+            point(0, Some(0.01)),
+            point(500, Some(f64::NAN)),
+            point(1000, Some(f64::NEG_INFINITY)),
+            point(1500, Some(-0.5)),
+        ],
+    };
+    let svg = super::svg::chart(&c, &[]);
+    assert!(
+        !svg.to_lowercase().contains("nan") && !svg.contains("inf"),
+        "{svg}"
+    );
+    // the finite points are drawn (a negative one on the axis)
+    assert_eq!(svg.matches("<circle").count(), 2, "{svg}");
+}

@@ -162,6 +162,9 @@ async fn with_no_balancer_nothing_claims_a_balancer_answered() {
         text.contains("✓ no balancer: no connection to wait for"),
         "{text}"
     );
+    // the peers check speaks of the nodes serving, not of a rotation
+    assert!(text.contains("node(s) serving answer"), "{text}");
+    assert!(!text.contains("node(s) in rotation answer"), "{text}");
     let gate = text
         .lines()
         .find(|l| l.contains("preflight  balancer"))
