@@ -211,12 +211,7 @@ fn node_locks(
     run: &str,
     journal: &dyn Store,
 ) -> Result<crate::journal::NodeLocks, JournalError> {
-    let nodes: Vec<(String, String)> = plan
-        .nodes
-        .iter()
-        .map(|n| (n.name.clone(), n.address.clone()))
-        .collect();
-    crate::journal::NodeLocks::acquire(&nodes, run, &journal.location())
+    crate::journal::NodeLocks::acquire(&plan.node_addresses(), run, &journal.location())
 }
 
 fn targets(plan: &Plan) -> BTreeMap<String, Target> {

@@ -87,12 +87,7 @@ pub fn left_for_person(
     if !failed.is_empty() {
         return Ok(Some(failed));
     }
-    Ok(Some(
-        plan.nodes
-            .iter()
-            .map(|n| (n.name.clone(), n.address.clone()))
-            .collect(),
-    ))
+    Ok(Some(plan.node_addresses()))
 }
 
 /// A run that holds this one back.
@@ -140,12 +135,11 @@ pub fn unresolved(j: &dyn Store, plan: &Plan, except: &str) -> Result<Option<Hel
 /// left for a person (nothing when it left none). A marker that cannot be
 /// written is returned as an error for the caller to report: the journal
 /// still holds the fleet back.
-pub fn mark(j: &dyn Store, rec: &RunRecord) -> Result<usize, ExecError> {
-    let Some(nodes) = left_for_person(j, rec)? else {
-        return Ok(0);
-    };
-    locks::hold(&nodes, &rec.id, &rec.fleet, &j.location()).map_err(ExecError::from)?;
-    Ok(nodes.len())
+pub fn mark(j: &dyn Store, rec: &RunRecord) -> Result<(), ExecError> {
+    if let Some(nodes) = left_for_person(j, rec)? {
+        locks::hold(&nodes, &rec.id, &rec.fleet, &j.location())?;
+    }
+    Ok(())
 }
 
 /// Before a run: the markers of this machine's lock directory on `plan`'s
@@ -154,12 +148,7 @@ pub fn mark(j: &dyn Store, rec: &RunRecord) -> Result<usize, ExecError> {
 /// removed; any other (another journal's, or one whose run this journal no
 /// longer has: the node may still be out) refuses the run.
 pub fn check_marks(j: &dyn Store, plan: &Plan) -> Result<(), ExecError> {
-    let nodes: Vec<(String, String)> = plan
-        .nodes
-        .iter()
-        .map(|n| (n.name.clone(), n.address.clone()))
-        .collect();
-    for m in locks::held(&nodes).map_err(ExecError::from)? {
+    for m in locks::held(&plan.node_addresses())? {
         if locks::same_journal(&m.journal, &j.location()) {
             match j.run(&m.run) {
                 Ok(rec) => {

@@ -44,8 +44,7 @@ impl NodeLocks {
             })
             .collect();
         for (node, address, key) in keys {
-            let key = &crate::artifact::sha256_hex(key.as_bytes())[..24];
-            let path = dir.join(format!("{key}.lock"));
+            let path = key_path(&dir, &key, "lock");
             use std::os::unix::fs::OpenOptionsExt;
             let opened = std::fs::OpenOptions::new()
                 .read(true)
@@ -219,11 +218,18 @@ pub struct HeldMark {
     pub path: PathBuf,
 }
 
-fn mark_path(dir: &Path, key: &str) -> PathBuf {
+/// The file of a node address key in the lock directory: `.lock` (the
+/// `flock`) or `.held` (the marker).
+fn key_path(dir: &Path, key: &str, ext: &str) -> PathBuf {
     dir.join(format!(
-        "{}.held",
+        "{}.{ext}",
         &crate::artifact::sha256_hex(key.as_bytes())[..24]
     ))
+}
+
+/// [`lock_dir`], its error as the journal's.
+fn dir() -> Result<PathBuf, JournalError> {
+    lock_dir().map_err(|(path, source)| JournalError::NodeLock { path, source })
 }
 
 /// Mark each `(node, address)` as left for a person by `run` of `fleet` in
@@ -236,11 +242,11 @@ pub fn hold(
     journal: &str,
 ) -> Result<(), JournalError> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = lock_dir().map_err(|(d, e)| JournalError::NodeLock { path: d, source: e })?;
+    let dir = dir()?;
     let me = journal_key(journal);
     for (node, address) in nodes {
         for key in node_keys(address) {
-            let path = mark_path(&dir, &key);
+            let path = key_path(&dir, &key, "held");
             let body = format!("{run}\n{fleet}\n{me}\n{node}\n{address}\n");
             let tmp = path.with_extension(format!("held.{}", std::process::id()));
             std::fs::write(&tmp, body)
@@ -263,11 +269,11 @@ pub fn hold(
 /// The markers on these nodes (one per node at most: the first address
 /// key that has one).
 pub fn held(nodes: &[(String, String)]) -> Result<Vec<HeldMark>, JournalError> {
-    let dir = lock_dir().map_err(|(d, e)| JournalError::NodeLock { path: d, source: e })?;
+    let dir = dir()?;
     let mut out = Vec::new();
     for (node, address) in nodes {
         for key in node_keys(address) {
-            let path = mark_path(&dir, &key);
+            let path = key_path(&dir, &key, "held");
             let Ok(text) = std::fs::read_to_string(&path) else {
                 continue;
             };
@@ -292,7 +298,7 @@ pub fn held(nodes: &[(String, String)]) -> Result<Vec<HeldMark>, JournalError> {
 /// how many were removed, and those that could not be (another user's
 /// file in the sticky directory), for the caller to name.
 pub fn release_held(run: &str, journal: &str) -> Result<(usize, Vec<PathBuf>), JournalError> {
-    let dir = lock_dir().map_err(|(d, e)| JournalError::NodeLock { path: d, source: e })?;
+    let dir = dir()?;
     let me = journal_key(journal);
     let (mut removed, mut left) = (0, Vec::new());
     let entries = std::fs::read_dir(&dir).map_err(|source| JournalError::NodeLock {

@@ -246,6 +246,14 @@ impl Plan {
     }
 
     /// The node as the drivers see it (outside a run's step: no releases).
+    /// Each node as `(name, address)`: what the node locks and markers key.
+    pub fn node_addresses(&self) -> Vec<(String, String)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.address.clone()))
+            .collect()
+    }
+
     pub fn target(&self, node: &Node) -> crate::drivers::Target {
         crate::drivers::Target {
             name: node.name.clone(),
